@@ -1,0 +1,38 @@
+# The two commands a new user needs: `make demo` and `make test`.
+# Each sets everything up first (idempotent: a second run only checks).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# The CPU build of torch lies on this kind of machine's disk; a bare `torch`
+# requirement would pull a multi-GB CUDA build. Override for your own machine,
+# e.g. `make setup TORCH=` to keep whatever torch the venv already has.
+TORCH  ?= torch==2.13.0
+
+.PHONY: setup demo test lint bench clean
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@if [ -n "$(TORCH)" ] && ! $(PY) -c "import torch" 2>/dev/null; then \
+	    echo "installing $(TORCH) (CPU build)"; $(PY) -m pip install --quiet "$(TORCH)"; fi
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.stamp
+
+demo: setup
+	$(VENV)/bin/lossmap demo
+
+test: setup
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -1,0 +1,7 @@
+"""``python -m lossmap`` (also what ``torchrun -m lossmap`` runs)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,230 @@
+"""The ``lossmap`` command line: scan, info, export (demo and plots in their modules).
+
+Errors a user can fix print one line and exit with status 2 (``--debug`` shows
+the traceback); Ctrl-C keeps finished points and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, LossmapError
+
+_GRID = re.compile(r"^-?[0-9.eE+-]*:-?[0-9.eE+-]*:[0-9]+$")
+
+
+def _fix_negative_grids(argv: Sequence[str]) -> list[str]:
+    """Turn ``--grid -1:1:51`` into ``--grid=-1:1:51`` (argparse reads ``-1:…`` as an option)."""
+    out: list[str] = []
+    it = iter(argv)
+    for tok in it:
+        if tok == "--grid":
+            nxt = next(it, None)
+            if nxt is None:
+                out.append(tok)
+            else:
+                out.append(f"--grid={nxt}")
+        else:
+            out.append(tok)
+    return out
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lossmap", description="Loss-surface slices of neural networks."
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("scan", help="scan a line or plane into a store (resumable)")
+    s.add_argument("--spec", help="YAML file with the same keys as these flags")
+    s.add_argument("--model", help="MODULE:FUNCTION returning the nn.Module")
+    s.add_argument("--checkpoint", help="centre weights (.safetensors or torch state dict)")
+    s.add_argument("--data", help="MODULE:FUNCTION returning {split: (X, y) | DataLoader}")
+    s.add_argument("--loss", help="cross_entropy (default), mse, or MODULE:NAME of a loss")
+    s.add_argument("--dirs", type=int, help="1 (line) or 2 (plane, default)")
+    s.add_argument("--norm", help="filter (default) | layer | model | none")
+    s.add_argument("--ignore", help="biasbn (default) | none")
+    s.add_argument("--seed", type=int, help="seed of the directions and subset (default 0)")
+    s.add_argument(
+        "--orthogonal",
+        action="store_true",
+        default=None,
+        help="make the second direction exactly orthogonal to the first",
+    )
+    s.add_argument("--grid", action="append", help="LO:HI:N, once per direction")
+    s.add_argument("--samples", type=int, help="fixed random subset size per split")
+    s.add_argument("--metrics", help="comma-separated, default loss,accuracy")
+    s.add_argument("--device", help="cpu, cuda, cuda:1, … (default: the model's)")
+    s.add_argument("--batch-size", dest="batch_size", type=int, help="evaluation batch size")
+    s.add_argument("--out", help="store path, e.g. runs/plane.lossmap")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    s.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    i = sub.add_parser("info", help="what a store holds")
+    i.add_argument("path")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    e = sub.add_parser("export", help="export a store to NetCDF (.nc) or CSV (.csv)")
+    e.add_argument("path")
+    e.add_argument("-o", "--output", required=True, help="FILE.nc or FILE.csv")
+    e.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    import torch
+
+    from .config import ScanConfig
+    from .directions import random_directions
+    from .entry import load_entry
+    from .errors import InputTypeError
+    from .params import load_checkpoint
+    from .scan import scan
+    from .store import is_store
+
+    values: dict[str, Any] = ScanConfig.from_yaml(args.spec) if args.spec else {}
+    for key in ScanConfig.field_names():
+        v = getattr(args, key, None)
+        if v is not None:
+            values[key] = v
+    cfg = ScanConfig(**values).validate()
+    out = Path(cfg.out)
+    if out.exists() and not is_store(out):
+        raise InputError(
+            f"--out {str(out)!r} exists and is not a lossmap store; it was left untouched: "
+            "choose another path"
+        )
+    model = load_entry(cfg.model, what="--model")()
+    if not isinstance(model, torch.nn.Module):
+        raise InputTypeError(
+            f"--model {cfg.model!r} returned a {type(model).__name__}, not a torch.nn.Module"
+        )
+    data = load_entry(cfg.data, what="--data")()
+    if cfg.loss == "cross_entropy":
+        loss_fn = torch.nn.CrossEntropyLoss()
+    elif cfg.loss == "mse":
+        loss_fn = torch.nn.MSELoss()
+    else:
+        loss_fn = load_entry(cfg.loss, what="--loss")
+        if not callable(loss_fn):
+            raise InputTypeError(f"--loss {cfg.loss!r} is not callable")
+    centre = load_checkpoint(cfg.checkpoint) if cfg.checkpoint else None
+    if centre is not None:
+        from .scan import _resolve_centre
+
+        c_params, _ = _resolve_centre(model, centre)
+        dir_base: Any = c_params
+    else:
+        dir_base = model
+    dirs = random_directions(
+        dir_base,
+        cfg.dirs,
+        norm=cfg.norm,
+        ignore=cfg.ignore,
+        seed=cfg.seed,
+        orthogonal=bool(cfg.orthogonal),
+    )
+    metrics = tuple(cfg.metrics)
+    surf = scan(
+        model,
+        loss_fn,
+        data=data,
+        directions=dirs,
+        grid=cfg.grid,
+        centre=centre,
+        metrics=metrics,
+        samples=cfg.samples,
+        store=out,
+        device=cfg.device,
+        batch_size=cfg.batch_size,
+        progress=not args.no_progress,
+        seed=cfg.seed,
+        extra_meta={"command": cfg.to_dict()},
+    )
+    print(f"{out}: {surf!r}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .store import Store
+    from .surface import from_rows
+
+    with Store.open(args.path) as store:
+        idx, rows = store.rows()
+        surf = from_rows(store.spec, idx, rows, fingerprints=store.fingerprints, path=args.path)
+        info = {
+            "path": args.path,
+            "spec": store.spec.to_dict(),
+            "fingerprints": store.fingerprints,
+            "lossmap_version": store.meta("lossmap_version"),
+            "torch_version": store.meta("torch_version"),
+            "command": store.meta("command"),
+            "summary": surf.summary(),
+        }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    spec = store.spec
+    s = info["summary"]
+    print(f"{args.path}")
+    print(f"  grid        {' x '.join(str(a) for a in spec.axes)}  ({', '.join(spec.dims)})")
+    print(f"  points      {s['done']}/{s['points']} done, {s['diverged']} diverged")
+    print(
+        f"  splits      {', '.join(spec.splits)}; metrics {', '.join(spec.metrics)}; "
+        f"samples {spec.samples or 'all'}"
+    )
+    for i, d in enumerate(spec.directions):
+        print(f"  direction {i} " + ", ".join(f"{k}={v}" for k, v in d.items()))
+    print("  fingerprints " + ", ".join(f"{k}={v}" for k, v in store.fingerprints.items()))
+    for var in spec.variables:
+        e = s[var]
+        centre = "n/a" if e["centre"] is None else f"{e['centre']:.6g}"
+        low = f"{e['min']:.6g} at {e['argmin']}" if "min" in e else "n/a"
+        print(f"  {var:<16} centre {centre}, min {low}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .surface import load
+
+    out = Path(args.output)
+    if out.suffix not in (".nc", ".csv"):
+        raise InputError(f"-o {args.output!r}: the file must end in .nc (NetCDF) or .csv")
+    surf = load(args.path)
+    (surf.to_netcdf if out.suffix == ".nc" else surf.to_csv)(out)
+    print(f"wrote {out}")
+    return 0
+
+
+COMMANDS = {"scan": _cmd_scan, "info": _cmd_info, "export": _cmd_export}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = _fix_negative_grids(list(sys.argv[1:] if argv is None else argv))
+    args = _build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except LossmapError as exc:
+        if args.debug:
+            raise
+        print(f"lossmap {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"lossmap {args.command}: interrupted; finished points are kept in the store",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,341 @@
+"""Directions in weight space: the Direction type and random, normalized directions.
+
+Normalization units (the slices whose norm is matched to the centre's):
+
+* ``"filter"`` — each output slice of a tensor with two or more dimensions
+  (a row of a Linear weight, an output channel of a Conv weight); a tensor
+  with fewer dimensions (a bias, a normalization scale) is one unit.
+* ``"layer"`` — each tensor (the fmin.xyz example's per-parameter rule).
+* ``"model"`` — the whole parameter vector.
+* ``"none"`` — raw N(0, 1) entries, no rescaling.
+
+A unit of the centre whose norm is zero (a zero-initialized bias, say) gets a
+zero direction: matching a zero norm leaves nothing to perturb.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import params as P
+from .errors import InputError, InputTypeError, MissingFileError
+
+NORMS = ("filter", "layer", "model", "none")
+IGNORES = ("biasbn", None)
+
+
+class Direction(Mapping[str, torch.Tensor]):
+    """A read-only mapping from parameter (or buffer) name to a direction tensor.
+
+    Parameters
+    ----------
+    tensors : Mapping[str, Tensor]
+        The direction, keyed like ``model.named_parameters()``. Tensors are
+        copied to the CPU, so later changes to the caller's tensors do not leak
+        in. Entries are never replaced; use :meth:`tensors` for copies to edit.
+    meta : dict, optional
+        How the direction was made (``kind``, ``norm``, ``ignore``, ``seed``…);
+        stored with scans and saved with the tensors.
+
+    Examples
+    --------
+    >>> import torch
+    >>> d = Direction({"w": torch.ones(3)})
+    >>> round(d.norm(), 4)
+    1.7321
+    >>> d["w"] = torch.zeros(3)
+    Traceback (most recent call last):
+    ...
+    TypeError: 'Direction' object does not support item assignment
+    """
+
+    __slots__ = ("_meta", "_tensors")
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], meta: dict | None = None):
+        if isinstance(tensors, Direction):
+            meta = {**tensors.meta, **(meta or {})}
+            tensors = tensors._tensors
+        if not isinstance(tensors, Mapping):
+            raise InputTypeError(
+                f"a Direction wraps a dict of tensors, got {type(tensors).__name__}"
+            )
+        out = {}
+        for name, t in tensors.items():
+            if not isinstance(t, torch.Tensor):
+                raise InputTypeError(
+                    f"direction entry {name!r} is a {type(t).__name__}, not a tensor"
+                )
+            if not t.is_floating_point():
+                raise InputError(
+                    f"direction entry {name!r} has dtype {t.dtype}; directions are floating point"
+                )
+            out[name] = t.detach().to("cpu", copy=True).contiguous()
+        self._tensors = out
+        self._meta = dict(meta or {})
+
+    # -- Mapping protocol (read-only: no item assignment or deletion) -----
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._tensors[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    def __repr__(self) -> str:
+        kind = self._meta.get("kind", "custom")
+        return (
+            f"Direction({kind}, {len(self)} tensors, {P.numel(self._tensors):,} values, "
+            f"norm={self.norm():.4g})"
+        )
+
+    @property
+    def meta(self) -> dict:
+        """How the direction was made (a copy)."""
+        return dict(self._meta)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """A new dict of copies of the tensors, free to modify."""
+        return {n: t.clone() for n, t in self._tensors.items()}
+
+    def norm(self) -> float:
+        """Euclidean norm of the whole direction."""
+        return P.norm(self._tensors)
+
+    def dot(self, other: Mapping[str, torch.Tensor]) -> float:
+        """Inner product with another direction or state (common names)."""
+        return P.dot(self._tensors, other)
+
+    def cosine(self, other: Mapping[str, torch.Tensor]) -> float:
+        """Cosine of the angle to another direction (0 if either is zero)."""
+        na, nb = self.norm(), P.norm(other)
+        return self.dot(other) / (na * nb) if na and nb else 0.0
+
+    def fingerprint(self) -> str:
+        """Hash of names, shapes, dtypes and values."""
+        return P.fingerprint(self._tensors)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save as safetensors; ``meta`` goes into the file's metadata."""
+        import json
+
+        from safetensors.torch import save_file
+
+        save_file(self._tensors, str(path), metadata={"lossmap": json.dumps(self._meta)})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Direction:
+        """Load a direction saved by :meth:`save` (or any safetensors file)."""
+        import json
+
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.exists():
+            raise MissingFileError(f"direction file {str(path)!r} does not exist")
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+            meta = json.loads((f.metadata() or {}).get("lossmap", "{}"))
+        return cls(tensors, meta)
+
+
+# -- random, normalized directions ---------------------------------------------
+
+
+def check_norm(norm: str) -> str:
+    """Return ``norm`` if it is a known normalization, else raise naming the choices."""
+    if norm not in NORMS:
+        raise InputError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
+    return norm
+
+
+def check_ignore(ignore: str | None) -> str | None:
+    """Return ``ignore`` if valid (``"biasbn"`` or ``None``)."""
+    if ignore in ("none", ""):
+        return None
+    if ignore not in IGNORES:
+        raise InputError(f"unknown ignore {ignore!r}: use 'biasbn' (zero 1-D tensors) or None")
+    return ignore
+
+
+def _unit_rows(t: torch.Tensor, norm: str) -> torch.Tensor:
+    """View a tensor as (units, values per unit) for per-filter / per-tensor maths."""
+    if norm == "filter" and t.dim() >= 2:
+        return t.reshape(t.shape[0], -1)
+    return t.reshape(1, -1)
+
+
+def _orthonormalize_units(D: torch.Tensor, C: torch.Tensor | None) -> torch.Tensor:
+    """Gram–Schmidt within each unit, then rescale each unit.
+
+    D: (n, U, M) raw directions; C: (U, M) centre, or None to keep each unit's
+    own pre-orthogonalization norm (``norm="none"``). Orthogonalizing inside a
+    unit and then scaling that unit keeps both properties exact.
+    """
+    D = D.clone()
+    target = C.norm(dim=-1) if C is not None else None  # (U,)
+    raw = D.norm(dim=-1)  # (n, U)
+    for k in range(D.shape[0]):
+        for j in range(k):
+            jj = (D[j] * D[j]).sum(-1)  # (U,)
+            coef = torch.where(jj > 0, (D[k] * D[j]).sum(-1) / jj.clamp_min(1e-300), 0.0)
+            D[k] -= coef[:, None] * D[j]
+        have = D[k].norm(dim=-1)  # (U,)
+        want = target if target is not None else raw[k]
+        scale = torch.where(have > 0, want / have.clamp_min(1e-300), 0.0)
+        D[k] *= scale[:, None]
+    return D
+
+
+def random_directions(
+    model_or_state: P.StateLike,
+    n: int,
+    *,
+    norm: str = "filter",
+    ignore: str | None = "biasbn",
+    seed: int = 0,
+    orthogonal: bool = False,
+) -> list[Direction]:
+    """Draw ``n`` Gaussian directions, normalized to the given centre.
+
+    Parameters
+    ----------
+    model_or_state : nn.Module or dict[str, Tensor]
+        The centre whose parameter norms the directions match. Buffers
+        (BatchNorm running statistics) never get a direction.
+    n : int
+        Number of directions (1 for a line, 2 for a plane).
+    norm : {"filter", "layer", "model", "none"}, default "filter"
+        Normalization unit, see the module docstring.
+    ignore : {"biasbn", None}, default "biasbn"
+        ``"biasbn"`` zeroes 1-D tensors (biases, normalization scales and
+        shifts); ``None`` keeps them, normalized by the same rule.
+    seed : int, default 0
+        Seed of a private CPU generator: the same seed gives bit-identical
+        directions on every machine and device. Global RNG state is untouched.
+    orthogonal : bool, default False
+        Make every direction exactly orthogonal to the earlier ones while
+        keeping the normalization exact (orthogonalized within each unit,
+        then rescaled).
+
+    Returns
+    -------
+    list of Direction
+        ``n`` directions; the first equals ``random_direction(..., seed=seed)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(4, 3)
+    >>> d1, d2 = random_directions(net, 2, norm="filter", seed=0, orthogonal=True)
+    >>> abs(d1.cosine(d2)) < 1e-6
+    True
+    >>> bool(torch.allclose(d1["weight"].norm(dim=1), net.weight.detach().norm(dim=1)))
+    True
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise InputError(f"n={n!r} must be an integer >= 1 (number of directions)")
+    check_norm(norm)
+    ignore = check_ignore(ignore)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise InputTypeError(f"seed={seed!r} must be an integer")
+    centre = P.parameter_state(model_or_state)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    # Direction-major drawing order: direction k does not depend on n.
+    raw = [
+        {
+            name: torch.randn(t.shape, generator=gen, dtype=torch.float64)
+            for name, t in centre.items()
+        }
+        for _ in range(n)
+    ]
+    kept = [name for name, t in centre.items() if not (ignore == "biasbn" and t.dim() <= 1)]
+    out = [
+        {name: torch.zeros(t.shape, dtype=torch.float64) for name, t in centre.items()}
+        for _ in range(n)
+    ]
+    if norm in ("model", "none"):
+        C = torch.cat([centre[k].double().reshape(-1) for k in kept])[None] if kept else None
+        if kept:
+            D = torch.stack([torch.cat([r[k].reshape(-1) for k in kept])[None] for r in raw])
+            if not orthogonal:
+                D = _scale_only(D, C if norm == "model" else None)
+            else:
+                D = _orthonormalize_units(D, C if norm == "model" else None)
+            for i in range(n):
+                offset = 0
+                for k in kept:
+                    size = centre[k].numel()
+                    out[i][k] = D[i, 0, offset : offset + size].reshape(centre[k].shape)
+                    offset += size
+    else:
+        for k in kept:
+            C = _unit_rows(centre[k].double(), norm)
+            D = torch.stack([_unit_rows(r[k], norm) for r in raw])
+            D = _orthonormalize_units(D, C) if orthogonal else _scale_only(D, C)
+            for i in range(n):
+                out[i][k] = D[i].reshape(centre[k].shape)
+    return [
+        Direction(
+            {name: out[i][name].to(centre[name].dtype) for name in centre},
+            meta={
+                "kind": "random",
+                "norm": norm,
+                "ignore": ignore,
+                "seed": seed,
+                "index": i,
+                "orthogonal": bool(orthogonal),
+            },
+        )
+        for i in range(n)
+    ]
+
+
+def _scale_only(D: torch.Tensor, C: torch.Tensor | None) -> torch.Tensor:
+    """Rescale each unit of each direction to the centre's unit norm (no-op if C is None)."""
+    if C is None:
+        return D
+    have = D.norm(dim=-1, keepdim=True)
+    return torch.where(have > 0, D * (C.norm(dim=-1, keepdim=True) / have.clamp_min(1e-300)), 0.0)
+
+
+def random_direction(
+    model_or_state: P.StateLike,
+    *,
+    norm: str = "filter",
+    ignore: str | None = "biasbn",
+    seed: int = 0,
+) -> Direction:
+    """Draw one Gaussian direction normalized to the centre.
+
+    Same as ``random_directions(model_or_state, 1, ...)[0]``; see there for
+    the parameters.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(4, 3)
+    >>> d = random_direction(net, norm="layer", seed=1)
+    >>> bool(torch.isclose(d["weight"].norm(), net.weight.detach().norm()))
+    True
+    >>> float(d["bias"].abs().sum())  # ignore="biasbn" zeroes 1-D tensors
+    0.0
+    """
+    return random_directions(model_or_state, 1, norm=norm, ignore=ignore, seed=seed)[0]
+
+
+def as_direction(obj: Any, *, name: str = "direction") -> Direction:
+    """Return ``obj`` as a Direction (wrapping a dict of tensors), else raise."""
+    if isinstance(obj, Direction):
+        return obj
+    if isinstance(obj, Mapping):
+        return Direction(obj)
+    raise InputTypeError(
+        f"{name} is a {type(obj).__name__}; pass a lm.Direction or a dict of tensors"
+    )

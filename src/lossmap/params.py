@@ -1,0 +1,173 @@
+"""Named tensors of one model state: extraction, checkpoints, vector maths, fingerprints.
+
+A *state* here is a ``dict[str, Tensor]`` keyed like ``model.named_parameters()``
+(and ``named_buffers()`` where buffers are meant). All functions are pure: they
+never change the tensors or the model they are given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import InputError, InputTypeError, MissingFileError
+
+# Buffer names of torch's normalization layers; used only to tell buffers from
+# parameters when the user hands us a bare state dict instead of a model.
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+StateLike = nn.Module | Mapping[str, torch.Tensor]
+
+
+def parameters_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Detached views of the model's parameters, in ``named_parameters()`` order."""
+    return {name: p.detach() for name, p in model.named_parameters()}
+
+
+def buffers_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Detached views of the model's buffers, in ``named_buffers()`` order."""
+    return {name: b.detach() for name, b in model.named_buffers()}
+
+
+def is_buffer_name(name: str) -> bool:
+    """Whether a state-dict key names a normalization buffer (running statistics)."""
+    return name.rsplit(".", 1)[-1] in _BUFFER_SUFFIXES
+
+
+def split_state(state: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
+    """Split a bare state dict into (parameters, buffers) by name and dtype.
+
+    Floating-point tensors whose names are not normalization buffers count as
+    parameters. Pass a model instead of a state dict to avoid the guess.
+    """
+    params, buffers = {}, {}
+    for name, t in state.items():
+        if not isinstance(t, torch.Tensor):
+            raise InputTypeError(
+                f"state entry {name!r} is a {type(t).__name__}, not a tensor: "
+                "pass model.state_dict() or a dict of tensors"
+            )
+        if t.is_floating_point() and not is_buffer_name(name):
+            params[name] = t.detach()
+        else:
+            buffers[name] = t.detach()
+    return params, buffers
+
+
+def parameter_state(model_or_state: StateLike) -> dict[str, torch.Tensor]:
+    """The parameters of a model, or the parameter entries of a state dict."""
+    if isinstance(model_or_state, nn.Module):
+        return parameters_of(model_or_state)
+    if isinstance(model_or_state, Mapping):
+        params, _ = split_state(model_or_state)
+        if not params:
+            raise InputError("the state has no floating-point parameter tensors")
+        return params
+    raise InputTypeError(
+        f"expected an nn.Module or a dict of tensors, got {type(model_or_state).__name__}"
+    )
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a state dict from a ``.safetensors`` file or a torch file, without pickle.
+
+    Torch files are read with ``torch.load(weights_only=True)``. A dict that
+    wraps the state under ``"state_dict"``, ``"model_state_dict"`` or ``"model"``
+    is unwrapped.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(f"checkpoint {str(path)!r} does not exist: check the path")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError or RuntimeError here
+        text = str(exc)
+        if "weights_only" in text or "Unpickl" in type(exc).__name__:
+            raise InputError(
+                f"checkpoint {str(path)!r} needs pickle to load, which can run arbitrary "
+                "code; lossmap loads with weights_only=True. Re-save it as "
+                "torch.save(model.state_dict(), path) or as .safetensors"
+            ) from None
+        raise InputError(
+            f"checkpoint {str(path)!r} cannot be read: {text.splitlines()[0]}"
+        ) from None
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise InputError(
+            f"checkpoint {str(path)!r} does not hold a state dict of tensors: "
+            "save model.state_dict()"
+        )
+    return dict(obj)
+
+
+def check_same_layout(
+    reference: Mapping[str, torch.Tensor],
+    other: Mapping[str, torch.Tensor],
+    *,
+    what: str,
+    ref_what: str = "the model",
+    allow_extra: Iterable[str] = (),
+) -> None:
+    """Raise if ``other`` does not have exactly the names and shapes of ``reference``.
+
+    ``allow_extra`` lists names ``other`` may hold beyond ``reference`` (buffers).
+    """
+    extra_ok = set(allow_extra)
+    missing = [n for n in reference if n not in other]
+    unexpected = [n for n in other if n not in reference and n not in extra_ok]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"has no tensor for {missing[0]!r}")
+        if unexpected:
+            parts.append(f"has a tensor {unexpected[0]!r} that {ref_what} lacks")
+        raise InputError(
+            f"{what} {' and '.join(parts)} ({ref_what} has {len(reference)} parameter tensors, "
+            f"{what} {len([n for n in other if n not in extra_ok or n in reference])}): "
+            f"{what} was made for another model"
+        )
+    for name, t in reference.items():
+        if tuple(other[name].shape) != tuple(t.shape):
+            raise InputError(
+                f"{what} has shape {tuple(other[name].shape)} for {name!r} but {ref_what} has "
+                f"{tuple(t.shape)}: {what} was made for another model"
+            )
+
+
+def fingerprint(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes, in sorted name order (hex, 16 chars)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def dot(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
+    """Inner product of two states over their common names, accumulated in float64."""
+    return float(sum((a[n].double() * b[n].double()).sum() for n in a if n in b))
+
+
+def norm(a: Mapping[str, torch.Tensor]) -> float:
+    """Euclidean norm of a state as one long vector (float64)."""
+    return dot(a, a) ** 0.5
+
+
+def numel(a: Mapping[str, torch.Tensor]) -> int:
+    """Total number of scalars in a state."""
+    return sum(t.numel() for t in a.values())

@@ -1,0 +1,330 @@
+"""lm.scan: plan the grid, drive the Evaluator, write the Store, return a Surface."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import params as P
+from .directions import Direction, as_direction
+from .errors import InputError, InputTypeError
+from .evaluate import Evaluator, Metric, accuracy, check_on_sample
+from .guard import preserved
+from .progress import bar
+from .spec import ScanSpec, check_axis, check_name, progressive_order
+from .splits import as_splits
+from .store import Store
+from .surface import Surface, from_rows, load
+
+DEFAULT_METRICS = ("loss", "accuracy")
+# Points are committed to the store at least this often (seconds).
+COMMIT_EVERY = 0.0  # commit each finished chunk: a kill loses only points in flight
+
+
+def _resolve_centre(model: nn.Module, centre: Any) -> tuple[dict, dict]:
+    """The centre's (parameters, buffers), checked against the model's layout."""
+    params, buffers = P.parameters_of(model), P.buffers_of(model)
+    if centre is None:
+        return {k: v.clone() for k, v in params.items()}, {k: v.clone() for k, v in buffers.items()}
+    if isinstance(centre, (str, os.PathLike)):
+        state = P.load_checkpoint(centre)
+        what = f"checkpoint {str(centre)!r}"
+    elif isinstance(centre, nn.Module):
+        state = {**P.parameters_of(centre), **P.buffers_of(centre)}
+        what = "the centre model"
+    elif isinstance(centre, Mapping):
+        state = dict(centre)
+        what = "the centre state"
+    else:
+        raise InputTypeError(
+            f"centre is a {type(centre).__name__}; pass None (the model's weights), a state "
+            "dict, a model, or a checkpoint path"
+        )
+    c_params = {k: v for k, v in state.items() if k in params}
+    P.check_same_layout(
+        params,
+        c_params | {k: v for k, v in state.items() if k not in params and k not in buffers},
+        what=what,
+    )
+    c_buffers = {k: state.get(k, v).detach().clone() for k, v in buffers.items()}
+    for k, v in c_buffers.items():
+        if v.shape != buffers[k].shape:
+            raise InputError(
+                f"{what} has shape {tuple(v.shape)} for buffer {k!r} but the model has "
+                f"{tuple(buffers[k].shape)}: {what} was made for another model"
+            )
+    for k, v in c_params.items():
+        if v.dtype != params[k].dtype:
+            c_params[k] = v.to(params[k].dtype)
+    return {k: v.detach().clone() for k, v in c_params.items()}, c_buffers
+
+
+def _resolve_directions(directions: Any, params: dict, buffers: dict) -> list[Direction]:
+    if isinstance(directions, (Direction, Mapping)):
+        directions = [directions]
+    if not isinstance(directions, Sequence) or isinstance(directions, str):
+        raise InputTypeError(
+            f"directions is a {type(directions).__name__}; pass a Direction or a list of "
+            "1 (line) or 2 (plane) Directions"
+        )
+    if len(directions) not in (1, 2):
+        raise InputError(f"{len(directions)} directions given: pass 1 (a line) or 2 (a plane)")
+    out = []
+    for i, d in enumerate(directions):
+        d = as_direction(d, name=f"direction {i}")
+        P.check_same_layout(params, d, what=f"direction {i}", allow_extra=buffers)
+        for k in d:
+            if k in buffers and buffers[k].shape != d[k].shape:
+                raise InputError(
+                    f"direction {i} has shape {tuple(d[k].shape)} for buffer {k!r} "
+                    f"but the model has {tuple(buffers[k].shape)}"
+                )
+        out.append(d)
+    return out
+
+
+def _resolve_metrics(metrics: Any, loss_fn: Callable) -> dict[str, Metric]:
+    if isinstance(metrics, (str, Mapping)) or callable(metrics):
+        metrics = metrics.items() if isinstance(metrics, Mapping) else [metrics]
+    out: dict[str, Metric] = {}
+    for m in metrics:
+        if isinstance(m, tuple) and len(m) == 2:
+            name, fn = m
+        elif m == "loss":
+            name, fn = "loss", loss_fn
+        elif m == "accuracy":
+            name, fn = "accuracy", accuracy
+        elif isinstance(m, str):
+            raise InputError(
+                f"unknown metric {m!r}: use 'loss', 'accuracy' or a callable "
+                "f(outputs, targets) returning the batch mean"
+            )
+        elif callable(m):
+            name, fn = getattr(m, "__name__", type(m).__name__), m
+        else:
+            raise InputTypeError(f"metric {m!r} is neither a name nor a callable")
+        check_name(name, what="metric")
+        if name in out:
+            raise InputError(f"metric {name!r} given twice")
+        out[name] = fn
+    if not out:
+        raise InputError("metrics is empty: pass at least ('loss',)")
+    return out
+
+
+def _loss_name(loss_fn: Callable) -> str:
+    return getattr(loss_fn, "__name__", None) or type(loss_fn).__name__
+
+
+def _device_of(model: nn.Module, device: Any) -> torch.device:
+    if device is not None:
+        try:
+            return torch.device(device)
+        except (RuntimeError, TypeError):
+            raise InputError(
+                f"device {device!r} is not a torch device, e.g. 'cpu' or 'cuda:0'"
+            ) from None
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def scan(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    data: Mapping[str, Any],
+    directions: Direction | Mapping | Sequence[Direction | Mapping],
+    grid: Any,
+    centre: Any = None,
+    metrics: Any = DEFAULT_METRICS,
+    samples: int | None = None,
+    store: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    extra_meta: dict | None = None,
+) -> Surface:
+    """Evaluate loss and metrics on a line or plane through weight space.
+
+    Each point is ``L(c + a·d1 [+ b·d2])``: the exact mean over the samples of
+    each split (weighted by batch sizes), in evaluation mode, without
+    gradients. The model comes back bit-identical (parameters, buffers,
+    train/eval mode, ``requires_grad``), also after an error or Ctrl-C.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network; read only, through ``torch.func.functional_call``.
+    loss_fn : callable
+        ``loss_fn(outputs, targets)`` returning the batch mean, e.g.
+        ``torch.nn.CrossEntropyLoss()``.
+    data : dict of str to split
+        Named splits; each a DataLoader, an ``(X, y)`` tuple of tensors, or
+        an iterable of ``(X, y)`` batches. Read once and kept in memory.
+    directions : Direction or list of 1 or 2 Directions
+        One direction → a line (dim ``alpha``), two → a plane (``alpha``, ``beta``).
+    grid : list of (lo, hi, n) or "lo:hi:n"
+        One axis per direction; for a line a single ``(lo, hi, n)`` also works.
+    centre : None, dict, nn.Module or path, optional
+        Centre of the slice; default the model's current weights.
+    metrics : sequence, default ("loss", "accuracy")
+        Names (``"loss"``, ``"accuracy"``), callables ``f(outputs, targets)``
+        returning a batch mean, or a dict name → callable. With the default
+        and float targets (regression), ``accuracy`` is dropped.
+    samples : int, optional
+        Evaluate a fixed random subset of this many samples of each split.
+    store : path, optional
+        SQLite store; an existing store of the same scan is resumed, one of
+        another scan is refused. Without it, results live in memory only.
+    device : str or torch.device, optional
+        Default: the model's device.
+    batch_size : int, optional
+        Evaluation batch size (default: the loader's, else 1024).
+    progress : bool, default True
+        Show points done, points/s and ETA.
+    seed : int, default 0
+        Seed of the ``samples`` subset.
+
+    Returns
+    -------
+    Surface
+
+    Examples
+    --------
+    >>> import torch, lossmap as lm
+    >>> net = torch.nn.Linear(3, 2)
+    >>> X, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
+    >>> d = lm.random_direction(net, seed=0)
+    >>> surf = lm.scan(net, torch.nn.CrossEntropyLoss(), data={"train": (X, y)},
+    ...                directions=d, grid=(-1, 1, 5), progress=False)
+    >>> surf["train_loss"].shape
+    (5,)
+    """
+    if not isinstance(model, nn.Module):
+        raise InputTypeError(f"model is a {type(model).__name__}; pass a torch.nn.Module")
+    if not callable(loss_fn):
+        raise InputTypeError(
+            f"loss_fn is a {type(loss_fn).__name__}; pass a callable "
+            "loss_fn(outputs, targets), e.g. torch.nn.CrossEntropyLoss()"
+        )
+    dev = _device_of(model, device)
+    c_params, c_buffers = _resolve_centre(model, centre)
+    dirs = _resolve_directions(directions, c_params, c_buffers)
+    if (
+        isinstance(grid, (str, tuple))
+        and len(dirs) == 1
+        and not (isinstance(grid, tuple) and grid and isinstance(grid[0], (tuple, list, str)))
+    ):
+        grid = [grid]
+    if not isinstance(grid, (list, tuple)):
+        raise InputTypeError("grid must be a list of (lo, hi, n) axes, one per direction")
+    if len(grid) != len(dirs):
+        raise InputError(
+            f"{len(grid)} grid axes for {len(dirs)} directions: give one (lo, hi, n) per direction"
+        )
+    axes = tuple(check_axis(a, index=i) for i, a in enumerate(grid))
+    if samples is not None and (
+        not isinstance(samples, int) or isinstance(samples, bool) or samples < 1
+    ):
+        raise InputError(f"samples={samples!r} must be a positive integer or None (all samples)")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise InputError(f"batch_size={batch_size!r} must be a positive integer or None")
+    splits = as_splits(data, samples=samples, seed=seed)
+    mfns = _resolve_metrics(metrics, loss_fn)
+    if metrics == DEFAULT_METRICS and any(s.y.is_floating_point() for s in splits):
+        mfns.pop("accuracy")  # regression targets: accuracy is meaningless
+
+    with preserved(model):
+        check_on_sample(model, mfns, {**c_params, **c_buffers}, splits, dev)
+        spec = ScanSpec(
+            axes=axes,
+            splits=tuple(s.name for s in splits),
+            metrics=tuple(mfns),
+            loss=_loss_name(loss_fn),
+            samples=samples,
+            seed=seed,
+            directions=tuple(d.meta for d in dirs),
+            dtype=str(next(iter(c_params.values())).dtype).replace("torch.", ""),
+        )
+        fps = {
+            "centre": P.fingerprint({**c_params, **c_buffers}),
+            **{f"dir_{i}": d.fingerprint() for i, d in enumerate(dirs)},
+            **{f"data_{s.name}": s.fingerprint() for s in splits},
+        }
+        evaluator = Evaluator(model, mfns, c_params, c_buffers, dirs, splits, dev, batch_size)
+        return _run(spec, fps, dirs, evaluator, store, progress, extra_meta)
+
+
+def _run(spec, fps, dirs, evaluator, store_path, progress, extra_meta) -> Surface:
+    order = progressive_order(spec.shape)
+    coords = np.stack(np.meshgrid(*spec.coords(), indexing="ij"), axis=-1).reshape(
+        -1, len(spec.axes)
+    )
+    if store_path is not None:
+        store = Store.create_or_resume(store_path, spec, fps, dirs, extra_meta)
+    else:
+        store = None
+    try:
+        done = store.done() if store else set()
+        todo = [int(i) for i in order if int(i) not in done]
+        mem_idx: list[int] = []
+        mem_rows: list[list[float]] = []
+        pending: list[tuple] = []
+        last = time.monotonic()
+        with bar(len(order), initial=len(order) - len(todo), enabled=progress) as pbar:
+            for i in todo:
+                t0 = time.perf_counter()
+                values = evaluator.evaluate(coords[i : i + 1])[0]
+                seconds = time.perf_counter() - t0
+                if store is None:
+                    mem_idx.append(i)
+                    mem_rows.append(values.tolist())
+                else:
+                    pending.append((i, coords[i], values, seconds))
+                    if time.monotonic() - last >= COMMIT_EVERY:
+                        store.write(pending)
+                        pending, last = [], time.monotonic()
+                pbar.update(1)
+        if store is not None and pending:
+            store.write(pending)
+            pending = []
+    finally:
+        if store is not None:
+            if pending:  # interrupted: keep every finished point
+                with contextlib.suppress(sqlite3.Error, OSError):
+                    store.write(pending)
+            store.close()
+    if store is None:
+        surf = from_rows(spec, mem_idx, mem_rows, fingerprints=fps)
+    else:
+        surf = load(store_path)
+    _warn_diverged(surf)
+    return surf
+
+
+def _warn_diverged(surf: Surface) -> None:
+    n = surf.diverged()
+    if n:
+        import warnings
+
+        warnings.warn(
+            f"{n} of {surf.done.size} points have a non-finite loss (stored as such)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def load_directions(path: str | os.PathLike) -> list[Direction]:
+    """The directions stored with a scan."""
+    with Store.open(Path(path)) as store:
+        return store.directions()

@@ -1,0 +1,257 @@
+"""ScanSpec: what a scan computes, validated and serializable.
+
+A spec holds everything that determines the stored values — the grid axes,
+splits, metrics, data subset, precision and how each direction was made — and
+nothing that only changes speed (device, batch size). Two scans with equal
+specs and equal fingerprints (centre, directions, data) compute the same
+numbers, which is what lets a store resume safely.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, InputTypeError
+
+FORMAT_VERSION = 1
+DIM_NAMES = ("alpha", "beta")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One grid axis: ``n`` evenly spaced values from ``lo`` to ``hi`` inclusive."""
+
+    lo: float
+    hi: float
+    n: int
+
+    def values(self) -> np.ndarray:
+        """The coordinates along this axis, float64, shape (n,)."""
+        return np.linspace(self.lo, self.hi, self.n)
+
+    def __str__(self) -> str:
+        return f"{self.lo:g}:{self.hi:g}:{self.n}"
+
+
+def check_axis(obj: Any, *, index: int = 0) -> Axis:
+    """Validate one grid axis given as ``Axis``, ``(lo, hi, n)`` or ``"lo:hi:n"``.
+
+    Examples
+    --------
+    >>> check_axis("-1:1:51")
+    Axis(lo=-1.0, hi=1.0, n=51)
+    >>> check_axis((0, 1, 1))
+    Traceback (most recent call last):
+    ...
+    lossmap.errors.InputError: grid axis 0: n=1 must be >= 2 (a line needs two points)
+    """
+    where = f"grid axis {index}"
+    if isinstance(obj, Axis):
+        lo, hi, n = obj.lo, obj.hi, obj.n
+    elif isinstance(obj, str):
+        parts = obj.split(":")
+        if len(parts) != 3:
+            raise InputError(f"{where}: {obj!r} is not LO:HI:N (for example -1:1:51)")
+        try:
+            lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
+        except ValueError:
+            raise InputError(
+                f"{where}: {obj!r} is not LO:HI:N with numbers LO, HI and an integer N "
+                "(for example -1:1:51)"
+            ) from None
+    elif isinstance(obj, (tuple, list)) and len(obj) == 3:
+        lo, hi, n = obj
+    else:
+        raise InputTypeError(f"{where}: {obj!r} must be (lo, hi, n), 'lo:hi:n' or an Axis")
+    if isinstance(n, float) and n.is_integer():
+        n = int(n)
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+        raise InputTypeError(f"{where}: n={n!r} must be an integer")
+    try:
+        lo, hi = float(lo), float(hi)
+    except (TypeError, ValueError):
+        raise InputTypeError(f"{where}: lo={lo!r} and hi={hi!r} must be numbers") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError(f"{where}: lo={lo} and hi={hi} must be finite")
+    if n < 2:
+        raise InputError(f"{where}: n={n} must be >= 2 (a line needs two points)")
+    if lo >= hi:
+        raise InputError(f"{where}: lo={lo:g} must be < hi={hi:g} (swap them, or widen the range)")
+    return Axis(lo, hi, int(n))
+
+
+def check_name(name: Any, *, what: str) -> str:
+    """A split or metric name must be an identifier: it becomes a column and a variable."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InputError(
+            f"{what} name {name!r} must be an identifier (letters, digits, underscores, "
+            "not starting with a digit), e.g. 'train' or 'top5'"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    """The validated description of one scan (see the module docstring).
+
+    Attributes
+    ----------
+    axes : tuple of Axis
+        One axis per direction: 1 → a line (dim ``alpha``), 2 → a plane
+        (dims ``alpha``, ``beta``).
+    splits : tuple of str
+        Data split names, e.g. ``("train", "test")``.
+    metrics : tuple of str
+        Metric names; variables are ``f"{split}_{metric}"``.
+    loss : str
+        Name of the loss function (for the record).
+    samples : int or None
+        Size of the fixed random subset of each split, None for all samples.
+    seed : int
+        Seed of that subset.
+    directions : tuple of dict
+        How each direction was made (its ``meta``).
+    dtype : str
+        Parameter dtype of the evaluation, e.g. ``"float32"``.
+    bn : str
+        BatchNorm mode: ``"eval"`` uses the stored running statistics.
+    format : int
+        Version of the stored format.
+    """
+
+    axes: tuple[Axis, ...]
+    splits: tuple[str, ...]
+    metrics: tuple[str, ...]
+    loss: str = "loss"
+    samples: int | None = None
+    seed: int = 0
+    directions: tuple[dict, ...] = field(default_factory=tuple)
+    dtype: str = "float32"
+    bn: str = "eval"
+    format: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        axes = tuple(check_axis(a, index=i) for i, a in enumerate(self.axes))
+        object.__setattr__(self, "axes", axes)
+        if not 1 <= len(axes) <= len(DIM_NAMES):
+            raise InputError(f"a scan has 1 or 2 axes, got {len(axes)}")
+        if not self.splits:
+            raise InputError("a scan needs at least one data split")
+        for s in self.splits:
+            check_name(s, what="split")
+        for m in self.metrics:
+            check_name(m, what="metric")
+        if not self.metrics:
+            raise InputError("a scan needs at least one metric, e.g. metrics=('loss',)")
+        object.__setattr__(self, "splits", tuple(self.splits))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        object.__setattr__(self, "directions", tuple(dict(d) for d in self.directions))
+        if self.samples is not None and (not isinstance(self.samples, int) or self.samples < 1):
+            raise InputError(f"samples={self.samples!r} must be a positive integer or None")
+
+    # -- derived ---------------------------------------------------------
+    @property
+    def dims(self) -> tuple[str, ...]:
+        """Dimension names: ``("alpha",)`` or ``("alpha", "beta")``."""
+        return DIM_NAMES[: len(self.axes)]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Grid shape, one entry per axis."""
+        return tuple(a.n for a in self.axes)
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """Stored variable names, ``split_metric`` for every split and metric."""
+        return tuple(f"{s}_{m}" for s in self.splits for m in self.metrics)
+
+    def coords(self) -> tuple[np.ndarray, ...]:
+        """Coordinates of each axis."""
+        return tuple(a.values() for a in self.axes)
+
+    def point(self, index: int) -> tuple[float, ...]:
+        """Coordinates of the grid point with flat (C-order) index ``index``."""
+        ijk = np.unravel_index(index, self.shape)
+        return tuple(float(a.values()[i]) for a, i in zip(self.axes, ijk, strict=True))
+
+    # -- serialization ----------------------------------------------------
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (axes as ``[lo, hi, n]``)."""
+        d = asdict(self)
+        d["axes"] = [[a.lo, a.hi, a.n] for a in self.axes]
+        d["splits"] = list(self.splits)
+        d["metrics"] = list(self.metrics)
+        d["directions"] = [dict(x) for x in self.directions]
+        return d
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys): equal specs give equal text."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ScanSpec:
+        """Rebuild a spec from :meth:`to_dict` output."""
+        d = dict(d)
+        fmt = d.get("format", FORMAT_VERSION)
+        if fmt > FORMAT_VERSION:
+            raise InputError(
+                f"this store has format {fmt}, newer than this lossmap understands "
+                f"({FORMAT_VERSION}): upgrade lossmap"
+            )
+        d["axes"] = tuple(Axis(float(a[0]), float(a[1]), int(a[2])) for a in d["axes"])
+        d["splits"] = tuple(d["splits"])
+        d["metrics"] = tuple(d["metrics"])
+        d["directions"] = tuple(d.get("directions", ()))
+        return cls(**d)
+
+    def differences(self, other: ScanSpec) -> list[str]:
+        """Human-readable list of what differs from ``other`` (empty if equal)."""
+        a, b = self.to_dict(), other.to_dict()
+        out = []
+        for key in a:
+            if a[key] != b.get(key):
+                if key == "axes":
+                    out.append(
+                        "grid "
+                        + " x ".join(str(x) for x in other.axes)
+                        + " stored vs "
+                        + " x ".join(str(x) for x in self.axes)
+                        + " now"
+                    )
+                else:
+                    out.append(f"{key} {b.get(key)!r} stored vs {a[key]!r} now")
+        return out
+
+
+def progressive_order(shape: tuple[int, ...]) -> np.ndarray:
+    """Flat indices of a grid ordered coarse to fine (nested grids).
+
+    Level 0 holds the corners and every point whose index along each axis is a
+    multiple of the coarsest stride; each next level halves the stride. A scan
+    stopped early has therefore covered the whole range at a lower resolution.
+
+    Examples
+    --------
+    >>> progressive_order((5,)).tolist()
+    [0, 4, 2, 1, 3]
+    """
+    levels = []
+    for n in shape:
+        top = max(1, math.ceil(math.log2(max(n - 1, 1))))
+        idx = np.arange(n)
+        lv = np.zeros(n, dtype=np.int64)
+        for i in range(1, n - 1):
+            v = (i & -i).bit_length() - 1  # 2-adic valuation of i
+            lv[i] = max(top - v, 0)
+        levels.append(lv[idx])
+    grids = np.meshgrid(*levels, indexing="ij")
+    level = np.max(np.stack(grids), axis=0).reshape(-1)
+    flat = np.arange(level.size)
+    return flat[np.lexsort((flat, level))]

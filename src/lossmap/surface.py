@@ -1,0 +1,166 @@
+"""Surface: the values of a scan on its grid, with the spec and fingerprints it came from."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .spec import ScanSpec
+
+
+@dataclass(frozen=True)
+class Surface:
+    """Result of a line or plane scan.
+
+    Attributes
+    ----------
+    spec : ScanSpec
+        What was computed.
+    values : dict of str to ndarray
+        One array of shape ``spec.shape`` per variable (``train_loss``, …);
+        points not computed yet are NaN.
+    done : ndarray of bool, shape ``spec.shape``
+        Which points are finished (a finished point may still be NaN if its
+        loss was not finite).
+    fingerprints : dict of str to str
+        Hashes of the centre, each direction, each split's data and the spec.
+    path : str or None
+        The store it was read from.
+    """
+
+    spec: ScanSpec
+    values: dict[str, np.ndarray]
+    done: np.ndarray
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    path: str | None = None
+
+    # -- shape -------------------------------------------------------------
+    @property
+    def dims(self) -> tuple[str, ...]:
+        """``("alpha",)`` for a line, ``("alpha", "beta")`` for a plane."""
+        return self.spec.dims
+
+    @property
+    def coords(self) -> dict[str, np.ndarray]:
+        """Coordinates per dimension."""
+        return dict(zip(self.dims, self.spec.coords(), strict=True))
+
+    @property
+    def complete(self) -> bool:
+        """Whether every grid point is finished."""
+        return bool(self.done.all())
+
+    def __getitem__(self, variable: str) -> np.ndarray:
+        try:
+            return self.values[variable]
+        except KeyError:
+            raise KeyError(
+                f"no variable {variable!r}; this surface has {', '.join(self.values)}"
+            ) from None
+
+    # -- analysis ------------------------------------------------------------
+    def diverged(self) -> int:
+        """Number of finished points where some variable is not finite."""
+        stacked = np.stack(list(self.values.values()))
+        return int((self.done & ~np.isfinite(stacked).all(axis=0)).sum())
+
+    def centre_index(self) -> tuple[int, ...] | None:
+        """Grid index of the centre (all coordinates 0), or None if it is not on the grid."""
+        idx = []
+        for c in self.spec.coords():
+            hit = np.flatnonzero(np.isclose(c, 0.0, atol=1e-12))
+            if not hit.size:
+                return None
+            idx.append(int(hit[0]))
+        return tuple(idx)
+
+    def summary(self) -> dict[str, Any]:
+        """Points done, diverged points, and per variable the centre value and grid minimum."""
+        out: dict[str, Any] = {
+            "points": int(self.done.size),
+            "done": int(self.done.sum()),
+            "diverged": self.diverged(),
+        }
+        centre = self.centre_index()
+        for name, v in self.values.items():
+            entry: dict[str, Any] = {"centre": float(v[centre]) if centre is not None else None}
+            finite = np.isfinite(v)
+            if finite.any():
+                flat = int(np.nanargmin(np.where(finite, v, np.nan)))
+                at = np.unravel_index(flat, v.shape)
+                entry["min"] = float(v[at])
+                entry["argmin"] = {
+                    d: float(self.coords[d][i]) for d, i in zip(self.dims, at, strict=True)
+                }
+            out[name] = entry
+        return out
+
+    def __repr__(self) -> str:
+        grid = " x ".join(str(a) for a in self.spec.axes)
+        s = self.summary()
+        state = "complete" if self.complete else f"{s['done']}/{s['points']} points"
+        extra = f", {s['diverged']} diverged" if s["diverged"] else ""
+        return (
+            f"Surface({'line' if len(self.dims) == 1 else 'plane'} {grid}, {state}{extra}, "
+            f"variables={list(self.values)})"
+        )
+
+    # -- export --------------------------------------------------------------
+    def to_xarray(self):
+        """An ``xarray.Dataset`` with dims ``alpha`` [, ``beta``], one variable per metric.
+
+        ``attrs`` carry the spec (JSON), the fingerprints and the store path;
+        a boolean variable ``done`` marks finished points.
+        """
+        import xarray as xr
+
+        data = {name: (self.dims, v) for name, v in self.values.items()}
+        data["done"] = (self.dims, self.done)
+        attrs = {"spec": self.spec.to_json(), "lossmap_store": self.path or ""}
+        attrs.update({f"fingerprint_{k}": v for k, v in self.fingerprints.items()})
+        return xr.Dataset(data, coords=self.coords, attrs=attrs)
+
+    def to_netcdf(self, path: str | os.PathLike) -> Path:
+        """Write NetCDF (via xarray; the ``scipy`` engine, no extra library needed)."""
+        ds = self.to_xarray()
+        ds["done"] = ds["done"].astype("int8")
+        ds.to_netcdf(str(path), engine="scipy")
+        return Path(path)
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write one row per grid point: coordinates, ``done``, then every variable."""
+        df = self.to_xarray().to_dataframe().reset_index()
+        df.to_csv(str(path), index=False, float_format="%.9g")
+        return Path(path)
+
+
+def from_rows(spec: ScanSpec, idx: list[int], rows: list[list[float]], **kw: Any) -> Surface:
+    """Assemble a Surface from flat indices and value rows (in ``spec.variables`` order)."""
+    size = math.prod(spec.shape)
+    flat = np.full((len(spec.variables), size), np.nan)
+    done = np.zeros(size, dtype=bool)
+    if idx:
+        flat[:, idx] = np.asarray(rows, dtype=np.float64).T
+        done[idx] = True
+    values = {v: flat[i].reshape(spec.shape) for i, v in enumerate(spec.variables)}
+    return Surface(spec, values, done.reshape(spec.shape), **kw)
+
+
+def load(path: str | os.PathLike) -> Surface:
+    """Load the Surface of a store (a partial store gives NaN at missing points).
+
+    Examples
+    --------
+    >>> surf = load("runs/plane.lossmap")  # doctest: +SKIP
+    >>> surf.to_xarray()["train_loss"]     # doctest: +SKIP
+    """
+    from .store import Store
+
+    with Store.open(path) as store:
+        idx, rows = store.rows()
+        return from_rows(store.spec, idx, rows, fingerprints=store.fingerprints, path=str(path))
