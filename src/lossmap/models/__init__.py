@@ -1,0 +1,32 @@
+"""Reference models for loss-surface experiments.
+
+All builders return an ``nn.Sequential`` whose first module takes the raw input.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .cnn import digits_cnn, fashion_cnn, mlp
+from .resnet import resnet20
+
+__all__ = ["count_parameters", "digits_cnn", "fashion_cnn", "mlp", "resnet20"]
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Return the number of scalar parameters of ``model``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model; buffers (e.g. BatchNorm running statistics) are not counted.
+    trainable_only : bool
+        Count only parameters with ``requires_grad``.
+
+    Returns
+    -------
+    int
+        The total number of elements of the parameter tensors (a tensor
+        shared between modules counts once).
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
