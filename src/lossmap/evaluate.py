@@ -1,33 +1,53 @@
 """The Evaluator: loss and metrics at many points c + Σ aᵢ·dᵢ of weight space.
 
-Parameters are built in preallocated buffers (never a model copy per point)
-and passed to ``torch.func.functional_call``, so the user's module is only
-read. The data of every split is moved to the device once. Sums are kept in
-float64 on the device and read back once per point.
+How a chunk of K grid points is evaluated:
+
+1. **One fused build.** For every tensor a direction moves, the K parameter
+   sets are one matrix product ``c + A·D`` (A: K×ndim coordinates, D: the
+   stacked directions), written into a preallocated (K, …) buffer. No model
+   copy is made; the user's module is only read, through
+   ``torch.func.functional_call``.
+2. **Batch-outer.** Data is moved to the device once; each data batch serves
+   all K points of the chunk.
+3. **Exact first-layer reuse** (:mod:`lossmap.firstlayer`): the first layer's
+   outputs Y_c, Y_1, Y_2 are computed once (cached for the whole scan when
+   they fit the memory budget, else once per batch and chunk) and each point
+   gets ``Y_c + a·Y_1 + b·Y_2``.
+4. **Loop or vmap.** On the CPU, points run one after another (measured
+   faster there, see ``benchmarks/``); on accelerators ``torch.func.vmap``
+   runs the whole chunk in one call, removing per-point launch overhead.
+
+Sums are kept in float64 on the device and read back once per chunk.
 """
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call
+from torch.func import functional_call, vmap
 
+from . import firstlayer
 from .errors import InputError
 from .splits import Split
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | float]
 
-# Data of all splits is kept on the accelerator when it takes at most this much.
-DEVICE_DATA_BUDGET = 2 * 1024**3
+DEVICE_DATA_BUDGET = 2 * 1024**3  # keep split data on an accelerator up to this size
+CACHE_BUDGET = 2 * 1024**3  # first-layer outputs kept for the whole scan up to this size
+PARAM_BUDGET = 512 * 1024**2  # K stacked parameter sets take at most this much
 DEFAULT_BATCH = 1024
+MAX_CHUNK = 32
+STRATEGIES = ("auto", "loop", "vmap")
 
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Fraction of samples whose arg-max output equals the integer target (batch mean)."""
-    return (outputs.argmax(dim=1) == targets).to(torch.float64).mean()
+    return (outputs.argmax(dim=-1) == targets).to(outputs.dtype).mean()
 
 
 class Evaluator:
@@ -41,13 +61,19 @@ class Evaluator:
     metrics : dict of str to callable
         ``f(outputs, targets)`` returning the batch mean.
     centre_params, centre_buffers : dict of str to Tensor
-        The centre c (parameters) and the buffers used at every point.
+        The centre c and the buffers used at every point.
     directions : sequence of mappings
-        d₁, d₂, … keyed by parameter (or buffer) name.
+        d₁, d₂ keyed by parameter (or buffer) name.
     splits : sequence of Split
     device : torch.device
     batch_size : int, optional
         Evaluation batch size (default: the loader's, else 1024).
+    strategy : {"auto", "loop", "vmap"}
+        How the points of a chunk run: "auto" is vmap on accelerators, loop on CPU.
+    reuse_first_layer : bool
+        Use exact first-layer reuse where it applies (it is detected).
+    chunk : int, optional
+        Points per chunk (default: from the memory budget, at most 32).
     """
 
     def __init__(
@@ -60,20 +86,38 @@ class Evaluator:
         splits: Sequence[Split],
         device: torch.device,
         batch_size: int | None = None,
+        *,
+        strategy: str = "auto",
+        reuse_first_layer: bool = True,
+        chunk: int | None = None,
     ):
-        self.model = model
+        if strategy not in STRATEGIES:
+            raise InputError(f"strategy {strategy!r} must be one of {', '.join(STRATEGIES)}")
         self.metrics = dict(metrics)
         self.device = device
-        on = {"device": device}
-        self.centre = {k: v.to(**on) for k, v in {**centre_params, **centre_buffers}.items()}
-        # Only the tensors some direction moves need a buffer; the rest are shared.
-        moved = sorted({k for d in directions for k in d})
-        self.dirs = [
-            {k: d[k].to(device=device, dtype=self.centre[k].dtype) for k in moved if k in d}
-            for d in directions
-        ]
-        self.work = {k: torch.empty_like(self.centre[k]) for k in moved}
-        self.params_names = set(centre_params)
+        self.vmap = strategy == "vmap" or (strategy == "auto" and device.type != "cpu")
+        self.timings: dict[str, float] = defaultdict(float)
+        state = {k: v.to(device) for k, v in {**centre_params, **centre_buffers}.items()}
+        moved = [k for k in state if any(k in d for d in directions)]
+        # Stacked directions: D[name] is (ndim, numel) in the tensor's dtype.
+        self.D = {
+            k: torch.stack(
+                [
+                    (d[k] if k in d else torch.zeros_like(state[k]))
+                    .to(device, state[k].dtype)
+                    .reshape(-1)
+                    for d in directions
+                ]
+            )
+            for k in moved
+        }
+        self.shapes = {k: state[k].shape for k in moved}
+        self.fixed = {k: v for k, v in state.items() if k not in self.D}
+        self.centre = {k: state[k] for k in moved}
+        bytes_per_point = sum(v.numel() * v.element_size() for v in self.centre.values())
+        self.chunk = chunk or int(max(1, min(MAX_CHUNK, PARAM_BUDGET // max(bytes_per_point, 1))))
+
+        # Data: on the device once, cut into batches.
         total = sum(s.X.nbytes + s.y.nbytes for s in splits)
         keep = device.type == "cpu" or total <= DEVICE_DATA_BUDGET
         self.batches: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
@@ -86,20 +130,84 @@ class Evaluator:
             self.batches.append(list(zip(xs, ys, strict=True)))
         self.n = [s.n for s in splits]
         self.split_names = [s.name for s in splits]
+        self._ndims = len(directions)
 
+        # First-layer reuse.
+        self.first = None
+        self.net = model
+        if reuse_first_layer:
+            probe = splits[0].X[:2].to(device)
+            first = firstlayer.detect(model, state, probe)
+            if first is not None:
+                self.first = first
+                self.net, self.given = firstlayer.shadow(model, first)
+                self.first_centre = {n: state[n] for n in first.names}
+                # Direction terms: a tensor no direction moves contributes nothing.
+                self.first_dirs = {
+                    n: self.D[n].reshape(-1, *self.shapes[n])
+                    if n in self.D
+                    else torch.zeros(
+                        len(directions), *state[n].shape, dtype=state[n].dtype, device=device
+                    )
+                    for n in first.names
+                }
+                for n in first.names:
+                    self.fixed.pop(n, None)
+                    self.centre.pop(n, None)
+                    self.D.pop(n, None)
+        self.cache: list[list[tuple[torch.Tensor, ...]]] | None = None
+        if self.first is not None:
+            sample = self._first_outputs(*self.batches[0][0])
+            per_sample = sum(t.nbytes for t in sample) / len(self.batches[0][0][0])
+            if per_sample * sum(self.n) <= CACHE_BUDGET:
+                self.cache = [[self._first_outputs(X, y) for X, y in b] for b in self.batches]
+        if not self.vmap and (self.first is None or self.cache is not None):
+            self.chunk = 1  # a point loop with nothing to share per batch gains nothing from chunks
+
+    # -- pieces ------------------------------------------------------------
     @property
     def variables(self) -> list[str]:
         """Column names, ``split_metric``, in the order :meth:`evaluate` returns them."""
         return [f"{s}_{m}" for s in self.split_names for m in self.metrics]
 
-    def _build(self, point: Sequence[float]) -> dict[str, torch.Tensor]:
-        for k, buf in self.work.items():
-            buf.copy_(self.centre[k])
-            for a, d in zip(point, self.dirs, strict=True):
-                if k in d and a != 0.0:
-                    buf.add_(d[k], alpha=float(a))
-        return {**self.centre, **self.work}
+    @property
+    def reuses_first_layer(self) -> bool:
+        """Whether exact first-layer reuse is active."""
+        return self.first is not None
 
+    @torch.no_grad()
+    def _first_outputs(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(Y_c, Y_1, …): the first layer at the centre and along each direction."""
+        X = X.to(self.device)
+        outs = [self.first.output(X, self.first_centre)]
+        for i in range(self._ndim()):
+            outs.append(self.first.output(X, {n: v[i] for n, v in self.first_dirs.items()}))
+        return tuple(outs)
+
+    def _ndim(self) -> int:
+        return self._ndims
+
+    def _build(self, points: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Stacked parameters (K, *shape) for every moved tensor: c + A·D in one op each."""
+        A = points.to(self.device)
+        out = {}
+        for k, D in self.D.items():
+            flat = torch.addmm(self.centre[k].reshape(1, -1), A.to(D.dtype), D)  # (K, numel)
+            out[k] = flat.reshape(len(A), *self.shapes[k])
+        return out
+
+    def _point_metrics(self, state, X, y, Y) -> torch.Tensor:
+        if self.first is not None:
+            self.given.value = Y
+        outputs = functional_call(self.net, state, (X,))
+        return torch.stack(
+            [
+                torch.as_tensor(fn(outputs, y), device=self.device).to(torch.float64)
+                for fn in self.metrics.values()
+            ]
+        )
+
+    # -- the work ------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, points: np.ndarray) -> np.ndarray:
         """Values at each point.
@@ -107,28 +215,78 @@ class Evaluator:
         Parameters
         ----------
         points : ndarray, shape (K, ndim)
-            Coordinates (a, b, …) of K points.
+            Coordinates (a, b) of K points.
 
         Returns
         -------
         ndarray, shape (K, len(variables)), float64
         """
-        out = np.empty((len(points), len(self.variables)))
-        for k, point in enumerate(points):
-            state = self._build(point)
-            row = []
-            for batches, n in zip(self.batches, self.n, strict=True):
-                sums = torch.zeros(len(self.metrics), dtype=torch.float64, device=self.device)
-                for X, y in batches:
-                    X = X.to(self.device, non_blocking=True)
-                    y = y.to(self.device, non_blocking=True)
-                    outputs = functional_call(self.model, state, (X,))
-                    for j, fn in enumerate(self.metrics.values()):
-                        value = fn(outputs, y)
-                        sums[j] += torch.as_tensor(value, device=self.device).double() * len(y)
-                row.append(sums / n)
-            out[k] = torch.cat(row).cpu().numpy()
-        return out
+        t = time.perf_counter
+        K = len(points)
+        A = torch.as_tensor(np.asarray(points, dtype=np.float64))
+        t0 = t()
+        stacked = self._build(A)
+        self.timings["build"] += t() - t0
+        nm = len(self.metrics)
+        sums = torch.zeros(K, len(self.batches) * nm, dtype=torch.float64, device=self.device)
+        coef = A.to(self.device)
+        for s, batches in enumerate(self.batches):
+            for b, (X, y) in enumerate(batches):
+                t0 = t()
+                X = X.to(self.device, non_blocking=True)
+                y = y.to(self.device, non_blocking=True)
+                self.timings["data"] += t() - t0
+                t0 = t()
+                Ys = None
+                if self.first is not None:
+                    Ys = self.cache[s][b] if self.cache is not None else self._first_outputs(X, y)
+                self.timings["first_layer"] += t() - t0
+                t0 = t()
+                if self.vmap:
+                    sums[:, s * nm : (s + 1) * nm] += self._vmapped(stacked, X, y, Ys, coef) * len(
+                        y
+                    )
+                else:
+                    for k in range(K):
+                        state = {**self.fixed, **{n: v[k] for n, v in stacked.items()}}
+                        Y = _combine(Ys, coef[k]) if Ys is not None else None
+                        sums[k, s * nm : (s + 1) * nm] += self._point_metrics(state, X, y, Y) * len(
+                            y
+                        )
+                self.timings["forward"] += t() - t0
+        n = torch.tensor(
+            [n for n in self.n for _ in range(nm)], dtype=torch.float64, device=self.device
+        )
+        return (sums / n).cpu().numpy()
+
+    def _vmapped(self, stacked, X, y, Ys, coef) -> torch.Tensor:
+        def one(params, Y):
+            return self._point_metrics({**self.fixed, **params}, X, y, Y)
+
+        if Ys is None:
+            return vmap(one, in_dims=(0, None))(stacked, None)
+        Yk = _combine_many(Ys, coef)
+        return vmap(one)(stacked, Yk)
+
+
+def _flat(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return t.to(like.device, like.dtype).reshape(-1)
+
+
+def _combine(Ys: tuple[torch.Tensor, ...], a: torch.Tensor) -> torch.Tensor:
+    """Y_c + Σ aᵢ·Yᵢ for one point."""
+    out = Ys[0].clone()
+    for ai, Yi in zip(a.tolist(), Ys[1:], strict=True):
+        if ai != 0.0:
+            out.add_(Yi, alpha=ai)
+    return out
+
+
+def _combine_many(Ys: tuple[torch.Tensor, ...], A: torch.Tensor) -> torch.Tensor:
+    """Y_c + Σ aᵢ·Yᵢ for K points at once: (K, *Y.shape)."""
+    Y = torch.stack(Ys[1:]).flatten(1)  # (ndim, numel)
+    out = torch.addmm(Ys[0].reshape(1, -1), A.to(Y.dtype), Y)
+    return out.reshape(len(A), *Ys[0].shape)
 
 
 def check_on_sample(
@@ -165,8 +323,7 @@ def check_on_sample(
                         f"{s.name!r} has targets of dtype {y.dtype}: use metrics=('loss',)"
                     )
                 try:
-                    value = fn(outputs, y)
-                    v = torch.as_tensor(value)
+                    v = torch.as_tensor(fn(outputs, y))
                 except (RuntimeError, ValueError, TypeError, IndexError) as exc:
                     raise InputError(
                         f"split {s.name!r}: metric {name!r} fails on model outputs of shape "

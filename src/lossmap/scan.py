@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -26,8 +27,9 @@ from .store import Store
 from .surface import Surface, from_rows, load
 
 DEFAULT_METRICS = ("loss", "accuracy")
-# Points are committed to the store at least this often (seconds).
-COMMIT_EVERY = 0.0  # commit each finished chunk: a kill loses only points in flight
+# A chunk of points is evaluated and committed together: about this much work,
+# so a killed scan loses at most that.
+CHUNK_SECONDS = 1.0
 
 
 def _resolve_centre(model: nn.Module, centre: Any) -> tuple[dict, dict]:
@@ -152,6 +154,9 @@ def scan(
     batch_size: int | None = None,
     progress: bool = True,
     seed: int = 0,
+    strategy: str = "auto",
+    reuse_first_layer: bool = True,
+    profile: bool = False,
     extra_meta: dict | None = None,
 ) -> Surface:
     """Evaluate loss and metrics on a line or plane through weight space.
@@ -194,6 +199,16 @@ def scan(
         Show points done, points/s and ETA.
     seed : int, default 0
         Seed of the ``samples`` subset.
+    strategy : {"auto", "loop", "vmap"}, default "auto"
+        How the points of a chunk run: ``torch.func.vmap`` on accelerators,
+        a point loop on the CPU (faster there). Results agree to round-off.
+    reuse_first_layer : bool, default True
+        Exact first-layer reuse where it applies (detected automatically).
+    profile : bool, default False
+        Print where the time went (data, parameter building, first layer,
+        forward + metrics, store).
+    extra_meta : dict, optional
+        Extra JSON-serializable entries stored in the store's metadata.
 
     Returns
     -------
@@ -261,8 +276,24 @@ def scan(
             **{f"dir_{i}": d.fingerprint() for i, d in enumerate(dirs)},
             **{f"data_{s.name}": s.fingerprint() for s in splits},
         }
-        evaluator = Evaluator(model, mfns, c_params, c_buffers, dirs, splits, dev, batch_size)
-        return _run(spec, fps, dirs, evaluator, store, progress, extra_meta)
+        evaluator = Evaluator(
+            model,
+            mfns,
+            c_params,
+            c_buffers,
+            dirs,
+            splits,
+            dev,
+            batch_size,
+            strategy=strategy,
+            reuse_first_layer=reuse_first_layer,
+        )
+        t0 = time.perf_counter()
+        try:
+            return _run(spec, fps, dirs, evaluator, store, progress, extra_meta)
+        finally:
+            if profile:
+                print(format_profile(evaluator, time.perf_counter() - t0), file=sys.stderr)
 
 
 def _run(spec, fps, dirs, evaluator, store_path, progress, extra_meta) -> Surface:
@@ -274,33 +305,35 @@ def _run(spec, fps, dirs, evaluator, store_path, progress, extra_meta) -> Surfac
         store = Store.create_or_resume(store_path, spec, fps, dirs, extra_meta)
     else:
         store = None
+    pending: list[tuple] = []
+    mem_idx: list[int] = []
+    mem_rows: list[list[float]] = []
     try:
         done = store.done() if store else set()
-        todo = [int(i) for i in order if int(i) not in done]
-        mem_idx: list[int] = []
-        mem_rows: list[list[float]] = []
-        pending: list[tuple] = []
-        last = time.monotonic()
+        todo = np.array([int(i) for i in order if int(i) not in done], dtype=np.int64)
         with bar(len(order), initial=len(order) - len(todo), enabled=progress) as pbar:
-            for i in todo:
+            start, size = 0, 1
+            while start < len(todo):
+                idx = todo[start : start + size]
+                start += len(idx)
                 t0 = time.perf_counter()
-                values = evaluator.evaluate(coords[i : i + 1])[0]
-                seconds = time.perf_counter() - t0
+                values = evaluator.evaluate(coords[idx])
+                seconds = (time.perf_counter() - t0) / len(idx)
+                # Next chunk: about CHUNK_SECONDS of work, within the evaluator's memory bound.
+                size = int(min(evaluator.chunk, max(1, CHUNK_SECONDS // max(seconds, 1e-9))))
                 if store is None:
-                    mem_idx.append(i)
-                    mem_rows.append(values.tolist())
+                    mem_idx.extend(idx.tolist())
+                    mem_rows.extend(values.tolist())
                 else:
-                    pending.append((i, coords[i], values, seconds))
-                    if time.monotonic() - last >= COMMIT_EVERY:
-                        store.write(pending)
-                        pending, last = [], time.monotonic()
-                pbar.update(1)
-        if store is not None and pending:
-            store.write(pending)
-            pending = []
+                    pending = [(i, coords[i], v, seconds) for i, v in zip(idx, values, strict=True)]
+                    t0 = time.perf_counter()
+                    store.write(pending)  # each finished chunk is committed at once
+                    pending = []
+                    evaluator.timings["store"] += time.perf_counter() - t0
+                pbar.update(len(idx))
     finally:
         if store is not None:
-            if pending:  # interrupted: keep every finished point
+            if pending:  # interrupted while writing: try once more to keep finished points
                 with contextlib.suppress(sqlite3.Error, OSError):
                     store.write(pending)
             store.close()
@@ -310,6 +343,22 @@ def _run(spec, fps, dirs, evaluator, store_path, progress, extra_meta) -> Surfac
         surf = load(store_path)
     _warn_diverged(surf)
     return surf
+
+
+def format_profile(evaluator: Evaluator, total: float) -> str:
+    """A table of where the scan's time went."""
+    lines = [
+        f"lossmap profile ({'vmap' if evaluator.vmap else 'loop'}, first-layer reuse "
+        f"{'on' if evaluator.reuses_first_layer else 'off'}, chunk <= {evaluator.chunk})"
+    ]
+    accounted = 0.0
+    for key in ("data", "build", "first_layer", "forward", "store"):
+        v = evaluator.timings.get(key, 0.0)
+        accounted += v
+        lines.append(f"  {key:<12} {v:9.3f} s  {100 * v / max(total, 1e-9):5.1f} %")
+    lines.append(f"  {'other':<12} {total - accounted:9.3f} s")
+    lines.append(f"  {'total':<12} {total:9.3f} s")
+    return "\n".join(lines)
 
 
 def _warn_diverged(surf: Surface) -> None:
