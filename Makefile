@@ -8,7 +8,25 @@ PY     := $(VENV)/bin/python
 # e.g. `make setup TORCH=` to keep whatever torch the venv already has.
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench clean
+# Debian packages the demo and the tests use: the Fashion-MNIST files and a
+# headless browser for the report test. Installed only when missing and when
+# we are root with apt (elsewhere: install them yourself, or see README).
+DEBS   ?= dataset-fashion-mnist chromium
+
+.PHONY: setup system-deps demo test lint bench clean
+
+system-deps:
+	@missing=""; \
+	[ -d /usr/share/datasets/fashion-mnist ] || missing="$$missing dataset-fashion-mnist"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "note: missing$$missing (not root or no apt): install them for the full demo/tests"; \
+	  fi; \
+	fi
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +36,7 @@ $(VENV)/.stamp: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-setup: $(VENV)/.stamp
+setup: $(VENV)/.stamp system-deps
 
 demo: setup
 	$(VENV)/bin/lossmap demo
