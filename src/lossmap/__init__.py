@@ -7,11 +7,13 @@
 
 __version__ = "0.1.0"
 
+from .between import interpolation, plane
 from .directions import Direction, random_direction, random_directions
 from .errors import InputError, InputTypeError, LossmapError, StoreError
 from .scan import load_directions, scan
 from .spec import Axis, ScanSpec
 from .surface import Surface, load
+from .trajectory import fitted_grid, pca_directions, project
 
 __all__ = [
     "Axis",
@@ -23,8 +25,13 @@ __all__ = [
     "StoreError",
     "Surface",
     "__version__",
+    "fitted_grid",
+    "interpolation",
     "load",
     "load_directions",
+    "pca_directions",
+    "plane",
+    "project",
     "random_direction",
     "random_directions",
     "scan",

@@ -35,10 +35,26 @@ def _fix_negative_grids(argv: Sequence[str]) -> list[str]:
     return out
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, like lossmap's own errors."""
+
+    commands: dict[str, argparse.ArgumentParser]  # the subcommands' parsers (top level)
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# ``--debug`` is also accepted after the command; SUPPRESS keeps the subcommand's
+# parser from resetting a ``lossmap --debug CMD`` given before it.
+_SUB_DEBUG: dict[str, Any] = {
+    "action": "store_true",
+    "default": argparse.SUPPRESS,
+    "help": argparse.SUPPRESS,
+}
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="lossmap", description="Loss-surface slices of neural networks."
-    )
+    p = _Parser(prog="lossmap", description="Loss-surface slices of neural networks.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -65,17 +81,18 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", dest="batch_size", type=int, help="evaluation batch size")
     s.add_argument("--out", help="store path, e.g. runs/plane.lossmap")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    s.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    s.add_argument("--debug", **_SUB_DEBUG)
 
     i = sub.add_parser("info", help="what a store holds")
     i.add_argument("path")
     i.add_argument("--json", action="store_true", help="machine-readable output")
-    i.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    i.add_argument("--debug", **_SUB_DEBUG)
 
     e = sub.add_parser("export", help="export a store to NetCDF (.nc) or CSV (.csv)")
     e.add_argument("path")
     e.add_argument("-o", "--output", required=True, help="FILE.nc or FILE.csv")
-    e.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    e.add_argument("--debug", **_SUB_DEBUG)
+    p.commands = {"scan": s, "info": i, "export": e}
     return p
 
 
@@ -114,6 +131,14 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         loss_fn = torch.nn.MSELoss()
     else:
         loss_fn = load_entry(cfg.loss, what="--loss")
+        if isinstance(loss_fn, type):  # a loss class such as torch.nn:L1Loss
+            try:
+                loss_fn = loss_fn()
+            except Exception as exc:
+                raise InputTypeError(
+                    f"--loss {cfg.loss!r} is a class that cannot be built without arguments "
+                    f"({type(exc).__name__}: {exc}); name a function or an instance"
+                ) from None
         if not callable(loss_fn):
             raise InputTypeError(f"--loss {cfg.loss!r} is not callable")
     centre = load_checkpoint(cfg.checkpoint) if cfg.checkpoint else None
@@ -121,7 +146,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         from .scan import _resolve_centre
 
         c_params, _ = _resolve_centre(model, centre)
-        dir_base: Any = c_params
+        # In the model's parameter order: the draw follows the mapping's order, and a
+        # checkpoint's own order (sorted in .safetensors) would give other directions.
+        dir_base: Any = {name: c_params[name] for name, _ in model.named_parameters()}
     else:
         dir_base = model
     dirs = random_directions(
@@ -147,7 +174,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         batch_size=cfg.batch_size,
         progress=not args.no_progress,
         seed=cfg.seed,
-        extra_meta={"command": cfg.to_dict()},
+        meta={"command": cfg.to_dict()},
     )
     print(f"{out}: {surf!r}")
     return 0
@@ -199,7 +226,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if out.suffix not in (".nc", ".csv"):
         raise InputError(f"-o {args.output!r}: the file must end in .nc (NetCDF) or .csv")
     surf = load(args.path)
-    (surf.to_netcdf if out.suffix == ".nc" else surf.to_csv)(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        (surf.to_netcdf if out.suffix == ".nc" else surf.to_csv)(out)
+    except OSError as exc:
+        raise InputError(
+            f"-o {args.output!r} cannot be written ({exc.strerror or exc}): choose another path"
+        ) from None
     print(f"wrote {out}")
     return 0
 
@@ -210,13 +243,17 @@ COMMANDS = {"scan": _cmd_scan, "info": _cmd_info, "export": _cmd_export}
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = _fix_negative_grids(list(sys.argv[1:] if argv is None else argv))
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # report it as the command's error: `lossmap scan: error: …`
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return COMMANDS[args.command](args)
     except LossmapError as exc:
         if args.debug:
             raise
-        print(f"lossmap {args.command}: error: {exc}", file=sys.stderr)
+        text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"lossmap {args.command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

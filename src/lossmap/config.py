@@ -54,7 +54,12 @@ class ScanConfig:
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise InputError(f"spec file {str(path)!r} is not valid YAML: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+            raise InputError(
+                f"spec file {str(path)!r} is not valid YAML: {problem}{where}"
+            ) from None
         if not isinstance(raw, dict):
             raise InputError(f"spec file {str(path)!r} must hold a mapping of keys to values")
         raw = {str(k).replace("-", "_"): v for k, v in raw.items()}

@@ -15,7 +15,8 @@ def load_entry(text: str, *, what: str) -> Any:
     """Import ``MODULE:NAME`` and return the object.
 
     ``MODULE`` is a dotted module name importable from the current directory
-    or ``sys.path``, or a path to a ``.py`` file.
+    or ``sys.path``, or a path to a ``.py`` file (its folder is put on
+    ``sys.path`` so that the file's own imports of sibling modules work).
 
     Examples
     --------
@@ -33,10 +34,17 @@ def load_entry(text: str, *, what: str) -> Any:
             path = Path(mod_name)
             if not path.exists():
                 raise InputError(f"{what} {text!r}: file {mod_name!r} does not exist")
+            folder = str(path.resolve().parent)
+            if folder not in sys.path:  # its sibling modules import, as with `python file.py`
+                sys.path.insert(0, folder)
             spec = importlib.util.spec_from_file_location(f"_lossmap_user_{path.stem}", path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(spec.name, None)  # no half-initialized module left behind
+                raise
         else:
             if "" not in sys.path and "." not in sys.path:
                 sys.path.insert(0, "")

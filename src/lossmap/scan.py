@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import sys
@@ -157,7 +158,7 @@ def scan(
     strategy: str = "auto",
     reuse_first_layer: bool = True,
     profile: bool = False,
-    extra_meta: dict | None = None,
+    meta: dict | None = None,
 ) -> Surface:
     """Evaluate loss and metrics on a line or plane through weight space.
 
@@ -207,8 +208,9 @@ def scan(
     profile : bool, default False
         Print where the time went (data, parameter building, first layer,
         forward + metrics, store).
-    extra_meta : dict, optional
-        Extra JSON-serializable entries stored in the store's metadata.
+    meta : dict, optional
+        JSON-serializable annotations kept with the result (``Surface.meta``) and in
+        the store, e.g. a projected training path or model coordinates.
 
     Returns
     -------
@@ -254,6 +256,13 @@ def scan(
         raise InputError(f"samples={samples!r} must be a positive integer or None (all samples)")
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise InputError(f"batch_size={batch_size!r} must be a positive integer or None")
+    if meta is not None:
+        try:
+            json.dumps(meta, allow_nan=True)
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"meta must be JSON-serializable ({exc}): use lists, numbers, strings and dicts"
+            ) from None
     splits = as_splits(data, samples=samples, seed=seed)
     mfns = _resolve_metrics(metrics, loss_fn)
     if metrics == DEFAULT_METRICS and any(s.y.is_floating_point() for s in splits):
@@ -290,7 +299,7 @@ def scan(
         )
         t0 = time.perf_counter()
         try:
-            return _run(spec, fps, dirs, evaluator, store, progress, extra_meta)
+            return _run(spec, fps, dirs, evaluator, store, progress, meta)
         finally:
             if profile:
                 print(format_profile(evaluator, time.perf_counter() - t0), file=sys.stderr)
@@ -338,7 +347,7 @@ def _run(spec, fps, dirs, evaluator, store_path, progress, extra_meta) -> Surfac
                     store.write(pending)
             store.close()
     if store is None:
-        surf = from_rows(spec, mem_idx, mem_rows, fingerprints=fps)
+        surf = from_rows(spec, mem_idx, mem_rows, fingerprints=fps, meta=dict(extra_meta or {}))
     else:
         surf = load(store_path)
     _warn_diverged(surf)

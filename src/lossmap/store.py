@@ -193,6 +193,11 @@ class Store:
         except KeyError:
             return default
 
+    def annotations(self) -> dict:
+        """Every metadata entry besides spec and fingerprints (versions, command, paths…)."""
+        rows = self.conn.execute("SELECT key, value FROM meta").fetchall()
+        return {k: json.loads(v) for k, v in rows if k not in ("spec", "fingerprints")}
+
     def check_same(self, spec: ScanSpec, fingerprints: dict[str, str]) -> None:
         """Raise StoreError naming every difference between this store and a new scan."""
         diffs = spec.differences(self.spec)

@@ -31,6 +31,10 @@ class Surface:
         Hashes of the centre, each direction, each split's data and the spec.
     path : str or None
         The store it was read from.
+    meta : dict
+        Annotations stored with the scan: versions, the command line, and
+        whatever the caller passed as ``extra_meta`` (e.g. a projected
+        training path, the coordinates of models on a plane).
     """
 
     spec: ScanSpec
@@ -38,6 +42,7 @@ class Surface:
     done: np.ndarray
     fingerprints: dict[str, str] = field(default_factory=dict)
     path: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
     # -- shape -------------------------------------------------------------
     @property
@@ -163,4 +168,11 @@ def load(path: str | os.PathLike) -> Surface:
 
     with Store.open(path) as store:
         idx, rows = store.rows()
-        return from_rows(store.spec, idx, rows, fingerprints=store.fingerprints, path=str(path))
+        return from_rows(
+            store.spec,
+            idx,
+            rows,
+            fingerprints=store.fingerprints,
+            path=str(path),
+            meta=store.annotations(),
+        )
