@@ -126,8 +126,12 @@ def slope_at_centre(surface: Surface, variable: str, *, tol: float = SLOPE_TOL) 
         ``"backward"`` when a neighbour is missing or off the grid, or None),
         ``stationary`` (bool or None), ``verdict`` (``"on a slope"``, ``"at a
         stationary point along this direction"`` or ``"undetermined"``),
-        ``message`` (a sentence with the sign) and ``note`` (why the centre
-        or the difference differs from the usual, else None).
+        ``message`` (a sentence with the sign), ``note`` (why the centre
+        or the difference differs from the usual, else None), and, with a
+        central difference, ``curvature`` (the second difference over the
+        step squared) and ``vertex`` (``alpha - slope / curvature``, where
+        the parabola through the three points has its minimum; None unless
+        the curvature is positive).
 
     Examples
     --------
@@ -166,6 +170,8 @@ def slope_at_centre(surface: Surface, variable: str, *, tol: float = SLOPE_TOL) 
         out.update(
             slope=math.nan,
             step=math.nan,
+            curvature=None,
+            vertex=None,
             method=None,
             stationary=None,
             verdict="undetermined",
@@ -196,9 +202,17 @@ def slope_at_centre(surface: Surface, variable: str, *, tol: float = SLOPE_TOL) 
             f"{variable}: slope {slope:.3g} at alpha = {a[i]:.3g}, {verdict}: "
             f"the loss decreases towards {down} alpha"
         )
+    curvature = vertex = None
+    if method == "central":
+        h = float(a[hi] - a[i])
+        curvature = float((L[lo] - 2.0 * L[i] + L[hi]) / h**2)
+        if curvature > 0:
+            vertex = float(a[i] - slope / curvature)
     out.update(
         slope=slope,
         step=step,
+        curvature=curvature,
+        vertex=vertex,
         method=method,
         stationary=bool(stationary),
         verdict=verdict,

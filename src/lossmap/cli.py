@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -93,7 +94,17 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True, help="FILE.nc or FILE.csv")
     e.add_argument("--debug", **_SUB_DEBUG)
     p.commands = {"scan": s, "info": i, "export": e}
+    for name, module in _plugins().items():
+        p.commands[name] = module.add_parser(sub)
     return p
+
+
+def _plugins() -> dict:
+    """Subcommands that live in their own modules (each has add_parser and run)."""
+    from . import train_cli
+    from .plot import cli as plot_cli
+
+    return {"plot": plot_cli, "train": train_cli}
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -101,6 +112,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
     from .config import ScanConfig
     from .directions import random_directions
+    from .distributed import local_device
     from .entry import load_entry
     from .errors import InputTypeError
     from .params import load_checkpoint
@@ -170,13 +182,14 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         metrics=metrics,
         samples=cfg.samples,
         store=out,
-        device=cfg.device,
+        device=cfg.device or local_device(),
         batch_size=cfg.batch_size,
         progress=not args.no_progress,
         seed=cfg.seed,
         meta={"command": cfg.to_dict()},
     )
-    print(f"{out}: {surf!r}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{out}: {surf!r}")
     return 0
 
 
@@ -240,15 +253,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
 COMMANDS = {"scan": _cmd_scan, "info": _cmd_info, "export": _cmd_export}
 
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = _fix_negative_grids(list(sys.argv[1:] if argv is None else argv))
     parser = _build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # report it as the command's error: `lossmap scan: error: …`
-        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        sub = parser.commands.get(args.command, parser)  # a command added elsewhere: top level
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return COMMANDS[args.command](args)
+        run = COMMANDS.get(args.command) or _plugins()[args.command].run
+        return run(args)
     except LossmapError as exc:
         if args.debug:
             raise

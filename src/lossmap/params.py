@@ -86,7 +86,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # SafetensorError, OSError
+            raise InputError(
+                f"checkpoint {str(path)!r} is not a readable safetensors file ({exc}): "
+                "check that the file is complete, or re-save it"
+            ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError or RuntimeError here

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import distributed
 from . import params as P
 from .directions import Direction, as_direction
-from .errors import InputError, InputTypeError
+from .errors import InputError, InputTypeError, LossmapError
 from .evaluate import Evaluator, Metric, accuracy, check_on_sample
 from .guard import preserved
 from .progress import bar
@@ -68,7 +69,8 @@ def _resolve_centre(model: nn.Module, centre: Any) -> tuple[dict, dict]:
     for k, v in c_params.items():
         if v.dtype != params[k].dtype:
             c_params[k] = v.to(params[k].dtype)
-    return {k: v.detach().clone() for k, v in c_params.items()}, c_buffers
+    # In the model's parameter order (a checkpoint may list them sorted).
+    return {k: c_params[k].detach().clone() for k in params}, c_buffers
 
 
 def _resolve_directions(directions: Any, params: dict, buffers: dict) -> list[Direction]:
@@ -131,11 +133,22 @@ def _loss_name(loss_fn: Callable) -> str:
 def _device_of(model: nn.Module, device: Any) -> torch.device:
     if device is not None:
         try:
-            return torch.device(device)
+            dev = torch.device(device)
         except (RuntimeError, TypeError):
             raise InputError(
                 f"device {device!r} is not a torch device, e.g. 'cpu' or 'cuda:0'"
             ) from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(
+                f"device {device!r} asked for, but this torch sees no CUDA device: "
+                "use device='cpu' or install a CUDA build of torch"
+            )
+        if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+            raise InputError(
+                f"device {device!r} does not exist: this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
+        return dev
     first = next(iter(model.parameters()), None)
     return first.device if first is not None else torch.device("cpu")
 
@@ -306,50 +319,79 @@ def scan(
 
 
 def _run(spec, fps, dirs, evaluator, store_path, progress, extra_meta) -> Surface:
+    """Visit the points coarse to fine in rounds; each round is evaluated and committed."""
+    grp = distributed.group(evaluator.device)
+    writer = grp is None or grp.is_writer
     order = progressive_order(spec.shape)
     coords = np.stack(np.meshgrid(*spec.coords(), indexing="ij"), axis=-1).reshape(
         -1, len(spec.axes)
     )
-    if store_path is not None:
-        store = Store.create_or_resume(store_path, spec, fps, dirs, extra_meta)
+    store, status = None, None
+    if writer and store_path is not None:
+        try:
+            store = Store.create_or_resume(store_path, spec, fps, dirs, extra_meta)
+            status = ("ok", sorted(store.done()))
+        except LossmapError as exc:
+            status = ("error", exc)
     else:
-        store = None
+        status = ("ok", [])
+    if grp is not None:
+        status = grp.broadcast(status)
+    if status[0] == "error":
+        raise status[1]
+    done = set(status[1])
+    todo = np.array([int(i) for i in order if int(i) not in done], dtype=np.int64)
+    world, rank = (grp.world, grp.rank) if grp else (1, 0)
     pending: list[tuple] = []
     mem_idx: list[int] = []
     mem_rows: list[list[float]] = []
     try:
-        done = store.done() if store else set()
-        todo = np.array([int(i) for i in order if int(i) not in done], dtype=np.int64)
-        with bar(len(order), initial=len(order) - len(todo), enabled=progress) as pbar:
+        with bar(len(order), initial=len(order) - len(todo), enabled=progress and writer) as pbar:
             start, size = 0, 1
             while start < len(todo):
-                idx = todo[start : start + size]
-                start += len(idx)
+                block = todo[start : start + size * world]
+                start += len(block)
+                mine = block[rank::world]
                 t0 = time.perf_counter()
-                values = evaluator.evaluate(coords[idx])
-                seconds = (time.perf_counter() - t0) / len(idx)
-                # Next chunk: about CHUNK_SECONDS of work, within the evaluator's memory bound.
+                values = evaluator.evaluate(coords[mine]) if len(mine) else np.empty((0, 0))
+                seconds = (time.perf_counter() - t0) / max(len(mine), 1)
+                # Next round: about CHUNK_SECONDS of work per rank, within the memory bound.
                 size = int(min(evaluator.chunk, max(1, CHUNK_SECONDS // max(seconds, 1e-9))))
-                if store is None:
-                    mem_idx.extend(idx.tolist())
-                    mem_rows.extend(values.tolist())
-                else:
-                    pending = [(i, coords[i], v, seconds) for i, v in zip(idx, values, strict=True)]
+                parts = [(mine, values, seconds)]
+                if grp is not None:
                     t0 = time.perf_counter()
-                    store.write(pending)  # each finished chunk is committed at once
+                    parts = grp.gather(parts[0])
+                    size = grp.broadcast(size)
+                    evaluator.timings["gather"] += time.perf_counter() - t0
+                if not writer:
+                    continue
+                rows = [(int(i), coords[i], v, s) for ix, vals, s in parts
+                        for i, v in zip(ix, vals, strict=True)]
+                if store is None:
+                    mem_idx.extend(r[0] for r in rows)
+                    mem_rows.extend(r[2].tolist() for r in rows)
+                else:
+                    pending = rows
+                    t0 = time.perf_counter()
+                    store.write(pending)  # each finished round is committed at once
                     pending = []
                     evaluator.timings["store"] += time.perf_counter() - t0
-                pbar.update(len(idx))
+                pbar.update(len(block))
     finally:
         if store is not None:
             if pending:  # interrupted while writing: try once more to keep finished points
                 with contextlib.suppress(sqlite3.Error, OSError):
                     store.write(pending)
             store.close()
-    if store is None:
-        surf = from_rows(spec, mem_idx, mem_rows, fingerprints=fps, meta=dict(extra_meta or {}))
-    else:
-        surf = load(store_path)
+    surf = None
+    if writer:
+        if store_path is None:
+            surf = from_rows(spec, mem_idx, mem_rows, fingerprints=fps,
+                             meta=dict(extra_meta or {}))
+        else:
+            surf = load(store_path)
+    if grp is not None:
+        surf = grp.broadcast(surf)
     _warn_diverged(surf)
     return surf
 
@@ -361,7 +403,7 @@ def format_profile(evaluator: Evaluator, total: float) -> str:
         f"{'on' if evaluator.reuses_first_layer else 'off'}, chunk <= {evaluator.chunk})"
     ]
     accounted = 0.0
-    for key in ("data", "build", "first_layer", "forward", "store"):
+    for key in ("data", "build", "first_layer", "forward", "gather", "store"):
         v = evaluator.timings.get(key, 0.0)
         accounted += v
         lines.append(f"  {key:<12} {v:9.3f} s  {100 * v / max(total, 1e-9):5.1f} %")

@@ -1,0 +1,75 @@
+"""Pictures of a Surface: matplotlib (:mod:`.mpl`) and interactive plotly (:mod:`.interactive`).
+
+Names load on first use, so importing :mod:`lossmap.plot` (and the ``lossmap``
+command line, which imports :mod:`lossmap.plot.cli`) does not pull in
+matplotlib or plotly until a picture is drawn.
+
+Examples
+--------
+>>> import lossmap.plot as lp
+>>> lp.plot_line  # doctest: +ELLIPSIS
+<function plot_line at ...>
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .interactive import contour_figure, line_figure, surface_figure, to_html
+    from .mpl import (
+        figure_lines,
+        figure_planes,
+        plot_contour,
+        plot_contourf,
+        plot_heatmap,
+        plot_history,
+        plot_line,
+        plot_surface3d,
+        save,
+    )
+
+_WHERE = {
+    "figure_lines": "mpl",
+    "figure_planes": "mpl",
+    "plot_contour": "mpl",
+    "plot_contourf": "mpl",
+    "plot_heatmap": "mpl",
+    "plot_history": "mpl",
+    "plot_line": "mpl",
+    "plot_surface3d": "mpl",
+    "save": "mpl",
+    "contour_figure": "interactive",
+    "line_figure": "interactive",
+    "surface_figure": "interactive",
+    "to_html": "interactive",
+}
+
+__all__ = [
+    "contour_figure",
+    "figure_lines",
+    "figure_planes",
+    "line_figure",
+    "plot_contour",
+    "plot_contourf",
+    "plot_heatmap",
+    "plot_history",
+    "plot_line",
+    "plot_surface3d",
+    "save",
+    "surface_figure",
+    "to_html",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
