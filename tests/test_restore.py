@@ -140,3 +140,17 @@ def test_no_model_copy_per_point(monkeypatch):
         grid=(-1, 1, 3),
         progress=False,
     )
+
+
+def test_outside_write_to_the_model_is_reported():
+    m, X, y = model_and_data()
+    held = m[5].weight  # a loss that holds the real tensor and writes into it
+
+    def loss(out, t):
+        with torch.no_grad():
+            held.mul_(1.0)
+        return nn.functional.cross_entropy(out, t)
+
+    d = lm.random_direction(m, seed=0)
+    with pytest.warns(RuntimeWarning, match=r"'5\.weight' was modified in place"):
+        lm.scan(m, loss, data={"train": (X, y)}, directions=d, grid=(-1, 1, 3), progress=False)

@@ -95,6 +95,14 @@ class Direction(Mapping[str, torch.Tensor]):
             f"norm={self.norm():.4g})"
         )
 
+    @classmethod
+    def _adopt(cls, tensors: dict[str, torch.Tensor], meta: dict) -> Direction:
+        """Wrap tensors that nobody else holds, without copying them (internal)."""
+        d = cls.__new__(cls)
+        d._tensors = {k: v.contiguous() for k, v in tensors.items()}
+        d._meta = dict(meta)
+        return d
+
     @property
     def meta(self) -> dict:
         """How the direction was made (a copy)."""
@@ -246,45 +254,44 @@ def random_directions(
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise InputTypeError(f"seed={seed!r} must be an integer")
     centre = P.parameter_state(model_or_state)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    # Direction-major drawing order: direction k does not depend on n.
-    raw = [
-        {
-            name: torch.randn(t.shape, generator=gen, dtype=torch.float64)
-            for name, t in centre.items()
-        }
-        for _ in range(n)
-    ]
+    gens = [torch.Generator(device="cpu").manual_seed(_seed(seed, i)) for i in range(n)]
     kept = [name for name, t in centre.items() if not (ignore == "biasbn" and t.dim() <= 1)]
-    out = [
-        {name: torch.zeros(t.shape, dtype=torch.float64) for name, t in centre.items()}
-        for _ in range(n)
-    ]
+    # Output tensors in the centre's dtype; float64 only for one tensor at a time,
+    # so the peak memory is n directions plus a few tensors, whatever the model size.
+    out = [{name: torch.zeros_like(t, device="cpu") for name, t in centre.items()}
+           for _ in range(n)]
     if norm in ("model", "none"):
-        C = torch.cat([centre[k].double().reshape(-1) for k in kept])[None] if kept else None
-        if kept:
-            D = torch.stack([torch.cat([r[k].reshape(-1) for k in kept])[None] for r in raw])
-            if not orthogonal:
-                D = _scale_only(D, C if norm == "model" else None)
-            else:
-                D = _orthonormalize_units(D, C if norm == "model" else None)
+        # Pass 1: draw every tensor; accumulate the Gram matrix of the draws in float64.
+        G = torch.zeros(n, n, dtype=torch.float64)
+        c2 = 0.0
+        for k in kept:
+            D = torch.stack([torch.randn(centre[k].shape, generator=g, dtype=torch.float64)
+                             .reshape(-1) for g in gens])
+            G += D @ D.T
+            c2 += float(centre[k].double().pow(2).sum())
             for i in range(n):
-                offset = 0
-                for k in kept:
-                    size = centre[k].numel()
-                    out[i][k] = D[i, 0, offset : offset + size].reshape(centre[k].shape)
-                    offset += size
+                out[i][k].copy_(D[i].reshape(centre[k].shape))
+        # Pass 2: one linear map of the draws gives Gram–Schmidt + rescaling at once.
+        target = torch.full((n,), c2**0.5, dtype=torch.float64) if norm == "model" else \
+            G.diagonal().sqrt()
+        M = _whitening(G, target, orthogonal)
+        for k in kept:
+            D = torch.stack([out[i][k].double().reshape(-1) for i in range(n)])
+            D = M @ D
+            for i in range(n):
+                out[i][k].copy_(D[i].reshape(centre[k].shape))
     else:
         for k in kept:
             C = _unit_rows(centre[k].double(), norm)
-            D = torch.stack([_unit_rows(r[k], norm) for r in raw])
+            D = torch.stack([_unit_rows(torch.randn(centre[k].shape, generator=g,
+                                                    dtype=torch.float64), norm) for g in gens])
             D = _orthonormalize_units(D, C) if orthogonal else _scale_only(D, C)
             for i in range(n):
-                out[i][k] = D[i].reshape(centre[k].shape)
+                out[i][k].copy_(D[i].reshape(centre[k].shape))
     return [
-        Direction(
-            {name: out[i][name].to(centre[name].dtype) for name in centre},
-            meta={
+        Direction._adopt(
+            out[i],
+            {
                 "kind": "random",
                 "norm": norm,
                 "ignore": ignore,
@@ -295,6 +302,25 @@ def random_directions(
         )
         for i in range(n)
     ]
+
+
+def _seed(seed: int, index: int) -> int:
+    """The generator seed of direction ``index``: its draws never depend on how many are made."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _whitening(G: torch.Tensor, target: torch.Tensor, orthogonal: bool) -> torch.Tensor:
+    """The n×n map M so that M·D has rows of norm ``target`` (orthogonal if asked).
+
+    With G = D·Dᵀ = L·Lᵀ (Cholesky), L⁻¹·D has orthonormal rows and row k of it
+    is exactly what Gram–Schmidt makes of row k of D, normalized.
+    """
+    if not orthogonal:
+        return torch.diag(torch.where(G.diagonal() > 0, target / G.diagonal().sqrt(), 0.0))
+    L = torch.linalg.cholesky(G)
+    return torch.diag(target) @ torch.linalg.inv(L)
 
 
 def _scale_only(D: torch.Tensor, C: torch.Tensor | None) -> torch.Tensor:

@@ -2,9 +2,8 @@
 
 How a chunk of K grid points is evaluated:
 
-1. **One fused build.** For every tensor a direction moves, the K parameter
-   sets are one matrix product ``c + A·D`` (A: K×ndim coordinates, D: the
-   stacked directions), written into a preallocated (K, …) buffer. No model
+1. **In-place build.** For every tensor a direction moves, the K parameter
+   sets c + Σ aᵢ·dᵢ are written into a (K, …) buffer allocated once. No model
    copy is made; the user's module is only read, through
    ``torch.func.functional_call``.
 2. **Batch-outer.** Data is moved to the device once; each data batch serves
@@ -48,6 +47,22 @@ STRATEGIES = ("auto", "loop", "vmap")
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Fraction of samples whose arg-max output equals the integer target (batch mean)."""
     return (outputs.argmax(dim=-1) == targets).to(outputs.dtype).mean()
+
+
+class _Metered(nn.Module):
+    """The network followed by the metrics: one call evaluates a point."""
+
+    def __init__(self, net: nn.Module, metrics: Mapping[str, Metric]):
+        super().__init__()
+        self.net = net
+        self._metric_fns = list(metrics.values())
+
+    def forward(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        outputs = self.net(X)
+        return torch.stack(
+            [torch.as_tensor(fn(outputs, y), device=X.device).to(torch.float64)
+             for fn in self._metric_fns]
+        )
 
 
 class Evaluator:
@@ -99,23 +114,18 @@ class Evaluator:
         self.timings: dict[str, float] = defaultdict(float)
         state = {k: v.to(device) for k, v in {**centre_params, **centre_buffers}.items()}
         moved = [k for k in state if any(k in d for d in directions)]
-        # Stacked directions: D[name] is (ndim, numel) in the tensor's dtype.
+        # D[name][i]: direction i's tensor on the device — a view of the
+        # Direction's own tensor when it already has the right device and dtype.
         self.D = {
-            k: torch.stack(
-                [
-                    (d[k] if k in d else torch.zeros_like(state[k]))
-                    .to(device, state[k].dtype)
-                    .reshape(-1)
-                    for d in directions
-                ]
-            )
+            k: [(d[k] if k in d else torch.zeros_like(state[k])).to(device, state[k].dtype)
+                for d in directions]
             for k in moved
         }
-        self.shapes = {k: state[k].shape for k in moved}
         self.fixed = {k: v for k, v in state.items() if k not in self.D}
         self.centre = {k: state[k] for k in moved}
         bytes_per_point = sum(v.numel() * v.element_size() for v in self.centre.values())
         self.chunk = chunk or int(max(1, min(MAX_CHUNK, PARAM_BUDGET // max(bytes_per_point, 1))))
+        self._work: dict[str, torch.Tensor] = {}  # parameter buffers, reused across chunks
 
         # Data: on the device once, cut into batches.
         total = sum(s.X.nbytes + s.y.nbytes for s in splits)
@@ -144,17 +154,15 @@ class Evaluator:
                 self.first_centre = {n: state[n] for n in first.names}
                 # Direction terms: a tensor no direction moves contributes nothing.
                 self.first_dirs = {
-                    n: self.D[n].reshape(-1, *self.shapes[n])
-                    if n in self.D
-                    else torch.zeros(
-                        len(directions), *state[n].shape, dtype=state[n].dtype, device=device
-                    )
+                    n: self.D[n] if n in self.D
+                    else [torch.zeros_like(state[n]) for _ in directions]
                     for n in first.names
                 }
                 for n in first.names:
                     self.fixed.pop(n, None)
                     self.centre.pop(n, None)
                     self.D.pop(n, None)
+        self.metered = _Metered(self.net, self.metrics)
         self.cache: list[list[tuple[torch.Tensor, ...]]] | None = None
         if self.first is not None:
             sample = self._first_outputs(*self.batches[0][0])
@@ -180,32 +188,39 @@ class Evaluator:
         """(Y_c, Y_1, …): the first layer at the centre and along each direction."""
         X = X.to(self.device)
         outs = [self.first.output(X, self.first_centre)]
-        for i in range(self._ndim()):
+        for i in range(self._ndims):
             outs.append(self.first.output(X, {n: v[i] for n, v in self.first_dirs.items()}))
         return tuple(outs)
 
-    def _ndim(self) -> int:
-        return self._ndims
-
     def _build(self, points: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Stacked parameters (K, *shape) for every moved tensor: c + A·D in one op each."""
-        A = points.to(self.device)
+        """Stacked parameters (K, *shape) for every moved tensor: c + Σ aᵢ·dᵢ.
+
+        Written into buffers that are allocated once and reused; on the CPU
+        the point loop uses K = 1, so one extra parameter set is all it needs.
+        """
+        K = len(points)
+        coef = points.tolist()
         out = {}
-        for k, D in self.D.items():
-            flat = torch.addmm(self.centre[k].reshape(1, -1), A.to(D.dtype), D)  # (K, numel)
-            out[k] = flat.reshape(len(A), *self.shapes[k])
+        for name, dirs in self.D.items():
+            c = self.centre[name]
+            buf = self._work.get(name)
+            if buf is None or buf.shape[0] < K:
+                buf = self._work[name] = torch.empty((K, *c.shape), dtype=c.dtype, device=c.device)
+            buf = buf[:K]
+            for k in range(K):
+                buf[k].copy_(c)
+                for a, d in zip(coef[k], dirs, strict=True):
+                    if a != 0.0:
+                        buf[k].add_(d, alpha=a)
+            out[name] = buf
         return out
 
     def _point_metrics(self, state, X, y, Y) -> torch.Tensor:
         if self.first is not None:
             self.given.value = Y
-        outputs = functional_call(self.net, state, (X,))
-        return torch.stack(
-            [
-                torch.as_tensor(fn(outputs, y), device=self.device).to(torch.float64)
-                for fn in self.metrics.values()
-            ]
-        )
+        # Metrics run inside functional_call too: while they run, the model's
+        # attributes are lossmap's tensors, so a metric cannot touch the user's.
+        return functional_call(self.metered, {f"net.{k}": v for k, v in state.items()}, (X, y))
 
     # -- the work ------------------------------------------------------------
     @torch.no_grad()
@@ -267,10 +282,6 @@ class Evaluator:
             return vmap(one, in_dims=(0, None))(stacked, None)
         Yk = _combine_many(Ys, coef)
         return vmap(one)(stacked, Yk)
-
-
-def _flat(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return t.to(like.device, like.dtype).reshape(-1)
 
 
 def _combine(Ys: tuple[torch.Tensor, ...], a: torch.Tensor) -> torch.Tensor:

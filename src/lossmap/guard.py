@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
 from torch import nn
 
 
 @contextmanager
 def preserved(model: nn.Module) -> Iterator[nn.Module]:
-    """Put the model in eval mode for the block; restore it bit-identically afterwards.
+    """Put the model in eval mode for the block; restore it exactly afterwards.
 
     Restored on normal exit, on any exception and on ``KeyboardInterrupt``:
-    the parameter and buffer objects registered on every submodule, their
-    values (bit for bit), ``requires_grad`` and each submodule's ``training``
-    flag. One snapshot of the values is taken (one model copy per scan, never
-    one per point).
+    the parameter and buffer objects registered on every submodule,
+    ``requires_grad`` and each submodule's ``training`` flag. Values need no
+    copy: lossmap evaluates through ``functional_call`` with tensors of its
+    own and never writes into the model's tensors. Should other code write
+    into them during the block (their version counter moves), a warning says
+    which.
     """
     modules = list(model.modules())
     training = [m.training for m in modules]
@@ -25,39 +27,27 @@ def preserved(model: nn.Module) -> Iterator[nn.Module]:
     requires = [
         {k: p.requires_grad for k, p in m._parameters.items() if p is not None} for m in modules
     ]
-    snapshot = [
-        {k: t.detach().clone() for k, t in {**ps, **bs}.items() if t is not None}
-        for ps, bs in registered
-    ]
+    versions = {id(t): t._version for ps, bs in registered for t in (*ps.values(), *bs.values())
+                if t is not None}
     try:
         model.eval()
         yield model
     finally:
-        with torch.no_grad():
-            for m, was_training, (ps, bs), req, snap in zip(
-                modules, training, registered, requires, snapshot, strict=True
-            ):
-                m._parameters.clear()
-                m._parameters.update(ps)
-                m._buffers.clear()
-                m._buffers.update(bs)
-                for k, t in {**ps, **bs}.items():
-                    if t is None:
-                        continue
-                    if t.shape != snap[k].shape or t.dtype != snap[k].dtype:
-                        t.data = snap[k]
-                    elif not _same_bits(t, snap[k]):
-                        t.copy_(snap[k])
-                for k, flag in req.items():
-                    ps[k].requires_grad_(flag)
-                m.training = was_training
-
-
-def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    if a.numel() == 0:
-        return True
-    return bool(
-        torch.equal(a.detach().reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
-    )
+        for m, was_training, (ps, bs), req in zip(
+            modules, training, registered, requires, strict=True
+        ):
+            m._parameters.clear()
+            m._parameters.update(ps)
+            m._buffers.clear()
+            m._buffers.update(bs)
+            for k, flag in req.items():
+                ps[k].requires_grad_(flag)
+            m.training = was_training
+        changed = [name for name, t in model.state_dict(keep_vars=True).items()
+                   if id(t) in versions and t._version != versions[id(t)]]
+        if changed:
+            warnings.warn(
+                f"the model's tensor {changed[0]!r} was modified in place during the scan by "
+                "code outside lossmap (a loss or hook holding it): its new values were kept",
+                RuntimeWarning, stacklevel=3,
+            )

@@ -37,8 +37,8 @@ CHUNK_SECONDS = 1.0
 def _resolve_centre(model: nn.Module, centre: Any) -> tuple[dict, dict]:
     """The centre's (parameters, buffers), checked against the model's layout."""
     params, buffers = P.parameters_of(model), P.buffers_of(model)
-    if centre is None:
-        return {k: v.clone() for k, v in params.items()}, {k: v.clone() for k, v in buffers.items()}
+    if centre is None:  # views: lossmap never writes into them
+        return params, buffers
     if isinstance(centre, (str, os.PathLike)):
         state = P.load_checkpoint(centre)
         what = f"checkpoint {str(centre)!r}"
@@ -59,7 +59,7 @@ def _resolve_centre(model: nn.Module, centre: Any) -> tuple[dict, dict]:
         c_params | {k: v for k, v in state.items() if k not in params and k not in buffers},
         what=what,
     )
-    c_buffers = {k: state.get(k, v).detach().clone() for k, v in buffers.items()}
+    c_buffers = {k: state.get(k, v).detach() for k, v in buffers.items()}
     for k, v in c_buffers.items():
         if v.shape != buffers[k].shape:
             raise InputError(
@@ -70,7 +70,7 @@ def _resolve_centre(model: nn.Module, centre: Any) -> tuple[dict, dict]:
         if v.dtype != params[k].dtype:
             c_params[k] = v.to(params[k].dtype)
     # In the model's parameter order (a checkpoint may list them sorted).
-    return {k: c_params[k].detach().clone() for k in params}, c_buffers
+    return {k: c_params[k].detach() for k in params}, c_buffers
 
 
 def _resolve_directions(directions: Any, params: dict, buffers: dict) -> list[Direction]:
