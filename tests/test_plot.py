@@ -527,3 +527,38 @@ def test_cli_module_does_not_import_plotting_libraries_at_import_time():
             n.module or "" for n in top if isinstance(n, ast.ImportFrom)
         ]
         assert not [x for x in names if x.split(".")[0] in ("matplotlib", "plotly")], module
+
+
+def test_cli_draws_a_partial_store_whole(tmp_path, monkeypatch):
+    import lossmap as lm
+    from lossmap.plot import cli as plot_cli
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    X, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+    calls = []
+
+    def loss(out, t):
+        calls.append(1)
+        if len(calls) > 1 + 10:
+            raise KeyboardInterrupt
+        return torch.nn.functional.cross_entropy(out, t)
+
+    path = tmp_path / "part.lossmap"
+    with pytest.raises(KeyboardInterrupt):
+        lm.scan(model, loss, data={"train": (X, y)}, directions=lm.random_directions(model, 2),
+                grid=[(-1, 1, 9), (-1, 1, 9)], store=path, progress=False)
+    out = tmp_path / "part.png"
+    seen = {}
+    real = plot_cli._static
+
+    def spy(surface, kind, names, out, title, args):
+        seen.update(title=title, finite=bool(np.isfinite(surface["train_loss"]).all()))
+        return real(surface, kind, names, out, title, args)
+
+    monkeypatch.setattr(plot_cli, "_static", spy)
+    parser = argparse.ArgumentParser()
+    plot_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["plot", str(path), "--kind", "contourf", "-o", str(out)])
+    assert plot_cli.run(args) == 0 and out.stat().st_size > 0
+    assert "partial: 10/81 points" in seen["title"] and seen["finite"]

@@ -175,3 +175,19 @@ def test_two_processes_writing_the_same_points_keep_one_row(tmp_path):
     assert n == 0  # first writer wins
     assert store.rows()[1][0] != [9.0, 9.0]
     store.close()
+
+
+def test_partial_store_fills_the_whole_picture(tmp_path):
+    path = tmp_path / "p.lossmap"
+    with pytest.raises(KeyboardInterrupt):
+        run(path, loss=Counting(stop_after=1 + 8))
+    part = lm.load(path)
+    assert part.done.sum() == 8 and np.isnan(part["train_loss"]).sum() == 12
+    full = part.filled()
+    assert full.meta["partial"] == {"done": 8, "points": 20}
+    assert np.isfinite(full["train_loss"]).all()
+    np.testing.assert_array_equal(full["train_loss"][part.done], part["train_loss"][part.done])
+    ref = run(tmp_path / "ref.lossmap")
+    lo, hi = ref["train_loss"].min(), ref["train_loss"].max()
+    assert (full["train_loss"] >= lo - 0.5 * (hi - lo)).all()  # interpolation stays in range
+    assert ref.filled() is ref

@@ -115,6 +115,40 @@ class Surface:
             f"variables={list(self.values)})"
         )
 
+    def filled(self) -> Surface:
+        """The whole picture from the points done so far (for a running or stopped scan).
+
+        Points are visited coarse to fine, so the finished ones already cover
+        the grid at a lower resolution; missing points are filled by linear
+        interpolation between them (nearest point at the edges). The result has
+        ``meta["partial"] = {"done": k, "points": n}`` so plots can say so.
+        A complete surface is returned unchanged.
+        """
+        if self.complete or not self.done.any():
+            return self
+        from scipy.interpolate import griddata
+
+        grids = np.meshgrid(*self.spec.coords(), indexing="ij")
+        pts = np.stack([g[self.done] for g in grids], axis=-1)
+        want = np.stack([g.reshape(-1) for g in grids], axis=-1)
+        values = {}
+        for name, v in self.values.items():
+            if len(self.dims) == 1 or len(pts) < 3:
+                order = np.argsort(pts[:, 0])
+                filled = np.interp(want[:, 0], pts[order, 0], v[self.done][order])
+            else:
+                try:
+                    filled = griddata(pts, v[self.done], want, method="linear")
+                except Exception:  # degenerate (collinear) points: nearest only
+                    filled = np.full(len(want), np.nan)
+                near = griddata(pts, v[self.done], want, method="nearest")
+                filled = np.where(np.isnan(filled), near, filled)
+            filled = filled.reshape(v.shape)
+            filled[self.done] = v[self.done]  # finished points keep their exact value
+            values[name] = filled
+        meta = {**self.meta, "partial": {"done": int(self.done.sum()), "points": self.done.size}}
+        return Surface(self.spec, values, self.done, self.fingerprints, self.path, meta)
+
     # -- export --------------------------------------------------------------
     def to_xarray(self):
         """An ``xarray.Dataset`` with dims ``alpha`` [, ``beta``], one variable per metric.

@@ -188,10 +188,15 @@ def run(args: argparse.Namespace) -> int:
         )
     if getattr(args, "kind", None) == "html" and suffix not in HTML:
         raise InputError(f"--kind html writes an HTML page: use -o FILE.html, not {out.name!r}")
-    surface = load(args.path)
+    # A store still being written, or stopped early, is drawn whole from the
+    # coarse-to-fine points finished so far, and the title says so.
+    surface = load(args.path).filled()
     kind = _check_kind(surface, getattr(args, "kind", None), suffix)
     names = _variables(surface, getattr(args, "metric", None))
     title = getattr(args, "title", None) or Path(args.path).name
+    part = surface.meta.get("partial")
+    if part:
+        title += f" (partial: {part['done']}/{part['points']} points, interpolated)"
     if suffix in HTML:
         _html(surface, kind, names, out, title)
     else:
