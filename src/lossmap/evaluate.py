@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from . import batchnorm as bn
 from . import firstlayer
 from .errors import InputError
 from .splits import Split
@@ -105,12 +106,17 @@ class Evaluator:
         strategy: str = "auto",
         reuse_first_layer: bool = True,
         chunk: int | None = None,
+        bn_data: Split | None = None,
     ):
         if strategy not in STRATEGIES:
             raise InputError(f"strategy {strategy!r} must be one of {', '.join(STRATEGIES)}")
         self.metrics = dict(metrics)
         self.device = device
         self.vmap = strategy == "vmap" or (strategy == "auto" and device.type != "cpu")
+        self.bn = None
+        if bn_data is not None:  # BatchNorm statistics re-estimated at every point
+            self.bn = bn.Recalibration(model, bn_data, device, batch_size or DEFAULT_BATCH)
+            self.vmap, reuse_first_layer = False, False
         self.timings: dict[str, float] = defaultdict(float)
         state = {k: v.to(device) for k, v in {**centre_params, **centre_buffers}.items()}
         moved = [k for k in state if any(k in d for d in directions)]
@@ -241,7 +247,14 @@ class Evaluator:
         A = torch.as_tensor(np.asarray(points, dtype=np.float64))
         t0 = t()
         stacked = self._build(A)
+        states = []
+        if not self.vmap:
+            states = [{**self.fixed, **{n: v[k] for n, v in stacked.items()}} for k in range(K)]
         self.timings["build"] += t() - t0
+        if self.bn is not None:
+            t0 = t()
+            states = [self.bn(self.net, st) for st in states]
+            self.timings["bn_recompute"] += t() - t0
         nm = len(self.metrics)
         sums = torch.zeros(K, len(self.batches) * nm, dtype=torch.float64, device=self.device)
         coef = A.to(self.device)
@@ -263,11 +276,10 @@ class Evaluator:
                     )
                 else:
                     for k in range(K):
-                        state = {**self.fixed, **{n: v[k] for n, v in stacked.items()}}
                         Y = _combine(Ys, coef[k]) if Ys is not None else None
-                        sums[k, s * nm : (s + 1) * nm] += self._point_metrics(state, X, y, Y) * len(
-                            y
-                        )
+                        sums[k, s * nm : (s + 1) * nm] += self._point_metrics(
+                            states[k], X, y, Y
+                        ) * len(y)
                 self.timings["forward"] += t() - t0
         n = torch.tensor(
             [n for n in self.n for _ in range(nm)], dtype=torch.float64, device=self.device

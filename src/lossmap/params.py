@@ -141,7 +141,7 @@ def check_same_layout(
             parts.append(f"has a tensor {unexpected[0]!r} that {ref_what} lacks")
         raise InputError(
             f"{what} {' and '.join(parts)} ({ref_what} has {len(reference)} parameter tensors, "
-            f"{what} {len([n for n in other if n not in extra_ok or n in reference])}): "
+            f"{what} has {len([n for n in other if n not in extra_ok or n in reference])}): "
             f"{what} was made for another model"
         )
     for name, t in reference.items():

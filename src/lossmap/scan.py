@@ -170,6 +170,9 @@ def scan(
     seed: int = 0,
     strategy: str = "auto",
     reuse_first_layer: bool = True,
+    bn: str = "eval",
+    bn_samples: int = 1024,
+    bn_split: str | None = None,
     profile: bool = False,
     meta: dict | None = None,
 ) -> Surface:
@@ -218,6 +221,14 @@ def scan(
         a point loop on the CPU (faster there). Results agree to round-off.
     reuse_first_layer : bool, default True
         Exact first-layer reuse where it applies (detected automatically).
+    bn : {"eval", "recompute"}, default "eval"
+        BatchNorm at each point: the stored running statistics (the field's
+        convention), or statistics re-estimated at every point from
+        ``bn_samples`` fixed samples of ``bn_split`` (default ``"train"``, else
+        the first split) — a more faithful surface of BN networks, at the cost
+        of those extra forward passes.
+    bn_samples : int, default 1024
+    bn_split : str, optional
     profile : bool, default False
         Print where the time went (data, parameter building, first layer,
         forward + metrics, store).
@@ -277,6 +288,20 @@ def scan(
                 f"meta must be JSON-serializable ({exc}): use lists, numbers, strings and dicts"
             ) from None
     splits = as_splits(data, samples=samples, seed=seed)
+    bn_data = None
+    if bn not in ("eval", "recompute"):
+        raise InputError(f"bn={bn!r} must be 'eval' (stored running statistics) or "
+                         "'recompute' (re-estimated at every point)")
+    if bn == "recompute":
+        bn_split = bn_split or ("train" if "train" in data else next(iter(data)))
+        if bn_split not in data:
+            raise InputError(f"bn_split={bn_split!r} is not a split of data "
+                             f"({', '.join(map(str, data))})")
+        if not isinstance(bn_samples, int) or bn_samples < 1:
+            raise InputError(f"bn_samples={bn_samples!r} must be a positive integer")
+        full = as_splits({bn_split: data[bn_split]})[0]
+        bn_data = as_splits({bn_split: (full.X, full.y)}, samples=min(bn_samples, full.n),
+                            seed=seed)[0]
     mfns = _resolve_metrics(metrics, loss_fn)
     if metrics == DEFAULT_METRICS and any(s.y.is_floating_point() for s in splits):
         mfns.pop("accuracy")  # regression targets: accuracy is meaningless
@@ -292,11 +317,15 @@ def scan(
             seed=seed,
             directions=tuple(d.meta for d in dirs),
             dtype=str(next(iter(c_params.values())).dtype).replace("torch.", ""),
+            bn=bn,
+            bn_split=bn_split if bn_data is not None else None,
+            bn_samples=bn_data.n if bn_data is not None else None,
         )
         fps = {
             "centre": P.fingerprint({**c_params, **c_buffers}),
             **{f"dir_{i}": d.fingerprint() for i, d in enumerate(dirs)},
             **{f"data_{s.name}": s.fingerprint() for s in splits},
+            **({"bn_data": bn_data.fingerprint()} if bn_data is not None else {}),
         }
         evaluator = Evaluator(
             model,
@@ -309,6 +338,7 @@ def scan(
             batch_size,
             strategy=strategy,
             reuse_first_layer=reuse_first_layer,
+            bn_data=bn_data,
         )
         t0 = time.perf_counter()
         try:

@@ -121,7 +121,11 @@ class ScanSpec:
     dtype : str
         Parameter dtype of the evaluation, e.g. ``"float32"``.
     bn : str
-        BatchNorm mode: ``"eval"`` uses the stored running statistics.
+        BatchNorm mode: ``"eval"`` uses the stored running statistics,
+        ``"recompute"`` re-estimates them at every point.
+    bn_split, bn_samples : str or None, int or None
+        With ``bn="recompute"``: the split and the number of its samples the
+        statistics are estimated from.
     format : int
         Version of the stored format.
     """
@@ -135,6 +139,8 @@ class ScanSpec:
     directions: tuple[dict, ...] = field(default_factory=tuple)
     dtype: str = "float32"
     bn: str = "eval"
+    bn_split: str | None = None
+    bn_samples: int | None = None
     format: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -153,6 +159,9 @@ class ScanSpec:
         object.__setattr__(self, "splits", tuple(self.splits))
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "directions", tuple(dict(d) for d in self.directions))
+        if self.bn not in ("eval", "recompute"):
+            raise InputError(f"bn={self.bn!r} must be 'eval' (stored running statistics) or "
+                             "'recompute' (re-estimated at every point)")
         if self.samples is not None and (not isinstance(self.samples, int) or self.samples < 1):
             raise InputError(f"samples={self.samples!r} must be a positive integer or None")
 
