@@ -66,6 +66,14 @@ class Store:
         self.fingerprints: dict[str, str] = json.loads(self._meta("fingerprints"))
         self.coord_cols = list(self.spec.dims)
         self.var_cols = list(self.spec.variables)
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(points)")}
+        missing = [c for c in (*self.coord_cols, *self.var_cols) if c not in cols]
+        if missing:
+            raise ValueError(f"the spec names a column {missing[0]!r} the points table lacks")
+        top = conn.execute("SELECT MAX(idx), MIN(idx) FROM points").fetchone()
+        size = math.prod(self.spec.shape)
+        if top[0] is not None and (top[0] >= size or top[1] < 0):
+            raise ValueError(f"a point index {top[0]} lies outside the {size}-point grid")
 
     # -- opening -----------------------------------------------------------
     @staticmethod
@@ -93,7 +101,7 @@ class Store:
             if check != "ok":
                 raise sqlite3.DatabaseError(check)
             return cls(path, conn)
-        except (sqlite3.DatabaseError, KeyError, json.JSONDecodeError, TypeError) as exc:
+        except (sqlite3.DatabaseError, LookupError, ValueError, TypeError, AttributeError) as exc:
             raise StoreError(
                 f"store {str(path)!r} is damaged ({exc}); it was left untouched: "
                 "restore it from a backup or scan again to a new path"
