@@ -259,9 +259,16 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
             cur = self.conn.executemany(sql, data)
             self.conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                kept = self.conn.execute("SELECT COUNT(*) FROM points").fetchone()[0]
+                raise StoreError(
+                    f"cannot write to store {str(self.path)!r} ({exc}); the {kept} finished "
+                    "points are kept: free disk space (or fix access) and run the same scan "
+                    "again to resume"
+                ) from None
             raise
         return cur.rowcount
 
