@@ -724,3 +724,15 @@ def test_top_level_usage_errors_are_one_line(capsys):
     code, _, err = run(capsys)
     assert code == 2
     assert len(err.splitlines()) == 1 and err.startswith("lossmap: error: ")
+
+
+def test_trust_pickle_flag_allows_a_trusted_pickled_checkpoint(tmp_path, capsys):
+    ckpt = tmp_path / "pickled.pt"
+    torch.save({"model": tiny.make_model().state_dict(), "meta": Custom()}, ckpt)
+    out = tmp_path / "x.lossmap"
+    assert run(capsys, *scan_argv(out, "--checkpoint", ckpt, grid=("-1:1:3",)))[0] == 2
+    assert not out.exists()
+    code, _, err = run(capsys, *scan_argv(out, "--checkpoint", ckpt, "--trust-pickle",
+                                          grid=("-1:1:3",)))
+    assert code == 0, err
+    assert lm.load(out).complete

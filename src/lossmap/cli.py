@@ -63,6 +63,8 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", help="YAML file with the same keys as these flags")
     s.add_argument("--model", help="MODULE:FUNCTION returning the nn.Module")
     s.add_argument("--checkpoint", help="centre weights (.safetensors or torch state dict)")
+    s.add_argument("--trust-pickle", action="store_true",
+                   help="allow a --checkpoint that needs pickle (only for files you trust)")
     s.add_argument("--data", help="MODULE:FUNCTION returning {split: (X, y) | DataLoader}")
     s.add_argument("--loss", help="cross_entropy (default), mse, or MODULE:NAME of a loss")
     s.add_argument("--dirs", type=int, help="1 (line) or 2 (plane, default)")
@@ -101,10 +103,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _plugins() -> dict:
     """Subcommands that live in their own modules (each has add_parser and run)."""
-    from . import train_cli
+    from . import demo, train_cli
     from .plot import cli as plot_cli
 
-    return {"plot": plot_cli, "train": train_cli}
+    return {"plot": plot_cli, "train": train_cli, "demo": demo}
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -153,7 +155,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
                 ) from None
         if not callable(loss_fn):
             raise InputTypeError(f"--loss {cfg.loss!r} is not callable")
-    centre = load_checkpoint(cfg.checkpoint) if cfg.checkpoint else None
+    centre = (load_checkpoint(cfg.checkpoint, trust_pickle=bool(args.trust_pickle))
+              if cfg.checkpoint else None)
     if centre is not None:
         from .scan import _resolve_centre
 

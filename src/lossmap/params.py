@@ -73,10 +73,14 @@ def parameter_state(model_or_state: StateLike) -> dict[str, torch.Tensor]:
     )
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def load_checkpoint(
+    path: str | os.PathLike, *, trust_pickle: bool = False
+) -> dict[str, torch.Tensor]:
     """Load a state dict from a ``.safetensors`` file or a torch file, without pickle.
 
-    Torch files are read with ``torch.load(weights_only=True)``. A dict that
+    Torch files are read with ``torch.load(weights_only=True)``; a file that
+    needs full unpickling (which can run arbitrary code) is refused unless
+    ``trust_pickle=True`` says you trust its source. A dict that
     wraps the state under ``"state_dict"``, ``"model_state_dict"`` or ``"model"``
     is unwrapped.
     """
@@ -94,14 +98,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 "check that the file is complete, or re-save it"
             ) from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:  # torch raises UnpicklingError or RuntimeError here
         text = str(exc)
         if "weights_only" in text or "Unpickl" in type(exc).__name__:
             raise InputError(
                 f"checkpoint {str(path)!r} needs pickle to load, which can run arbitrary "
                 "code; lossmap loads with weights_only=True. Re-save it as "
-                "torch.save(model.state_dict(), path) or as .safetensors"
+                "torch.save(model.state_dict(), path) or as .safetensors, or, if you trust "
+                "its source, pass --trust-pickle (trust_pickle=True)"
             ) from None
         raise InputError(
             f"checkpoint {str(path)!r} cannot be read: {text.splitlines()[0]}"
