@@ -10,8 +10,10 @@ __version__ = "0.1.0"
 from .between import interpolation, plane
 from .directions import Direction, random_direction, random_directions
 from .errors import InputError, InputTypeError, LossmapError, StoreError
+from .hessian import curvature, hessian_eigenpairs, hvp
 from .scan import load_directions, scan
 from .spec import Axis, ScanSpec
+from .spectral import broaden, hessian_density, hessian_trace, slq_nodes_weights
 from .surface import Surface, load
 from .trajectory import fitted_grid, pca_directions, project
 
@@ -25,7 +27,13 @@ __all__ = [
     "StoreError",
     "Surface",
     "__version__",
+    "broaden",
+    "curvature",
     "fitted_grid",
+    "hessian_density",
+    "hessian_eigenpairs",
+    "hessian_trace",
+    "hvp",
     "interpolation",
     "load",
     "load_directions",
@@ -35,4 +43,5 @@ __all__ = [
     "random_direction",
     "random_directions",
     "scan",
+    "slq_nodes_weights",
 ]

@@ -117,7 +117,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from .distributed import local_device
     from .entry import load_entry
     from .errors import InputTypeError
-    from .params import load_checkpoint
+    from .params import load_checkpoint, resolve_centre
     from .scan import scan
     from .store import is_store
 
@@ -158,9 +158,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     centre = (load_checkpoint(cfg.checkpoint, trust_pickle=bool(args.trust_pickle))
               if cfg.checkpoint else None)
     if centre is not None:
-        from .scan import _resolve_centre
-
-        c_params, _ = _resolve_centre(model, centre)
+        c_params, _ = resolve_centre(model, centre)
         # In the model's parameter order: the draw follows the mapping's order, and a
         # checkpoint's own order (sorted in .safetensors) would give other directions.
         dir_base: Any = {name: c_params[name] for name, _ in model.named_parameters()}

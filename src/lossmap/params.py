@@ -11,6 +11,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -182,3 +183,47 @@ def norm(a: Mapping[str, torch.Tensor]) -> float:
 def numel(a: Mapping[str, torch.Tensor]) -> int:
     """Total number of scalars in a state."""
     return sum(t.numel() for t in a.values())
+
+
+def resolve_centre(model: nn.Module, centre: Any) -> tuple[dict, dict]:
+    """The centre's (parameters, buffers), checked against the model's layout.
+
+    ``centre`` is None (the model's own tensors), a state dict, a model, or a
+    checkpoint path. Parameters come back in the model's order, as detached
+    tensors that may share memory with their source: never write into them.
+    """
+    params, buffers = parameters_of(model), buffers_of(model)
+    if centre is None:  # views: lossmap never writes into them
+        return params, buffers
+    if isinstance(centre, (str, os.PathLike)):
+        state = load_checkpoint(centre)
+        what = f"checkpoint {str(centre)!r}"
+    elif isinstance(centre, nn.Module):
+        state = {**parameters_of(centre), **buffers_of(centre)}
+        what = "the centre model"
+    elif isinstance(centre, Mapping):
+        state = dict(centre)
+        what = "the centre state"
+    else:
+        raise InputTypeError(
+            f"centre is a {type(centre).__name__}; pass None (the model's weights), a state "
+            "dict, a model, or a checkpoint path"
+        )
+    c_params = {k: v for k, v in state.items() if k in params}
+    check_same_layout(
+        params,
+        c_params | {k: v for k, v in state.items() if k not in params and k not in buffers},
+        what=what,
+    )
+    c_buffers = {k: state.get(k, v).detach() for k, v in buffers.items()}
+    for k, v in c_buffers.items():
+        if v.shape != buffers[k].shape:
+            raise InputError(
+                f"{what} has shape {tuple(v.shape)} for buffer {k!r} but the model has "
+                f"{tuple(buffers[k].shape)}: {what} was made for another model"
+            )
+    for k, v in c_params.items():
+        if v.dtype != params[k].dtype:
+            c_params[k] = v.to(params[k].dtype)
+    # In the model's parameter order (a checkpoint may list them sorted).
+    return {k: c_params[k].detach() for k in params}, c_buffers

@@ -34,45 +34,6 @@ DEFAULT_METRICS = ("loss", "accuracy")
 CHUNK_SECONDS = 1.0
 
 
-def _resolve_centre(model: nn.Module, centre: Any) -> tuple[dict, dict]:
-    """The centre's (parameters, buffers), checked against the model's layout."""
-    params, buffers = P.parameters_of(model), P.buffers_of(model)
-    if centre is None:  # views: lossmap never writes into them
-        return params, buffers
-    if isinstance(centre, (str, os.PathLike)):
-        state = P.load_checkpoint(centre)
-        what = f"checkpoint {str(centre)!r}"
-    elif isinstance(centre, nn.Module):
-        state = {**P.parameters_of(centre), **P.buffers_of(centre)}
-        what = "the centre model"
-    elif isinstance(centre, Mapping):
-        state = dict(centre)
-        what = "the centre state"
-    else:
-        raise InputTypeError(
-            f"centre is a {type(centre).__name__}; pass None (the model's weights), a state "
-            "dict, a model, or a checkpoint path"
-        )
-    c_params = {k: v for k, v in state.items() if k in params}
-    P.check_same_layout(
-        params,
-        c_params | {k: v for k, v in state.items() if k not in params and k not in buffers},
-        what=what,
-    )
-    c_buffers = {k: state.get(k, v).detach() for k, v in buffers.items()}
-    for k, v in c_buffers.items():
-        if v.shape != buffers[k].shape:
-            raise InputError(
-                f"{what} has shape {tuple(v.shape)} for buffer {k!r} but the model has "
-                f"{tuple(buffers[k].shape)}: {what} was made for another model"
-            )
-    for k, v in c_params.items():
-        if v.dtype != params[k].dtype:
-            c_params[k] = v.to(params[k].dtype)
-    # In the model's parameter order (a checkpoint may list them sorted).
-    return {k: c_params[k].detach() for k in params}, c_buffers
-
-
 def _resolve_directions(directions: Any, params: dict, buffers: dict) -> list[Direction]:
     if isinstance(directions, (Direction, Mapping)):
         directions = [directions]
@@ -259,7 +220,7 @@ def scan(
             "loss_fn(outputs, targets), e.g. torch.nn.CrossEntropyLoss()"
         )
     dev = _device_of(model, device)
-    c_params, c_buffers = _resolve_centre(model, centre)
+    c_params, c_buffers = P.resolve_centre(model, centre)
     dirs = _resolve_directions(directions, c_params, c_buffers)
     if (
         isinstance(grid, (str, tuple))
