@@ -103,10 +103,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _plugins() -> dict:
     """Subcommands that live in their own modules (each has add_parser and run)."""
-    from . import demo, train_cli
+    from . import demo, report_cli, train_cli
     from .plot import cli as plot_cli
 
-    return {"plot": plot_cli, "train": train_cli, "demo": demo}
+    return {"plot": plot_cli, "report": report_cli, "train": train_cli, "demo": demo}
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:

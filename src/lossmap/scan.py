@@ -313,7 +313,7 @@ def _run(spec, fps, dirs, evaluator, store_path, progress, extra_meta) -> Surfac
     """Visit the points coarse to fine in rounds; each round is evaluated and committed."""
     grp = distributed.group(evaluator.device)
     writer = grp is None or grp.is_writer
-    order = progressive_order(spec.shape)
+    order = progressive_order(spec.shape, spec.centre_index())
     coords = np.stack(np.meshgrid(*spec.coords(), indexing="ij"), axis=-1).reshape(
         -1, len(spec.axes)
     )

@@ -185,6 +185,16 @@ class ScanSpec:
         """Coordinates of each axis."""
         return tuple(a.values() for a in self.axes)
 
+    def centre_index(self) -> tuple[int, ...] | None:
+        """Grid index of the centre (every coordinate 0), or None if it is not on the grid."""
+        idx = []
+        for c in self.coords():
+            hit = np.flatnonzero(np.isclose(c, 0.0, atol=1e-12))
+            if not hit.size:
+                return None
+            idx.append(int(hit[0]))
+        return tuple(idx)
+
     def point(self, index: int) -> tuple[float, ...]:
         """Coordinates of the grid point with flat (C-order) index ``index``."""
         ijk = np.unravel_index(index, self.shape)
@@ -239,28 +249,36 @@ class ScanSpec:
         return out
 
 
-def progressive_order(shape: tuple[int, ...]) -> np.ndarray:
+def _levels(n: int) -> np.ndarray:
+    """Refinement level of each index: 0 for the ends, then bisections of the interval."""
+    level = np.full(n, -1, dtype=np.int64)
+    depth = max(1, math.ceil(math.log2(max(n - 1, 1))))
+    for lv in range(depth + 1):
+        idx = np.unique(np.rint(np.arange(2**lv + 1) * (n - 1) / 2**lv).astype(np.int64))
+        fresh = idx[level[idx] < 0]
+        level[fresh] = lv
+    level[level < 0] = depth + 1  # unreachable, kept for safety
+    return level
+
+
+def progressive_order(shape: tuple[int, ...], centre: tuple[int, ...] | None = None) -> np.ndarray:
     """Flat indices of a grid ordered coarse to fine (nested grids).
 
-    Level 0 holds the corners and every point whose index along each axis is a
-    multiple of the coarsest stride; each next level halves the stride. A scan
-    stopped early has therefore covered the whole range at a lower resolution.
+    Level 0 holds the ends of every axis; each further level bisects the
+    intervals of the one before (the middle of the range comes at level 1),
+    so a scan stopped early has covered the whole range at a lower
+    resolution. The grid index of the centre, if given, comes first of all.
 
     Examples
     --------
     >>> progressive_order((5,)).tolist()
     [0, 4, 2, 1, 3]
+    >>> progressive_order((21,))[:5].tolist()
+    [0, 20, 10, 5, 15]
     """
-    levels = []
-    for n in shape:
-        top = max(1, math.ceil(math.log2(max(n - 1, 1))))
-        idx = np.arange(n)
-        lv = np.zeros(n, dtype=np.int64)
-        for i in range(1, n - 1):
-            v = (i & -i).bit_length() - 1  # 2-adic valuation of i
-            lv[i] = max(top - v, 0)
-        levels.append(lv[idx])
-    grids = np.meshgrid(*levels, indexing="ij")
+    grids = np.meshgrid(*[_levels(n) for n in shape], indexing="ij")
     level = np.max(np.stack(grids), axis=0).reshape(-1)
     flat = np.arange(level.size)
+    if centre is not None:
+        level[np.ravel_multi_index(centre, shape)] = -1
     return flat[np.lexsort((flat, level))]

@@ -76,13 +76,7 @@ class Surface:
 
     def centre_index(self) -> tuple[int, ...] | None:
         """Grid index of the centre (all coordinates 0), or None if it is not on the grid."""
-        idx = []
-        for c in self.spec.coords():
-            hit = np.flatnonzero(np.isclose(c, 0.0, atol=1e-12))
-            if not hit.size:
-                return None
-            idx.append(int(hit[0]))
-        return tuple(idx)
+        return self.spec.centre_index()
 
     def summary(self) -> dict[str, Any]:
         """Points done, diverged points, and per variable the centre value and grid minimum."""
