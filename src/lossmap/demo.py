@@ -64,6 +64,10 @@ class DemoSettings:
         if self.plane_points != ref.plane_points:
             notes.append(f"planes of {self.plane_points}×{self.plane_points} points instead of "
                          f"{ref.plane_points}×{ref.plane_points}")
+        if self.lr != ref.lr:
+            notes.append(f"learning rate {self.lr:g} (the original: {ref.lr:g})")
+        if self.batch_size != ref.batch_size:
+            notes.append(f"training batches of {self.batch_size} (the original: {ref.batch_size})")
         if self.samples != ref.samples:
             notes.append(f"each point evaluated on a fixed subset of {self.samples} train and "
                          f"{self.samples} test samples (the original: one batch of 512 each)")
@@ -151,6 +155,9 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     name, train_data, test_data, make_model, fallback = load_data(dataset, progress)
+    if name == "digits":  # 1,348 tiny images: small batches, a larger step, more epochs
+        settings = replace(settings, batch_size=32, lr=0.1, epochs=max(settings.epochs, 10),
+                           samples=min(settings.samples, 449))
     data = {"train": train_data, "test": test_data}
     torch.manual_seed(settings.seed)
     theta0 = make_model(dropout=0.0).state_dict()

@@ -55,9 +55,12 @@ HISTORY_KEYS: tuple[str, ...] = (
     "seconds",
 )
 
-# Per-epoch evaluation runs without gradients, so it can afford larger batches
-# than training; the means are exact whatever the batch size.
-_MIN_EVAL_BATCH = 1024
+# Evaluation batch sizes; the recorded means are exact whatever they are. On CPU
+# moderate batches keep activations in cache: fashion_cnn forward over 10k
+# images took 1.8 CPU-s at 256, 2.7 at 512 and 3.7 at 1024 (1 thread). On an
+# accelerator, without gradients, bigger batches are faster.
+_CPU_EVAL_BATCH = 256
+_MIN_DEVICE_EVAL_BATCH = 1024
 
 Data = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -375,8 +378,9 @@ def train(
     momentum : float
         SGD momentum, in [0, 1) (default 0.9).
     batch_size : int
-        Training mini-batch size, >= 1 (default 512). Evaluation uses batches of
-        at least 1024; the recorded means do not depend on it.
+        Training mini-batch size, >= 1 (default 512). Evaluation uses its own
+        batch size (256 on CPU, at least 1024 elsewhere); the recorded means do
+        not depend on it.
     seed : int
         Seed of the batch order and the dropout masks, >= 0 (default 0). The
         model's initialisation is the caller's (``lossmap train`` seeds it).
@@ -480,7 +484,9 @@ def train(
         X_test, y_test = X_test.to(device), y_test.to(device)
     n_train = len(X_train)
     n_batches = -(-n_train // batch_size)
-    eval_batch = max(batch_size, _MIN_EVAL_BATCH)
+    eval_batch = (
+        _CPU_EVAL_BATCH if device.type == "cpu" else max(batch_size, _MIN_DEVICE_EVAL_BATCH)
+    )
     flags = [(m, m.training) for m in model.modules()]
 
     settings: dict[str, Any] = {
