@@ -107,6 +107,7 @@ class Evaluator:
         reuse_first_layer: bool = True,
         chunk: int | None = None,
         bn_data: Split | None = None,
+        channels_last: bool | None = None,
     ):
         if strategy not in STRATEGIES:
             raise InputError(f"strategy {strategy!r} must be one of {', '.join(STRATEGIES)}")
@@ -133,6 +134,13 @@ class Evaluator:
         self.chunk = chunk or int(max(1, min(MAX_CHUNK, PARAM_BUDGET // max(bytes_per_point, 1))))
         self._work: dict[str, torch.Tensor] = {}  # parameter buffers, reused across chunks
 
+        # Image batches in channels-last layout: oneDNN/cuDNN convolutions run
+        # much faster on it (measured 1.4x on the example CNN, see benchmarks/).
+        if channels_last is None:
+            channels_last = splits[0].X.dim() == 4 and any(
+                isinstance(m, nn.Conv2d) for m in model.modules()
+            )
+        self.channels_last = bool(channels_last)
         # Data: on the device once, cut into batches.
         total = sum(s.X.nbytes + s.y.nbytes for s in splits)
         keep = device.type == "cpu" or total <= DEVICE_DATA_BUDGET
@@ -141,7 +149,7 @@ class Evaluator:
             bs = batch_size or s.batch_size or DEFAULT_BATCH
             xs, ys = s.X.split(bs), s.y.split(bs)
             if keep:
-                xs = [x.to(device) for x in xs]
+                xs = [self._layout(x.to(device)) for x in xs]
                 ys = [y.to(device) for y in ys]
             self.batches.append(list(zip(xs, ys, strict=True)))
         self.n = [s.n for s in splits]
@@ -192,11 +200,16 @@ class Evaluator:
     @torch.no_grad()
     def _first_outputs(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(Y_c, Y_1, …): the first layer at the centre and along each direction."""
-        X = X.to(self.device)
+        X = self._layout(X.to(self.device))
         outs = [self.first.output(X, self.first_centre)]
         for i in range(self._ndims):
             outs.append(self.first.output(X, {n: v[i] for n, v in self.first_dirs.items()}))
-        return tuple(outs)
+        return tuple(self._layout(o) for o in outs)
+
+    def _layout(self, t: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and t.dim() == 4:
+            return t.contiguous(memory_format=torch.channels_last)
+        return t
 
     def _build(self, points: torch.Tensor) -> dict[str, torch.Tensor]:
         """Stacked parameters (K, *shape) for every moved tensor: c + Σ aᵢ·dᵢ.
@@ -261,7 +274,7 @@ class Evaluator:
         for s, batches in enumerate(self.batches):
             for b, (X, y) in enumerate(batches):
                 t0 = t()
-                X = X.to(self.device, non_blocking=True)
+                X = self._layout(X.to(self.device, non_blocking=True))
                 y = y.to(self.device, non_blocking=True)
                 self.timings["data"] += t() - t0
                 t0 = t()

@@ -134,6 +134,7 @@ def scan(
     bn: str = "eval",
     bn_samples: int = 1024,
     bn_split: str | None = None,
+    channels_last: bool | None = None,
     profile: bool = False,
     meta: dict | None = None,
 ) -> Surface:
@@ -190,6 +191,10 @@ def scan(
         of those extra forward passes.
     bn_samples : int, default 1024
     bn_split : str, optional
+    channels_last : bool, optional
+        Feed image batches in channels-last layout (default: on for 4-D data
+        and a model with ``Conv2d`` layers; faster convolutions, same values
+        to round-off).
     profile : bool, default False
         Print where the time went (data, parameter building, first layer,
         forward + metrics, store).
@@ -300,6 +305,7 @@ def scan(
             strategy=strategy,
             reuse_first_layer=reuse_first_layer,
             bn_data=bn_data,
+            channels_last=channels_last,
         )
         t0 = time.perf_counter()
         try:
