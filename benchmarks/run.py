@@ -486,6 +486,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only", action="append", choices=WORKLOADS, help="run only this workload (repeatable)"
     )
+    p.add_argument(
+        "--grid",
+        type=int,
+        help="points per axis for every plane workload (same ranges and samples; the per-point "
+        "work is unchanged, so ratios stay comparable and lossmap's one-time costs weigh more)",
+    )
     p.add_argument("--no-ll", action="store_true", help="never run loss-landscapes")
     p.add_argument(
         "--setup-ll", action="store_true", help="only create the loss-landscapes venv, then exit"
@@ -515,10 +521,15 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     ll_skip = ll_skip_reason(args, mode, device)
     peak = hardware.peak_matmul(device)
+    sizes = dict(SIZES[mode])
+    if args.grid:
+        for key in ("mlp_grid", "cnn_grid", "original_grid"):
+            lo, hi, _ = sizes[key]
+            sizes[key] = (lo, hi, args.grid)
     with tempfile.TemporaryDirectory(prefix="lossmap-bench-") as tmp:
         ctx = Context(
             mode=mode,
-            sizes=SIZES[mode],
+            sizes=sizes,
             device=device,
             threads=args.threads,
             repeats=args.repeats or (1 if args.quick else 3),
@@ -530,6 +541,7 @@ def main(argv: list[str] | None = None) -> dict:
             "schema": "lossmap-benchmark/1",
             "command": " ".join(["python", "benchmarks/run.py", *(argv or sys.argv[1:])]),
             "mode": mode,
+            "grid_override": args.grid,
             "repeats": ctx.repeats,
             "machine": hardware.machine_info(device),
             "peak_matmul": peak,
