@@ -736,3 +736,9 @@ def test_trust_pickle_flag_allows_a_trusted_pickled_checkpoint(tmp_path, capsys)
                                           grid=("-1:1:3",)))
     assert code == 0, err
     assert lm.load(out).complete
+
+
+def test_profile_flag_prints_where_the_time_went(tmp_path, capsys):
+    code, _, err = run(capsys, *scan_argv(tmp_path / "p.lossmap", "--profile", grid=("-1:1:3",)))
+    assert code == 0
+    assert "lossmap profile" in err and "forward" in err and "store" in err and "total" in err

@@ -83,7 +83,19 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", help="cpu, cuda, cuda:1, … (default: the model's)")
     s.add_argument("--batch-size", dest="batch_size", type=int, help="evaluation batch size")
     s.add_argument("--out", help="store path, e.g. runs/plane.lossmap")
+    s.add_argument("--interpolate", nargs="+", metavar="CKPT",
+                   help="A B: the line from checkpoint A (alpha 0, the centre) to B (alpha 1)")
+    s.add_argument("--plane", nargs="+", metavar="CKPT",
+                   help="A B C: the plane through three checkpoints, centred on A")
+    s.add_argument("--pca", metavar="CHECKPOINT_DIR",
+                   help="PCA directions of a training trajectory around its final checkpoint")
+    s.add_argument("--hessian", type=int, metavar="K",
+                   help="top-K Hessian eigen-directions at the centre (the first --dirs scanned)")
+    s.add_argument("--hessian-split", dest="hessian_split", metavar="SPLIT",
+                   help="the split the Hessian is of (default the first)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    s.add_argument("--profile", action="store_true",
+                   help="print where the time went (data, build, first layer, forward, store)")
     s.add_argument("--debug", **_SUB_DEBUG)
 
     i = sub.add_parser("info", help="what a store holds")
@@ -103,21 +115,18 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _plugins() -> dict:
     """Subcommands that live in their own modules (each has add_parser and run)."""
-    from . import demo, report_cli, train_cli
+    from . import demo, hessian_cli, report_cli, train_cli
     from .plot import cli as plot_cli
 
-    return {"plot": plot_cli, "report": report_cli, "train": train_cli, "demo": demo}
+    return {"plot": plot_cli, "report": report_cli, "train": train_cli, "demo": demo,
+            "hessian": hessian_cli}
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    import torch
-
+    from .cli_directions import build_directions, load_loss, load_model
     from .config import ScanConfig
-    from .directions import random_directions
     from .distributed import local_device
     from .entry import load_entry
-    from .errors import InputTypeError
-    from .params import load_checkpoint, resolve_centre
     from .scan import scan
     from .store import is_store
 
@@ -133,44 +142,11 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             f"--out {str(out)!r} exists and is not a lossmap store; it was left untouched: "
             "choose another path"
         )
-    model = load_entry(cfg.model, what="--model")()
-    if not isinstance(model, torch.nn.Module):
-        raise InputTypeError(
-            f"--model {cfg.model!r} returned a {type(model).__name__}, not a torch.nn.Module"
-        )
+    model = load_model(cfg.model)
     data = load_entry(cfg.data, what="--data")()
-    if cfg.loss == "cross_entropy":
-        loss_fn = torch.nn.CrossEntropyLoss()
-    elif cfg.loss == "mse":
-        loss_fn = torch.nn.MSELoss()
-    else:
-        loss_fn = load_entry(cfg.loss, what="--loss")
-        if isinstance(loss_fn, type):  # a loss class such as torch.nn:L1Loss
-            try:
-                loss_fn = loss_fn()
-            except Exception as exc:
-                raise InputTypeError(
-                    f"--loss {cfg.loss!r} is a class that cannot be built without arguments "
-                    f"({type(exc).__name__}: {exc}); name a function or an instance"
-                ) from None
-        if not callable(loss_fn):
-            raise InputTypeError(f"--loss {cfg.loss!r} is not callable")
-    centre = (load_checkpoint(cfg.checkpoint, trust_pickle=bool(args.trust_pickle))
-              if cfg.checkpoint else None)
-    if centre is not None:
-        c_params, _ = resolve_centre(model, centre)
-        # In the model's parameter order: the draw follows the mapping's order, and a
-        # checkpoint's own order (sorted in .safetensors) would give other directions.
-        dir_base: Any = {name: c_params[name] for name, _ in model.named_parameters()}
-    else:
-        dir_base = model
-    dirs = random_directions(
-        dir_base,
-        cfg.dirs,
-        norm=cfg.norm,
-        ignore=cfg.ignore,
-        seed=cfg.seed,
-        orthogonal=bool(cfg.orthogonal),
+    loss_fn = load_loss(cfg.loss)
+    centre, dirs, extra_meta = build_directions(
+        cfg, model, loss_fn, data, trust_pickle=bool(args.trust_pickle)
     )
     metrics = tuple(cfg.metrics)
     surf = scan(
@@ -186,8 +162,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         device=cfg.device or local_device(),
         batch_size=cfg.batch_size,
         progress=not args.no_progress,
+        profile=args.profile,
         seed=cfg.seed,
-        meta={"command": cfg.to_dict()},
+        meta={"command": cfg.to_dict(), **extra_meta},
     )
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{out}: {surf!r}")
