@@ -10,8 +10,10 @@ __version__ = "0.1.0"
 from .between import interpolation, plane
 from .directions import Direction, random_direction, random_directions
 from .errors import InputError, InputTypeError, LossmapError, StoreError
+from .geometry import barrier, basin_width, convexity_map, gradient_field
 from .hessian import curvature, hessian_eigenpairs, hvp
 from .scan import load_directions, scan
+from .sharpness import sharpness
 from .spec import Axis, ScanSpec
 from .spectral import broaden, hessian_density, hessian_trace, slq_nodes_weights
 from .surface import Surface, load
@@ -27,9 +29,13 @@ __all__ = [
     "StoreError",
     "Surface",
     "__version__",
+    "barrier",
+    "basin_width",
     "broaden",
+    "convexity_map",
     "curvature",
     "fitted_grid",
+    "gradient_field",
     "hessian_density",
     "hessian_eigenpairs",
     "hessian_trace",
@@ -43,5 +49,6 @@ __all__ = [
     "random_direction",
     "random_directions",
     "scan",
+    "sharpness",
     "slq_nodes_weights",
 ]

@@ -3,7 +3,8 @@
 Keys (YAML) and flags (CLI) are the same names, ``batch_size`` ↔ ``--batch-size``:
 
 model, checkpoint, data, loss, dirs, norm, ignore, seed, orthogonal, grid,
-samples, device, batch_size, metrics, out.
+samples, device, batch_size, metrics, out, and the exclusive direction options
+interpolate, plane, pca, hessian, hessian_split (see :mod:`lossmap.cli_directions`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class ScanConfig:
     out: str | None = None  # path of the store
     checkpoint: str | None = None  # centre weights; default: the model's own
     loss: str = "cross_entropy"  # cross_entropy | mse | MODULE:NAME (the loss callable)
-    dirs: int = 2  # 1 = line, 2 = plane
+    dirs: int | None = None  # 1 = line, 2 = plane; default 2 (1 for --interpolate)
     norm: str = "filter"
     ignore: str | None = "biasbn"
     seed: int = 0  # seeds the directions and the samples subset
@@ -37,6 +38,12 @@ class ScanConfig:
     device: str | None = None
     batch_size: int | None = None
     metrics: list[str] = field(default_factory=lambda: ["loss", "accuracy"])
+    # Directions other than random ones (at most one of the four):
+    interpolate: list[str] | None = None  # checkpoints A B: the line from A to B, centre A
+    plane: list[str] | None = None  # checkpoints A B C: the plane through them, centre A
+    pca: str | None = None  # folder of checkpoints: the training path's PCA plane
+    hessian: int | None = None  # K: top-K Hessian eigen-directions at the centre
+    hessian_split: str | None = None  # the split the Hessian is of (default the first)
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -76,6 +83,10 @@ class ScanConfig:
         for key in ("model", "data", "out"):
             if not getattr(self, key):
                 raise InputError(f"--{key} is required (or `{key}:` in the spec file)")
+        from .cli_directions import check_mode
+
+        fitted_later = check_mode(self)  # exclusive options; their dirs and grid defaults
+        self.dirs = 2 if self.dirs is None else self.dirs
         if self.dirs not in (1, 2) or isinstance(self.dirs, bool):
             raise InputError(f"--dirs {self.dirs!r} must be 1 (line) or 2 (plane)")
         check_norm(self.norm)
@@ -84,7 +95,7 @@ class ScanConfig:
             self.grid = [self.grid]
         if not isinstance(self.grid, list):
             raise InputTypeError("grid must be a list of LO:HI:N entries")
-        if len(self.grid) != self.dirs:
+        if len(self.grid) != self.dirs and not (fitted_later and not self.grid):
             raise InputError(
                 f"{len(self.grid)} --grid given for --dirs {self.dirs}: give one --grid LO:HI:N "
                 "per direction, e.g. --grid -1:1:51 --grid -1:1:51"

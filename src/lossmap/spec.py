@@ -158,7 +158,8 @@ class ScanSpec:
             raise InputError("a scan needs at least one metric, e.g. metrics=('loss',)")
         object.__setattr__(self, "splits", tuple(self.splits))
         object.__setattr__(self, "metrics", tuple(self.metrics))
-        object.__setattr__(self, "directions", tuple(dict(d) for d in self.directions))
+        # As JSON sees it (tuples are lists), so a spec equals its stored copy.
+        object.__setattr__(self, "directions", tuple(_plain(dict(d)) for d in self.directions))
         if self.bn not in ("eval", "recompute"):
             raise InputError(f"bn={self.bn!r} must be 'eval' (stored running statistics) or "
                              "'recompute' (re-estimated at every point)")
@@ -247,6 +248,15 @@ class ScanSpec:
                 else:
                     out.append(f"{key} {b.get(key)!r} stored vs {a[key]!r} now")
         return out
+
+
+def _plain(x: Any) -> Any:
+    """``x`` with every tuple, at any depth, made a list (what a JSON round trip gives)."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
 
 
 def _levels(n: int) -> np.ndarray:

@@ -17,6 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .extra import plot_convexity_map, plot_density, plot_eigenvalues, plot_gradient
     from .interactive import contour_figure, line_figure, surface_figure, to_html
     from .mpl import (
         figure_lines,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         plot_surface3d,
         save,
     )
+    from .paths import plot_annotations, plot_barrier, plot_models, plot_path
 
 _WHERE = {
     "figure_lines": "mpl",
@@ -44,6 +46,14 @@ _WHERE = {
     "line_figure": "interactive",
     "surface_figure": "interactive",
     "to_html": "interactive",
+    "plot_annotations": "paths",
+    "plot_barrier": "paths",
+    "plot_convexity_map": "extra",
+    "plot_density": "extra",
+    "plot_eigenvalues": "extra",
+    "plot_gradient": "extra",
+    "plot_models": "paths",
+    "plot_path": "paths",
 }
 
 __all__ = [
@@ -51,11 +61,19 @@ __all__ = [
     "figure_lines",
     "figure_planes",
     "line_figure",
+    "plot_annotations",
+    "plot_barrier",
     "plot_contour",
     "plot_contourf",
+    "plot_convexity_map",
+    "plot_density",
+    "plot_eigenvalues",
+    "plot_gradient",
     "plot_heatmap",
     "plot_history",
     "plot_line",
+    "plot_models",
+    "plot_path",
     "plot_surface3d",
     "save",
     "surface_figure",

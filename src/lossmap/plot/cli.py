@@ -123,6 +123,10 @@ def _html(surface: Surface, kind: str, names: list[str], out: Path, title: str) 
     else:
         style = "heatmap" if kind == "heatmap" else "contour"
         figs = [web.contour_figure(surface, names, style=style)]
+    if kind != "surface" and C.kind_of(surface) == "plane":  # a path and models stored with it
+        from .paths import annotate_plotly
+
+        annotate_plotly(figs[-1], surface, len(names))
     for f in figs:
         f.update_layout(title={"text": title})
     web.to_html(figs, out, title=title)
@@ -153,6 +157,12 @@ def _static(
         fig = mpl.figure_planes(
             surface, variables=names, kind=kind, log=bool(getattr(args, "log", False)), title=title
         )
+        if kind != "surface":  # a path and models stored with the plane
+            from .paths import plot_annotations
+
+            for ax in fig.axes:
+                if ax.get_label() != "<colorbar>":
+                    plot_annotations(surface, ax=ax)
     dpi = getattr(args, "dpi", None) or 150
     if not isinstance(dpi, int) or dpi < 10:
         raise InputError(f"--dpi {dpi!r} must be an integer >= 10")
