@@ -32,6 +32,7 @@ DEFAULT_METRICS = ("loss", "accuracy")
 # A chunk of points is evaluated and committed together: about this much work,
 # so a killed scan loses at most that.
 CHUNK_SECONDS = 1.0
+MAX_ROUND = 4096  # points per rank and round, at most
 
 
 def _resolve_directions(directions: Any, params: dict, buffers: dict) -> list[Direction]:
@@ -350,29 +351,36 @@ def _run(spec, fps, dirs, evaluator, store_path, progress, extra_meta) -> Surfac
                 start += len(block)
                 mine = block[rank::world]
                 t0 = time.perf_counter()
-                values = evaluator.evaluate(coords[mine]) if len(mine) else np.empty((0, 0))
+                own: list[tuple] = []
+                for i in range(0, len(mine), evaluator.chunk):  # within the memory bound
+                    sub = mine[i : i + evaluator.chunk]
+                    vals = evaluator.evaluate(coords[sub])
+                    own += [(int(j), coords[j], v, 0.0) for j, v in zip(sub, vals, strict=True)]
+                    if writer:  # kept by the finally clause if the round is interrupted
+                        pending = own
                 seconds = (time.perf_counter() - t0) / max(len(mine), 1)
-                # Next round: about CHUNK_SECONDS of work per rank, within the memory bound.
-                size = int(min(evaluator.chunk, max(1, CHUNK_SECONDS // max(seconds, 1e-9))))
-                parts = [(mine, values, seconds)]
+                own = [(j, c, v, seconds) for j, c, v, _ in own]
+                # Next round: about CHUNK_SECONDS of work per rank, so that a kill loses
+                # little and the gather to rank 0 stays a small share of the time.
+                size = int(min(MAX_ROUND, max(1, CHUNK_SECONDS // max(seconds, 1e-9))))
+                rows = own
                 if grp is not None:
                     t0 = time.perf_counter()
-                    parts = grp.gather(parts[0])
+                    parts = grp.gather(own)
                     size = grp.broadcast(size)
                     evaluator.timings["gather"] += time.perf_counter() - t0
+                    rows = [r for part in (parts or []) for r in part]
                 if not writer:
                     continue
-                rows = [(int(i), coords[i], v, s) for ix, vals, s in parts
-                        for i, v in zip(ix, vals, strict=True)]
+                pending = rows
                 if store is None:
                     mem_idx.extend(r[0] for r in rows)
                     mem_rows.extend(r[2].tolist() for r in rows)
                 else:
-                    pending = rows
                     t0 = time.perf_counter()
-                    store.write(pending)  # each finished round is committed at once
-                    pending = []
+                    store.write(rows)  # each finished round is committed at once
                     evaluator.timings["store"] += time.perf_counter() - t0
+                pending = []
                 pbar.update(len(block))
     finally:
         if store is not None:
