@@ -71,6 +71,7 @@ def worker(args: argparse.Namespace) -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         ev = seen[-1]
         print(json.dumps({"seconds": seconds, "gather": ev.timings.get("gather", 0.0),
+                          "wait": ev.timings.get("wait", 0.0),
                           "store": ev.timings.get("store", 0.0), "chunk": ev.chunk}))
 
 
@@ -141,7 +142,8 @@ def main() -> None:
             one.append(launch(1, tmp / f"one{r}.lossmap", args.grid))
             two.append(launch(2, tmp / f"two{r}.lossmap", args.grid))
             print(f"repeat {r}: 1 rank {one[-1]['seconds']:.1f} s, 2 ranks "
-                  f"{two[-1]['seconds']:.1f} s (gather {two[-1]['gather']:.2f} s)")
+                  f"{two[-1]['seconds']:.1f} s (gather {two[-1]['gather']:.3f} s, waiting for "
+                  f"the other rank {two[-1]['wait']:.2f} s)")
         resume = resume_test(tmp, args.grid)
     ratios = [a["seconds"] / b["seconds"] for a, b in zip(one, two, strict=True)]
     gather = [b["gather"] / b["seconds"] for b in two]
@@ -149,7 +151,9 @@ def main() -> None:
         "grid": args.grid, "repeats": args.repeats, "cpu_count": os.cpu_count(),
         "one_rank_s": [a["seconds"] for a in one], "two_ranks_s": [b["seconds"] for b in two],
         "speedup_median": statistics.median(ratios), "speedups": ratios,
-        "gather_share_median": statistics.median(gather), "resume": resume,
+        "gather_share_median": statistics.median(gather),
+        "wait_share_median": statistics.median(b["wait"] / b["seconds"] for b in two),
+        "resume": resume,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

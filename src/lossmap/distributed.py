@@ -35,10 +35,14 @@ class Group:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def gather(self, obj: Any) -> list[Any] | None:
-        """Every rank's ``obj`` on rank 0 (None elsewhere)."""
-        out = [None] * self.world if self.rank == 0 else None
-        dist.gather_object(obj, out, dst=0)
+    def barrier(self) -> None:
+        """Wait for every rank."""
+        dist.barrier()
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, on every rank (one collective per round)."""
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
         return out
 
 

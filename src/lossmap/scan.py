@@ -364,12 +364,15 @@ def _run(spec, fps, dirs, evaluator, store_path, progress, extra_meta) -> Surfac
                 # little and the gather to rank 0 stays a small share of the time.
                 size = int(min(MAX_ROUND, max(1, CHUNK_SECONDS // max(seconds, 1e-9))))
                 rows = own
-                if grp is not None:
+                if grp is not None:  # one collective: results, and each rank's pace
                     t0 = time.perf_counter()
-                    parts = grp.gather(own)
-                    size = grp.broadcast(size)
+                    grp.barrier()  # timed apart: waiting for a slower rank is not gather cost
+                    evaluator.timings["wait"] += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    parts = grp.all_gather((own, size))
+                    size = min(p[1] for p in parts)  # the slowest rank sets the next round
                     evaluator.timings["gather"] += time.perf_counter() - t0
-                    rows = [r for part in (parts or []) for r in part]
+                    rows = [r for part, _ in parts for r in part]
                 if not writer:
                     continue
                 pending = rows
@@ -408,7 +411,8 @@ def format_profile(evaluator: Evaluator, total: float) -> str:
         f"{'on' if evaluator.reuses_first_layer else 'off'}, chunk <= {evaluator.chunk})"
     ]
     accounted = 0.0
-    for key in ("data", "build", "first_layer", "forward", "gather", "store"):
+    for key in ("data", "build", "bn_recompute", "first_layer", "forward", "wait", "gather",
+                "store"):
         v = evaluator.timings.get(key, 0.0)
         accounted += v
         lines.append(f"  {key:<12} {v:9.3f} s  {100 * v / max(total, 1e-9):5.1f} %")
