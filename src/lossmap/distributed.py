@@ -9,6 +9,7 @@ evaluation device is a GPU, gloo otherwise.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,11 @@ class Group:
         return out
 
 
+def _shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def launched() -> bool:
     """Whether this process was started by torchrun (or another launcher) with > 1 ranks."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -69,6 +75,7 @@ def group(device: torch.device) -> Group | None:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend)
+        atexit.register(_shutdown)  # we made it, we end it (gloo aborts at exit otherwise)
     if dist.get_world_size() == 1:
         return None
     return Group(dist.get_rank(), dist.get_world_size())

@@ -2,37 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from . import distributed
 from . import params as P
 from .directions import Direction, as_direction
-from .errors import InputError, InputTypeError, LossmapError
+from .errors import InputError, InputTypeError
 from .evaluate import Evaluator, Metric, accuracy, check_on_sample
 from .guard import preserved
-from .progress import bar
-from .spec import ScanSpec, check_axis, check_name, progressive_order
+from .runner import format_profile, run
+from .spec import ScanSpec, check_axis, check_name
 from .splits import as_splits
 from .store import Store
-from .surface import Surface, from_rows, load
+from .surface import Surface
 
 DEFAULT_METRICS = ("loss", "accuracy")
-# A chunk of points is evaluated and committed together: about this much work,
-# so a killed scan loses at most that.
-CHUNK_SECONDS = 1.0
-MAX_ROUND = 4096  # points per rank and round, at most
 
 
 def _resolve_directions(directions: Any, params: dict, buffers: dict) -> list[Direction]:
@@ -174,7 +166,8 @@ def scan(
     device : str or torch.device, optional
         Default: the model's device.
     batch_size : int, optional
-        Evaluation batch size (default: the loader's, else 1024).
+        Evaluation batch size (default: chosen so the largest layer output of a
+        batch takes about 8 MB on the CPU; values agree to round-off).
     progress : bool, default True
         Show points done, points/s and ETA.
     seed : int, default 0
@@ -310,127 +303,10 @@ def scan(
         )
         t0 = time.perf_counter()
         try:
-            return _run(spec, fps, dirs, evaluator, store, progress, meta)
+            return run(spec, fps, dirs, evaluator, store, progress, meta)
         finally:
             if profile:
                 print(format_profile(evaluator, time.perf_counter() - t0), file=sys.stderr)
-
-
-def _run(spec, fps, dirs, evaluator, store_path, progress, extra_meta) -> Surface:
-    """Visit the points coarse to fine in rounds; each round is evaluated and committed."""
-    grp = distributed.group(evaluator.device)
-    writer = grp is None or grp.is_writer
-    order = progressive_order(spec.shape, spec.centre_index())
-    coords = np.stack(np.meshgrid(*spec.coords(), indexing="ij"), axis=-1).reshape(
-        -1, len(spec.axes)
-    )
-    store, status = None, None
-    if writer and store_path is not None:
-        try:
-            store = Store.create_or_resume(store_path, spec, fps, dirs, extra_meta)
-            status = ("ok", sorted(store.done()))
-        except LossmapError as exc:
-            status = ("error", exc)
-    else:
-        status = ("ok", [])
-    if grp is not None:
-        status = grp.broadcast(status)
-    if status[0] == "error":
-        raise status[1]
-    done = set(status[1])
-    todo = np.array([int(i) for i in order if int(i) not in done], dtype=np.int64)
-    world, rank = (grp.world, grp.rank) if grp else (1, 0)
-    pending: list[tuple] = []
-    mem_idx: list[int] = []
-    mem_rows: list[list[float]] = []
-    try:
-        with bar(len(order), initial=len(order) - len(todo), enabled=progress and writer) as pbar:
-            start, size = 0, 1
-            while start < len(todo):
-                block = todo[start : start + size * world]
-                start += len(block)
-                mine = block[rank::world]
-                t0 = time.perf_counter()
-                own: list[tuple] = []
-                for i in range(0, len(mine), evaluator.chunk):  # within the memory bound
-                    sub = mine[i : i + evaluator.chunk]
-                    vals = evaluator.evaluate(coords[sub])
-                    own += [(int(j), coords[j], v, 0.0) for j, v in zip(sub, vals, strict=True)]
-                    if writer:  # kept by the finally clause if the round is interrupted
-                        pending = own
-                seconds = (time.perf_counter() - t0) / max(len(mine), 1)
-                own = [(j, c, v, seconds) for j, c, v, _ in own]
-                # Next round: about CHUNK_SECONDS of work per rank, so that a kill loses
-                # little and the gather to rank 0 stays a small share of the time.
-                size = int(min(MAX_ROUND, max(1, CHUNK_SECONDS // max(seconds, 1e-9))))
-                rows = own
-                if grp is not None:  # one collective: results, and each rank's pace
-                    t0 = time.perf_counter()
-                    grp.barrier()  # timed apart: waiting for a slower rank is not gather cost
-                    evaluator.timings["wait"] += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    parts = grp.all_gather((own, size))
-                    size = min(p[1] for p in parts)  # the slowest rank sets the next round
-                    evaluator.timings["gather"] += time.perf_counter() - t0
-                    rows = [r for part, _ in parts for r in part]
-                if not writer:
-                    continue
-                pending = rows
-                if store is None:
-                    mem_idx.extend(r[0] for r in rows)
-                    mem_rows.extend(r[2].tolist() for r in rows)
-                else:
-                    t0 = time.perf_counter()
-                    store.write(rows)  # each finished round is committed at once
-                    evaluator.timings["store"] += time.perf_counter() - t0
-                pending = []
-                pbar.update(len(block))
-    finally:
-        if store is not None:
-            if pending:  # interrupted while writing: try once more to keep finished points
-                with contextlib.suppress(sqlite3.Error, OSError):
-                    store.write(pending)
-            store.close()
-    surf = None
-    if writer:
-        if store_path is None:
-            surf = from_rows(spec, mem_idx, mem_rows, fingerprints=fps,
-                             meta=dict(extra_meta or {}))
-        else:
-            surf = load(store_path)
-    if grp is not None:
-        surf = grp.broadcast(surf)
-    _warn_diverged(surf)
-    return surf
-
-
-def format_profile(evaluator: Evaluator, total: float) -> str:
-    """A table of where the scan's time went."""
-    lines = [
-        f"lossmap profile ({'vmap' if evaluator.vmap else 'loop'}, first-layer reuse "
-        f"{'on' if evaluator.reuses_first_layer else 'off'}, chunk <= {evaluator.chunk})"
-    ]
-    accounted = 0.0
-    for key in ("data", "build", "bn_recompute", "first_layer", "forward", "wait", "gather",
-                "store"):
-        v = evaluator.timings.get(key, 0.0)
-        accounted += v
-        lines.append(f"  {key:<12} {v:9.3f} s  {100 * v / max(total, 1e-9):5.1f} %")
-    lines.append(f"  {'other':<12} {total - accounted:9.3f} s")
-    lines.append(f"  {'total':<12} {total:9.3f} s")
-    return "\n".join(lines)
-
-
-def _warn_diverged(surf: Surface) -> None:
-    n = surf.diverged()
-    if n:
-        import warnings
-
-        warnings.warn(
-            f"{n} of {surf.done.size} points have a non-finite loss (stored as such)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
 
 
 def load_directions(path: str | os.PathLike) -> list[Direction]:

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._hessian_checks import _check_int
+from ._hessian_op import LossFn, _Hessian, _hessian_of
 from .errors import InputError
-from .hessian import LossFn, _check_int, _Hessian, _hessian_of
 
 MAX_BLOCK = 16  # probes sharing one forward + first backward per batch
 BLOCK_BUDGET = 256 * 1024**2  # bytes of float64 probe vectors and products per block

@@ -18,30 +18,23 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .extra import plot_convexity_map, plot_density, plot_eigenvalues, plot_gradient
+    from .figures import figure_lines, figure_planes, save
     from .interactive import contour_figure, line_figure, surface_figure, to_html
-    from .mpl import (
-        figure_lines,
-        figure_planes,
-        plot_contour,
-        plot_contourf,
-        plot_heatmap,
-        plot_history,
-        plot_line,
-        plot_surface3d,
-        save,
-    )
+    from .lines import plot_history, plot_line
     from .paths import plot_annotations, plot_barrier, plot_models, plot_path
+    from .planes import plot_contour, plot_contourf, plot_heatmap
+    from .surface3d import plot_surface3d
 
 _WHERE = {
-    "figure_lines": "mpl",
-    "figure_planes": "mpl",
-    "plot_contour": "mpl",
-    "plot_contourf": "mpl",
-    "plot_heatmap": "mpl",
-    "plot_history": "mpl",
-    "plot_line": "mpl",
-    "plot_surface3d": "mpl",
-    "save": "mpl",
+    "figure_lines": "figures",
+    "figure_planes": "figures",
+    "plot_contour": "planes",
+    "plot_contourf": "planes",
+    "plot_heatmap": "planes",
+    "plot_history": "lines",
+    "plot_line": "lines",
+    "plot_surface3d": "surface3d",
+    "save": "figures",
     "contour_figure": "interactive",
     "line_figure": "interactive",
     "surface_figure": "interactive",

@@ -1,0 +1,147 @@
+"""The scan driver: visit the grid coarse to fine in rounds, evaluate, commit, gather.
+
+Single process: each round is about ``CHUNK_SECONDS`` of work, evaluated in
+chunks the Evaluator's memory bound allows and committed to the store at
+once, so a killed scan loses at most the round in flight. Inside a torchrun
+job the points of a round are sharded over the ranks, one ``all_gather``
+brings the results (and each rank's pace) to every rank, and rank 0 alone
+writes the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+import warnings
+
+import numpy as np
+
+from . import distributed
+from .errors import LossmapError
+from .evaluate import Evaluator
+from .progress import bar
+from .spec import ScanSpec, progressive_order
+from .store import Store
+from .surface import Surface, from_rows, load
+
+# A round of points is evaluated and committed together: about this much work
+# per rank, so a killed scan loses at most that and the gather stays cheap.
+CHUNK_SECONDS = 1.0
+MAX_ROUND = 4096  # points per rank and round, at most
+
+
+def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: bool,
+        extra_meta: dict | None) -> Surface:
+    """Run every point of ``spec`` not yet in the store; return the Surface."""
+    grp = distributed.group(evaluator.device)
+    writer = grp is None or grp.is_writer
+    order = progressive_order(spec.shape, spec.centre_index())
+    coords = np.stack(np.meshgrid(*spec.coords(), indexing="ij"), axis=-1).reshape(
+        -1, len(spec.axes)
+    )
+    store, status = None, None
+    if writer and store_path is not None:
+        try:
+            store = Store.create_or_resume(store_path, spec, fps, dirs, extra_meta)
+            status = ("ok", sorted(store.done()))
+        except LossmapError as exc:
+            status = ("error", exc)
+    else:
+        status = ("ok", [])
+    if grp is not None:
+        status = grp.broadcast(status)
+    if status[0] == "error":
+        raise status[1]
+    done = set(status[1])
+    todo = np.array([int(i) for i in order if int(i) not in done], dtype=np.int64)
+    world, rank = (grp.world, grp.rank) if grp else (1, 0)
+    pending: list[tuple] = []
+    mem_idx: list[int] = []
+    mem_rows: list[list[float]] = []
+    try:
+        with bar(len(order), initial=len(order) - len(todo), enabled=progress and writer) as pbar:
+            start, size = 0, 1
+            while start < len(todo):
+                block = todo[start : start + size * world]
+                start += len(block)
+                mine = block[rank::world]
+                t0 = time.perf_counter()
+                own: list[tuple] = []
+                for i in range(0, len(mine), evaluator.chunk):  # within the memory bound
+                    sub = mine[i : i + evaluator.chunk]
+                    vals = evaluator.evaluate(coords[sub])
+                    own += [(int(j), coords[j], v, 0.0) for j, v in zip(sub, vals, strict=True)]
+                    if writer:  # kept by the finally clause if the round is interrupted
+                        pending = own
+                seconds = (time.perf_counter() - t0) / max(len(mine), 1)
+                own = [(j, c, v, seconds) for j, c, v, _ in own]
+                # Next round: about CHUNK_SECONDS of work per rank, so that a kill loses
+                # little and the gather to rank 0 stays a small share of the time.
+                size = int(min(MAX_ROUND, max(1, CHUNK_SECONDS // max(seconds, 1e-9))))
+                rows = own
+                if grp is not None:  # one collective: results, and each rank's pace
+                    t0 = time.perf_counter()
+                    grp.barrier()  # timed apart: waiting for a slower rank is not gather cost
+                    evaluator.timings["wait"] += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    parts = grp.all_gather((own, size))
+                    size = min(p[1] for p in parts)  # the slowest rank sets the next round
+                    evaluator.timings["gather"] += time.perf_counter() - t0
+                    rows = [r for part, _ in parts for r in part]
+                if not writer:
+                    continue
+                pending = rows
+                if store is None:
+                    mem_idx.extend(r[0] for r in rows)
+                    mem_rows.extend(r[2].tolist() for r in rows)
+                else:
+                    t0 = time.perf_counter()
+                    store.write(rows)  # each finished round is committed at once
+                    evaluator.timings["store"] += time.perf_counter() - t0
+                pending = []
+                pbar.update(len(block))
+    finally:
+        if store is not None:
+            if pending:  # interrupted while writing: try once more to keep finished points
+                with contextlib.suppress(sqlite3.Error, OSError):
+                    store.write(pending)
+            store.close()
+    surf = None
+    if writer:
+        if store_path is None:
+            surf = from_rows(spec, mem_idx, mem_rows, fingerprints=fps,
+                             meta=dict(extra_meta or {}))
+        else:
+            surf = load(store_path)
+    if grp is not None:
+        surf = grp.broadcast(surf)
+    _warn_diverged(surf)
+    return surf
+
+
+def format_profile(evaluator: Evaluator, total: float) -> str:
+    """A table of where the scan's time went."""
+    lines = [
+        f"lossmap profile ({'vmap' if evaluator.vmap else 'loop'}, first-layer reuse "
+        f"{'on' if evaluator.reuses_first_layer else 'off'}, chunk <= {evaluator.chunk})"
+    ]
+    accounted = 0.0
+    for key in ("data", "build", "bn_recompute", "first_layer", "forward", "wait", "gather",
+                "store"):
+        v = evaluator.timings.get(key, 0.0)
+        accounted += v
+        lines.append(f"  {key:<12} {v:9.3f} s  {100 * v / max(total, 1e-9):5.1f} %")
+    lines.append(f"  {'other':<12} {total - accounted:9.3f} s")
+    lines.append(f"  {'total':<12} {total:9.3f} s")
+    return "\n".join(lines)
+
+
+def _warn_diverged(surf: Surface) -> None:
+    n = surf.diverged()
+    if n:
+        warnings.warn(
+            f"{n} of {surf.done.size} points have a non-finite loss (stored as such)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
