@@ -349,3 +349,25 @@ def test_cli_bad_input(stores, tmp_path):
             _args(str(stores["line"]), "-o", str(tmp_path / "r.html"), "--history", str(bad))
         )
     assert not (tmp_path / "r.html").exists()
+
+
+def test_report_states_barrier_and_convexity_map(tmp_path):
+    import lossmap as lm
+    from lossmap.report import write_report
+
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    X, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+    line = lm.scan(a, torch.nn.CrossEntropyLoss(), data={"train": (X, y)},
+                   directions=lm.interpolation(a, b), centre=a, grid=(-0.5, 1.5, 9),
+                   progress=False, store=tmp_path / "interp.lossmap")
+    plane = lm.scan(a, torch.nn.CrossEntropyLoss(), data={"train": (X, y)},
+                    directions=lm.random_directions(a, 2), grid=[(-1, 1, 5), (-1, 1, 5)],
+                    progress=False, store=tmp_path / "plane.lossmap")
+    page = write_report([tmp_path / "interp.lossmap", tmp_path / "plane.lossmap"],
+                        tmp_path / "r.html").read_text()
+    from lossmap import geometry
+
+    expect = geometry.barrier(line, "train_loss")["verdict"].removeprefix("train_loss: ")
+    assert html.escape(expect) in page
+    assert "of 9 interior points" in page and plane.complete

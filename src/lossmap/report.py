@@ -176,7 +176,23 @@ def _findings(surface: Surface, analysis: dict, cosine: float | None) -> list[tu
         m = r["minimum"]
         if m["warning"]:
             out.append(("", name, f"{m['warning']} (minimum at {T.format_at(m['coords'])})"))
+        out += [("", name, text.removeprefix(f"{v}: ")) for text in _geometry(surface, v)]
     return out
+
+
+def _geometry(surface: Surface, variable: str) -> list[str]:
+    """Barrier of an interpolation line; the convexity map's verdict for a plane."""
+    from . import geometry
+
+    kinds = {d.get("kind") for d in surface.spec.directions}
+    try:
+        if len(surface.dims) == 1 and "interpolation" in kinds:
+            return [geometry.barrier(surface, variable)["verdict"]]
+        if len(surface.dims) == 2:
+            return [geometry.convexity_map(surface, variable)["verdict"]]
+    except (ValueError, TypeError):  # e.g. 0 or 1 not on the grid: nothing to state
+        return []
+    return []
 
 
 def _section(i: int, label: str, surface: Surface) -> str:
