@@ -742,3 +742,17 @@ def test_profile_flag_prints_where_the_time_went(tmp_path, capsys):
     code, _, err = run(capsys, *scan_argv(tmp_path / "p.lossmap", "--profile", grid=("-1:1:3",)))
     assert code == 0
     assert "lossmap profile" in err and "forward" in err and "store" in err and "total" in err
+
+
+def test_info_shows_stored_annotations(tmp_path, capsys):
+    torch.manual_seed(0)
+    net = tiny.make_model()
+    X, y = tiny.make_data()["train"]
+    path = tmp_path / "a.lossmap"
+    lm.scan(net, nn.CrossEntropyLoss(), data={"train": (X, y)},
+            directions=lm.random_directions(net, 2), grid=[(-1, 1, 3), (-1, 1, 3)], store=path,
+            progress=False, meta={"models": {"a": [0.0, 0.0], "b": [1.0, 0.0]}})
+    code, out, _ = run(capsys, "info", path)
+    assert code == 0 and '"a": [0.0, 0.0]' in out and "models" in out
+    code, out, _ = run(capsys, "info", path, "--json")
+    assert json.loads(out)["annotations"]["models"]["b"] == [1.0, 0.0]

@@ -185,6 +185,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "lossmap_version": store.meta("lossmap_version"),
             "torch_version": store.meta("torch_version"),
             "command": store.meta("command"),
+            "annotations": {k: v for k, v in store.annotations().items()
+                            if k not in ("lossmap_version", "torch_version", "created", "command")},
             "summary": surf.summary(),
         }
     if args.json:
@@ -202,6 +204,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for i, d in enumerate(spec.directions):
         print(f"  direction {i} " + ", ".join(f"{k}={v}" for k, v in d.items()))
     print("  fingerprints " + ", ".join(f"{k}={v}" for k, v in store.fingerprints.items()))
+    for key, value in info["annotations"].items():
+        text = json.dumps(value)
+        print(f"  {key:<11} {text if len(text) <= 80 else text[:77] + '...'}")
     for var in spec.variables:
         e = s[var]
         centre = "n/a" if e["centre"] is None else f"{e['centre']:.6g}"
