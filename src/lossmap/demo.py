@@ -5,7 +5,7 @@ then scan lines and planes of train and test loss around θ0 and θ̂ along
 Gaussian directions rescaled per tensor (``norm="layer"``, biases included, as
 in the original), and write figures, interactive HTML and one report.
 
-The default finishes in about ten minutes on a 2-core CPU; ``--full`` runs the
+The default finishes in about five minutes on a quiet 2-core CPU; ``--full`` runs the
 original settings exactly (25 epochs, both dropout runs, 51×51 planes, each
 point on one 512-sample batch of train and of test). Without the Fashion-MNIST
 files the demo falls back to scikit-learn's 8×8 digits and a smaller CNN, and
