@@ -16,12 +16,12 @@ import argparse
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-import lossmap as lm  # noqa: E402
-from lossmap import data, models  # noqa: E402
-from lossmap.train import train  # noqa: E402
+import lossmap as lm
+from lossmap import data, models
+from lossmap.train import train
 
 
 def main() -> None:

@@ -1,0 +1,58 @@
+"""Issue 5's analyses on the demo's trained CNN, timed.
+
+    python examples/analyses_on_demo.py [runs/demo/train_after]
+
+Interpolation θ0 → θ̂ with its barrier, a PCA plane of the epoch checkpoints
+with the path, the top-5 Hessian eigenvalues and the Hessian trace at θ̂.
+Run ``lossmap demo`` first.
+"""
+
+import sys
+import time
+
+import numpy as np
+import torch
+
+import lossmap as lm
+from lossmap import data, geometry, models
+from lossmap.train import load_run
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    run = load_run(sys.argv[1] if len(sys.argv) > 1 else "runs/demo/train_after")
+    model = models.fashion_cnn()
+    model.load_state_dict(run.theta_hat)
+    train, test = data.fashion_mnist("train"), data.fashion_mnist("test")
+    splits = {"train": train, "test": test}
+    ce = torch.nn.CrossEntropyLoss()
+
+    t = time.perf_counter()
+    line = lm.scan(model, ce, data=splits, samples=2048, centre=run.theta0,
+                   directions=lm.interpolation(run.theta0, run.theta_hat),
+                   grid=(-0.5, 1.5, 41), progress=False, metrics=("loss",))
+    verdict = geometry.barrier(line, "train_loss")["verdict"]
+    print(f"interpolation θ0→θ̂, 41 points, 2048+2048 samples: "
+          f"{time.perf_counter() - t:.1f} s; {verdict}")
+
+    t = time.perf_counter()
+    dirs, ratio = lm.pca_directions(run.checkpoints, 2, model=model)
+    path = lm.project(run.checkpoints, dirs)
+    lm.scan(model, ce, data=splits, samples=1024, directions=dirs, centre=run.theta_hat,
+            grid=lm.fitted_grid(path, margin=0.25, n=21), progress=False, metrics=("loss",),
+            meta={"path": path.tolist()})
+    print(f"PCA plane 21x21 (explained variance {ratio[0]:.3f} + {ratio[1]:.3f}), path of "
+          f"{len(path)} points: {time.perf_counter() - t:.1f} s")
+
+    t = time.perf_counter()
+    vals, _ = lm.hessian_eigenpairs(model, ce, train, k=5, samples=1024)
+    print(f"top-5 Hessian eigenvalues at θ̂ (1024 train samples): "
+          f"{np.round(vals, 3).tolist()}: {time.perf_counter() - t:.1f} s")
+
+    t = time.perf_counter()
+    trace, se = lm.hessian_trace(model, ce, train, samples=1024, n_samples=30)
+    print(f"Hessian trace (30 probes): {trace:.2f} ± {se:.2f}: {time.perf_counter() - t:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
