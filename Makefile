@@ -42,11 +42,11 @@ demo: setup
 	$(VENV)/bin/lossmap demo
 
 test: setup
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks examples
 	$(PY) -m pytest -q
 
 lint: setup
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks examples
 	$(PY) -m ruff format --check src tests benchmarks
 
 bench: setup
