@@ -246,7 +246,8 @@ def _xy(n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
         ({"seed": "0"}, InputTypeError, r"`seed`='0' must be an int"),
         ({"progress": "yes"}, InputTypeError, r"`progress`='yes' must be True or False"),
         ({"loss_fn": "mse"}, InputTypeError, r"`loss_fn` is a str, not callable"),
-        ({"device": 3.0}, InputTypeError, r"`device`=3.0 must be a str"),
+        ({"device": 3.0}, InputTypeError, r"device=3.0 must be a str"),
+        ({"device": "gpu9"}, InputError, r"device .gpu9. is not a torch device"),
     ],
 )
 def test_bad_settings(kwargs, error, match):

@@ -88,14 +88,7 @@ def _check_params(params: Sequence[str] | None, c_params: Mapping[str, torch.Ten
 
 
 def _device_of(model: nn.Module, device: Any) -> torch.device:
-    if device is not None:
-        try:
-            return torch.device(device)
-        except (RuntimeError, TypeError):
-            raise InputError(
-                f"device {device!r} is not a torch device, e.g. 'cpu' or 'cuda:0'"
-            ) from None
-    return next(model.parameters()).device
+    return P.resolve_device(model, device)
 
 
 def _centre_state(model: nn.Module, centre: Any) -> tuple[dict, dict]:

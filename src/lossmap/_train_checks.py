@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .errors import InputError, InputTypeError
+from .params import resolve_device
 
 if TYPE_CHECKING:
     from .train import Data, LossFn
@@ -89,18 +90,7 @@ def _check_class_targets(name: str, y: torch.Tensor) -> None:
 
 
 def _check_device(device: Any, model: nn.Module) -> torch.device:
-    if device is None:
-        for t in (*model.parameters(), *model.buffers()):
-            return t.device
-        return torch.device("cpu")
-    if not isinstance(device, str | torch.device):
-        raise InputTypeError(f"`device`={device!r} must be a str or torch.device, e.g. 'cpu'")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise InputError(
-            f"`device`={device!r} is not a device ({exc}); use 'cpu', 'cuda', …"
-        ) from None
+    return resolve_device(model, device)
 
 
 def _check_outputs(model: nn.Module, X: torch.Tensor, y: torch.Tensor, name: str) -> None:

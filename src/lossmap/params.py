@@ -227,3 +227,30 @@ def resolve_centre(model: nn.Module, centre: Any) -> tuple[dict, dict]:
             c_params[k] = v.to(params[k].dtype)
     # In the model's parameter order (a checkpoint may list them sorted).
     return {k: c_params[k].detach() for k in params}, c_buffers
+
+
+def resolve_device(model: nn.Module, device: Any) -> torch.device:
+    """``device`` checked (it must exist here), or the model's own device if None."""
+    if device is not None:
+        if not isinstance(device, str | torch.device):
+            raise InputTypeError(f"device={device!r} must be a str or torch.device, e.g. 'cpu'")
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise InputError(
+                f"device {device!r} is not a torch device, e.g. 'cpu' or 'cuda:0'"
+            ) from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(
+                f"device {device!r} asked for, but this torch sees no CUDA device: "
+                "use device='cpu' or install a CUDA build of torch"
+            )
+        if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+            raise InputError(
+                f"device {device!r} does not exist: this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
+        return dev
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")

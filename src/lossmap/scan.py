@@ -84,29 +84,6 @@ def _loss_name(loss_fn: Callable) -> str:
     return getattr(loss_fn, "__name__", None) or type(loss_fn).__name__
 
 
-def _device_of(model: nn.Module, device: Any) -> torch.device:
-    if device is not None:
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise InputError(
-                f"device {device!r} is not a torch device, e.g. 'cpu' or 'cuda:0'"
-            ) from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise InputError(
-                f"device {device!r} asked for, but this torch sees no CUDA device: "
-                "use device='cpu' or install a CUDA build of torch"
-            )
-        if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-            raise InputError(
-                f"device {device!r} does not exist: this machine has "
-                f"{torch.cuda.device_count()} CUDA device(s)"
-            )
-        return dev
-    first = next(iter(model.parameters()), None)
-    return first.device if first is not None else torch.device("cpu")
-
-
 def scan(
     model: nn.Module,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -218,7 +195,7 @@ def scan(
             f"loss_fn is a {type(loss_fn).__name__}; pass a callable "
             "loss_fn(outputs, targets), e.g. torch.nn.CrossEntropyLoss()"
         )
-    dev = _device_of(model, device)
+    dev = P.resolve_device(model, device)
     c_params, c_buffers = P.resolve_centre(model, centre)
     dirs = _resolve_directions(directions, c_params, c_buffers)
     if (
