@@ -52,3 +52,12 @@ __all__ = [
     "sharpness",
     "slq_nodes_weights",
 ]
+
+
+def __getattr__(name: str):
+    """``lm.jax`` (and ``lm.plot``) load on first use: the core never imports JAX."""
+    if name in ("jax", "plot"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'lossmap' has no attribute {name!r}")

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from . import params as P
+from .backend import is_jax
 from .directions import Direction
 from .errors import InputError, InputTypeError
 
@@ -25,6 +26,11 @@ ModelLike = nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike
 
 def full_state(obj: ModelLike, *, what: str) -> dict[str, torch.Tensor]:
     """Parameters and buffers of a model, a state dict, or a checkpoint file."""
+    if is_jax(obj):
+        from .jax.model import as_model
+
+        params, buffers = as_model(obj, what=what).torch_state()
+        return {**params, **buffers}
     if isinstance(obj, nn.Module):
         return {k: v.detach() for k, v in obj.state_dict(keep_vars=True).items()}
     if isinstance(obj, (str, os.PathLike)):

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from . import params as P
+from .backend import is_jax
 from .errors import InputError, InputTypeError, MissingFileError
 
 NORMS = ("filter", "layer", "model", "none")
@@ -172,11 +173,19 @@ def check_ignore(ignore: str | None) -> str | None:
     return ignore
 
 
-def _unit_rows(t: torch.Tensor, norm: str) -> torch.Tensor:
+def _unit_rows(t: torch.Tensor, norm: str, axis: int = 0) -> torch.Tensor:
     """View a tensor as (units, values per unit) for per-filter / per-tensor maths."""
     if norm == "filter" and t.dim() >= 2:
-        return t.reshape(t.shape[0], -1)
+        return t.movedim(axis, 0).reshape(t.shape[axis], -1)
     return t.reshape(1, -1)
+
+
+def _from_rows(rows: torch.Tensor, shape: torch.Size, norm: str, axis: int = 0) -> torch.Tensor:
+    """Undo :func:`_unit_rows`."""
+    if norm == "filter" and len(shape) >= 2:
+        moved = (shape[axis], *[s for i, s in enumerate(shape) if i != axis % len(shape)])
+        return rows.reshape(moved).movedim(0, axis)
+    return rows.reshape(shape)
 
 
 def _orthonormalize_units(D: torch.Tensor, C: torch.Tensor | None) -> torch.Tensor:
@@ -209,6 +218,7 @@ def random_directions(
     ignore: str | None = "biasbn",
     seed: int = 0,
     orthogonal: bool = False,
+    filter_axis: int | None = None,
 ) -> list[Direction]:
     """Draw ``n`` Gaussian directions, normalized to the given centre.
 
@@ -231,6 +241,11 @@ def random_directions(
         Make every direction exactly orthogonal to the earlier ones while
         keeping the normalization exact (orthogonalized within each unit,
         then rescaled).
+    filter_axis : int, optional
+        The output axis of weight tensors, along which ``norm="filter"`` slices
+        units: 0 for PyTorch, -1 for JAX/Flax (Dense kernels are (in, out),
+        Conv kernels HWIO). Default: -1 for a JAX model or a flat dict of its
+        weights (names ``"params/…"``), else 0.
 
     Returns
     -------
@@ -253,7 +268,17 @@ def random_directions(
     ignore = check_ignore(ignore)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise InputTypeError(f"seed={seed!r} must be an integer")
-    centre = P.parameter_state(model_or_state)
+    if is_jax(model_or_state):
+        from .jax.model import as_model
+
+        centre = as_model(model_or_state).torch_state()[0]
+        axis = -1 if filter_axis is None else filter_axis
+    else:
+        centre = P.parameter_state(model_or_state)
+        jax_names = bool(centre) and all(k.startswith("params/") for k in centre)
+        axis = (-1 if jax_names else 0) if filter_axis is None else filter_axis
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise InputTypeError(f"filter_axis={filter_axis!r} must be an integer (0 or -1)")
     gens = [torch.Generator(device="cpu").manual_seed(_seed(seed, i)) for i in range(n)]
     kept = [name for name, t in centre.items() if not (ignore == "biasbn" and t.dim() <= 1)]
     # Output tensors in the centre's dtype; float64 only for one tensor at a time,
@@ -282,12 +307,16 @@ def random_directions(
                 out[i][k].copy_(D[i].reshape(centre[k].shape))
     else:
         for k in kept:
-            C = _unit_rows(centre[k].double(), norm)
-            D = torch.stack([_unit_rows(torch.randn(centre[k].shape, generator=g,
-                                                    dtype=torch.float64), norm) for g in gens])
+            shape = centre[k].shape
+            if norm == "filter" and len(shape) >= 2 and not -len(shape) <= axis < len(shape):
+                raise InputError(f"filter_axis={axis} is out of range for {k!r} of shape "
+                                 f"{tuple(shape)}")
+            C = _unit_rows(centre[k].double(), norm, axis)
+            D = torch.stack([_unit_rows(torch.randn(shape, generator=g, dtype=torch.float64),
+                                        norm, axis) for g in gens])
             D = _orthonormalize_units(D, C) if orthogonal else _scale_only(D, C)
             for i in range(n):
-                out[i][k].copy_(D[i].reshape(centre[k].shape))
+                out[i][k].copy_(_from_rows(D[i], shape, norm, axis))
     return [
         Direction._adopt(
             out[i],
@@ -298,6 +327,7 @@ def random_directions(
                 "seed": seed,
                 "index": i,
                 "orthogonal": bool(orthogonal),
+                **({"filter_axis": axis} if axis != 0 else {}),
             },
         )
         for i in range(n)
@@ -337,6 +367,7 @@ def random_direction(
     norm: str = "filter",
     ignore: str | None = "biasbn",
     seed: int = 0,
+    filter_axis: int | None = None,
 ) -> Direction:
     """Draw one Gaussian direction normalized to the centre.
 
@@ -353,7 +384,8 @@ def random_direction(
     >>> float(d["bias"].abs().sum())  # ignore="biasbn" zeroes 1-D tensors
     0.0
     """
-    return random_directions(model_or_state, 1, norm=norm, ignore=ignore, seed=seed)[0]
+    return random_directions(model_or_state, 1, norm=norm, ignore=ignore, seed=seed,
+                             filter_axis=filter_axis)[0]
 
 
 def as_direction(obj: Any, *, name: str = "direction") -> Direction:

@@ -36,7 +36,13 @@ def buffers_of(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def is_buffer_name(name: str) -> bool:
-    """Whether a state-dict key names a normalization buffer (running statistics)."""
+    """Whether a state-dict key names a normalization buffer (running statistics).
+
+    JAX weights (``/``-joined pytree paths) are buffers outside the ``params``
+    collection.
+    """
+    if "/" in name:
+        return not name.startswith("params/")
     return name.rsplit(".", 1)[-1] in _BUFFER_SUFFIXES
 
 

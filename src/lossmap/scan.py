@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from . import params as P
+from .backend import is_jax
 from .directions import Direction, as_direction
 from .errors import InputError, InputTypeError
 from .evaluate import Evaluator, Metric, accuracy, check_on_sample
@@ -84,6 +85,40 @@ def _loss_name(loss_fn: Callable) -> str:
     return getattr(loss_fn, "__name__", None) or type(loss_fn).__name__
 
 
+def _axes(grid: Any, ndirs: int) -> tuple:
+    """The checked grid axes, one per direction."""
+    if (
+        isinstance(grid, (str, tuple))
+        and ndirs == 1
+        and not (isinstance(grid, tuple) and grid and isinstance(grid[0], (tuple, list, str)))
+    ):
+        grid = [grid]
+    if not isinstance(grid, (list, tuple)):
+        raise InputTypeError("grid must be a list of (lo, hi, n) axes, one per direction")
+    if len(grid) != ndirs:
+        raise InputError(
+            f"{len(grid)} grid axes for {ndirs} directions: give one (lo, hi, n) per direction"
+        )
+    return tuple(check_axis(a, index=i) for i, a in enumerate(grid))
+
+
+def _check_args(samples: Any, batch_size: Any, meta: Any) -> None:
+    """Refuse bad ``samples``, ``batch_size`` or ``meta``."""
+    if samples is not None and (
+        not isinstance(samples, int) or isinstance(samples, bool) or samples < 1
+    ):
+        raise InputError(f"samples={samples!r} must be a positive integer or None (all samples)")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise InputError(f"batch_size={batch_size!r} must be a positive integer or None")
+    if meta is not None:
+        try:
+            json.dumps(meta, allow_nan=True)
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"meta must be JSON-serializable ({exc}): use lists, numbers, strings and dicts"
+            ) from None
+
+
 def scan(
     model: nn.Module,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -117,8 +152,11 @@ def scan(
 
     Parameters
     ----------
-    model : nn.Module
-        The network; read only, through ``torch.func.functional_call``.
+    model : nn.Module or JAX model
+        The network; read only, through ``torch.func.functional_call``. A JAX
+        model (``lossmap.jax.JaxModel``, a ``(linen.Module, variables)`` tuple
+        or an ``nnx.Module``) runs on the JAX backend (:mod:`lossmap.jax`):
+        same directions, store and Surface.
     loss_fn : callable
         ``loss_fn(outputs, targets)`` returning the batch mean, e.g.
         ``torch.nn.CrossEntropyLoss()``.
@@ -189,7 +227,19 @@ def scan(
     (5,)
     """
     if not isinstance(model, nn.Module):
-        raise InputTypeError(f"model is a {type(model).__name__}; pass a torch.nn.Module")
+        if is_jax(model):
+            from .jax.scan import scan_jax
+
+            return scan_jax(
+                model, loss_fn, data=data, directions=directions, grid=grid, centre=centre,
+                metrics=metrics, samples=samples, store=store, device=device,
+                batch_size=batch_size, progress=progress, seed=seed, strategy=strategy,
+                bn=bn, profile=profile, meta=meta,
+            )
+        raise InputTypeError(
+            f"model is a {type(model).__name__}; pass a torch.nn.Module (or a JAX/Flax model: "
+            "lossmap.jax.JaxModel, a (linen.Module, variables) tuple or an nnx.Module)"
+        )
     if not callable(loss_fn):
         raise InputTypeError(
             f"loss_fn is a {type(loss_fn).__name__}; pass a callable "
@@ -198,32 +248,8 @@ def scan(
     dev = P.resolve_device(model, device)
     c_params, c_buffers = P.resolve_centre(model, centre)
     dirs = _resolve_directions(directions, c_params, c_buffers)
-    if (
-        isinstance(grid, (str, tuple))
-        and len(dirs) == 1
-        and not (isinstance(grid, tuple) and grid and isinstance(grid[0], (tuple, list, str)))
-    ):
-        grid = [grid]
-    if not isinstance(grid, (list, tuple)):
-        raise InputTypeError("grid must be a list of (lo, hi, n) axes, one per direction")
-    if len(grid) != len(dirs):
-        raise InputError(
-            f"{len(grid)} grid axes for {len(dirs)} directions: give one (lo, hi, n) per direction"
-        )
-    axes = tuple(check_axis(a, index=i) for i, a in enumerate(grid))
-    if samples is not None and (
-        not isinstance(samples, int) or isinstance(samples, bool) or samples < 1
-    ):
-        raise InputError(f"samples={samples!r} must be a positive integer or None (all samples)")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise InputError(f"batch_size={batch_size!r} must be a positive integer or None")
-    if meta is not None:
-        try:
-            json.dumps(meta, allow_nan=True)
-        except (TypeError, ValueError) as exc:
-            raise InputError(
-                f"meta must be JSON-serializable ({exc}): use lists, numbers, strings and dicts"
-            ) from None
+    axes = _axes(grid, len(dirs))
+    _check_args(samples, batch_size, meta)
     splits = as_splits(data, samples=samples, seed=seed)
     bn_data = None
     if bn not in ("eval", "recompute"):

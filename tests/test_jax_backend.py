@@ -1,0 +1,238 @@
+"""The JAX backend: exact values, PyTorch agreement, normalization on Flax trees, store, errors."""
+
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from flax import linen, nnx
+
+import lossmap as lm
+from lossmap.jax import JaxModel
+
+
+class MLP(linen.Module):
+    @linen.compact
+    def __call__(self, x):
+        x = linen.relu(linen.Dense(16)(x))
+        return linen.Dense(3)(x)
+
+
+class ConvBN(linen.Module):
+    @linen.compact
+    def __call__(self, x, train=False):
+        x = linen.Conv(6, (3, 3))(x)
+        x = linen.BatchNorm(use_running_average=not train)(x)
+        x = linen.relu(x).reshape(x.shape[0], -1)
+        return linen.Dense(4)(x)
+
+
+def classification(n=70, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, 3, n)
+
+
+def torch_twin(variables):
+    """The PyTorch MLP with the same weights (Dense kernels are (in, out): transpose)."""
+    p = variables["params"]
+    net = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    with torch.no_grad():
+        for i, name in ((0, "Dense_0"), (2, "Dense_1")):
+            net[i].weight.copy_(torch.from_numpy(np.array(p[name]["kernel"]).T))
+            net[i].bias.copy_(torch.from_numpy(np.array(p[name]["bias"])))
+    return net
+
+
+def to_torch_names(d):
+    out = {}
+    for i, name in ((0, "Dense_0"), (2, "Dense_1")):
+        out[f"{i}.weight"] = d[f"params/{name}/kernel"].T.contiguous()
+        out[f"{i}.bias"] = d[f"params/{name}/bias"]
+    return lm.Direction(out)
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    net = MLP()
+    return net, net.init(jax.random.key(1), jnp.ones((1, 5)))
+
+
+@pytest.mark.parametrize("grid", [[(-1.0, 1.0, 9)], [(-1.0, 1.0, 5), (-0.5, 1.5, 4)]])
+def test_agrees_with_pytorch_on_the_same_weights_directions_and_data(mlp, grid):
+    net, variables = mlp
+    X, y = classification()
+    dirs = lm.random_directions((net, variables), len(grid), norm="filter", ignore=None, seed=3)
+    surf = lm.scan((net, variables), lm.jax.cross_entropy, data={"train": (X, y)},
+                   directions=dirs, grid=grid, batch_size=16, progress=False)
+    ref = lm.scan(torch_twin(variables), torch.nn.CrossEntropyLoss(),
+                  data={"train": (torch.from_numpy(X), torch.from_numpy(y))},
+                  directions=[to_torch_names(d) for d in dirs], grid=grid, progress=False)
+    np.testing.assert_allclose(surf["train_loss"], ref["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(surf["train_accuracy"], ref["train_accuracy"], atol=1e-6)
+    assert surf.meta["backend"] == "jax"
+
+
+def test_float64_matches_closed_form_of_a_linear_regression():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(97, 5)), rng.normal(size=(97, 1))
+    w0, b0 = rng.normal(size=(5, 1)), rng.normal(size=(1,))
+    with jax.enable_x64(True):
+        model = JaxModel(lambda v, x: x @ v["params"]["w"] + v["params"]["b"],
+                         {"params": {"w": jnp.asarray(w0), "b": jnp.asarray(b0)}})
+        dirs = lm.random_directions(model, 2, norm="none", ignore=None, seed=2)
+        surf = lm.scan(model, lm.jax.mse, data={"train": (X, y)}, directions=dirs,
+                       grid=[(-1.0, 1.0, 7), (0.25, 2.0, 4)], batch_size=10, progress=False)
+    assert surf["train_loss"].dtype == np.float64
+    for i, a in enumerate(np.linspace(-1, 1, 7)):
+        for j, b in enumerate(np.linspace(0.25, 2.0, 4)):
+            w = w0 + a * dirs[0]["params/w"].numpy() + b * dirs[1]["params/w"].numpy()
+            bb = b0 + a * dirs[0]["params/b"].numpy() + b * dirs[1]["params/b"].numpy()
+            expect = np.mean((X @ w + bb - y) ** 2)
+            assert surf["train_loss"][i, j] == pytest.approx(expect, rel=1e-12)
+
+
+def test_filter_normalization_slices_the_last_axis_of_flax_kernels():
+    net = ConvBN()
+    variables = net.init(jax.random.key(0), jnp.ones((1, 6, 6, 2)))
+    d1, d2 = lm.random_directions((net, variables), 2, norm="filter", seed=0, orthogonal=True)
+    p = variables["params"]
+    for name in ("Conv_0", "Dense_0"):
+        k = np.array(p[name]["kernel"])
+        dk = d1[f"params/{name}/kernel"].numpy()
+        out = k.shape[-1]
+        np.testing.assert_allclose(np.linalg.norm(dk.reshape(-1, out), axis=0),
+                                   np.linalg.norm(k.reshape(-1, out), axis=0), rtol=1e-5)
+        # per output unit, the two directions are orthogonal
+        d2k = d2[f"params/{name}/kernel"].numpy().reshape(-1, out)
+        assert np.abs((dk.reshape(-1, out) * d2k).sum(0)).max() < 1e-5
+    # biases and BatchNorm scale/shift are 1-D: zero with ignore="biasbn"; stats get none
+    for name in ("params/Conv_0/bias", "params/BatchNorm_0/scale", "params/BatchNorm_0/bias"):
+        assert float(d1[name].abs().sum()) == 0.0
+    assert not any(k.startswith("batch_stats/") for k in d1)
+    assert d1.meta["filter_axis"] == -1
+
+
+def test_layer_norm_and_ignore_none_on_flax_trees():
+    net = ConvBN()
+    variables = net.init(jax.random.key(0), jnp.ones((1, 6, 6, 2)))
+    d = lm.random_direction((net, variables), norm="layer", ignore=None, seed=4)
+    for name, t in d.items():
+        ref = np.array(variables["params"][name.split("/")[1]][name.split("/")[2]])
+        assert float(t.norm()) == pytest.approx(float(np.linalg.norm(ref)), rel=1e-5)
+
+
+def test_batchnorm_model_scans_with_stored_statistics_and_nnx_equals_linen():
+    net = ConvBN()
+    variables = net.init(jax.random.key(0), jnp.ones((1, 6, 6, 2)))
+    stats = jax.tree_util.tree_map(lambda a: a + 0.5, variables["batch_stats"])
+    variables = {"params": variables["params"], "batch_stats": stats}
+    model = JaxModel(lambda v, x: net.apply(v, x, train=False), variables)
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(20, 6, 6, 2)).astype(np.float32), rng.integers(0, 4, 20)
+    d = lm.random_direction(model, seed=1)
+    surf = lm.scan(model, lm.jax.cross_entropy, data={"t": (X, y)}, directions=d,
+                   grid=(-1, 1, 5), progress=False)
+    # brute force: apply at each point by hand
+    def moved_by(a):
+        def move(path, v):
+            name = jax.tree_util.keystr(path, simple=True, separator="/")
+            return v + a * jnp.asarray(d[name].numpy()) if name in d else v
+
+        return jax.tree_util.tree_map_with_path(move, variables)
+
+    for i, a in enumerate(np.linspace(-1, 1, 5)):
+        moved = moved_by(a)
+        logits = net.apply(moved, jnp.asarray(X), train=False)
+        assert surf["t_loss"][i] == pytest.approx(float(lm.jax.cross_entropy(logits, y)),
+                                                  rel=1e-5)
+
+
+def test_nnx_module_gives_the_linen_values_and_is_left_unchanged():
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.l1, self.l2 = nnx.Linear(5, 16, rngs=rngs), nnx.Linear(16, 3, rngs=rngs)
+
+        def __call__(self, x):
+            return self.l2(nnx.relu(self.l1(x)))
+
+    net = Net(nnx.Rngs(0))
+    before = jax.tree_util.tree_map(np.array, nnx.to_pure_dict(nnx.state(net)))
+    lin = MLP()
+    variables = {"params": {"Dense_0": nnx.to_pure_dict(nnx.state(net.l1)),
+                            "Dense_1": nnx.to_pure_dict(nnx.state(net.l2))}}
+    X, y = classification()
+    d_nnx = lm.random_direction(net, seed=0)
+    renamed = {k.replace("l1", "Dense_0").replace("l2", "Dense_1"): v for k, v in d_nnx.items()}
+    a = lm.scan(net, lm.jax.cross_entropy, data={"t": (X, y)}, directions=d_nnx,
+                grid=(-1, 1, 5), progress=False)
+    b = lm.scan((lin, variables), lm.jax.cross_entropy, data={"t": (X, y)},
+                directions=lm.Direction(renamed), grid=(-1, 1, 5), progress=False)
+    np.testing.assert_allclose(a["t_loss"], b["t_loss"], rtol=1e-6)
+    after = nnx.to_pure_dict(nnx.state(net))
+    jax.tree_util.tree_map(np.testing.assert_array_equal, before, after)
+
+
+def test_map_strategy_equals_vmap(mlp):
+    net, variables = mlp
+    X, y = classification()
+    d = lm.random_directions((net, variables), 2, seed=0)
+    kw = dict(data={"t": (X, y)}, directions=d, grid=[(-1, 1, 4)] * 2, progress=False)
+    a = lm.scan((net, variables), lm.jax.cross_entropy, strategy="vmap", **kw)
+    b = lm.scan((net, variables), lm.jax.cross_entropy, strategy="map", **kw)
+    np.testing.assert_allclose(a["t_loss"], b["t_loss"], rtol=1e-6)
+
+
+def test_store_resume_and_refusal(mlp, tmp_path):
+    net, variables = mlp
+    X, y = classification()
+    d = lm.random_directions((net, variables), 2, seed=0)
+    path = tmp_path / "s.lossmap"
+    kw = dict(data={"t": (X, y)}, grid=[(-1, 1, 5)] * 2, progress=False, store=path)
+    first = lm.scan((net, variables), lm.jax.cross_entropy, directions=d, **kw)
+    again = lm.scan((net, variables), lm.jax.cross_entropy, directions=d, **kw)
+    np.testing.assert_array_equal(first["t_loss"], again["t_loss"])
+    assert lm.load(path)["t_loss"].shape == (5, 5)
+    other = lm.random_directions((net, variables), 2, seed=1)
+    with pytest.raises(lm.LossmapError, match="dir"):
+        lm.scan((net, variables), lm.jax.cross_entropy, directions=other, **kw)
+
+
+def test_interpolation_between_two_jax_models(mlp):
+    net, a = mlp
+    b = net.init(jax.random.key(7), jnp.ones((1, 5)))
+    d = lm.interpolation((net, a), (net, b))
+    X, y = classification()
+    surf = lm.scan((net, a), lm.jax.cross_entropy, data={"t": (X, y)}, directions=d,
+                   grid=(0, 1, 2), progress=False)
+    at_b = float(lm.jax.cross_entropy(net.apply(b, jnp.asarray(X)), y))
+    assert surf["t_loss"][1] == pytest.approx(at_b, rel=1e-5)
+
+
+def test_clear_errors(mlp):
+    net, variables = mlp
+    X, y = classification()
+    d = lm.random_direction((net, variables), seed=0)
+    torch_dir = lm.random_direction(torch.nn.Linear(5, 3), seed=0)
+    with pytest.raises(lm.InputError, match=r"weight|params"):
+        lm.scan((net, variables), lm.jax.cross_entropy, data={"t": (X, y)},
+                directions=torch_dir, grid=(-1, 1, 3), progress=False)
+    with pytest.raises(lm.InputError, match="bn='recompute' is not available"):
+        lm.scan((net, variables), lm.jax.cross_entropy, data={"t": (X, y)}, directions=d,
+                grid=(-1, 1, 3), bn="recompute", progress=False)
+    with pytest.raises(lm.InputError, match="split 't'"):
+        lm.scan((net, variables), lm.jax.cross_entropy, data={"t": (X[:, :4], y)},
+                directions=d, grid=(-1, 1, 3), progress=False)
+    with pytest.raises(lm.InputTypeError, match="bare variables pytree"):
+        lm.scan(variables, lm.jax.cross_entropy, data={"t": (X, y)}, directions=d,
+                grid=(-1, 1, 3), progress=False)
+
+
+def test_the_core_never_imports_jax():
+    code = ("import sys, torch, lossmap as lm; "
+            "d = lm.random_direction(torch.nn.Linear(2, 2)); print('jax' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
