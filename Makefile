@@ -7,6 +7,8 @@ PY     := $(VENV)/bin/python
 # requirement would pull a multi-GB CUDA build. Override for your own machine,
 # e.g. `make setup TORCH=` to keep whatever torch the venv already has.
 TORCH  ?= torch==2.13.0
+# Optional extras installed with lossmap: the tests cover the JAX backend too.
+EXTRAS ?= dev,jax
 
 # Debian packages the demo and the tests use: the Fashion-MNIST files and a
 # headless browser for the report test. Installed only when missing and when
@@ -33,7 +35,7 @@ $(VENV)/.stamp: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	@if [ -n "$(TORCH)" ] && ! $(PY) -c "import torch" 2>/dev/null; then \
 	    echo "installing $(TORCH) (CPU build)"; $(PY) -m pip install --quiet "$(TORCH)"; fi
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 setup: $(VENV)/.stamp system-deps

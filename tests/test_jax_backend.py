@@ -236,3 +236,48 @@ def test_the_core_never_imports_jax():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_cli_scans_a_jax_model_like_the_api(tmp_path, capsys):
+    from pathlib import Path
+
+    from safetensors.numpy import save_file
+
+    from lossmap.cli import main
+
+    jaxnet = Path(__file__).parent / "cli_fixtures" / "jaxnet.py"
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lossmap_test_jaxnet", jaxnet)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "j.lossmap"
+    code = main(["scan", "--model", f"{jaxnet}:make_model", "--data", f"{jaxnet}:make_data",
+                 "--grid", "-1:1:5", "--grid", "-1:1:3", "--dirs", "2", "--out", str(out),
+                 "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    model, data = mod.make_model(), mod.make_data()
+    dirs = lm.random_directions(model, 2, seed=0)
+    ref = lm.scan(model, lm.jax.cross_entropy, data=data, directions=dirs,
+                  grid=[(-1, 1, 5), (-1, 1, 3)], progress=False)
+    surf = lm.load(out)
+    for v in ("train_loss", "test_loss", "test_accuracy"):
+        np.testing.assert_allclose(surf[v], ref[v], rtol=1e-6)
+    # checkpoints of a JAX model: flat name -> array safetensors files
+    files = []
+    for i, (_, variables) in enumerate((model, mod.make_other_init())):
+        flat = lm.jax.as_model(variables).flat()
+        files.append(tmp_path / f"m{i}.safetensors")
+        save_file({k: np.asarray(v) for k, v in flat.items()}, str(files[-1]))
+    out2 = tmp_path / "i.lossmap"
+    code = main(["scan", "--model", f"{jaxnet}:make_model", "--data", f"{jaxnet}:make_data",
+                 "--interpolate", str(files[0]), str(files[1]), "--grid", "0:1:3",
+                 "--out", str(out2), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    net, other = mod.make_other_init()
+    X, y = data["test"]
+    at_b = float(lm.jax.cross_entropy(net.apply(other, jnp.asarray(X)), y))
+    assert lm.load(out2)["test_loss"][2] == pytest.approx(at_b, rel=1e-5)
+    code = main(["scan", "--model", f"{jaxnet}:make_model", "--data", f"{jaxnet}:make_data",
+                 "--pca", str(tmp_path), "--out", str(tmp_path / "p.lossmap"), "--no-progress"])
+    assert code == 2 and "PyTorch models" in capsys.readouterr().err

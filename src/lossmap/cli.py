@@ -61,7 +61,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("scan", help="scan a line or plane into a store (resumable)")
     s.add_argument("--spec", help="YAML file with the same keys as these flags")
-    s.add_argument("--model", help="MODULE:FUNCTION returning the nn.Module")
+    s.add_argument("--model", help="MODULE:FUNCTION returning the nn.Module (or a JAX model)")
     s.add_argument("--checkpoint", help="centre weights (.safetensors or torch state dict)")
     s.add_argument("--trust-pickle", action="store_true",
                    help="allow a --checkpoint that needs pickle (only for files you trust)")
@@ -123,6 +123,7 @@ def _plugins() -> dict:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
+    from .backend import is_jax
     from .cli_directions import build_directions, load_loss, load_model
     from .config import ScanConfig
     from .distributed import local_device
@@ -144,7 +145,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         )
     model = load_model(cfg.model)
     data = load_entry(cfg.data, what="--data")()
-    loss_fn = load_loss(cfg.loss)
+    loss_fn = load_loss(cfg.loss, jax=is_jax(model))
     centre, dirs, extra_meta = build_directions(
         cfg, model, loss_fn, data, trust_pickle=bool(args.trust_pickle)
     )

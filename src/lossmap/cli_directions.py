@@ -105,22 +105,31 @@ def check_mode(cfg: Any) -> bool:
     return mode in ("plane", "pca") and not cfg.grid
 
 
-def load_model(text: str) -> torch.nn.Module:
-    """The module returned by the ``--model`` entry point."""
+def load_model(text: str) -> Any:
+    """The model returned by the ``--model`` entry point: an nn.Module or a JAX model."""
+    from .backend import is_jax
     from .entry import load_entry
 
     model = load_entry(text, what="--model")()
-    if not isinstance(model, torch.nn.Module):
+    if not isinstance(model, torch.nn.Module) and not is_jax(model):
         raise InputTypeError(
-            f"--model {text!r} returned a {type(model).__name__}, not a torch.nn.Module"
+            f"--model {text!r} returned a {type(model).__name__}, not a torch.nn.Module "
+            "(nor a JAX model: lossmap.jax.JaxModel, (linen.Module, variables), nnx.Module)"
         )
     return model
 
 
-def load_loss(text: str) -> Any:
-    """``cross_entropy``, ``mse``, or the ``MODULE:NAME`` loss (a class is instantiated)."""
+def load_loss(text: str, *, jax: bool = False) -> Any:
+    """``cross_entropy``, ``mse``, or the ``MODULE:NAME`` loss (a class is instantiated).
+
+    With ``jax=True`` the two names give :mod:`lossmap.jax`'s losses.
+    """
     from .entry import load_entry
 
+    if jax and text in ("cross_entropy", "mse"):
+        from . import jax as ljax
+
+        return getattr(ljax, text)
     if text == "cross_entropy":
         return torch.nn.CrossEntropyLoss()
     if text == "mse":
@@ -142,11 +151,19 @@ def load_loss(text: str) -> Any:
 def checkpoint_of(model: torch.nn.Module, path: str | Path, *, what: str,
                   trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """A checkpoint's state, checked against ``model`` (errors name ``what`` and the file)."""
-    from .params import load_checkpoint, resolve_centre
+    from .backend import is_jax
+    from .params import check_same_layout, load_checkpoint, resolve_centre
 
     state = load_checkpoint(path, trust_pickle=trust_pickle)
     try:
-        resolve_centre(model, state)
+        if is_jax(model):  # a flat name -> array file of the JAX model's weights
+            from .jax.model import as_model
+
+            params, _ = as_model(model).torch_state()
+            check_same_layout(params, {k: v for k, v in state.items() if k in params or
+                                       k.startswith("params/")}, what="the checkpoint")
+        else:
+            resolve_centre(model, state)
     except InputError as exc:
         raise InputError(f"{what} {str(path)!r}: {exc}") from None
     return state
@@ -183,9 +200,21 @@ def nice_axis(lo: float, hi: float, *, margin: float = MARGIN, points: int = POI
 
 
 def _random(cfg: Any, model: torch.nn.Module, trust_pickle: bool) -> tuple:
+    from .backend import is_jax
     from .directions import random_directions
     from .params import load_checkpoint, resolve_centre
 
+    if is_jax(model):
+        centre = (checkpoint_of(model, cfg.checkpoint, what="--checkpoint",
+                                trust_pickle=trust_pickle) if cfg.checkpoint else None)
+        from .jax.model import as_model
+
+        jm = as_model(model)
+        base = jm.torch_state()[0] if centre is None else \
+            {k: centre[k] for k in jm.torch_state()[0]}
+        dirs = random_directions(base, cfg.dirs, norm=cfg.norm, ignore=cfg.ignore,
+                                 seed=cfg.seed, orthogonal=bool(cfg.orthogonal), filter_axis=-1)
+        return centre, dirs, {}
     centre = load_checkpoint(cfg.checkpoint, trust_pickle=trust_pickle) if cfg.checkpoint else None
     if centre is not None:
         c_params, _ = resolve_centre(model, centre)
@@ -235,11 +264,15 @@ def build_directions(cfg: Any, model: torch.nn.Module, loss_fn: Any, data: Any, 
         JSON-ready annotations for ``lm.scan(meta=...)``: ``models``,
         ``path``, ``explained_variance_ratio``, ``hessian``… (empty for random directions).
     """
+    from .backend import is_jax
     from .between import interpolation, plane
     from .spec import check_axis
     from .trajectory import fitted_grid, pca_directions, project
 
     kw = {"trust_pickle": trust_pickle}
+    if is_jax(model) and (cfg.pca is not None or cfg.hessian is not None):
+        raise InputError("--pca and --hessian work on PyTorch models; for a JAX model use "
+                         "random directions, --interpolate or --plane")
     if cfg.interpolate is not None:
         a, b = (checkpoint_of(model, p, what=f"--interpolate {n}", **kw)
                 for n, p in zip("AB", cfg.interpolate, strict=True))

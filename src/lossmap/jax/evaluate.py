@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,21 @@ STRATEGIES = ("auto", "vmap", "map")
 DEFAULT_BATCH = 512
 ACTIVATION_BUDGET = 256 * 1024**2  # bytes of network activations per jitted call, about
 MAX_CHUNK = 64
+
+
+def jax_device(device: Any) -> Any:
+    """The JAX device for ``None``, ``"cpu"``, ``"gpu"``, ``"cuda:1"`` or a torch.device."""
+    if device is None:
+        return jax.devices()[0]
+    text = str(device)
+    platform, _, index = text.partition(":")
+    platform = {"cuda": "gpu"}.get(platform, platform)
+    try:
+        found = jax.devices(platform)
+        return found[int(index or 0)]
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise InputError(f"device={text!r}: JAX has no such device ({exc}); it has "
+                         f"{', '.join(str(d) for d in jax.devices())}") from None
 
 
 class JaxEvaluator:
@@ -50,8 +66,8 @@ class JaxEvaluator:
         one after another inside the same program (``auto``: vmap).
     chunk : int, optional
         Points per jitted call (default: from an activation budget).
-    device : str, optional
-        A JAX platform (``"cpu"``, ``"gpu"``); default JAX's default device.
+    device : str or torch.device, optional
+        ``"cpu"``, ``"gpu"``, ``"cuda:1"``…; default JAX's default device.
     """
 
     def __init__(
@@ -65,16 +81,12 @@ class JaxEvaluator:
         *,
         strategy: str = "auto",
         chunk: int | None = None,
-        device: str | None = None,
+        device: Any = None,
     ):
         if strategy not in STRATEGIES:
             raise InputError(f"strategy {strategy!r} must be one of {', '.join(STRATEGIES)} "
                              "for a JAX model")
-        try:
-            self.jax_device = jax.devices(device)[0] if device else jax.devices()[0]
-        except RuntimeError as exc:
-            raise InputError(f"device={device!r}: JAX has no such platform ({exc}); use "
-                             f"one of {sorted({d.platform for d in jax.devices()})}") from None
+        self.jax_device = jax_device(device)
         self.device = torch.device("cpu")  # where a torchrun group (gloo) exchanges results
         self.vmap = strategy != "map"
         self.reuses_first_layer = False

@@ -111,9 +111,6 @@ def scan_jax(
     if bn != "eval":
         raise InputError(f"bn={bn!r} is not available for JAX models: the JAX backend "
                          "evaluates with the stored BatchNorm statistics (bn='eval')")
-    if device is not None and not isinstance(device, str):
-        raise InputTypeError(f"device={device!r}: for a JAX model pass a platform name "
-                             "('cpu', 'gpu') or None")
     state = _centre(jm, centre)
     params = {k: v for k, v in state.items() if jm.is_param(k)}
     buffers = {k: v for k, v in state.items() if not jm.is_param(k)}
