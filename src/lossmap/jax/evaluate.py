@@ -1,8 +1,10 @@
 """The JAX Evaluator: loss and metrics at chunks of grid points, one jitted call per batch.
 
 For a chunk of K points the parameters c + Σ aᵢ·dᵢ are built inside the
-jitted function and the network runs over all K points with ``jax.vmap`` (or
-``jax.lax.map``, one point after another, where that is faster). Chunks are
+jitted function and the network runs over all K points with ``jax.vmap`` on
+accelerators, or ``jax.lax.map`` (one point after another inside the same
+program) on the CPU, where XLA's batched-kernel convolutions were measured
+about 3× slower. Chunks are
 padded to a fixed K and each split has at most two batch shapes, so XLA
 compiles a handful of programs for the whole scan. Per-batch means come back
 to the host and are summed there in float64, weighted by batch size, exactly
@@ -63,7 +65,8 @@ class JaxEvaluator:
         Samples per jitted call (default ``min(n, 512)`` per split).
     strategy : {"auto", "vmap", "map"}
         ``vmap`` runs the K points of a chunk as one batched program, ``map``
-        one after another inside the same program (``auto``: vmap).
+        one after another inside the same program (``auto``: map on the CPU,
+        where it was measured faster, vmap on accelerators).
     chunk : int, optional
         Points per jitted call (default: from an activation budget).
     device : str or torch.device, optional
@@ -88,7 +91,10 @@ class JaxEvaluator:
                              "for a JAX model")
         self.jax_device = jax_device(device)
         self.device = torch.device("cpu")  # where a torchrun group (gloo) exchanges results
-        self.vmap = strategy != "map"
+        # On the CPU, XLA runs a batched-kernel convolution (vmap over weights) several
+        # times slower than the same points one after another (benchmarks/): map there.
+        self.vmap = strategy == "vmap" or (strategy == "auto"
+                                           and self.jax_device.platform != "cpu")
         self.reuses_first_layer = False
         self.metrics = dict(metrics)
         self.split_names = [s.name for s in splits]
