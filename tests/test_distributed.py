@@ -1,5 +1,6 @@
 """torchrun: points sharded over 2 ranks equal a single run; a killed rank resumes cleanly."""
 
+import importlib.util
 import os
 import signal
 import sqlite3
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import lossmap as lm
 
@@ -134,3 +136,72 @@ def test_killed_rank_fails_the_job_and_rerun_resumes(workdir):
         np.testing.assert_array_equal(one[v], two[v])
     with sqlite3.connect(out) as c:
         assert c.execute("SELECT COUNT(DISTINCT idx), COUNT(*) FROM points").fetchone() == (35, 35)
+
+
+KILLNET = Path(__file__).parent / "cli_fixtures" / "killnet.py"
+
+
+def killnet_command(out, *launcher):
+    return [
+        *launcher,
+        "-m",
+        "lossmap",
+        "scan",
+        "--model",
+        f"{KILLNET}:make_model",
+        "--data",
+        f"{KILLNET}:make_data",
+        "--grid",
+        "-1:1:12",
+        "--grid",
+        "-1:1:12",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+
+
+@pytest.mark.slow  # 24-43 s on a shared 2-core machine (four torch startups); in make test
+def test_max_restarts_resumes_inside_the_job(workdir):
+    """torchrun --max-restarts: a rank SIGKILLed mid-scan, the agent restarts the
+    workers, the new attempt forms its group again and resumes from the store."""
+    tmp, env = workdir
+    one = tmp / "one.lossmap"
+    subprocess.run(killnet_command(one, sys.executable), env=env, check=True, capture_output=True)
+    out, log = tmp / "two.lossmap", tmp / "forwards"
+    killing = {
+        **env,
+        "LOSSMAP_TEST_DELAY": "0.05",  # rounds of about 20 points per rank
+        "LOSSMAP_TEST_KILL_AT": "30",  # rank 1 dies in its third round, after two commits
+        "LOSSMAP_TEST_SKEW": "3",  # the restarted ranks reach the group 3 s apart
+        "LOSSMAP_TEST_FORWARD_LOG": str(log),
+    }
+    launcher = (TORCHRUN, "--standalone", "--nproc-per-node", "2", "--max-restarts", "1")
+    res = subprocess.run(
+        killnet_command(out, *launcher), env=killing, capture_output=True, text=True, timeout=180
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "exitcode: -9" in res.stderr  # the first attempt did lose a rank to SIGKILL
+    assert res.stdout.count("two.lossmap: Surface(") == 1
+    lines = [line.split() for line in log.read_text().splitlines()]
+    assert {(a, r) for a, r, _ in lines} == {("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")}
+    # Each forward is one grid point, except the evaluator's checks at the centre.
+    spec = importlib.util.spec_from_file_location("killnet", KILLNET)
+    killnet = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(killnet)
+    with torch.no_grad():
+        centre = repr(float(killnet.make_model().out.weight.double().sum()))
+    first = [s for a, _, s in lines if a == "0" and s != centre]
+    second = [s for a, _, s in lines if a == "1" and s != centre]
+    assert len(first) >= 20 and len(second) < 144 - 20  # resumed, not started over
+    assert len(set(second)) == len(second)  # no point evaluated twice by the restart
+    assert len(set(first) | set(second)) == 144
+    # Recomputed: only the round in flight (at most 1 s / 0.05 s = 20 points per rank).
+    assert len(set(first) & set(second)) <= 2 * 20
+    ref, got = lm.load(one), lm.load(out)
+    assert got.complete
+    for v in ref.values:
+        np.testing.assert_array_equal(ref[v], got[v])
+    with sqlite3.connect(out) as c:
+        counts = c.execute("SELECT COUNT(DISTINCT idx), COUNT(*) FROM points").fetchone()
+    assert counts == (144, 144)

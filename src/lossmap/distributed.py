@@ -5,17 +5,32 @@ across the ranks, gathers the results on rank 0, which alone writes the
 store (a store never has two writers), and hands every rank the same
 Surface. A restarted job resumes from the store. Backend: NCCL when the
 evaluation device is a GPU, gloo otherwise.
+
+Restarts inside the job (``torchrun --max-restarts N``): torchrun's agent
+keeps one key-value store (``MASTER_ADDR:MASTER_PORT``) for the whole job and
+hands it to every attempt, and ``init_process_group("env://")`` puts each
+attempt's keys under the same names. The workers of a restarted attempt then
+read the dead workers' addresses (gloo: "Connection refused" in
+``connectFullMesh``; NCCL: a stale unique id). So under the agent's store
+each attempt forms its group in a namespace of its own, agreed on by a short
+handshake (:func:`_attempt_store`) rather than taken from
+``TORCHELASTIC_RESTART_COUNT``, which each node's agent counts for itself
+and which differs between nodes after a membership change.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import time
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.constants import default_pg_timeout
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,56 @@ def _shutdown() -> None:
         dist.destroy_process_group()
 
 
+def _attempt_store(rank: int, world: int, timeout: timedelta) -> dist.Store:
+    """A namespace of torchrun's agent store that no earlier attempt of this job wrote.
+
+    Rank 0 draws a fresh name. Every other rank posts a fresh random token and
+    waits for the name under a key made of that token (no earlier attempt can
+    have written it), then acknowledges under the new name; rank 0 answers
+    every token it sees until all ranks have acknowledged, so a stale token
+    left by a killed worker costs nothing.
+    """
+    addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    agent = dist.TCPStore(addr, port, is_master=False, timeout=timeout)
+    hs = dist.PrefixStore("lossmap/attempt", agent)
+    if rank == 0:
+        name = uuid.uuid4().hex
+        answered: dict[int, bytes] = {}
+        waiting = set(range(1, world))
+        deadline = time.monotonic() + timeout.total_seconds()
+        while waiting:
+            for r in sorted(waiting):
+                if hs.check([f"hello/{r}"]):
+                    token = hs.get(f"hello/{r}")
+                    if answered.get(r) != token:
+                        hs.set(f"welcome/{token.decode()}", name)
+                        answered[r] = token
+                if hs.check([f"{name}/ack/{r}"]):
+                    waiting.discard(r)
+            if waiting:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"lossmap: ranks {sorted(waiting)} did not join within {timeout}"
+                    )
+                time.sleep(0.02)
+    else:
+        token = uuid.uuid4().hex
+        hs.set(f"hello/{rank}", token)
+        name = hs.get(f"welcome/{token}").decode()  # waits (up to timeout) for rank 0
+        hs.set(f"{name}/ack/{rank}", "1")
+    return dist.PrefixStore(f"lossmap/attempt/{name}", agent)
+
+
+def _init(backend: str) -> None:
+    """``init_process_group`` from torchrun's environment, restart-safe under its agent."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != str(True):
+        dist.init_process_group(backend=backend)  # env://: rank 0 hosts a fresh store
+        return
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    store = _attempt_store(rank, world, default_pg_timeout)
+    dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world)
+
+
 def launched() -> bool:
     """Whether this process was started by torchrun (or another launcher) with > 1 ranks."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -74,7 +139,7 @@ def group(device: torch.device) -> Group | None:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
+        _init(backend)
         atexit.register(_shutdown)  # we made it, we end it (gloo aborts at exit otherwise)
     if dist.get_world_size() == 1:
         return None
