@@ -281,3 +281,25 @@ def test_cli_scans_a_jax_model_like_the_api(tmp_path, capsys):
     code = main(["scan", "--model", f"{jaxnet}:make_model", "--data", f"{jaxnet}:make_data",
                  "--pca", str(tmp_path), "--out", str(tmp_path / "p.lossmap"), "--no-progress"])
     assert code == 2 and "PyTorch models" in capsys.readouterr().err
+
+
+def test_example_cnn_agrees_with_pytorch_on_a_line_and_a_plane():
+    from lossmap.jax import cnn as jcnn
+    from lossmap.jax import convert
+    from lossmap.models import fashion_cnn
+
+    torch.manual_seed(0)
+    net = fashion_cnn().eval()
+    g = torch.Generator().manual_seed(2)
+    X, y = torch.rand(48, 1, 28, 28, generator=g), torch.randint(0, 10, (48,), generator=g)
+    flax_model = (jcnn.fashion_cnn(), convert.torch_to_flax(net.state_dict()))
+    data_j = {"t": (X.permute(0, 2, 3, 1).numpy(), y.numpy())}
+    for grid in ([(-1.0, 1.0, 5)], [(-1.0, 1.0, 3), (-0.5, 0.5, 3)]):
+        dirs = lm.random_directions(net, len(grid), norm="filter", seed=1)
+        ref = lm.scan(net, torch.nn.CrossEntropyLoss(), data={"t": (X, y)}, directions=dirs,
+                      grid=grid, progress=False)
+        got = lm.scan(flax_model, lm.jax.cross_entropy, data=data_j,
+                      directions=[lm.Direction(convert.direction_to_flax(d)) for d in dirs],
+                      grid=grid, batch_size=20, progress=False)
+        np.testing.assert_allclose(got["t_loss"], ref["t_loss"], rtol=1e-4)
+        assert np.ptp(ref["t_loss"]) > 1e-3  # a real surface, not a constant
