@@ -150,3 +150,21 @@ def test_unknown_strategy():
             strategy="fast",
             progress=False,
         )
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_compiled_points_equal_the_eager_loop_and_leave_the_model_alone(reuse):
+    model, X = models()["cnn"]
+    y = torch.randint(0, 4, (37,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    dirs = lm.random_directions(model, 2, norm="filter", seed=1)
+    kw = dict(data={"train": (X, y)}, directions=dirs, grid=[(-1, 1, 3), (-1, 1, 2)],
+              batch_size=16, progress=False, reuse_first_layer=reuse)
+    ref = lm.scan(model, nn.CrossEntropyLoss(), **kw)
+    got = lm.scan(model, nn.CrossEntropyLoss(), compile=True, **kw)
+    for v in ref.values:
+        np.testing.assert_allclose(got[v], ref[v], rtol=2e-5, atol=0)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+    with pytest.raises(lm.InputError, match="compile=True works with the point loop"):
+        lm.scan(model, nn.CrossEntropyLoss(), compile=True, strategy="vmap", **kw)

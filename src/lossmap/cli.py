@@ -94,6 +94,8 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hessian-split", dest="hessian_split", metavar="SPLIT",
                    help="the split the Hessian is of (default the first)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    s.add_argument("--compile", action="store_true",
+                   help="evaluate each point through torch.compile (pays off on long scans)")
     s.add_argument("--profile", action="store_true",
                    help="print where the time went (data, build, first layer, forward, store)")
     s.add_argument("--debug", **_SUB_DEBUG)
@@ -164,6 +166,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         batch_size=cfg.batch_size,
         progress=not args.no_progress,
         profile=args.profile,
+        **({"compile": True} if args.compile else {}),
         seed=cfg.seed,
         meta={"command": cfg.to_dict(), **extra_meta},
     )

@@ -93,6 +93,12 @@ class Evaluator:
         Use exact first-layer reuse where it applies (it is detected).
     chunk : int, optional
         Points per chunk (default: from the memory budget, at most 32).
+    bn_data : Split, optional
+        Samples to re-estimate BatchNorm statistics from at every point.
+    channels_last : bool, optional
+        Image batches in channels-last layout (default: for conv nets).
+    compile : bool, default False
+        Run each point through ``torch.compile`` (point loop only).
     """
 
     def __init__(
@@ -111,6 +117,7 @@ class Evaluator:
         chunk: int | None = None,
         bn_data: Split | None = None,
         channels_last: bool | None = None,
+        compile: bool = False,
     ):
         if strategy not in STRATEGIES:
             raise InputError(f"strategy {strategy!r} must be one of {', '.join(STRATEGIES)}")
@@ -190,6 +197,14 @@ class Evaluator:
                 self.cache = [[self._first_outputs(X, y) for X, y in b] for b in self.batches]
         if not self.vmap and (self.first is None or self.cache is not None):
             self.chunk = 1  # a point loop with nothing to share per batch gains nothing from chunks
+        # torch.compile of one point (the combination of the first-layer outputs included,
+        # so it fuses with what follows): an option, it pays off on long scans only.
+        self._compiled = None
+        if compile:
+            if self.vmap or self.bn is not None:
+                raise InputError("compile=True works with the point loop (strategy='loop') "
+                                 "and bn='eval'")
+            self._compiled = torch.compile(self._raw_point, dynamic=None)
 
     # -- pieces ------------------------------------------------------------
     @property
@@ -238,6 +253,15 @@ class Evaluator:
                         buf[k].add_(d, alpha=a)
             out[name] = buf
         return out
+
+    def _raw_point(self, state, X, y, Ys, coef) -> torch.Tensor:
+        """One point from the first-layer outputs and coefficients (the compiled unit)."""
+        if Ys is not None:
+            Y = Ys[0]
+            for i in range(len(Ys) - 1):
+                Y = Y + coef[i] * Ys[i + 1]
+            self.given.value = Y
+        return functional_call(self.metered, {f"net.{k}": v for k, v in state.items()}, (X, y))
 
     def _point_metrics(self, state, X, y, Y) -> torch.Tensor:
         if self.first is not None:
@@ -294,10 +318,12 @@ class Evaluator:
                     )
                 else:
                     for k in range(K):
-                        Y = self._combine(Ys, coef[k]) if Ys is not None else None
-                        sums[k, s * nm : (s + 1) * nm] += self._point_metrics(
-                            states[k], X, y, Y
-                        ) * len(y)
+                        if self._compiled is not None:
+                            vals = self._compiled(states[k], X, y, Ys, coef[k])
+                        else:
+                            Y = self._combine(Ys, coef[k]) if Ys is not None else None
+                            vals = self._point_metrics(states[k], X, y, Y)
+                        sums[k, s * nm : (s + 1) * nm] += vals * len(y)
                 self.timings["forward"] += t() - t0
         n = torch.tensor(
             [n for n in self.n for _ in range(nm)], dtype=torch.float64, device=self.device

@@ -140,6 +140,7 @@ def scan(
     bn_samples: int = 1024,
     bn_split: str | None = None,
     channels_last: bool | None = None,
+    compile: bool = False,
     profile: bool = False,
     meta: dict | None = None,
 ) -> Surface:
@@ -204,6 +205,12 @@ def scan(
         Feed image batches in channels-last layout (default: on for 4-D data
         and a model with ``Conv2d`` layers; faster convolutions, same values
         to round-off).
+    compile : bool, default False
+        Evaluate each point through ``torch.compile`` (the first-layer
+        combination fused with the layers after it). The compilation takes
+        seconds to a minute, so it pays off on long scans; see
+        ``benchmarks/RESULTS.md`` for when it was measured faster. Point loop
+        (the CPU default) and ``bn="eval"`` only.
     profile : bool, default False
         Print where the time went (data, parameter building, first layer,
         forward + metrics, store).
@@ -303,6 +310,7 @@ def scan(
             reuse_first_layer=reuse_first_layer,
             bn_data=bn_data,
             channels_last=channels_last,
+            compile=compile,
         )
         t0 = time.perf_counter()
         try:
