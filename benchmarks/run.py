@@ -84,6 +84,7 @@ class Context:
     peak_gflops: float
     ll_skip: str | None  # why loss-landscapes is not run, None when it is
     tmp: Path
+    compile: bool = False  # also time lm.scan(compile=True)
 
 
 # -- data and models ---------------------------------------------------------------
@@ -239,6 +240,10 @@ def lossmap_methods(model, data, dirs, ctx: Context) -> dict[str, Callable]:
         )
         out["lossmap[no-reuse]"] = partial(
             M.lossmap_scan, model, data, dirs, device=ctx.device, reuse_first_layer=False
+        )
+    if ctx.compile:
+        out["lossmap[compile]"] = partial(
+            M.lossmap_scan, model, data, dirs, device=ctx.device, compile=True
         )
     return out
 
@@ -493,6 +498,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "work is unchanged, so ratios stay comparable and lossmap's one-time costs weigh more)",
     )
     p.add_argument("--no-ll", action="store_true", help="never run loss-landscapes")
+    p.add_argument("--compile", action="store_true",
+                   help="also time lm.scan(compile=True) (its compilation included)")
     p.add_argument(
         "--setup-ll", action="store_true", help="only create the loss-landscapes venv, then exit"
     )
@@ -536,6 +543,7 @@ def main(argv: list[str] | None = None) -> dict:
             peak_gflops=peak["gflops"],
             ll_skip=ll_skip,
             tmp=Path(tmp),
+            compile=args.compile,
         )
         result = {
             "schema": "lossmap-benchmark/1",
