@@ -119,6 +119,31 @@ def _check_args(samples: Any, batch_size: Any, meta: Any) -> None:
             ) from None
 
 
+def _spec_and_fingerprints(axes, splits, mfns, loss_fn, samples, seed, dirs, params, buffers,
+                           *, bn="eval", bn_split=None, bn_data=None) -> tuple[ScanSpec, dict]:
+    """What the scan computes (its spec) and the fingerprints of what it reads."""
+    spec = ScanSpec(
+        axes=axes,
+        splits=tuple(s.name for s in splits),
+        metrics=tuple(mfns),
+        loss=_loss_name(loss_fn),
+        samples=samples,
+        seed=seed,
+        directions=tuple(d.meta for d in dirs),
+        dtype=str(next(iter(params.values())).dtype).replace("torch.", ""),
+        bn=bn,
+        bn_split=bn_split if bn_data is not None else None,
+        bn_samples=bn_data.n if bn_data is not None else None,
+    )
+    fps = {
+        "centre": P.fingerprint({**params, **buffers}),
+        **{f"dir_{i}": d.fingerprint() for i, d in enumerate(dirs)},
+        **{f"data_{s.name}": s.fingerprint() for s in splits},
+        **({"bn_data": bn_data.fingerprint()} if bn_data is not None else {}),
+    }
+    return spec, fps
+
+
 def scan(
     model: nn.Module,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -278,25 +303,10 @@ def scan(
 
     with preserved(model):
         check_on_sample(model, mfns, {**c_params, **c_buffers}, splits, dev)
-        spec = ScanSpec(
-            axes=axes,
-            splits=tuple(s.name for s in splits),
-            metrics=tuple(mfns),
-            loss=_loss_name(loss_fn),
-            samples=samples,
-            seed=seed,
-            directions=tuple(d.meta for d in dirs),
-            dtype=str(next(iter(c_params.values())).dtype).replace("torch.", ""),
-            bn=bn,
-            bn_split=bn_split if bn_data is not None else None,
-            bn_samples=bn_data.n if bn_data is not None else None,
+        spec, fps = _spec_and_fingerprints(
+            axes, splits, mfns, loss_fn, samples, seed, dirs, c_params, c_buffers,
+            bn=bn, bn_split=bn_split, bn_data=bn_data,
         )
-        fps = {
-            "centre": P.fingerprint({**c_params, **c_buffers}),
-            **{f"dir_{i}": d.fingerprint() for i, d in enumerate(dirs)},
-            **{f"data_{s.name}": s.fingerprint() for s in splits},
-            **({"bn_data": bn_data.fingerprint()} if bn_data is not None else {}),
-        }
         evaluator = Evaluator(
             model,
             mfns,

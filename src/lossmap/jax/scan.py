@@ -13,9 +13,14 @@ import torch
 from .. import params as P
 from ..errors import InputError, InputTypeError, LossmapError
 from ..runner import format_profile, run
-from ..scan import DEFAULT_METRICS, _axes, _check_args, _loss_name, _resolve_directions
+from ..scan import (
+    DEFAULT_METRICS,
+    _axes,
+    _check_args,
+    _resolve_directions,
+    _spec_and_fingerprints,
+)
 from ..scan import _resolve_metrics as _resolve_torch_metrics
-from ..spec import ScanSpec
 from ..splits import as_splits
 from . import metrics as M
 from .evaluate import JaxEvaluator
@@ -124,22 +129,8 @@ def scan_jax(
     evaluator = JaxEvaluator(jm, mfns, state, dirs, splits, batch_size,
                              strategy=strategy, device=device)
     _check_on_sample(evaluator, splits)
-    spec = ScanSpec(
-        axes=axes,
-        splits=tuple(s.name for s in splits),
-        metrics=tuple(mfns),
-        loss=_loss_name(loss_fn),
-        samples=samples,
-        seed=seed,
-        directions=tuple(d.meta for d in dirs),
-        dtype=str(next(iter(params.values())).dtype).replace("torch.", ""),
-        bn="eval",
-    )
-    fps = {
-        "centre": P.fingerprint(state),
-        **{f"dir_{i}": d.fingerprint() for i, d in enumerate(dirs)},
-        **{f"data_{s.name}": s.fingerprint() for s in splits},
-    }
+    spec, fps = _spec_and_fingerprints(axes, splits, mfns, loss_fn, samples, seed, dirs,
+                                       params, buffers)
     t0 = time.perf_counter()
     try:
         return run(spec, fps, dirs, evaluator, store, progress, {"backend": "jax", **(meta or {})})
