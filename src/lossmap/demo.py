@@ -9,7 +9,10 @@ The default finishes in about five minutes on a quiet 2-core CPU; ``--full`` run
 original settings exactly (25 epochs, both dropout runs, 51×51 planes, each
 point on one 512-sample batch of train and of test). Without the Fashion-MNIST
 files the demo falls back to scikit-learn's 8×8 digits and a smaller CNN, and
-says so.
+says so. ``--backend jax`` runs the same on JAX: the notebook's Flax CNN
+(:mod:`lossmap.jax.cnn`, Flax's own initialization), its optax training loop
+(:mod:`lossmap.jax.train`) and ``lm.scan`` on the JAX model; the figures and
+report are the same. JAX is imported only then.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from .scan import scan
 from .surface import Surface
 
 LOSS = nn.CrossEntropyLoss()
+BACKENDS = ("torch", "jax")
 
 
 @dataclass(frozen=True)
@@ -94,17 +98,83 @@ def load_data(
         return "digits", datasets.digits("train"), datasets.digits("test"), models.digits_cnn, note
 
 
-def _scan_pair(model, centre, settings, data, out: Path, tag: str, progress: bool):
-    """Line and plane around one centre, directions normalized to that centre."""
-    dirs = random_directions(centre, 2, norm="layer", ignore=None, seed=settings.seed)
+def _scan_pair(model, centre, settings, data, out: Path, tag: str, progress: bool, loss=LOSS):
+    """Line and plane around one centre, directions normalized to that centre.
+
+    For a JAX model, ``(module, variables)``, ``centre`` is None: the variables are the centre.
+    """
+    dirs = random_directions(model if centre is None else centre, 2, norm="layer", ignore=None,
+                             seed=settings.seed)
     s = settings.span
     common = dict(data=data, centre=centre, samples=settings.samples, seed=settings.seed,
                   progress=progress)
-    line = scan(model, LOSS, directions=dirs[0], grid=(-s, s, settings.line_points),
+    line = scan(model, loss, directions=dirs[0], grid=(-s, s, settings.line_points),
                 store=out / f"line_{tag}.lossmap", **common)
-    plane = scan(model, LOSS, directions=dirs, grid=[(-s, s, settings.plane_points)] * 2,
+    plane = scan(model, loss, directions=dirs, grid=[(-s, s, settings.plane_points)] * 2,
                  store=out / f"plane_{tag}.lossmap", **common)
     return line, plane
+
+
+def _tag(p: float) -> str:
+    return "after" if p == 0.0 else f"after_dropout{p:g}"
+
+
+def _torch_runs(make_model, settings, train_data, test_data, out: Path, progress: bool):
+    """θ0, training and scans with PyTorch: (lines, planes, training results) by tag."""
+    from .train import train
+
+    data = {"train": train_data, "test": test_data}
+    torch.manual_seed(settings.seed)
+    theta0 = make_model(dropout=0.0).state_dict()
+    lines: dict[str, Surface] = {}
+    planes: dict[str, Surface] = {}
+    runs = {}
+    model = make_model(dropout=0.0)
+    model.load_state_dict(theta0)
+    lines["before"], planes["before"] = _scan_pair(model, theta0, settings, data, out, "before",
+                                                   progress)
+    for p in settings.dropouts:
+        tag = _tag(p)
+        model = make_model(dropout=p)
+        model.load_state_dict(theta0)  # both runs start from the same θ0
+        result = train(model, train_data, test_data, epochs=settings.epochs, lr=settings.lr,
+                       momentum=settings.momentum, batch_size=settings.batch_size,
+                       seed=settings.seed, out=out / f"train_{tag}", progress=progress)
+        runs[tag] = result
+        lines[tag], planes[tag] = _scan_pair(model, result.theta_hat, settings, data, out, tag,
+                                             progress)
+    return lines, planes, runs
+
+
+def _jax_runs(name: str, settings, train_data, test_data, out: Path, progress: bool):
+    """The same with JAX: the Flax CNN, Flax's init from ``seed``, the optax loop, JAX scans."""
+    from .errors import InputError
+
+    try:
+        from .jax import cnn, cross_entropy
+        from .jax.train import train
+    except ImportError as exc:
+        raise InputError(f"--backend jax needs JAX and Flax ({exc}): "
+                         "pip install 'lossmap[jax]'") from None
+    make = cnn.digits_cnn if name == "digits" else cnn.fashion_cnn
+    # NHWC for the Flax convolutions; the same samples, labels and subsets as PyTorch's.
+    train_data = (cnn.to_nhwc(train_data[0]), train_data[1].numpy())
+    test_data = (cnn.to_nhwc(test_data[0]), test_data[1].numpy())
+    data = {"train": train_data, "test": test_data}
+    theta0 = cnn.init(settings.seed, make())
+    lines, planes, runs = {}, {}, {}
+    lines["before"], planes["before"] = _scan_pair((make(), theta0), None, settings, data, out,
+                                                   "before", progress, cross_entropy)
+    for p in settings.dropouts:
+        tag = _tag(p)
+        result = train(make(dropout=p), theta0, train_data, test_data, epochs=settings.epochs,
+                       lr=settings.lr, momentum=settings.momentum,
+                       batch_size=settings.batch_size, seed=settings.seed,
+                       out=out / f"train_{tag}", progress=progress)
+        runs[tag] = result
+        lines[tag], planes[tag] = _scan_pair((make(), result.theta_hat), None, settings, data,
+                                             out, tag, progress, cross_entropy)
+    return lines, planes, runs
 
 
 def _figures(out: Path, lines: dict[str, Surface], planes: dict[str, Surface], history) -> list:
@@ -145,11 +215,16 @@ def run_demo(
     settings: DemoSettings | None = None,
     dataset: str = "auto",
     progress: bool = True,
+    backend: str = "torch",
 ) -> dict[str, Any]:
-    """Run the demo; returns a summary (paths, final losses, analysis) also saved as JSON."""
-    from . import analysis
-    from .train import train
+    """Run the demo; returns a summary (paths, final losses, analysis) also saved as JSON.
 
+    ``backend="jax"`` trains and scans the Flax CNN with JAX (needs ``lossmap[jax]``).
+    """
+    from . import analysis
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     settings = settings or DemoSettings()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,37 +233,27 @@ def run_demo(
     if name == "digits":  # 1,348 tiny images: small batches, a larger step, more epochs
         settings = replace(settings, batch_size=32, lr=0.1, epochs=max(settings.epochs, 10),
                            samples=min(settings.samples, 449))
-    data = {"train": train_data, "test": test_data}
-    torch.manual_seed(settings.seed)
-    theta0 = make_model(dropout=0.0).state_dict()
-    lines: dict[str, Surface] = {}
-    planes: dict[str, Surface] = {}
-    runs = {}
-    model = make_model(dropout=0.0)
-    model.load_state_dict(theta0)
-    lines["before"], planes["before"] = _scan_pair(model, theta0, settings, data, out, "before",
-                                                   progress)
-    for p in settings.dropouts:
-        tag = "after" if p == 0.0 else f"after_dropout{p:g}"
-        model = make_model(dropout=p)
-        model.load_state_dict(theta0)  # both runs start from the same θ0
-        result = train(model, train_data, test_data, epochs=settings.epochs, lr=settings.lr,
-                       momentum=settings.momentum, batch_size=settings.batch_size,
-                       seed=settings.seed, out=out / f"train_{tag}", progress=progress)
-        runs[tag] = result
-        lines[tag], planes[tag] = _scan_pair(model, result.theta_hat, settings, data, out, tag,
-                                             progress)
+    if backend == "jax":
+        lines, planes, runs = _jax_runs(name, settings, train_data, test_data, out, progress)
+    else:
+        lines, planes, runs = _torch_runs(make_model, settings, train_data, test_data, out,
+                                          progress)
     history = runs["after"].history
     figures = _figures(out, lines, planes, history)
     notes = ([fallback] if fallback else []) + settings.differences()
+    if backend == "jax":
+        notes.append("JAX backend: the notebook's Flax CNN from Flax's own initialization "
+                     "(seeded), trained with optax SGD and scanned on JAX")
     from .report import write_report
 
     runs_for_report = [(f"line_{t}", s) for t, s in lines.items()]
     runs_for_report += [(f"plane_{t}", s) for t, s in planes.items()]
-    report = write_report(runs_for_report, out / "report.html", title=f"lossmap demo: {name}",
+    title = f"lossmap demo: {name}" + (" (JAX)" if backend == "jax" else "")
+    report = write_report(runs_for_report, out / "report.html", title=title,
                           history=history, notes=notes)
     summary = {
         "dataset": name,
+        "backend": backend,
         "settings": asdict(settings),
         "notes": notes,
         "final": {t: r.final for t, r in runs.items()},
@@ -213,7 +278,8 @@ def _line_facts(surf: Surface, facts: dict) -> dict:
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
-    print(f"\nlossmap demo ({summary['dataset']}) finished in {summary['seconds']:.0f} s")
+    what = summary["dataset"] + (", JAX" if summary.get("backend") == "jax" else "")
+    print(f"\nlossmap demo ({what}) finished in {summary['seconds']:.0f} s")
     for note in summary["notes"]:
         print(f"  note: {note}")
     for tag, fin in summary["final"].items():
@@ -239,6 +305,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataset", choices=("auto", "fashion_mnist", "digits"), default="auto",
                    help="auto: Fashion-MNIST if its files are found, else digits")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="torch (default) or jax: the notebook's Flax CNN, trained and scanned "
+                        "with JAX (needs lossmap[jax])")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
@@ -255,6 +324,6 @@ def run(args: argparse.Namespace) -> int:
 
         raise InputError(f"--epochs {settings.epochs} must be >= 1")
     summary = run_demo(args.out, settings=settings, dataset=args.dataset,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, backend=getattr(args, "backend", "torch"))
     _print_summary(summary, Path(args.out))
     return 0

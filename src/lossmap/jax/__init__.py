@@ -9,6 +9,10 @@ report are lossmap's own. A JAX model is any of:
 * an ``flax.nnx.Module`` — split into parameters and batch statistics and run
   in ``eval()`` mode on a copy.
 
+Also here: the original notebook's Flax CNN (:mod:`lossmap.jax.cnn`), its
+training loop (:func:`lossmap.jax.train.train`) and exact conversion of weights
+and directions to and from the PyTorch CNN (:mod:`lossmap.jax.convert`).
+
 Weights are named by their ``/``-joined pytree path (``"params/Conv_0/kernel"``).
 Flax kernels keep their output axis last, so ``norm="filter"`` slices units
 along the last axis.
@@ -27,7 +31,38 @@ Examples
 (5,)
 """
 
+from .cnn import CNN, digits_cnn, fashion_cnn, init, to_nhwc
+from .convert import (
+    direction_to_flax,
+    direction_to_torch,
+    flatten_variables,
+    flax_to_torch,
+    torch_to_flax,
+    unflatten_variables,
+)
 from .metrics import accuracy, cross_entropy, mse
 from .model import JaxModel, as_model, is_jax_model
+from .train import TrainResult, load_variables, save_variables
 
-__all__ = ["JaxModel", "accuracy", "as_model", "cross_entropy", "is_jax_model", "mse"]
+__all__ = [
+    "CNN",
+    "JaxModel",
+    "TrainResult",
+    "accuracy",
+    "as_model",
+    "cross_entropy",
+    "digits_cnn",
+    "direction_to_flax",
+    "direction_to_torch",
+    "fashion_cnn",
+    "flatten_variables",
+    "flax_to_torch",
+    "init",
+    "is_jax_model",
+    "load_variables",
+    "mse",
+    "save_variables",
+    "to_nhwc",
+    "torch_to_flax",
+    "unflatten_variables",
+]
