@@ -371,3 +371,52 @@ def test_report_states_barrier_and_convexity_map(tmp_path):
     expect = geometry.barrier(line, "train_loss")["verdict"].removeprefix("train_loss: ")
     assert html.escape(expect) in page
     assert "of 9 interior points" in page and plane.complete
+
+
+def test_basin_width_and_grid_sharpness_on_analytic_surfaces(page, stores, tmp_path):
+    import numpy as np
+
+    from lossmap import geometry, report_template
+    from lossmap.sharpness import grid_sharpness
+    from lossmap.spec import ScanSpec
+
+    # The default page: δ = 0.1 on every line, ε = 0.1 on the plane, each stated.
+    line, plane, partial = _sections(page[1])
+    for section, name in ((line, "line"), (partial, "partial")):
+        for v in ("train_loss", "test_loss"):
+            r = geometry.basin_width(lm.load(stores[name]), v, 0.1)
+            assert html.escape(report_template.basin_text(r)) in section
+        assert "basin width (δ = 0.1: distance along α" in section
+    r = grid_sharpness(lm.load(stores["plane"]), "train_loss", 0.1)
+    assert html.escape(report_template.sharpness_text(r)) in plane
+    assert "ε-sharpness from the scanned grid (ε = 0.1 in (α, β) units" in plane
+    assert "basin width" not in plane and "ε-sharpness" not in line
+    # A line with known crossings: train 2 + α² (left), 2 + 4α² (right); test 2 − 0.75α (left),
+    # 2 + 0.1α² (right, never above 2 + δ). δ = 0.25: train ±0.5 / 0.25, test 1/3 / beyond.
+    spec = ScanSpec(axes=((-1, 1, 41),), splits=("train", "test"), metrics=("loss",))
+    a = spec.coords()[0]
+    vals = {"train_loss": 2 + np.where(a < 0, a**2, 4 * a**2),
+            "test_loss": 2 + np.where(a < 0, -0.75 * a, 0.1 * a**2)}
+    quad = Surface(spec, vals, np.ones(41, bool))
+    # A plane 1 + α² + 3β²: within radius ε = 0.3 of 0 the worst rise is 3·0.3² = 0.27 at β = ±0.3.
+    pspec = ScanSpec(axes=((-1, 1, 41), (-1, 1, 41)), splits=("train",), metrics=("loss",))
+    A, B = np.meshgrid(*pspec.coords(), indexing="ij")
+    bowl = Surface(pspec, {"train_loss": 1 + A**2 + 3 * B**2}, np.ones((41, 41), bool))
+    out = write_report([("quad", quad), ("bowl", bowl)], tmp_path / "r.html", delta=0.25,
+                       epsilon=0.3)
+    quad_s, bowl_s = _sections(out.read_text(encoding="utf-8"))
+    assert ("basin width (δ = 0.25: distance along α from the centre until the loss exceeds "
+            "L(c) + δ = 2.25): 0.5 to the left (α = -0.5), 0.25 to the right (α = 0.25); "
+            "width 0.75") in quad_s
+    assert ("L(c) + δ = 2.25): 0.3333 to the left (α = -0.3333), beyond the scanned range "
+            "to the right") in quad_s
+    i, j = np.mgrid[-6:7, -6:7]
+    disc = int((i**2 + j**2 <= 36).sum()) - 1  # grid step 0.05: radius 6 steps, centre excluded
+    assert "(ε = 0.3 in (α, β) units" in bowl_s
+    assert (f"rises by at most 0.27 (13.50% of 1 + L(c)) over the {disc} grid points within "
+            "0.3 of the centre, worst at α = 0, β = ") in bowl_s
+    coarse = write_report([("bowl", bowl)], tmp_path / "c.html", epsilon=0.01).read_text()
+    assert "undetermined, no finished grid point other than the centre lies within 0.01" in coarse
+    for bad in ({"delta": 0}, {"epsilon": -1.0}, {"delta": math.nan}, {"epsilon": True}):
+        with pytest.raises(InputError, match="must be a positive number"):
+            write_report([("quad", quad)], tmp_path / "b.html", **bad)

@@ -252,8 +252,9 @@ def basin_width(surface: Any, variable: str, delta: float) -> dict[str, Any]:
     dict
         ``left``, ``right`` (distances >= 0, or None), ``width`` (their sum,
         or None), ``left_alpha``, ``right_alpha`` (the crossings),
-        ``centre_value``, ``threshold``, ``note`` (why a side is None, or
-        None), ``verdict`` (a sentence).
+        ``centre_value``, ``threshold``, ``left_missing``, ``right_missing``
+        (α of the missing point that stops a side, or None), ``note`` (why a
+        side is None, or None), ``verdict`` (a sentence).
 
     Examples
     --------
@@ -276,15 +277,16 @@ def basin_width(surface: Any, variable: str, delta: float) -> dict[str, Any]:
                            "centre_value": float(L[i]), "threshold": float(L[i] + delta)}
     if not np.isfinite(L[i]):
         out.update(left=None, right=None, width=None, left_alpha=None, right_alpha=None,
-                   note="the loss at the centre is missing",
+                   left_missing=None, right_missing=None, note="the loss at the centre is missing",
                    verdict=f"{variable}: undetermined, the loss at the centre is missing")
         return out
     thr = L[i] + delta
     for side, step in (("left", -1), ("right", 1)):
-        j, cross = i, None
+        j, cross, out[f"{side}_missing"] = i, None, None
         while 0 <= j + step < len(a):
             j += step
             if not np.isfinite(L[j]):
+                out[f"{side}_missing"] = float(a[j])
                 notes.append(f"a missing point at alpha = {a[j]:.4g} stops the {side} side")
                 break
             if L[j] > thr:

@@ -10,6 +10,7 @@ fingerprints and the versions. The page names no external resource.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import math
 import os
@@ -29,7 +30,12 @@ from .plot import _common as C
 from .report_template import format_value
 from .surface import Surface, load
 
-__all__ = ["format_value", "write_report"]
+__all__ = ["BASIN_DELTA", "SHARPNESS_EPSILON", "format_value", "write_report"]
+
+BASIN_DELTA = 0.1
+"""Default δ of the basin widths: the loss rise (loss units) that ends the basin."""
+SHARPNESS_EPSILON = 0.1
+"""Default ε of the grid ε-sharpness: the disc's radius in α (and β) units."""
 
 
 def _check_runs(runs: Any) -> list[tuple[str, Surface]]:
@@ -154,7 +160,9 @@ def _interactive(surface: Surface, names: list[str]) -> list[T.Html]:
     return out
 
 
-def _findings(surface: Surface, analysis: dict, cosine: float | None) -> list[tuple[str, ...]]:
+def _findings(
+    surface: Surface, analysis: dict, cosine: float | None, delta: float, epsilon: float
+) -> list[tuple[str, ...]]:
     """(css class, label, sentence) for every statement the analysis makes."""
     s = surface.summary()
     out: list[tuple[str, ...]] = []
@@ -176,26 +184,27 @@ def _findings(surface: Surface, analysis: dict, cosine: float | None) -> list[tu
         m = r["minimum"]
         if m["warning"]:
             out.append(("", name, f"{m['warning']} (minimum at {T.format_at(m['coords'])})"))
-        out += [("", name, text.removeprefix(f"{v}: ")) for text in _geometry(surface, v)]
+        geo = _geometry(surface, v, delta, epsilon)
+        out += [("", name, text.removeprefix(f"{v}: ")) for text in geo]
     return out
 
 
-def _geometry(surface: Surface, variable: str) -> list[str]:
-    """Barrier of an interpolation line; the convexity map's verdict for a plane."""
+def _geometry(surface: Surface, variable: str, delta: float, epsilon: float) -> list[str]:
+    """Line: the barrier (interpolation lines), the basin width. Plane: convexity, ε-sharpness."""
     from . import geometry
+    from .sharpness import grid_sharpness
 
-    kinds = {d.get("kind") for d in surface.spec.directions}
-    try:
-        if len(surface.dims) == 1 and "interpolation" in kinds:
-            return [geometry.barrier(surface, variable)["verdict"]]
-        if len(surface.dims) == 2:
-            return [geometry.convexity_map(surface, variable)["verdict"]]
-    except (ValueError, TypeError):  # e.g. 0 or 1 not on the grid: nothing to state
-        return []
-    return []
+    if len(surface.dims) == 2:
+        return [geometry.convexity_map(surface, variable)["verdict"],
+                T.sharpness_text(grid_sharpness(surface, variable, epsilon))]
+    out = []
+    if "interpolation" in {d.get("kind") for d in surface.spec.directions}:
+        with contextlib.suppress(ValueError, TypeError):  # 0 or 1 not on the grid: no barrier
+            out.append(geometry.barrier(surface, variable)["verdict"])
+    return [*out, T.basin_text(geometry.basin_width(surface, variable, delta))]
 
 
-def _section(i: int, label: str, surface: Surface) -> str:
+def _section(i: int, label: str, surface: Surface, delta: float, epsilon: float) -> str:
     names = C.loss_variables(surface)
     analysis = analyse(surface, [v for v in names if v in surface.values])
     cosine = _cosine(surface)
@@ -203,7 +212,7 @@ def _section(i: int, label: str, surface: Surface) -> str:
     empty = ["<p>No finished point yet: nothing to draw.</p>"]
     findings = "".join(
         f'<li class="{c}"><b>{T.esc(name)}</b> · {T.esc(text)}</li>'
-        for c, name, text in _findings(surface, analysis, cosine)
+        for c, name, text in _findings(surface, analysis, cosine, delta, epsilon)
     )
     head = f"<h2>{T.esc(label)} {T.status_tags(surface)}</h2>"
     return "\n".join(
@@ -247,6 +256,8 @@ def write_report(
     title: str = "lossmap report",
     history: Mapping[str, Sequence[Any]] | None = None,
     notes: Sequence[str] | None = None,
+    delta: float = BASIN_DELTA,
+    epsilon: float = SHARPNESS_EPSILON,
 ) -> Path:
     """Write one self-contained HTML page describing one or more scans.
 
@@ -263,6 +274,13 @@ def write_report(
         ``train_accuracy``, ``test_accuracy``): adds a figure and a table.
     notes : list of str, optional
         Shown at the top, e.g. which settings differ from a reference run.
+    delta : float, default 0.1
+        δ of each line's basin width (:func:`lossmap.geometry.basin_width`):
+        the distance each way until the loss exceeds L(c) + δ, in loss units.
+    epsilon : float, default 0.1
+        ε of each plane's ε-sharpness read off the grid
+        (:func:`lossmap.sharpness.grid_sharpness`): the worst rise over the grid
+        points within radius ε of the centre, in (α, β) units.
 
     Returns
     -------
@@ -282,6 +300,9 @@ def write_report(
     C.check_suffix(path, (".html", ".htm"), "write_report")
     if notes is not None and (isinstance(notes, str) or not isinstance(notes, Sequence)):
         raise InputTypeError(f"notes={notes!r} must be a list of strings")
+    for name, v in (("delta", delta), ("epsilon", epsilon)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+            raise InputError(f"{name}={v!r} must be a positive number")
     items = _check_runs(runs)
     body = []
     if notes:
@@ -297,7 +318,7 @@ def write_report(
     if history is not None:
         toc.append('<li><a href="#history">Training history</a></li>')
     body.append(f'<nav class="card"><h2>Contents</h2><ol>{"".join(toc)}</ol></nav>')
-    body += [_section(i, label, s) for i, (label, s) in enumerate(items, 1)]
+    body += [_section(i, label, s, delta, epsilon) for i, (label, s) in enumerate(items, 1)]
     if history is not None:
         body.append(_history(history))
 

@@ -22,6 +22,7 @@ __all__ = [
     "CSS",
     "DIGITS",
     "Html",
+    "basin_text",
     "esc",
     "figure",
     "format_at",
@@ -29,6 +30,7 @@ __all__ = [
     "numbers_table",
     "page",
     "provenance_table",
+    "sharpness_text",
     "spec_table",
     "stat_cards",
     "status_tags",
@@ -275,3 +277,35 @@ def status_tags(surface: Surface) -> str:
     if s["diverged"]:
         tags += f'<span class="tag bad">{s["diverged"]} diverged</span>'
     return tags
+
+
+def basin_text(r: Mapping[str, Any]) -> str:
+    """A line's basin width each way as a sentence that states δ (``r``: from ``basin_width``).
+
+    Examples
+    --------
+    >>> r = {"delta": 0.1, "threshold": 1.1, "centre_value": 1.0, "left": 0.5,
+    ...      "left_alpha": -0.5, "right": None, "right_missing": None, "width": None}
+    >>> basin_text(r).split("): ")[1]
+    '0.5 to the left (α = -0.5), beyond the scanned range to the right'
+    """
+    text = f"basin width (δ = {r['delta']:g}: distance along α from the centre until the loss "
+    if not math.isfinite(r["centre_value"]):
+        return text + "exceeds L(c) + δ): undetermined, the loss at the centre is missing"
+    sides = [f"{r[s]:.4g} to the {s} (α = {r[s + '_alpha']:.4g})" if r[s] is not None else
+             f"beyond the scanned range to the {s}" if r[s + "_missing"] is None else
+             f"undetermined to the {s} (a missing point at α = {r[s + '_missing']:.4g})"
+             for s in ("left", "right")]
+    text += f"exceeds L(c) + δ = {r['threshold']:.5g}): {', '.join(sides)}"
+    return text + ("" if r["width"] is None else f"; width {r['width']:.4g}")
+
+
+def sharpness_text(r: Mapping[str, Any]) -> str:
+    """A plane's ε-sharpness read off its grid, as a sentence that states ε.
+
+    ``r`` is the result of :func:`lossmap.sharpness.grid_sharpness`.
+    """
+    return (f"ε-sharpness from the scanned grid (ε = {r['epsilon']:g} in (α, β) units, no extra "
+            "evaluation; a lower bound of the ε-sharpness over all directions, which "
+            "lm.sharpness samples by evaluating the model): "
+            + r["verdict"].removeprefix(f"{r['variable']}: "))

@@ -1,7 +1,10 @@
 """ε-sharpness: the worst loss increase over sampled directions in a small ball (Keskar et al.).
 
-Unlike :mod:`lossmap.geometry`, this evaluates the model: each sampled
-direction is one short line scanned by :func:`lossmap.scan`.
+:func:`sharpness` evaluates the model: each sampled direction is one short
+line scanned by :func:`lossmap.scan`. :func:`grid_sharpness` only reads a
+stored :class:`~lossmap.surface.Surface` (no evaluation): the worst increase
+over the grid points within ε of the centre, i.e. within the scanned line or
+plane only.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["sharpness"]
+__all__ = ["grid_sharpness", "sharpness"]
 
 
 def sharpness(
@@ -112,3 +115,88 @@ def sharpness(
             "verdict": f"{split} loss rises by at most {s:.4g} ({s / (1 + abs(c)):.2%} of "
                        f"1 + L) within radius {epsilon:g} ({norm} norm) over "
                        f"{n_directions} sampled directions"}
+
+
+def grid_sharpness(surface: Any, variable: str, epsilon: float) -> dict[str, Any]:
+    """ε-sharpness read off a scanned line or plane: the worst rise within radius ε of the centre.
+
+    ``max L(p) − L(c)`` over the finite grid points p with ``‖p − c‖ <= ε``,
+    the distance taken in grid coordinates (``|α|`` on a line,
+    ``sqrt(α² + β²)`` on a plane; the directions' units). No evaluation: it
+    sees only the scanned slice, so it is a lower bound of both the sharpness
+    over that disc (the true maximum may fall between grid points) and of
+    :func:`sharpness` over the full ball. When the centre is not a grid point,
+    the grid point closest to it stands in for it.
+
+    Parameters
+    ----------
+    surface : Surface
+        A line or a plane.
+    variable : str
+    epsilon : float
+        Radius, > 0, in α (and β) units.
+
+    Returns
+    -------
+    dict
+        ``sharpness`` (float, or None without a finite grid point other than
+        the centre within ε), ``relative`` (sharpness / (1 + |L(c)|)),
+        ``centre_value``, ``worst`` (``{dim: coordinate}`` of the worst point),
+        ``points`` (finite grid points in the disc, the centre excluded),
+        ``missing`` (points in the disc that are not finite), ``covered``
+        (False when the disc reaches beyond the grid), ``epsilon``, ``verdict``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.surface import Surface
+    >>> spec = ScanSpec(axes=((-1, 1, 21), (-1, 1, 21)), splits=("train",), metrics=("loss",))
+    >>> A, B = np.meshgrid(*spec.coords(), indexing="ij")
+    >>> surf = Surface(spec, {"train_loss": 1 + A**2 + 3 * B**2}, np.ones((21, 21), bool))
+    >>> r = grid_sharpness(surf, "train_loss", 0.3)
+    >>> round(r["sharpness"], 9), r["points"], r["covered"]
+    (0.27, 28, True)
+    """
+    from ._analysis_common import _centre_or_closest, _check_surface, _values
+
+    _check_surface(surface, what="grid_sharpness")
+    if not (isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool)
+            and math.isfinite(epsilon) and epsilon > 0):
+        raise InputError(f"epsilon={epsilon!r} must be a positive number (the disc's radius)")
+    L = _values(surface, variable)
+    idx, _ = _centre_or_closest(surface)
+    coords = [surface.coords[d] for d in surface.dims]
+    c = [float(x[i]) for x, i in zip(coords, idx, strict=True)]
+    mesh = np.meshgrid(*coords, indexing="ij")
+    r = np.sqrt(sum((m - ci) ** 2 for m, ci in zip(mesh, c, strict=True)))
+    disc = r <= epsilon * (1 + 1e-9)
+    disc[idx] = False
+    ok = disc & np.isfinite(L)
+    out: dict[str, Any] = {
+        "variable": variable, "epsilon": float(epsilon), "centre_value": float(L[idx]),
+        "points": int(ok.sum()), "missing": int((disc & ~np.isfinite(L)).sum()),
+        "covered": all(x[0] <= ci - epsilon and x[-1] >= ci + epsilon
+                       for x, ci in zip(coords, c, strict=True)),
+        "sharpness": None, "relative": None, "worst": None,
+    }
+    if not np.isfinite(L[idx]) or not ok.any():
+        why = ("the loss at the centre is missing" if not np.isfinite(L[idx]) else
+               f"no finished grid point other than the centre lies within {epsilon:g}: "
+               "take a larger epsilon or a finer grid")
+        out["verdict"] = f"{variable}: undetermined, {why}"
+        return out
+    rise = np.where(ok, L - L[idx], -np.inf)
+    w = np.unravel_index(int(np.argmax(rise)), L.shape)
+    s = max(float(rise[w]), 0.0)
+    out.update(sharpness=s, relative=s / (1 + abs(float(L[idx]))),
+               worst={d: float(x[i]) for d, x, i in zip(surface.dims, coords, w, strict=True)})
+    where = ", ".join(f"{'αβ'[k]} = {v:.3g}" for k, v in enumerate(out["worst"].values()))
+    out["verdict"] = (f"{variable}: rises by at most {s:.4g} ({out['relative']:.2%} of 1 + L(c)) "
+                      f"over the {out['points']} grid points within {epsilon:g} of the centre, "
+                      f"worst at {where}")
+    if not out["covered"]:
+        out["verdict"] += "; the disc reaches beyond the grid, only its scanned part counts"
+    if out["missing"]:
+        out["verdict"] += f"; {out['missing']} points in the disc are missing"
+    return out
