@@ -13,7 +13,7 @@ from .errors import InputError, InputTypeError, LossmapError, StoreError
 from .geometry import barrier, basin_width, convexity_map, gradient_field
 from .hessian import curvature, hessian_eigenpairs, hvp
 from .scan import load_directions, scan
-from .sharpness import sharpness
+from .sharpness import grid_sharpness, sharpness
 from .spec import Axis, ScanSpec
 from .spectral import broaden, hessian_density, hessian_trace, slq_nodes_weights
 from .surface import Surface, load
@@ -36,6 +36,7 @@ __all__ = [
     "curvature",
     "fitted_grid",
     "gradient_field",
+    "grid_sharpness",
     "hessian_density",
     "hessian_eigenpairs",
     "hessian_trace",
