@@ -79,6 +79,8 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
                 # Next round: about CHUNK_SECONDS of work per rank, so that a kill loses
                 # little and the gather to rank 0 stays a small share of the time.
                 size = int(min(MAX_ROUND, max(1, CHUNK_SECONDS // max(seconds, 1e-9))))
+                # whole chunks: an evaluator that pads a short chunk (JAX) wastes nothing
+                size = -(-size // evaluator.chunk) * evaluator.chunk
                 rows = own
                 if grp is not None:  # one collective: results, and each rank's pace
                     t0 = time.perf_counter()
