@@ -27,6 +27,7 @@ from . import report_template as T
 from .analysis import analyse
 from .errors import InputError, InputTypeError
 from .plot import _common as C
+from .report_curvature import curvature_section, meta_findings
 from .report_template import format_value
 from .surface import Surface, load
 
@@ -186,7 +187,7 @@ def _findings(
             out.append(("", name, f"{m['warning']} (minimum at {T.format_at(m['coords'])})"))
         geo = _geometry(surface, v, delta, epsilon)
         out += [("", name, text.removeprefix(f"{v}: ")) for text in geo]
-    return out
+    return out + meta_findings(surface)
 
 
 def _geometry(surface: Surface, variable: str, delta: float, epsilon: float) -> list[str]:
@@ -258,6 +259,7 @@ def write_report(
     notes: Sequence[str] | None = None,
     delta: float = BASIN_DELTA,
     epsilon: float = SHARPNESS_EPSILON,
+    hessian: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write one self-contained HTML page describing one or more scans.
 
@@ -281,6 +283,10 @@ def write_report(
         ε of each plane's ε-sharpness read off the grid
         (:func:`lossmap.sharpness.grid_sharpness`): the worst rise over the grid
         points within radius ε of the centre, in (α, β) units.
+    hessian : dict, optional
+        A ``lossmap hessian -o FILE.json`` result
+        (:func:`lossmap.report_curvature.load_hessian`): adds a curvature
+        section with the eigenvalues, trace and spectral density.
 
     Returns
     -------
@@ -315,10 +321,14 @@ def write_report(
         f'<li><a href="#run-{i}">{T.esc(label)}</a> {T.status_tags(s)}</li>'
         for i, (label, s) in enumerate(items, 1)
     ]
+    if hessian is not None:
+        toc.append('<li><a href="#curvature">Curvature</a></li>')
     if history is not None:
         toc.append('<li><a href="#history">Training history</a></li>')
     body.append(f'<nav class="card"><h2>Contents</h2><ol>{"".join(toc)}</ol></nav>')
     body += [_section(i, label, s, delta, epsilon) for i, (label, s) in enumerate(items, 1)]
+    if hessian is not None:
+        body.append(curvature_section(dict(hessian), _png))
     if history is not None:
         body.append(_history(history))
 

@@ -60,6 +60,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="a training history JSON ({'epoch': [...], 'train_loss': [...], ...}), e.g. the "
         "history.json of `lossmap train`",
     )
+    p.add_argument("--hessian", help="the JSON of `lossmap hessian ... -o FILE.json`: adds "
+                   "the eigenvalues, trace and spectral density")
     p.add_argument("--note", action="append", help="a line for the notes at the top (repeatable)")
     # SUPPRESS: a `lossmap --debug report …` given before the command is kept.
     p.add_argument(
@@ -107,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"-o {args.output!r}: the report is an HTML page, use -o FILE.html")
     history = _history(getattr(args, "history", None))
     from .report import write_report
+    from .report_curvature import load_hessian
+
+    hess = getattr(args, "hessian", None)
 
     path = write_report(
         list(args.stores),
@@ -114,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         title=getattr(args, "title", None) or "lossmap report",
         history=history,
         notes=getattr(args, "note", None),
+        hessian=load_hessian(hess) if hess else None,
     )
     print(f"wrote {path}")
     return 0
