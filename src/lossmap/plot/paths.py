@@ -64,7 +64,9 @@ def plot_path(surface_or_coords: Any, *, ax: Axes | None = None, **kwargs: Any) 
     --------
     >>> import matplotlib
     >>> matplotlib.use("Agg")
-    >>> plot_path([[1.0, 2.0], [0.0, 0.0]]).lines[0].get_xydata().tolist()
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots()
+    >>> plot_path([[1.0, 2.0], [0.0, 0.0]], ax=ax).lines[0].get_xydata().tolist()
     [[1.0, 2.0], [0.0, 0.0]]
     """
     path = _path_of(surface_or_coords)
