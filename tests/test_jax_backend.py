@@ -225,6 +225,11 @@ def test_clear_errors(mlp):
     with pytest.raises(lm.InputError, match="split 't'"):
         lm.scan((net, variables), lm.jax.cross_entropy, data={"t": (X[:, :4], y)},
                 directions=d, grid=(-1, 1, 3), progress=False)
+    flat = {k: np.asarray(v) for k, v in lm.jax.as_model(variables).flat().items()}
+    with pytest.raises(lm.InputError, match="arrays the model does not have"):
+        lm.scan((net, variables), lm.jax.cross_entropy, data={"t": (X, y)}, directions=d,
+                grid=(-1, 1, 3), centre={**flat, "batch_stats/extra": np.ones(2)},
+                progress=False)
     with pytest.raises(lm.InputTypeError, match="bare variables pytree"):
         lm.scan(variables, lm.jax.cross_entropy, data={"t": (X, y)}, directions=d,
                 grid=(-1, 1, 3), progress=False)

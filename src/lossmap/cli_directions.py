@@ -152,16 +152,15 @@ def checkpoint_of(model: torch.nn.Module, path: str | Path, *, what: str,
                   trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """A checkpoint's state, checked against ``model`` (errors name ``what`` and the file)."""
     from .backend import is_jax
-    from .params import check_same_layout, load_checkpoint, resolve_centre
+    from .params import load_checkpoint, resolve_centre
 
     state = load_checkpoint(path, trust_pickle=trust_pickle)
     try:
         if is_jax(model):  # a flat name -> array file of the JAX model's weights
             from .jax.model import as_model
+            from .jax.scan import centre_state
 
-            params, _ = as_model(model).torch_state()
-            check_same_layout(params, {k: v for k, v in state.items() if k in params or
-                                       k.startswith("params/")}, what="the checkpoint")
+            centre_state(as_model(model), state)
         else:
             resolve_centre(model, state)
     except InputError as exc:
@@ -209,9 +208,8 @@ def _random(cfg: Any, model: torch.nn.Module, trust_pickle: bool) -> tuple:
                                 trust_pickle=trust_pickle) if cfg.checkpoint else None)
         from .jax.model import as_model
 
-        jm = as_model(model)
-        base = jm.torch_state()[0] if centre is None else \
-            {k: centre[k] for k in jm.torch_state()[0]}
+        params = as_model(model).torch_state()[0]
+        base = params if centre is None else {k: centre[k] for k in params}
         dirs = random_directions(base, cfg.dirs, norm=cfg.norm, ignore=cfg.ignore,
                                  seed=cfg.seed, orthogonal=bool(cfg.orthogonal), filter_axis=-1)
         return centre, dirs, {}

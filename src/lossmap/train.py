@@ -80,6 +80,9 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class TrainResult:
     """What :func:`train` produced (or :func:`load_run` read back).
 
+    :func:`lossmap.jax.train.train` returns one too, with nested Flax
+    variables (``jax.Array`` leaves) as ``theta0`` and ``theta_hat``.
+
     Attributes
     ----------
     theta0 : dict of str to torch.Tensor

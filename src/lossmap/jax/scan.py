@@ -55,7 +55,7 @@ def _resolve_metrics(metrics: Any, loss_fn: Callable) -> dict[str, Callable]:
     return {k: (M.accuracy if fn is torch_accuracy else fn) for k, fn in out.items()}
 
 
-def _centre(model: JaxModel, centre: Any) -> dict[str, torch.Tensor]:
+def centre_state(model: JaxModel, centre: Any) -> dict[str, torch.Tensor]:
     """Every weight of the centre as CPU tensors keyed by flattened name."""
     if centre is None:
         params, buffers = model.torch_state()
@@ -73,8 +73,12 @@ def _centre(model: JaxModel, centre: Any) -> dict[str, torch.Tensor]:
     if isinstance(centre, Mapping):  # a flat name -> array mapping
         params, buffers = model.torch_state()
         flat = {k: _tensor(v) for k, v in centre.items()}
-        P.check_same_layout(params, {k: v for k, v in flat.items() if k in params or
-                                     k not in buffers}, what="centre")
+        P.check_same_layout(params, {k: v for k, v in flat.items() if model.is_param(k)},
+                            what="centre")
+        extra = sorted(k for k in flat if not model.is_param(k) and k not in buffers)
+        if extra:
+            raise InputError(f"centre has {len(extra)} arrays the model does not have "
+                             f"(first {extra[0]!r}): it was saved from another model")
         return {**params, **buffers, **flat}
     raise InputTypeError(
         f"centre is a {type(centre).__name__}; for a JAX model pass variables of the same "
@@ -116,7 +120,7 @@ def scan_jax(
     if bn != "eval":
         raise InputError(f"bn={bn!r} is not available for JAX models: the JAX backend "
                          "evaluates with the stored BatchNorm statistics (bn='eval')")
-    state = _centre(jm, centre)
+    state = centre_state(jm, centre)
     params = {k: v for k, v in state.items() if jm.is_param(k)}
     buffers = {k: v for k, v in state.items() if not jm.is_param(k)}
     dirs = _resolve_directions(directions, params, buffers)

@@ -27,7 +27,6 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,49 +38,13 @@ from flax import linen as nn
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..train import HISTORY_KEYS, TrainResult
 from .convert import flatten_variables, unflatten_variables
 
 __all__ = ["HISTORY_KEYS", "TrainResult", "load_variables", "save_variables", "train"]
 
-#: The lists of :attr:`TrainResult.history` (as :data:`lossmap.train.HISTORY_KEYS`).
-HISTORY_KEYS: tuple[str, ...] = (
-    "epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds",
-)
 RUN_FORMAT = "lossmap-jax-train-run"
 _EVAL_BATCH = 1024
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What :func:`train` produced.
-
-    Attributes
-    ----------
-    theta0, theta_hat : dict
-        The nested variables before and after training (``jax.Array`` leaves).
-    history : dict of str to list
-        ``HISTORY_KEYS`` → one value per epoch, epoch 0 (before training) first:
-        mean loss and accuracy on the whole train and test sets (NaN test
-        entries without test data) and the epoch's wall time in seconds.
-    checkpoints : list of pathlib.Path
-        One safetensors file per entry of ``history``; empty without ``out``.
-    out : pathlib.Path or None
-        The run folder, or None.
-    settings : dict
-        What ``train.json`` holds.
-    """
-
-    theta0: dict[str, Any]
-    theta_hat: dict[str, Any]
-    history: dict[str, list]
-    checkpoints: list[Path]
-    out: Path | None
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def final(self) -> dict[str, float]:
-        """The last epoch's entries of ``history`` (``train_loss`` … ``seconds``)."""
-        return {k: self.history[k][-1] for k in HISTORY_KEYS if k != "epoch"}
 
 
 def save_variables(variables: Mapping[str, Any], path: str | os.PathLike[str],
