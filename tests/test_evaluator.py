@@ -168,3 +168,44 @@ def test_compiled_points_equal_the_eager_loop_and_leave_the_model_alone(reuse):
         assert torch.equal(v, before[k])
     with pytest.raises(lm.InputError, match="compile=True works with the point loop"):
         lm.scan(model, nn.CrossEntropyLoss(), compile=True, strategy="vmap", **kw)
+
+
+def test_batch_rule_counts_only_written_activations_when_compiled():
+    """Eager: the largest layer output bounds the batch; compiled: only outputs of
+    layers with weights are written, and the fused first layer not even those."""
+    from lossmap import evaluate as E
+    from lossmap.models import fashion_cnn
+
+    model = fashion_cnn().eval()
+    state, X, cpu = dict(model.state_dict()), torch.zeros(2, 1, 28, 28), torch.device("cpu")
+
+    def rule(target, per_sample_bytes):
+        return 2 ** int(np.log2(target // per_sample_bytes))
+
+    conv1_out, conv2_out = 16 * 28 * 28 * 4, 32 * 14 * 14 * 4  # float32 bytes per sample
+    eager = E.auto_batch_size(model, state, X, cpu)
+    compiled = E.auto_batch_size(model, state, X, cpu, compiled=True, fused=model[0])
+    unfused = E.auto_batch_size(model, state, X, cpu, compiled=True)
+    assert eager == rule(E.ACTIVATION_TARGET, conv1_out) == 128
+    assert compiled == rule(E.COMPILED_ACTIVATION_TARGET, conv2_out) == 512
+    assert unfused == rule(E.COMPILED_ACTIVATION_TARGET, conv1_out) == 256
+    # Through lm.scan: the Evaluator picks the compiled rule only with compile=True
+    # and first-layer reuse.
+    y = torch.zeros(2, dtype=torch.long)
+    dirs = lm.random_directions(model, 2, seed=0)
+    kw = dict(data={"t": (X, y)}, directions=dirs, grid=[(-1, 1, 2)] * 2, progress=False)
+    seen = []
+    original = E.Evaluator.__init__
+
+    def spy(self, *a, **k):
+        original(self, *a, **k)
+        seen.append(self.batch_size)
+
+    E.Evaluator.__init__ = spy
+    try:
+        lm.scan(model, nn.CrossEntropyLoss(), compile=True, **kw)
+        lm.scan(model, nn.CrossEntropyLoss(), compile=True, reuse_first_layer=False, **kw)
+        lm.scan(model, nn.CrossEntropyLoss(), **kw)
+    finally:
+        E.Evaluator.__init__ = original
+    assert seen == [512, 256, 128]
