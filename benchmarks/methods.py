@@ -60,20 +60,29 @@ def _at(c: torch.Tensor, ds: Sequence[torch.Tensor], coef: Sequence[float]) -> t
     return out
 
 
+_CAPTURED: list = []
+
+
+class _Recording(lm_scan.Evaluator):
+    """An Evaluator that remembers itself, to read its plan and timings.
+
+    Defined once: a class made per call would change ``type(self)`` at every
+    scan, and ``torch.compile`` (which guards on it) would recompile each time.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _CAPTURED.append(self)
+
+
 @contextlib.contextmanager
 def _captured_evaluators() -> Iterator[list]:
     """Capture the Evaluator that ``lm.scan`` builds, to read its plan and timings."""
     original = lm_scan.Evaluator
-    captured: list = []
-
-    class Recording(original):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            captured.append(self)
-
-    lm_scan.Evaluator = Recording
+    _CAPTURED.clear()
+    lm_scan.Evaluator = _Recording
     try:
-        yield captured
+        yield _CAPTURED
     finally:
         lm_scan.Evaluator = original
 

@@ -499,7 +499,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-ll", action="store_true", help="never run loss-landscapes")
     p.add_argument("--compile", action="store_true",
-                   help="also time lm.scan(compile=True) (its compilation included)")
+                   help="also time lm.scan(compile=True) (compiled in the untimed warm-up)")
     p.add_argument(
         "--setup-ll", action="store_true", help="only create the loss-landscapes venv, then exit"
     )
