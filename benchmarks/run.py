@@ -85,6 +85,7 @@ class Context:
     ll_skip: str | None  # why loss-landscapes is not run, None when it is
     tmp: Path
     compile: bool = False  # also time lm.scan(compile=True)
+    autocast: str | None = None  # also time lm.scan(autocast=...)
 
 
 # -- data and models ---------------------------------------------------------------
@@ -244,6 +245,10 @@ def lossmap_methods(model, data, dirs, ctx: Context) -> dict[str, Callable]:
     if ctx.compile:
         out["lossmap[compile]"] = partial(
             M.lossmap_scan, model, data, dirs, device=ctx.device, compile=True
+        )
+    if ctx.autocast:
+        out[f"lossmap[{ctx.autocast}]"] = partial(
+            M.lossmap_scan, model, data, dirs, device=ctx.device, autocast=ctx.autocast
         )
     return out
 
@@ -500,6 +505,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-ll", action="store_true", help="never run loss-landscapes")
     p.add_argument("--compile", action="store_true",
                    help="also time lm.scan(compile=True) (compiled in the untimed warm-up)")
+    p.add_argument("--autocast", choices=("bfloat16", "float16"),
+                   help="also time lm.scan(autocast=...) (meant for GPUs; values differ ~1e-2)")
     p.add_argument(
         "--setup-ll", action="store_true", help="only create the loss-landscapes venv, then exit"
     )
@@ -544,6 +551,7 @@ def main(argv: list[str] | None = None) -> dict:
             ll_skip=ll_skip,
             tmp=Path(tmp),
             compile=args.compile,
+            autocast=args.autocast,
         )
         result = {
             "schema": "lossmap-benchmark/1",

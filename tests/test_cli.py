@@ -284,6 +284,24 @@ def test_flags_reach_the_scan(tmp_path, capsys):
     assert_same_values(surf, ref)
 
 
+def test_autocast_flag_reaches_the_scan_and_bad_values_are_refused(tmp_path, capsys):
+    path = tmp_path / "bf16.lossmap"
+    code, _, err = run(capsys, *scan_argv(path, "--autocast", "bfloat16", grid=("-1:1:3",)))
+    assert code == 0, err
+    surf = lm.load(path)
+    model = tiny.make_model()
+    ref = lm.scan(
+        model, nn.CrossEntropyLoss(), data=tiny.make_data(),
+        directions=lm.random_directions(model, 1, seed=0), grid=(-1, 1, 3),
+        autocast="bfloat16", progress=False,
+    )  # fmt: skip
+    assert surf.spec.autocast == "bfloat16" and surf.fingerprints == ref.fingerprints
+    assert_same_values(surf, ref)
+    code, _, err = run(capsys, *scan_argv(tmp_path / "x.lossmap", "--autocast", "int8"))
+    assert code == 2 and "--autocast: invalid choice: 'int8'" in err
+    assert not (tmp_path / "x.lossmap").exists()
+
+
 # -- YAML spec files ------------------------------------------------------------
 
 
@@ -353,6 +371,16 @@ def test_spec_file_unknown_key(tmp_path, capsys):
     )
     line = assert_one_line_error(run(capsys, "scan", "--spec", spec), "scan", "'gird'")
     assert "grid" in line.split("'gird'", 1)[1]  # the known keys are listed
+    assert not out.exists()
+
+
+def test_spec_file_bad_autocast(tmp_path, capsys):
+    out = tmp_path / "x.lossmap"
+    spec = write_spec(tmp_path / "scan.yaml", model=f"{TINY}:make_model",
+                      data=f"{TINY}:make_data", grid=["-1:1:5"], dirs=1, autocast="fp8",
+                      out=str(out))
+    assert_one_line_error(run(capsys, "scan", "--spec", spec), "scan",
+                          "--autocast 'fp8' must be bfloat16 or float16")
     assert not out.exists()
 
 

@@ -96,6 +96,8 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.add_argument("--compile", action="store_true",
                    help="evaluate each point through torch.compile (pays off on long scans)")
+    s.add_argument("--autocast", choices=("bfloat16", "float16"),
+                   help="forward passes under torch.autocast (for GPUs; values differ by ~1e-2)")
     s.add_argument("--profile", action="store_true",
                    help="print where the time went (data, build, first layer, forward, store)")
     s.add_argument("--debug", **_SUB_DEBUG)
@@ -167,6 +169,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         profile=args.profile,
         **({"compile": True} if args.compile else {}),
+        **({"autocast": cfg.autocast} if cfg.autocast else {}),
         seed=cfg.seed,
         meta={"command": cfg.to_dict(), **extra_meta},
     )

@@ -3,7 +3,7 @@
 Keys (YAML) and flags (CLI) are the same names, ``batch_size`` ↔ ``--batch-size``:
 
 model, checkpoint, data, loss, dirs, norm, ignore, seed, orthogonal, grid,
-samples, device, batch_size, metrics, out, and the exclusive direction options
+samples, device, batch_size, autocast, metrics, out, and the exclusive direction options
 interpolate, plane, pca, hessian, hessian_split (see :mod:`lossmap.cli_directions`).
 """
 
@@ -37,6 +37,7 @@ class ScanConfig:
     samples: int | None = None
     device: str | None = None
     batch_size: int | None = None
+    autocast: str | None = None  # bfloat16 | float16: forward passes under torch.autocast
     metrics: list[str] = field(default_factory=lambda: ["loss", "accuracy"])
     # Directions other than random ones (at most one of the four):
     interpolate: list[str] | None = None  # checkpoints A B: the line from A to B, centre A
@@ -109,6 +110,9 @@ class ScanConfig:
             raise InputError(f"--samples {self.samples} must be >= 1")
         if self.batch_size is not None and self.batch_size < 1:
             raise InputError(f"--batch-size {self.batch_size} must be >= 1")
+        if self.autocast not in (None, "bfloat16", "float16"):
+            raise InputError(f"--autocast {self.autocast!r} must be bfloat16 or float16 "
+                             "(leave it out for full precision)")
         if isinstance(self.metrics, str):
             self.metrics = [m.strip() for m in self.metrics.split(",") if m.strip()]
         return self

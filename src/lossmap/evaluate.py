@@ -21,6 +21,7 @@ Sums are kept in float64 on the device and read back once per chunk.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -100,6 +101,9 @@ class Evaluator:
         Image batches in channels-last layout (default: for conv nets).
     compile : bool, default False
         Run each point through ``torch.compile`` (point loop only).
+    autocast : torch.dtype, optional
+        Run the forward passes under ``torch.autocast`` with this dtype (the
+        first layer's reused outputs and the sums stay in full precision).
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class Evaluator:
         bn_data: Split | None = None,
         channels_last: bool | None = None,
         compile: bool = False,
+        autocast: torch.dtype | None = None,
     ):
         if strategy not in STRATEGIES:
             raise InputError(f"strategy {strategy!r} must be one of {', '.join(STRATEGIES)}")
@@ -130,6 +135,7 @@ class Evaluator:
             self.bn = bn.Recalibration(model, bn_data, device, batch_size or DEFAULT_BATCH)
             self.vmap, reuse_first_layer = False, False
         self.timings: dict[str, float] = defaultdict(float)
+        self.autocast = autocast
         state = {k: v.to(device) for k, v in {**centre_params, **centre_buffers}.items()}
         moved = [k for k in state if any(k in d for d in directions)]
         # D[name][i]: direction i's tensor on the device — a view of the
@@ -316,23 +322,29 @@ class Evaluator:
                     Ys = self.cache[s][b] if self.cache is not None else self._first_outputs(X, y)
                 self.timings["first_layer"] += t() - t0
                 t0 = t()
-                if self.vmap:
-                    sums[:, s * nm : (s + 1) * nm] += self._vmapped(stacked, X, y, Ys, coef) * len(
-                        y
-                    )
-                else:
-                    for k in range(K):
-                        if self._compiled is not None:
-                            vals = self._compiled(states[k], X, y, Ys, coef[k])
-                        else:
-                            Y = self._combine(Ys, coef[k]) if Ys is not None else None
-                            vals = self._point_metrics(states[k], X, y, Y)
-                        sums[k, s * nm : (s + 1) * nm] += vals * len(y)
+                out = sums[:, s * nm : (s + 1) * nm]
+                with self._precision():
+                    if self.vmap:
+                        out += self._vmapped(stacked, X, y, Ys, coef) * len(y)
+                    else:
+                        for k in range(K):
+                            if self._compiled is not None:
+                                vals = self._compiled(states[k], X, y, Ys, coef[k])
+                            else:
+                                Y = self._combine(Ys, coef[k]) if Ys is not None else None
+                                vals = self._point_metrics(states[k], X, y, Y)
+                            out[k] += vals * len(y)
                 self.timings["forward"] += t() - t0
         n = torch.tensor(
             [n for n in self.n for _ in range(nm)], dtype=torch.float64, device=self.device
         )
         return (sums / n).cpu().numpy()
+
+    def _precision(self) -> contextlib.AbstractContextManager:
+        """``torch.autocast`` with the chosen dtype, or nothing (full precision)."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
 
     def _combine(self, Ys: tuple[torch.Tensor, ...], a: torch.Tensor) -> torch.Tensor:
         """Y_c + Σ aᵢ·Yᵢ for one point, in a buffer reused across points and batches.

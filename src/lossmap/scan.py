@@ -20,7 +20,7 @@ from .errors import InputError, InputTypeError
 from .evaluate import Evaluator, Metric, accuracy, check_on_sample
 from .guard import preserved
 from .runner import format_profile, run
-from .spec import ScanSpec, check_axis, check_name
+from .spec import AUTOCAST, ScanSpec, check_axis, check_name
 from .splits import as_splits
 from .store import Store
 from .surface import Surface
@@ -119,8 +119,23 @@ def _check_args(samples: Any, batch_size: Any, meta: Any) -> None:
             ) from None
 
 
+def _check_autocast(autocast: Any) -> str | None:
+    """The autocast dtype's name: None, "bfloat16" or "float16" (torch dtypes accepted)."""
+    names = {torch.bfloat16: "bfloat16", torch.float16: "float16", "bf16": "bfloat16",
+             "fp16": "float16", "half": "float16"}
+    try:
+        name = names.get(autocast, autocast)
+    except TypeError:  # unhashable
+        name = autocast
+    if name not in AUTOCAST:
+        raise InputError(f"autocast={autocast!r} must be None (full precision, the default), "
+                         "'bfloat16' or 'float16'")
+    return name
+
+
 def _spec_and_fingerprints(axes, splits, mfns, loss_fn, samples, seed, dirs, params, buffers,
-                           *, bn="eval", bn_split=None, bn_data=None) -> tuple[ScanSpec, dict]:
+                           *, bn="eval", bn_split=None, bn_data=None,
+                           autocast=None) -> tuple[ScanSpec, dict]:
     """What the scan computes (its spec) and the fingerprints of what it reads."""
     spec = ScanSpec(
         axes=axes,
@@ -131,6 +146,7 @@ def _spec_and_fingerprints(axes, splits, mfns, loss_fn, samples, seed, dirs, par
         seed=seed,
         directions=tuple(d.meta for d in dirs),
         dtype=str(next(iter(params.values())).dtype).replace("torch.", ""),
+        autocast=autocast,
         bn=bn,
         bn_split=bn_split if bn_data is not None else None,
         bn_samples=bn_data.n if bn_data is not None else None,
@@ -166,6 +182,7 @@ def scan(
     bn_split: str | None = None,
     channels_last: bool | None = None,
     compile: bool = False,
+    autocast: str | torch.dtype | None = None,
     profile: bool = False,
     meta: dict | None = None,
 ) -> Surface:
@@ -236,6 +253,12 @@ def scan(
         seconds to a minute, so it pays off on long scans; see
         ``benchmarks/RESULTS.md`` for when it was measured faster. Point loop
         (the CPU default) and ``bn="eval"`` only.
+    autocast : {None, "bfloat16", "float16"}, default None
+        Run the forward passes under ``torch.autocast`` with this dtype
+        (meant for GPUs with bf16/fp16 units; values then differ from full
+        precision by about 1e-2 relative, which hides flat regions). The reused
+        first layer and all sums stay in full precision. Part of the spec: a
+        store is never resumed in another precision.
     profile : bool, default False
         Print where the time went (data, parameter building, first layer,
         forward + metrics, store).
@@ -258,9 +281,14 @@ def scan(
     >>> surf["train_loss"].shape
     (5,)
     """
+    autocast = _check_autocast(autocast)
     if not isinstance(model, nn.Module):
         if is_jax(model):
             from .jax.scan import scan_jax
+
+            if autocast is not None:
+                raise InputError("autocast is PyTorch-only; for a JAX model cast its variables "
+                                 "and data to the dtype you want instead")
 
             return scan_jax(
                 model, loss_fn, data=data, directions=directions, grid=grid, centre=centre,
@@ -305,7 +333,7 @@ def scan(
         check_on_sample(model, mfns, {**c_params, **c_buffers}, splits, dev)
         spec, fps = _spec_and_fingerprints(
             axes, splits, mfns, loss_fn, samples, seed, dirs, c_params, c_buffers,
-            bn=bn, bn_split=bn_split, bn_data=bn_data,
+            bn=bn, bn_split=bn_split, bn_data=bn_data, autocast=autocast,
         )
         evaluator = Evaluator(
             model,
@@ -321,6 +349,7 @@ def scan(
             bn_data=bn_data,
             channels_last=channels_last,
             compile=compile,
+            autocast=getattr(torch, autocast) if autocast else None,
         )
         t0 = time.perf_counter()
         try:

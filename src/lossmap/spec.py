@@ -21,6 +21,7 @@ from .errors import InputError, InputTypeError
 
 FORMAT_VERSION = 1
 DIM_NAMES = ("alpha", "beta")
+AUTOCAST = (None, "bfloat16", "float16")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -120,6 +121,9 @@ class ScanSpec:
         How each direction was made (its ``meta``).
     dtype : str
         Parameter dtype of the evaluation, e.g. ``"float32"``.
+    autocast : str or None
+        ``torch.autocast`` dtype of the forward passes (``"bfloat16"`` or
+        ``"float16"``), None for full precision.
     bn : str
         BatchNorm mode: ``"eval"`` uses the stored running statistics,
         ``"recompute"`` re-estimates them at every point.
@@ -138,6 +142,7 @@ class ScanSpec:
     seed: int = 0
     directions: tuple[dict, ...] = field(default_factory=tuple)
     dtype: str = "float32"
+    autocast: str | None = None
     bn: str = "eval"
     bn_split: str | None = None
     bn_samples: int | None = None
@@ -160,6 +165,9 @@ class ScanSpec:
         object.__setattr__(self, "metrics", tuple(self.metrics))
         # As JSON sees it (tuples are lists), so a spec equals its stored copy.
         object.__setattr__(self, "directions", tuple(_plain(dict(d)) for d in self.directions))
+        if self.autocast not in AUTOCAST:
+            raise InputError(f"autocast={self.autocast!r} must be None (full precision), "
+                             "'bfloat16' or 'float16'")
         if self.bn not in ("eval", "recompute"):
             raise InputError(f"bn={self.bn!r} must be 'eval' (stored running statistics) or "
                              "'recompute' (re-estimated at every point)")
