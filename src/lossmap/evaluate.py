@@ -88,7 +88,8 @@ class Evaluator:
     device : torch.device
     batch_size : int, optional
         Evaluation batch size (default: chosen so the largest layer output of a
-        batch takes about 8 MB on the CPU; values agree to round-off).
+        batch takes about 8 MB on the CPU, or with ``compile=True`` the largest
+        output a compiled graph writes 16 MB; values agree to round-off).
     strategy : {"auto", "loop", "vmap"}
         How the points of a chunk run: "auto" is vmap on accelerators, loop on CPU.
     reuse_first_layer : bool

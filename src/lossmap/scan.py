@@ -225,7 +225,8 @@ def scan(
         Default: the model's device.
     batch_size : int, optional
         Evaluation batch size (default: chosen so the largest layer output of a
-        batch takes about 8 MB on the CPU; values agree to round-off).
+        batch takes about 8 MB on the CPU, or with ``compile=True`` the largest
+        output a compiled graph writes 16 MB; values agree to round-off).
     progress : bool, default True
         Show points done, points/s and ETA.
     seed : int, default 0
