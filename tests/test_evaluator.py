@@ -126,6 +126,7 @@ def test_reuse_is_active_and_profile_prints(capsys):
     )
     err = capsys.readouterr().err
     assert "first-layer reuse on" in err and "forward" in err and "total" in err
+    assert "batch 37, compile off, full precision" in err
     lm.scan(
         Doubling(),
         nn.CrossEntropyLoss(),
@@ -134,8 +135,10 @@ def test_reuse_is_active_and_profile_prints(capsys):
         grid=(-1, 1, 3),
         progress=False,
         profile=True,
+        autocast="bfloat16",
     )
-    assert "first-layer reuse off" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "first-layer reuse off" in err and "bfloat16 autocast precision" in err
 
 
 def test_unknown_strategy():

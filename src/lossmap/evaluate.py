@@ -224,6 +224,11 @@ class Evaluator:
         return [f"{s}_{m}" for s in self.split_names for m in self.metrics]
 
     @property
+    def compiled(self) -> bool:
+        """Whether points run through ``torch.compile``."""
+        return self._compiled is not None
+
+    @property
     def reuses_first_layer(self) -> bool:
         """Whether exact first-layer reuse is active."""
         return self.first is not None

@@ -124,9 +124,12 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
 
 def format_profile(evaluator: Evaluator, total: float) -> str:
     """A table of where the scan's time went."""
+    ev = evaluator
+    precision = str(ev.autocast).replace("torch.", "") + " autocast" if ev.autocast else "full"
     lines = [
-        f"lossmap profile ({'vmap' if evaluator.vmap else 'loop'}, first-layer reuse "
-        f"{'on' if evaluator.reuses_first_layer else 'off'}, chunk <= {evaluator.chunk})"
+        f"lossmap profile ({'vmap' if ev.vmap else 'loop'}, first-layer reuse "
+        f"{'on' if ev.reuses_first_layer else 'off'}, chunk <= {ev.chunk}, batch "
+        f"{min(ev.batch_size, max(ev.n))}, compile {'on' if ev.compiled else 'off'}, {precision} precision)"
     ]
     accounted = 0.0
     for key in ("data", "build", "bn_recompute", "first_layer", "forward", "wait", "gather",
