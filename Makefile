@@ -52,7 +52,7 @@ lint: setup
 	$(PY) -m ruff format --check src tests benchmarks
 
 bench: setup
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py --compile
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

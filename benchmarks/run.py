@@ -506,7 +506,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true",
                    help="also time lm.scan(compile=True) (compiled in the untimed warm-up)")
     p.add_argument("--autocast", choices=("bfloat16", "float16"),
-                   help="also time lm.scan(autocast=...) (meant for GPUs; values differ ~1e-2)")
+                   help="also time lm.scan(autocast=...) (meant for GPUs)")
     p.add_argument(
         "--setup-ll", action="store_true", help="only create the loss-landscapes venv, then exit"
     )

@@ -97,7 +97,7 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--compile", action="store_true",
                    help="evaluate each point through torch.compile (pays off on long scans)")
     s.add_argument("--autocast", choices=("bfloat16", "float16"),
-                   help="forward passes under torch.autocast (for GPUs; values differ by ~1e-2)")
+                   help="forward passes under torch.autocast (for GPUs; less precise)")
     s.add_argument("--profile", action="store_true",
                    help="print where the time went (data, build, first layer, forward, store)")
     s.add_argument("--debug", **_SUB_DEBUG)

@@ -128,8 +128,9 @@ def format_profile(evaluator: Evaluator, total: float) -> str:
     precision = str(ev.autocast).replace("torch.", "") + " autocast" if ev.autocast else "full"
     lines = [
         f"lossmap profile ({'vmap' if ev.vmap else 'loop'}, first-layer reuse "
-        f"{'on' if ev.reuses_first_layer else 'off'}, chunk <= {ev.chunk}, batch "
-        f"{min(ev.batch_size, max(ev.n))}, compile {'on' if ev.compiled else 'off'}, {precision} precision)"
+        f"{'on' if ev.reuses_first_layer else 'off'}, chunk <= {ev.chunk}, "
+        f"batch {min(ev.batch_size, max(ev.n))}, compile {'on' if ev.compiled else 'off'}, "
+        f"{precision} precision)"
     ]
     accounted = 0.0
     for key in ("data", "build", "bn_recompute", "first_layer", "forward", "wait", "gather",

@@ -256,8 +256,9 @@ def scan(
         (the CPU default) and ``bn="eval"`` only.
     autocast : {None, "bfloat16", "float16"}, default None
         Run the forward passes under ``torch.autocast`` with this dtype
-        (meant for GPUs with bf16/fp16 units; values then differ from full
-        precision by about 1e-2 relative, which hides flat regions). The reused
+        (meant for GPUs with bf16/fp16 units; bf16 keeps 8 significant bits,
+        enough to blur flat regions; 4.2x slower on a CPU without bf16
+        instructions, see ``benchmarks/RESULTS.md``). The reused
         first layer and all sums stay in full precision. Part of the spec: a
         store is never resumed in another precision.
     profile : bool, default False
