@@ -21,13 +21,17 @@ def setup():
 KW = dict(grid=[(-1, 1, 4), (-1, 1, 3)], progress=False, batch_size=16)
 
 
-@pytest.mark.parametrize("reuse", [True, False])
-def test_bfloat16_is_close_to_full_precision_but_not_equal(reuse):
+@pytest.mark.parametrize(
+    "how",
+    [dict(), dict(reuse_first_layer=False), dict(strategy="vmap"), dict(compile=True)],
+    ids=["reuse", "no-reuse", "vmap", "compile"],
+)
+def test_bfloat16_is_close_to_full_precision_but_not_equal(how):
     m, data, dirs = setup()
     before = {k: v.clone() for k, v in m.state_dict().items()}
     full = lm.scan(m, nn.CrossEntropyLoss(), data=data, directions=dirs, **KW)
     half = lm.scan(m, nn.CrossEntropyLoss(), data=data, directions=dirs, autocast="bfloat16",
-                   reuse_first_layer=reuse, **KW)
+                   **how, **KW)
     assert half.spec.autocast == "bfloat16" and full.spec.autocast is None
     # bf16 keeps 8 bits of mantissa: losses agree to a few 1e-3 relative, and do
     # differ (which proves the forward ran in bf16).
