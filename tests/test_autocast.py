@@ -71,3 +71,23 @@ def test_a_spec_stored_before_autocast_existed_reads_as_full_precision():
     del old["autocast"]
     assert ScanSpec.from_dict(old) == spec
     assert not ScanSpec.from_dict(old).differences(spec)
+
+
+def test_the_reused_first_layer_stays_full_precision_under_vmap(monkeypatch):
+    """The combination Y_c + a·Y_1 + b·Y_2 is a matrix product on the vmap path,
+    which autocast would run in bf16: it must stay float32, as on the loop path."""
+    from lossmap import evaluate
+
+    seen = []
+    original = evaluate._combine_many
+
+    def spy(Ys, A):
+        out = original(Ys, A)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(evaluate, "_combine_many", spy)
+    m, data, dirs = setup()
+    lm.scan(m, nn.CrossEntropyLoss(), data=data, directions=dirs, autocast="bfloat16",
+            strategy="vmap", **KW)
+    assert seen and set(seen) == {torch.float32}

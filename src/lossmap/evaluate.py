@@ -377,7 +377,8 @@ class Evaluator:
 
         if Ys is None:
             return vmap(one, in_dims=(0, None))(stacked, None)
-        Yk = _combine_many(Ys, coef)
+        with torch.autocast(self.device.type, enabled=False):  # full precision, as the loop
+            Yk = _combine_many(Ys, coef)
         return vmap(one)(stacked, Yk)
 
 
