@@ -91,3 +91,14 @@ def test_the_reused_first_layer_stays_full_precision_under_vmap(monkeypatch):
     lm.scan(m, nn.CrossEntropyLoss(), data=data, directions=dirs, autocast="bfloat16",
             strategy="vmap", **KW)
     assert seen and set(seen) == {torch.float32}
+
+
+def test_a_jax_model_refuses_autocast_with_a_clear_error():
+    import jax.numpy as jnp
+
+    model = lm.jax.JaxModel(lambda v, x: x @ v["params"]["w"], {"params": {"w": jnp.ones((3, 2))}})
+    X, y = np.ones((4, 3), np.float32), np.zeros(4, np.int32)
+    d = lm.random_direction(model, seed=0)
+    with pytest.raises(lm.InputError, match="autocast is PyTorch-only"):
+        lm.scan(model, lm.jax.cross_entropy, data={"t": (X, y)}, directions=d, grid=(-1, 1, 3),
+                autocast="bfloat16", progress=False)
