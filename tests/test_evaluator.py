@@ -212,3 +212,25 @@ def test_batch_rule_counts_only_written_activations_when_compiled():
     finally:
         E.Evaluator.__init__ = original
     assert seen == [512, 256, 128]
+
+
+def test_compile_without_a_cxx_compiler_falls_back_to_eager_with_a_warning(monkeypatch):
+    """torch.compile needs a C++ compiler on the CPU: without one the scan warns and
+    goes on eagerly, with the same values."""
+    import torch._dynamo
+    import torch._inductor.config as inductor
+
+    model, X = models()["mlp"]
+    y = torch.randint(0, 4, (37,))
+    kw = dict(data={"t": (X, y)}, directions=lm.random_directions(model, 2, seed=3),
+              grid=[(-1, 1, 3)] * 2, progress=False, metrics=("loss",))
+    ref = lm.scan(model, nn.CrossEntropyLoss(), **kw)
+    monkeypatch.setattr(inductor.cpp, "cxx", (None, "/nonexistent/g++"))
+    monkeypatch.setattr(inductor, "fx_graph_cache", False)  # no compiled artifact to reuse
+    torch._dynamo.reset()
+    try:
+        with pytest.warns(RuntimeWarning, match="torch.compile failed .*No working C.. compiler"):
+            got = lm.scan(model, nn.CrossEntropyLoss(), compile=True, **kw)
+    finally:
+        torch._dynamo.reset()
+    np.testing.assert_array_equal(got["t_loss"], ref["t_loss"])

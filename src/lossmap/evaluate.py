@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
@@ -334,17 +335,35 @@ class Evaluator:
                         out += self._vmapped(stacked, X, y, Ys, coef) * len(y)
                     else:
                         for k in range(K):
-                            if self._compiled is not None:
-                                vals = self._compiled(states[k], X, y, Ys, coef[k])
-                            else:
-                                Y = self._combine(Ys, coef[k]) if Ys is not None else None
-                                vals = self._point_metrics(states[k], X, y, Y)
-                            out[k] += vals * len(y)
+                            out[k] += self._point(states[k], X, y, Ys, coef[k]) * len(y)
                 self.timings["forward"] += t() - t0
         n = torch.tensor(
             [n for n in self.n for _ in range(nm)], dtype=torch.float64, device=self.device
         )
         return (sums / n).cpu().numpy()
+
+    def _point(self, state, X, y, Ys, a) -> torch.Tensor:
+        """One point's metrics on one batch: compiled when asked, else eager."""
+        if self._compiled is not None:
+            try:
+                return self._compiled(state, X, y, Ys, a)
+            except Exception as exc:
+                # torch._dynamo is loaded by now (importing it up front costs ~2 s).
+                from torch._dynamo.exc import BackendCompilerFailed
+
+                if not isinstance(exc, BackendCompilerFailed):
+                    raise
+                # E.g. no C++ compiler: go on eagerly, with the same values.
+                self._compiled = None
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
+                warnings.warn(
+                    f"compile=True: torch.compile failed ({reason}); the scan goes on without "
+                    "it, with the same values (install a C++ compiler such as g++ to use it)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        Y = self._combine(Ys, a) if Ys is not None else None
+        return self._point_metrics(state, X, y, Y)
 
     def _precision(self) -> contextlib.AbstractContextManager:
         """``torch.autocast`` with the chosen dtype, or nothing (full precision)."""

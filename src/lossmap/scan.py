@@ -253,7 +253,8 @@ def scan(
         combination fused with the layers after it). The compilation takes
         seconds to a minute, so it pays off on long scans; see
         ``benchmarks/RESULTS.md`` for when it was measured faster. Point loop
-        (the CPU default) and ``bn="eval"`` only.
+        (the CPU default) and ``bn="eval"`` only. Where compilation fails (no
+        C++ compiler, say) the scan warns and goes on eagerly.
     autocast : {None, "bfloat16", "float16"}, default None
         Run the forward passes under ``torch.autocast`` with this dtype
         (meant for GPUs with bf16/fp16 units; bf16 keeps 8 significant bits,
