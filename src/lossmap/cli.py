@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, LossmapError
+from .spec import AUTOCAST
 
 _GRID = re.compile(r"^-?[0-9.eE+-]*:-?[0-9.eE+-]*:[0-9]+$")
 
@@ -96,7 +97,7 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.add_argument("--compile", action="store_true",
                    help="evaluate each point through torch.compile (pays off on long scans)")
-    s.add_argument("--autocast", choices=("bfloat16", "float16"),
+    s.add_argument("--autocast", choices=[a for a in AUTOCAST if a],
                    help="forward passes under torch.autocast (for GPUs; less precise)")
     s.add_argument("--profile", action="store_true",
                    help="print where the time went (data, build, first layer, forward, store)")

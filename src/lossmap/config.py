@@ -16,7 +16,7 @@ from typing import Any
 
 from .directions import check_ignore, check_norm
 from .errors import InputError, InputTypeError, MissingFileError
-from .spec import check_axis
+from .spec import AUTOCAST, check_axis
 
 
 @dataclass
@@ -110,7 +110,7 @@ class ScanConfig:
             raise InputError(f"--samples {self.samples} must be >= 1")
         if self.batch_size is not None and self.batch_size < 1:
             raise InputError(f"--batch-size {self.batch_size} must be >= 1")
-        if self.autocast not in (None, "bfloat16", "float16"):
+        if self.autocast not in AUTOCAST:
             raise InputError(f"--autocast {self.autocast!r} must be bfloat16 or float16 "
                              "(leave it out for full precision)")
         if isinstance(self.metrics, str):
