@@ -53,7 +53,7 @@ def test_recompute_matches_brute_force_and_differs_from_eval():
               progress=False, batch_size=16)
     surf = lm.scan(model, nn.CrossEntropyLoss(), bn="recompute", bn_samples=40, **kw)
     plain = lm.scan(model, nn.CrossEntropyLoss(), **kw)
-    from lossmap.splits import as_split
+    from lossmap.data.splits import as_split
 
     X_bn = as_split((Xtr, ytr), "train", samples=40, seed=0).X  # the fixed subset the scan used
     for i, a in enumerate(np.linspace(-1, 1, 5)):

@@ -20,8 +20,8 @@ from torch import nn
 
 import lossmap as lm
 from lossmap.cli import main
-from lossmap.cli_directions import build_directions, nice_axis
-from lossmap.config import ScanConfig
+from lossmap.cli.directions import build_directions, nice_axis
+from lossmap.cli.config import ScanConfig
 
 TINY = Path(__file__).parent / "cli_fixtures" / "tinynet.py"
 _spec = importlib.util.spec_from_file_location("lossmap_test_cli_directions_tinynet", TINY)
@@ -291,7 +291,7 @@ def test_hessian_command_bad_input(ckpt, tmp_path, capsys, extra, needles):
 def test_docstring_examples_run():
     import doctest
 
-    import lossmap.cli_directions as module
+    import lossmap.cli.directions as module
 
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted > 0

@@ -27,7 +27,7 @@ import torch
 
 import lossmap as lm
 from lossmap.cli import main
-from lossmap.entry import load_entry
+from lossmap.cli.entry import load_entry
 
 FIXTURES = Path(__file__).parent / "cli_fixtures"
 SLOW = FIXTURES / "slownet.py"

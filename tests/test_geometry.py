@@ -1,4 +1,4 @@
-"""lossmap.geometry and lossmap.sharpness on surfaces whose answers are known exactly."""
+"""lossmap.analysis.geometry and lossmap.analysis.sharpness on surfaces whose answers are known exactly."""
 
 from __future__ import annotations
 
@@ -224,7 +224,7 @@ def test_sharpness_filter_norm_and_bad_input():
 
 
 # -- docs ----------------------------------------------------------------------
-@pytest.mark.parametrize("module", ["lossmap.geometry", "lossmap.sharpness"])
+@pytest.mark.parametrize("module", ["lossmap.analysis.geometry", "lossmap.analysis.sharpness"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

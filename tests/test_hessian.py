@@ -17,11 +17,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-import lossmap.hessian as hessian_mod
-import lossmap.spectral as spectral_mod
+import lossmap.hessian.eigen as hessian_mod
+import lossmap.hessian.spectral as spectral_mod
 from lossmap import Direction, InputError, InputTypeError
 from lossmap.hessian import curvature, hessian_eigenpairs, hvp
-from lossmap.spectral import broaden, hessian_density, hessian_trace, slq_nodes_weights
+from lossmap.hessian.spectral import broaden, hessian_density, hessian_trace, slq_nodes_weights
 
 DIM = 30
 F64 = torch.float64

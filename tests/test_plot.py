@@ -20,7 +20,7 @@ from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 import lossmap as lm
 import lossmap.plot as lp
 from lossmap.errors import InputError
-from lossmap.plot import cli as plot_cli
+from lossmap.cli import plot as plot_cli
 from lossmap.spec import Axis, ScanSpec
 from lossmap.surface import Surface
 
@@ -518,9 +518,9 @@ def test_cli_module_does_not_import_plotting_libraries_at_import_time():
     import ast
     import inspect
 
-    import lossmap.plot._common
+    import lossmap.plot.common
 
-    for module in (plot_cli, lp, lossmap.plot._common):
+    for module in (plot_cli, lp, lossmap.plot.common):
         tree = ast.parse(inspect.getsource(module))
         top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
         names = [a.name for n in top for a in n.names] + [
@@ -531,7 +531,7 @@ def test_cli_module_does_not_import_plotting_libraries_at_import_time():
 
 def test_cli_draws_a_partial_store_whole(tmp_path, monkeypatch):
     import lossmap as lm
-    from lossmap.plot import cli as plot_cli
+    from lossmap.cli import plot as plot_cli
 
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)

@@ -20,7 +20,7 @@ from matplotlib.quiver import Quiver
 import lossmap as lm
 import lossmap.plot as lp
 from lossmap.errors import InputError, InputTypeError
-from lossmap.plot import cli as plot_cli
+from lossmap.cli import plot as plot_cli
 from lossmap.spec import Axis, ScanSpec
 from lossmap.surface import Surface
 
@@ -166,7 +166,7 @@ def test_plot_command_draws_stored_path_and_models(tmp_path, monkeypatch):
             grid=[(-1, 1, 7), (-1, 1, 7)], store=store, progress=False,
             meta={"path": PATH, "models": MODELS})
     drawn = []
-    from lossmap.plot import mpl
+    from lossmap import plot as mpl
 
     def spy(fig, path, **kw):
         drawn.append(fig)

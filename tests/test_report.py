@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import lossmap as lm
-from lossmap import report_cli
+from lossmap.cli import report as report_cli
 from lossmap.analysis import analyse
 from lossmap.errors import InputError, InputTypeError, MissingFileError, StoreError
 from lossmap.report import format_value, write_report
@@ -366,7 +366,7 @@ def test_report_states_barrier_and_convexity_map(tmp_path):
                     progress=False, store=tmp_path / "plane.lossmap")
     page = write_report([tmp_path / "interp.lossmap", tmp_path / "plane.lossmap"],
                         tmp_path / "r.html").read_text()
-    from lossmap import geometry
+    from lossmap.analysis import geometry
 
     expect = geometry.barrier(line, "train_loss")["verdict"].removeprefix("train_loss: ")
     assert html.escape(expect) in page
@@ -376,8 +376,9 @@ def test_report_states_barrier_and_convexity_map(tmp_path):
 def test_basin_width_and_grid_sharpness_on_analytic_surfaces(page, stores, tmp_path):
     import numpy as np
 
-    from lossmap import geometry, report_template
-    from lossmap.sharpness import grid_sharpness
+    from lossmap.analysis import geometry
+    from lossmap.report import template as report_template
+    from lossmap.analysis.sharpness import grid_sharpness
     from lossmap.spec import ScanSpec
 
     # The default page: δ = 0.1 on every line, ε = 0.1 on the plane, each stated.

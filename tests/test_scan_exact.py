@@ -182,7 +182,7 @@ def test_samples_is_a_fixed_subset_used_at_every_point():
     assert not np.allclose(a["train_loss"], full["train_loss"])
     assert a.fingerprints["data_train"] != full.fingerprints["data_train"]
     # the same 50 samples at every point: some 50-subset reproduces the whole line exactly
-    from lossmap.splits import as_split
+    from lossmap.data.splits import as_split
 
     sub = as_split((X, y), "train", samples=50, seed=0)
     rows = {tuple(r.tolist()) for r in X}

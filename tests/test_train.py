@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lossmap import train_cli
+from lossmap.cli import train as train_cli
 from lossmap.data import digits
 from lossmap.errors import InputError, InputTypeError, MissingFileError, StoreError
 from lossmap.models import digits_cnn

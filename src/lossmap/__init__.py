@@ -5,19 +5,19 @@
 '0.1.0'
 """
 
-__version__ = "0.1.0"
-
-from .between import interpolation, plane
-from .directions import Direction, random_direction, random_directions
+from .analysis.geometry import barrier, basin_width, convexity_map, gradient_field
+from .analysis.sharpness import grid_sharpness, sharpness
+from .directions.between import interpolation, plane
+from .directions.direction import Direction
+from .directions.random import random_direction, random_directions
+from .directions.trajectory import fitted_grid, pca_directions, project
 from .errors import InputError, InputTypeError, LossmapError, StoreError
-from .geometry import barrier, basin_width, convexity_map, gradient_field
-from .hessian import curvature, hessian_eigenpairs, hvp
+from .hessian.eigen import curvature, hessian_eigenpairs, hvp
+from .hessian.spectral import broaden, hessian_density, hessian_trace, slq_nodes_weights
 from .scan import load_directions, scan
-from .sharpness import grid_sharpness, sharpness
 from .spec import Axis, ScanSpec
-from .spectral import broaden, hessian_density, hessian_trace, slq_nodes_weights
 from .surface import Surface, load
-from .trajectory import fitted_grid, pca_directions, project
+from .version import __version__
 
 __all__ = [
     "Axis",

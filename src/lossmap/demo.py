@@ -29,7 +29,7 @@ from torch import nn
 
 from . import data as datasets
 from . import models
-from .directions import random_directions
+from .directions.random import random_directions
 from .scan import scan
 from .surface import Surface
 
@@ -121,7 +121,7 @@ def _tag(p: float) -> str:
 
 def _torch_runs(make_model, settings, train_data, test_data, out: Path, progress: bool):
     """θ0, training and scans with PyTorch: (lines, planes, training results) by tag."""
-    from .train import train
+    from .train.trainer import train
 
     data = {"train": train_data, "test": test_data}
     torch.manual_seed(settings.seed)
@@ -221,7 +221,7 @@ def run_demo(
 
     ``backend="jax"`` trains and scans the Flax CNN with JAX (needs ``lossmap[jax]``).
     """
-    from . import analysis
+    from .analysis import summary as analysis
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
@@ -244,7 +244,7 @@ def run_demo(
     if backend == "jax":
         notes.append("JAX backend: the notebook's Flax CNN from Flax's own initialization "
                      "(seeded), trained with optax SGD and scanned on JAX")
-    from .report import write_report
+    from .report.page import write_report
 
     runs_for_report = [(f"line_{t}", s) for t, s in lines.items()]
     runs_for_report += [(f"plane_{t}", s) for t, s in planes.items()]

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import distributed
 from .errors import LossmapError
-from .evaluate import Evaluator
+from .evaluate.evaluator import Evaluator
 from .progress import bar
 from .spec import ScanSpec, progressive_order
 from .store import Store

@@ -14,14 +14,14 @@ import torch
 from torch import nn
 
 from . import params as P
-from .backend import is_jax
-from .directions import Direction, as_direction
+from .backends.registry import is_jax
+from .data.splits import as_splits
+from .directions.direction import Direction, as_direction
 from .errors import InputError, InputTypeError
-from .evaluate import Evaluator, Metric, accuracy, check_on_sample
-from .guard import preserved
+from .evaluate.evaluator import Evaluator, Metric, accuracy, check_on_sample
+from .evaluate.restore import preserved
 from .runner import format_profile, run
 from .spec import AUTOCAST, ScanSpec, check_axis, check_name
-from .splits import as_splits
 from .store import Store
 from .surface import Surface
 

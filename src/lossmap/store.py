@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from .directions import Direction
+from .directions.direction import Direction
 from .errors import MissingFileError, StoreError
 from .spec import ScanSpec
+from .version import __version__
 
 APPLICATION_ID = 0x4C4D4150  # "LMAP"
 _SQLITE_MAGIC = b"SQLite format 3\x00"

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
+from ..data.splits import Split
 from ..errors import InputError
-from ..splits import Split
 from .model import JaxModel, to_jnp
 
 STRATEGIES = ("auto", "vmap", "map")

@@ -11,17 +11,11 @@ import numpy as np
 import torch
 
 from .. import params as P
+from ..data.splits import as_splits
 from ..errors import InputError, InputTypeError, LossmapError
 from ..runner import format_profile, run
-from ..scan import (
-    DEFAULT_METRICS,
-    _axes,
-    _check_args,
-    _resolve_directions,
-    _spec_and_fingerprints,
-)
+from ..scan import DEFAULT_METRICS, _axes, _check_args, _resolve_directions, _spec_and_fingerprints
 from ..scan import _resolve_metrics as _resolve_torch_metrics
-from ..splits import as_splits
 from . import metrics as M
 from .evaluate import JaxEvaluator
 from .model import JaxModel, as_model, is_jax_model
@@ -50,7 +44,7 @@ def _torch_data(data: Any) -> Any:
 
 def _resolve_metrics(metrics: Any, loss_fn: Callable) -> dict[str, Callable]:
     out = _resolve_torch_metrics(metrics, loss_fn)
-    from ..evaluate import accuracy as torch_accuracy
+    from ..evaluate.evaluator import accuracy as torch_accuracy
 
     return {k: (M.accuracy if fn is torch_accuracy else fn) for k, fn in out.items()}
 

@@ -38,7 +38,7 @@ from flax import linen as nn
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..train import HISTORY_KEYS, TrainResult
+from ..train.trainer import HISTORY_KEYS, TrainResult
 from .convert import flatten_variables, unflatten_variables
 
 __all__ = ["HISTORY_KEYS", "TrainResult", "load_variables", "save_variables", "train"]

@@ -18,11 +18,12 @@ from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
+from ..analysis.geometry import convexity_map, gradient_field
 from ..errors import InputError
-from ..geometry import convexity_map, gradient_field
 from ..surface import Surface
-from . import _common as C
-from .mpl import ALPHA, BETA, _mark_centre, plot_contour
+from . import common as C
+from .planes import _mark_centre, plot_contour
+from .style import ALPHA, BETA
 
 __all__ = ["plot_convexity_map", "plot_density", "plot_eigenvalues", "plot_gradient"]
 

@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..errors import InputError, InputTypeError
 from ..surface import Surface
-from . import _common as C
+from . import common as C
 from .lines import plot_line
 from .planes import plot_contour, plot_contourf, plot_heatmap
 from .surface3d import plot_surface3d

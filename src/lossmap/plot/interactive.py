@@ -24,7 +24,7 @@ from plotly.subplots import make_subplots
 
 from ..errors import InputError, InputTypeError
 from ..surface import Surface
-from . import _common as C
+from . import common as C
 
 __all__ = ["contour_figure", "line_figure", "surface_figure", "to_html"]
 

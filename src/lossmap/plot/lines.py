@@ -15,8 +15,8 @@ from matplotlib.ticker import MaxNLocator
 
 from ..errors import InputError, InputTypeError
 from ..surface import Surface
-from . import _common as C
-from ._style import ALPHA, _colour, _split_colour
+from . import common as C
+from .style import ALPHA, _colour, _split_colour
 
 __all__ = ["plot_history", "plot_line"]
 

@@ -16,12 +16,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
+from ..analysis.geometry import barrier
 from ..errors import InputError, InputTypeError
-from ..geometry import barrier
 from ..surface import Surface
-from . import _common as C
+from . import common as C
 from .extra import label_plane
-from .mpl import ALPHA
+from .style import ALPHA
 
 __all__ = ["annotate_plotly", "plot_annotations", "plot_barrier", "plot_models", "plot_path"]
 

@@ -15,8 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 
 from ..surface import Surface
-from . import _common as C
-from ._style import ALPHA, BETA, _log_ticks
+from . import common as C
+from .style import ALPHA, BETA, _log_ticks
 
 __all__ = ["plot_contour", "plot_contourf", "plot_heatmap"]
 

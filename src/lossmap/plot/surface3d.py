@@ -15,8 +15,8 @@ from matplotlib.ticker import MaxNLocator
 
 from ..errors import InputTypeError
 from ..surface import Surface
-from . import _common as C
-from ._style import ALPHA, BETA, _log_ticks
+from . import common as C
+from .style import ALPHA, BETA, _log_ticks
 
 __all__ = ["plot_surface3d"]
 

@@ -1,0 +1,130 @@
+"""Slope of a line at its centre; the rules are stated in :mod:`lossmap.analysis`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..surface import Surface
+from .common import SLOPE_TOL, _centre_or_closest, _check_surface, _require_line, _values
+
+
+def slope_at_centre(surface: Surface, variable: str, *, tol: float = SLOPE_TOL) -> dict[str, Any]:
+    """Slope of a line at α = 0 by a central difference, and what it says.
+
+    Parameters
+    ----------
+    surface : Surface
+        A line (one direction).
+    variable : str
+        A stored variable, e.g. ``"train_loss"``.
+    tol : float, default 1e-2
+        The point is stationary when ``|slope| · span < tol · max(|L(0)|, 1)``
+        (see the module docstring).
+
+    Returns
+    -------
+    dict
+        ``slope`` (float, NaN when it cannot be formed), ``step`` (the
+        difference in α between the two points used), ``alpha`` (where the
+        slope is taken), ``method`` (``"central"``, or ``"forward"`` /
+        ``"backward"`` when a neighbour is missing or off the grid, or None),
+        ``stationary`` (bool or None), ``verdict`` (``"on a slope"``, ``"at a
+        stationary point along this direction"`` or ``"undetermined"``),
+        ``message`` (a sentence with the sign), ``note`` (why the centre
+        or the difference differs from the usual, else None), and, with a
+        central difference, ``curvature`` (the second difference over the
+        step squared) and ``vertex`` (``alpha - slope / curvature``, where
+        the parabola through the three points has its minimum; None unless
+        the curvature is positive).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lossmap.spec import ScanSpec
+    >>> spec = ScanSpec(axes=((-1, 1, 21),), splits=("train",), metrics=("loss",))
+    >>> a = spec.coords()[0]
+    >>> surf = Surface(spec, {"train_loss": 2 + 3 * a + 5 * a**2}, np.ones(21, bool))
+    >>> r = slope_at_centre(surf, "train_loss")
+    >>> round(r["slope"], 6), r["verdict"]
+    (3.0, 'on a slope')
+    """
+    _check_surface(surface, what="slope_at_centre")
+    _require_line(surface, "slope_at_centre")
+    L = _values(surface, variable)
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise InputError(f"tol={tol!r} must be a positive number")
+    a = surface.coords["alpha"]
+    (i,), note = _centre_or_closest(surface)
+    notes = [note] if note else []
+    n = len(a)
+    ok = np.isfinite(L)
+    lo, hi = i - 1, i + 1
+    out: dict[str, Any] = {"variable": variable, "alpha": float(a[i])}
+    if ok[i] and lo >= 0 and hi < n and ok[lo] and ok[hi]:
+        method, j, k = "central", lo, hi
+    elif ok[i] and hi < n and ok[hi]:
+        method, j, k = "forward", i, hi
+    elif ok[i] and lo >= 0 and ok[lo]:
+        method, j, k = "backward", lo, i
+    else:
+        method = None
+    if method is None:
+        why = "is missing" if not ok[i] else "has no finite neighbour on the grid"
+        notes.append(f"the point at alpha = {a[i]:.4g} {why}")
+        out.update(
+            slope=math.nan,
+            step=math.nan,
+            curvature=None,
+            vertex=None,
+            method=None,
+            stationary=None,
+            verdict="undetermined",
+            message="the slope at the centre cannot be formed: " + "; ".join(notes),
+            note="; ".join(notes),
+        )
+        return out
+    if method != "central":
+        notes.append(
+            f"a {method} difference is used: a neighbour of alpha = {a[i]:.4g} is missing "
+            "or off the grid"
+        )
+    step = float(a[k] - a[j])
+    slope = float((L[k] - L[j]) / step)
+    span = float(a[-1] - a[0])
+    scale = max(abs(float(L[i])), 1.0)
+    stationary = abs(slope) * span < tol * scale
+    if stationary:
+        verdict = "at a stationary point along this direction"
+        message = (
+            f"{variable}: slope {slope:.3g} at alpha = {a[i]:.3g}, {verdict} "
+            f"(|slope| x span = {abs(slope) * span:.2g} < {tol:g} x {scale:.3g})"
+        )
+    else:
+        verdict = "on a slope"
+        down = "positive" if slope < 0 else "negative"
+        message = (
+            f"{variable}: slope {slope:.3g} at alpha = {a[i]:.3g}, {verdict}: "
+            f"the loss decreases towards {down} alpha"
+        )
+    curvature = vertex = None
+    if method == "central":
+        h = float(a[hi] - a[i])
+        curvature = float((L[lo] - 2.0 * L[i] + L[hi]) / h**2)
+        if curvature > 0:
+            vertex = float(a[i] - slope / curvature)
+    out.update(
+        slope=slope,
+        step=step,
+        curvature=curvature,
+        vertex=vertex,
+        method=method,
+        stationary=bool(stationary),
+        verdict=verdict,
+        message=message,
+        note="; ".join(notes) or None,
+    )
+    return out

@@ -1,0 +1,175 @@
+"""The ``lossmap hessian`` command: top eigenvalues, trace and spectral density at one point.
+
+``lossmap hessian --model M:F [--checkpoint P] --data M:F [--split NAME] [--k 5]
+[--trace] [--density] [--samples N] [-o out.json] [--plot out.png]``
+
+Prints the top-k eigenvalues of the Hessian of the mean loss over one split
+(``lm.hessian_eigenpairs``), with ``--trace`` Hutchinson's estimate ± its
+standard error (``lm.hessian_trace``), with ``--density`` a summary of the
+stochastic-Lanczos spectral density (``lm.slq_nodes_weights``); ``-o`` writes
+all of it, with timings, as JSON; ``--plot`` draws the eigenvalue bars (and
+the density) as PNG, SVG or PDF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``hessian`` subcommand to ``subparsers`` (from ``add_subparsers``).
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``hessian`` parser; :func:`run` takes the namespace it parses.
+    """
+    p = subparsers.add_parser(
+        "hessian",
+        help="top Hessian eigenvalues, trace and spectral density at one point",
+        description="Eigenvalues (eigsh on Hessian-vector products), Hutchinson trace and "
+        "stochastic Lanczos spectral density of the Hessian of the mean loss over one split.",
+    )
+    p.add_argument("--model", required=True, help="MODULE:FUNCTION returning the nn.Module")
+    p.add_argument("--checkpoint", help="weights (.safetensors or torch state dict)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow a --checkpoint that needs pickle (only for files you trust)")
+    p.add_argument("--data", required=True,
+                   help="MODULE:FUNCTION returning {split: (X, y) | DataLoader}")
+    p.add_argument("--split", help="the split (default train, else the first)")
+    p.add_argument("--loss", default="cross_entropy",
+                   help="cross_entropy (default), mse, or MODULE:NAME of a loss")
+    p.add_argument("--k", type=int, default=5, help="number of top eigenvalues (default 5)")
+    p.add_argument("--trace", action="store_true", help="Hutchinson trace estimate")
+    p.add_argument("--density", action="store_true", help="spectral density (SLQ)")
+    p.add_argument("--probes", type=int, default=50,
+                   help="random probes of the trace (default 50; the density uses 10)")
+    p.add_argument("--lanczos", type=int, default=80, help="Lanczos steps per density probe")
+    p.add_argument("--samples", type=int, help="fixed random subset of the split")
+    p.add_argument("--seed", type=int, default=0, help="seed of probes, start vector, subset")
+    p.add_argument("--float64", action="store_true",
+                   help="compute in float64 (for small eigenvalues of a float32 model)")
+    p.add_argument("--device", help="cpu, cuda, … (default: the model's)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="batch size")
+    p.add_argument("-o", "--output", help="write the results as JSON (FILE.json)")
+    p.add_argument("--plot", help="draw eigenvalues (and density): FILE.png, .svg or .pdf")
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def _density_summary(nodes: Any, weights: Any) -> dict[str, float]:
+
+    return {"min": float(nodes.min()), "max": float(nodes.max()),
+            "mean": float(weights @ nodes), "negative_mass": float(weights[nodes < 0].sum())}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute and report; returns the exit status (0). Bad input raises InputError."""
+    import torch
+
+    from ..hessian.eigen import hessian_eigenpairs
+    from ..hessian.spectral import broaden, hessian_trace, slq_nodes_weights
+    from ..plot.common import SUFFIXES, check_suffix
+    from .directions import checkpoint_of, load_loss, load_model
+    from .entry import load_entry
+
+    if args.output and Path(args.output).suffix.lower() != ".json":
+        raise InputError(f"-o {args.output!r}: the results are JSON, use -o FILE.json")
+    if args.plot:
+        check_suffix(args.plot, SUFFIXES, "--plot")
+    for name in ("k", "probes", "lanczos"):
+        if getattr(args, name) < (2 if name == "probes" else 1):
+            raise InputError(f"--{name} {getattr(args, name)} must be >= "
+                             f"{2 if name == 'probes' else 1}")
+    model = load_model(args.model)
+    centre = (checkpoint_of(model, args.checkpoint, what="--checkpoint",
+                            trust_pickle=bool(args.trust_pickle)) if args.checkpoint else None)
+    data = load_entry(args.data, what="--data")()
+    if not isinstance(data, dict) or not data:
+        raise InputError(f"--data {args.data!r} must return a dict of splits {{name: (X, y)}}")
+    split = args.split or ("train" if "train" in data else next(iter(data)))
+    if split not in data:
+        raise InputError(f"--split {split!r} is not a split of --data ({', '.join(data)})")
+    loss_fn = load_loss(args.loss)
+    kw: dict[str, Any] = {
+        "centre": centre, "samples": args.samples, "seed": args.seed, "device": args.device,
+        "batch_size": args.batch_size, "dtype": torch.float64 if args.float64 else None,
+    }
+    one = {split: data[split]}
+    n = sum(p.numel() for p in model.parameters())
+    result: dict[str, Any] = {"model": args.model, "checkpoint": args.checkpoint, "split": split,
+                              "loss": args.loss, "parameters": n, "samples": args.samples,
+                              "seed": args.seed, "seconds": {}}
+    t0 = time.perf_counter()
+    vals, dirs = hessian_eigenpairs(model, loss_fn, one, k=args.k, **kw)
+    result["seconds"]["eigenvalues"] = time.perf_counter() - t0
+    result["eigenvalues"] = vals.tolist()
+    result["products"] = dirs[0].meta["products"]
+    where = Path(args.checkpoint).name if args.checkpoint else "the model's weights"
+    print(f"Hessian of {split} loss at {where} ({n:,} parameters)")
+    print(f"  top-{args.k} eigenvalues  " + ", ".join(f"{v:.6g}" for v in vals)
+          + f"  ({result['products']} products, {result['seconds']['eigenvalues']:.2f} s)")
+    if args.trace:
+        t0 = time.perf_counter()
+        est, se = hessian_trace(model, loss_fn, one, n_samples=args.probes, **kw)
+        result["seconds"]["trace"] = time.perf_counter() - t0
+        result["trace"] = {"estimate": est, "standard_error": se, "probes": args.probes}
+        print(f"  trace               {est:.6g} ± {se:.3g}  ({args.probes} probes, "
+              f"{result['seconds']['trace']:.2f} s)")
+    grid = density = None
+    if args.density:
+        t0 = time.perf_counter()
+        nodes, weights = slq_nodes_weights(model, loss_fn, one, n_lanczos=args.lanczos,
+                                           n_probes=10, **kw)
+        grid, density = broaden(nodes, weights)
+        result["seconds"]["density"] = time.perf_counter() - t0
+        s = _density_summary(nodes, weights)
+        result["density"] = {**s, "nodes": nodes.tolist(), "weights": weights.tolist(),
+                             "grid": grid.tolist(), "density": density.tolist(),
+                             "lanczos": args.lanczos, "probes": 10}
+        print(f"  density             support [{s['min']:.4g}, {s['max']:.4g}], mean "
+              f"{s['mean']:.4g}, mass below 0 {s['negative_mass']:.1%}  "
+              f"({result['seconds']['density']:.2f} s)")
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
+    if args.plot:
+        _plot(vals, grid, density, Path(args.plot), title=f"Hessian of {split} loss")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _plot(vals: Any, grid: Any, density: Any, out: Path, *, title: str) -> None:
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    from ..plot.extra import plot_density, plot_eigenvalues
+    from ..plot.figures import save
+
+    panels = 1 if grid is None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), layout="constrained",
+                             squeeze=False)
+    plot_eigenvalues(vals, ax=axes[0, 0]).set_title("top eigenvalues")
+    if grid is not None:
+        plot_density(grid, density, ax=axes[0, 1]).set_title("spectral density")
+    fig.suptitle(title)
+    try:
+        save(fig, out)
+    finally:
+        plt.close(fig)

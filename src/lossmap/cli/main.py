@@ -1,0 +1,277 @@
+"""The ``lossmap`` command line: scan, info, export (demo and plots in their modules).
+
+Errors a user can fix print one line and exit with status 2 (``--debug`` shows
+the traceback); Ctrl-C keeps finished points and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError, LossmapError
+from ..spec import AUTOCAST
+
+_GRID = re.compile(r"^-?[0-9.eE+-]*:-?[0-9.eE+-]*:[0-9]+$")
+
+
+def _fix_negative_grids(argv: Sequence[str]) -> list[str]:
+    """Turn ``--grid -1:1:51`` into ``--grid=-1:1:51`` (argparse reads ``-1:…`` as an option)."""
+    out: list[str] = []
+    it = iter(argv)
+    for tok in it:
+        if tok == "--grid":
+            nxt = next(it, None)
+            if nxt is None:
+                out.append(tok)
+            else:
+                out.append(f"--grid={nxt}")
+        else:
+            out.append(tok)
+    return out
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, like lossmap's own errors."""
+
+    commands: dict[str, argparse.ArgumentParser]  # the subcommands' parsers (top level)
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# ``--debug`` is also accepted after the command; SUPPRESS keeps the subcommand's
+# parser from resetting a ``lossmap --debug CMD`` given before it.
+_SUB_DEBUG: dict[str, Any] = {
+    "action": "store_true",
+    "default": argparse.SUPPRESS,
+    "help": argparse.SUPPRESS,
+}
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lossmap", description="Loss-surface slices of neural networks.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("scan", help="scan a line or plane into a store (resumable)")
+    s.add_argument("--spec", help="YAML file with the same keys as these flags")
+    s.add_argument("--model", help="MODULE:FUNCTION returning the nn.Module (or a JAX model)")
+    s.add_argument("--checkpoint", help="centre weights (.safetensors or torch state dict)")
+    s.add_argument("--trust-pickle", action="store_true",
+                   help="allow a --checkpoint that needs pickle (only for files you trust)")
+    s.add_argument("--data", help="MODULE:FUNCTION returning {split: (X, y) | DataLoader}")
+    s.add_argument("--loss", help="cross_entropy (default), mse, or MODULE:NAME of a loss")
+    s.add_argument("--dirs", type=int, help="1 (line) or 2 (plane, default)")
+    s.add_argument("--norm", help="filter (default) | layer | model | none")
+    s.add_argument("--ignore", help="biasbn (default) | none")
+    s.add_argument("--seed", type=int, help="seed of the directions and subset (default 0)")
+    s.add_argument(
+        "--orthogonal",
+        action="store_true",
+        default=None,
+        help="make the second direction exactly orthogonal to the first",
+    )
+    s.add_argument("--grid", action="append", help="LO:HI:N, once per direction")
+    s.add_argument("--samples", type=int, help="fixed random subset size per split")
+    s.add_argument("--metrics", help="comma-separated, default loss,accuracy")
+    s.add_argument("--device", help="cpu, cuda, cuda:1, … (default: the model's)")
+    s.add_argument("--batch-size", dest="batch_size", type=int, help="evaluation batch size")
+    s.add_argument("--out", help="store path, e.g. runs/plane.lossmap")
+    s.add_argument("--interpolate", nargs="+", metavar="CKPT",
+                   help="A B: the line from checkpoint A (alpha 0, the centre) to B (alpha 1)")
+    s.add_argument("--plane", nargs="+", metavar="CKPT",
+                   help="A B C: the plane through three checkpoints, centred on A")
+    s.add_argument("--pca", metavar="CHECKPOINT_DIR",
+                   help="PCA directions of a training trajectory around its final checkpoint")
+    s.add_argument("--hessian", type=int, metavar="K",
+                   help="top-K Hessian eigen-directions at the centre (the first --dirs scanned)")
+    s.add_argument("--hessian-split", dest="hessian_split", metavar="SPLIT",
+                   help="the split the Hessian is of (default the first)")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    s.add_argument("--compile", action="store_true",
+                   help="evaluate each point through torch.compile (pays off on long scans)")
+    s.add_argument("--autocast", choices=[a for a in AUTOCAST if a],
+                   help="forward passes under torch.autocast (for GPUs; less precise)")
+    s.add_argument("--profile", action="store_true",
+                   help="print where the time went (data, build, first layer, forward, store)")
+    s.add_argument("--debug", **_SUB_DEBUG)
+
+    i = sub.add_parser("info", help="what a store holds")
+    i.add_argument("path")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.add_argument("--debug", **_SUB_DEBUG)
+
+    e = sub.add_parser("export", help="export a store to NetCDF (.nc) or CSV (.csv)")
+    e.add_argument("path")
+    e.add_argument("-o", "--output", required=True, help="FILE.nc or FILE.csv")
+    e.add_argument("--debug", **_SUB_DEBUG)
+    p.commands = {"scan": s, "info": i, "export": e}
+    for name, module in _plugins().items():
+        p.commands[name] = module.add_parser(sub)
+    return p
+
+
+def _plugins() -> dict:
+    """Subcommands that live in their own modules (each has add_parser and run)."""
+    from .. import demo
+    from . import hessian as hessian_cli
+    from . import plot as plot_cli
+    from . import report as report_cli
+    from . import train as train_cli
+
+    return {"plot": plot_cli, "report": report_cli, "train": train_cli, "demo": demo,
+            "hessian": hessian_cli}
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from ..backends.registry import is_jax
+    from ..distributed import local_device
+    from ..scan import scan
+    from ..store import is_store
+    from .config import ScanConfig
+    from .directions import build_directions, load_loss, load_model
+    from .entry import load_entry
+
+    values: dict[str, Any] = ScanConfig.from_yaml(args.spec) if args.spec else {}
+    for key in ScanConfig.field_names():
+        v = getattr(args, key, None)
+        if v is not None:
+            values[key] = v
+    cfg = ScanConfig(**values).validate()
+    out = Path(cfg.out)
+    if out.exists() and not is_store(out):
+        raise InputError(
+            f"--out {str(out)!r} exists and is not a lossmap store; it was left untouched: "
+            "choose another path"
+        )
+    model = load_model(cfg.model)
+    data = load_entry(cfg.data, what="--data")()
+    loss_fn = load_loss(cfg.loss, jax=is_jax(model))
+    centre, dirs, extra_meta = build_directions(
+        cfg, model, loss_fn, data, trust_pickle=bool(args.trust_pickle)
+    )
+    metrics = tuple(cfg.metrics)
+    surf = scan(
+        model,
+        loss_fn,
+        data=data,
+        directions=dirs,
+        grid=cfg.grid,
+        centre=centre,
+        metrics=metrics,
+        samples=cfg.samples,
+        store=out,
+        device=cfg.device or local_device(),
+        batch_size=cfg.batch_size,
+        progress=not args.no_progress,
+        profile=args.profile,
+        **({"compile": True} if args.compile else {}),
+        **({"autocast": cfg.autocast} if cfg.autocast else {}),
+        seed=cfg.seed,
+        meta={"command": cfg.to_dict(), **extra_meta},
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{out}: {surf!r}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from ..store import Store
+    from ..surface import from_rows
+
+    with Store.open(args.path) as store:
+        idx, rows = store.rows()
+        surf = from_rows(store.spec, idx, rows, fingerprints=store.fingerprints, path=args.path)
+        info = {
+            "path": args.path,
+            "spec": store.spec.to_dict(),
+            "fingerprints": store.fingerprints,
+            "lossmap_version": store.meta("lossmap_version"),
+            "torch_version": store.meta("torch_version"),
+            "command": store.meta("command"),
+            "annotations": {k: v for k, v in store.annotations().items()
+                            if k not in ("lossmap_version", "torch_version", "created", "command")},
+            "summary": surf.summary(),
+        }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    spec = store.spec
+    s = info["summary"]
+    print(f"{args.path}")
+    print(f"  grid        {' x '.join(str(a) for a in spec.axes)}  ({', '.join(spec.dims)})")
+    print(f"  points      {s['done']}/{s['points']} done, {s['diverged']} diverged")
+    print(
+        f"  splits      {', '.join(spec.splits)}; metrics {', '.join(spec.metrics)}; "
+        f"samples {spec.samples or 'all'}"
+    )
+    for i, d in enumerate(spec.directions):
+        print(f"  direction {i} " + ", ".join(f"{k}={v}" for k, v in d.items()))
+    print("  fingerprints " + ", ".join(f"{k}={v}" for k, v in store.fingerprints.items()))
+    for key, value in info["annotations"].items():
+        text = json.dumps(value)
+        print(f"  {key:<11} {text if len(text) <= 80 else text[:77] + '...'}")
+    for var in spec.variables:
+        e = s[var]
+        centre = "n/a" if e["centre"] is None else f"{e['centre']:.6g}"
+        low = f"{e['min']:.6g} at {e['argmin']}" if "min" in e else "n/a"
+        print(f"  {var:<16} centre {centre}, min {low}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from ..surface import load
+
+    out = Path(args.output)
+    if out.suffix not in (".nc", ".csv"):
+        raise InputError(f"-o {args.output!r}: the file must end in .nc (NetCDF) or .csv")
+    surf = load(args.path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        (surf.to_netcdf if out.suffix == ".nc" else surf.to_csv)(out)
+    except OSError as exc:
+        raise InputError(
+            f"-o {args.output!r} cannot be written ({exc.strerror or exc}): choose another path"
+        ) from None
+    print(f"wrote {out}")
+    return 0
+
+
+COMMANDS = {"scan": _cmd_scan, "info": _cmd_info, "export": _cmd_export}
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = _fix_negative_grids(list(sys.argv[1:] if argv is None else argv))
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # report it as the command's error: `lossmap scan: error: …`
+        sub = parser.commands.get(args.command, parser)  # a command added elsewhere: top level
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        run = COMMANDS.get(args.command) or _plugins()[args.command].run
+        return run(args)
+    except LossmapError as exc:
+        if args.debug:
+            raise
+        text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"lossmap {args.command}: error: {text}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"lossmap {args.command}: interrupted; finished points are kept in the store",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Directions in weight space: the :class:`Direction` type and every builder that returns it.
+
+* :mod:`.direction` — ``Direction``, a read-only mapping name → tensor (safetensors on disk).
+* :mod:`.random` — Gaussian directions normalized per filter, tensor or model.
+* :mod:`.between` — the line between two models, the plane through three.
+* :mod:`.trajectory` — principal components of a training trajectory, and its projection.
+
+Hessian eigen-directions come from :func:`lossmap.hessian.hessian_eigenpairs`.
+"""
+
+from .between import interpolation, plane
+from .direction import Direction, as_direction
+from .random import IGNORES, NORMS, check_ignore, check_norm, random_direction, random_directions
+from .trajectory import fitted_grid, pca_directions, project
+
+__all__ = [
+    "IGNORES",
+    "NORMS",
+    "Direction",
+    "as_direction",
+    "check_ignore",
+    "check_norm",
+    "fitted_grid",
+    "interpolation",
+    "pca_directions",
+    "plane",
+    "project",
+    "random_direction",
+    "random_directions",
+]

@@ -1,0 +1,258 @@
+"""Random directions, normalized per filter, tensor or model to match the centre's size.
+
+Normalization units (the slices whose norm is matched to the centre's):
+
+* ``"filter"`` — each output slice of a tensor with two or more dimensions
+  (a row of a Linear weight, an output channel of a Conv weight); a tensor
+  with fewer dimensions (a bias, a normalization scale) is one unit.
+* ``"layer"`` — each tensor (the fmin.xyz example's per-parameter rule).
+* ``"model"`` — the whole parameter vector.
+* ``"none"`` — raw N(0, 1) entries, no rescaling.
+
+A unit of the centre whose norm is zero (a zero-initialized bias, say) gets a
+zero direction: matching a zero norm leaves nothing to perturb.
+"""
+
+
+from __future__ import annotations
+
+import torch
+
+from .. import params as P
+from ..backends.registry import is_jax
+from ..errors import InputError, InputTypeError
+from .direction import Direction
+
+NORMS = ("filter", "layer", "model", "none")
+IGNORES = ("biasbn", None)
+
+
+def check_norm(norm: str) -> str:
+    """Return ``norm`` if it is a known normalization, else raise naming the choices."""
+    if norm not in NORMS:
+        raise InputError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
+    return norm
+
+
+def check_ignore(ignore: str | None) -> str | None:
+    """Return ``ignore`` if valid (``"biasbn"`` or ``None``)."""
+    if ignore in ("none", ""):
+        return None
+    if ignore not in IGNORES:
+        raise InputError(f"unknown ignore {ignore!r}: use 'biasbn' (zero 1-D tensors) or None")
+    return ignore
+
+
+def _unit_rows(t: torch.Tensor, norm: str, axis: int = 0) -> torch.Tensor:
+    """View a tensor as (units, values per unit) for per-filter / per-tensor maths."""
+    if norm == "filter" and t.dim() >= 2:
+        return t.movedim(axis, 0).reshape(t.shape[axis], -1)
+    return t.reshape(1, -1)
+
+
+def _from_rows(rows: torch.Tensor, shape: torch.Size, norm: str, axis: int = 0) -> torch.Tensor:
+    """Undo :func:`_unit_rows`."""
+    if norm == "filter" and len(shape) >= 2:
+        moved = (shape[axis], *[s for i, s in enumerate(shape) if i != axis % len(shape)])
+        return rows.reshape(moved).movedim(0, axis)
+    return rows.reshape(shape)
+
+
+def _orthonormalize_units(D: torch.Tensor, C: torch.Tensor | None) -> torch.Tensor:
+    """Gram–Schmidt within each unit, then rescale each unit.
+
+    D: (n, U, M) raw directions; C: (U, M) centre, or None to keep each unit's
+    own pre-orthogonalization norm (``norm="none"``). Orthogonalizing inside a
+    unit and then scaling that unit keeps both properties exact.
+    """
+    D = D.clone()
+    target = C.norm(dim=-1) if C is not None else None  # (U,)
+    raw = D.norm(dim=-1)  # (n, U)
+    for k in range(D.shape[0]):
+        for j in range(k):
+            jj = (D[j] * D[j]).sum(-1)  # (U,)
+            coef = torch.where(jj > 0, (D[k] * D[j]).sum(-1) / jj.clamp_min(1e-300), 0.0)
+            D[k] -= coef[:, None] * D[j]
+        have = D[k].norm(dim=-1)  # (U,)
+        want = target if target is not None else raw[k]
+        scale = torch.where(have > 0, want / have.clamp_min(1e-300), 0.0)
+        D[k] *= scale[:, None]
+    return D
+
+
+def random_directions(
+    model_or_state: P.StateLike,
+    n: int,
+    *,
+    norm: str = "filter",
+    ignore: str | None = "biasbn",
+    seed: int = 0,
+    orthogonal: bool = False,
+    filter_axis: int | None = None,
+) -> list[Direction]:
+    """Draw ``n`` Gaussian directions, normalized to the given centre.
+
+    Parameters
+    ----------
+    model_or_state : nn.Module or dict[str, Tensor]
+        The centre whose parameter norms the directions match. Buffers
+        (BatchNorm running statistics) never get a direction.
+    n : int
+        Number of directions (1 for a line, 2 for a plane).
+    norm : {"filter", "layer", "model", "none"}, default "filter"
+        Normalization unit, see the module docstring.
+    ignore : {"biasbn", None}, default "biasbn"
+        ``"biasbn"`` zeroes 1-D tensors (biases, normalization scales and
+        shifts); ``None`` keeps them, normalized by the same rule.
+    seed : int, default 0
+        Seed of a private CPU generator: the same seed gives bit-identical
+        directions on every machine and device. Global RNG state is untouched.
+    orthogonal : bool, default False
+        Make every direction exactly orthogonal to the earlier ones while
+        keeping the normalization exact (orthogonalized within each unit,
+        then rescaled).
+    filter_axis : int, optional
+        The output axis of weight tensors, along which ``norm="filter"`` slices
+        units: 0 for PyTorch, -1 for JAX/Flax (Dense kernels are (in, out),
+        Conv kernels HWIO). Default: -1 for a JAX model or a flat dict of its
+        weights (names ``"params/…"``), else 0.
+
+    Returns
+    -------
+    list of Direction
+        ``n`` directions; the first equals ``random_direction(..., seed=seed)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(4, 3)
+    >>> d1, d2 = random_directions(net, 2, norm="filter", seed=0, orthogonal=True)
+    >>> abs(d1.cosine(d2)) < 1e-6
+    True
+    >>> bool(torch.allclose(d1["weight"].norm(dim=1), net.weight.detach().norm(dim=1)))
+    True
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise InputError(f"n={n!r} must be an integer >= 1 (number of directions)")
+    check_norm(norm)
+    ignore = check_ignore(ignore)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise InputTypeError(f"seed={seed!r} must be an integer")
+    if is_jax(model_or_state):
+        from ..jax.model import as_model
+
+        centre = as_model(model_or_state).torch_state()[0]
+        axis = -1 if filter_axis is None else filter_axis
+    else:
+        centre = P.parameter_state(model_or_state)
+        jax_names = bool(centre) and all(k.startswith("params/") for k in centre)
+        axis = (-1 if jax_names else 0) if filter_axis is None else filter_axis
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise InputTypeError(f"filter_axis={filter_axis!r} must be an integer (0 or -1)")
+    gens = [torch.Generator(device="cpu").manual_seed(_seed(seed, i)) for i in range(n)]
+    kept = [name for name, t in centre.items() if not (ignore == "biasbn" and t.dim() <= 1)]
+    # Output tensors in the centre's dtype; float64 only for one tensor at a time,
+    # so the peak memory is n directions plus a few tensors, whatever the model size.
+    out = [{name: torch.zeros_like(t, device="cpu") for name, t in centre.items()}
+           for _ in range(n)]
+    if norm in ("model", "none"):
+        # Pass 1: draw every tensor; accumulate the Gram matrix of the draws in float64.
+        G = torch.zeros(n, n, dtype=torch.float64)
+        c2 = 0.0
+        for k in kept:
+            D = torch.stack([torch.randn(centre[k].shape, generator=g, dtype=torch.float64)
+                             .reshape(-1) for g in gens])
+            G += D @ D.T
+            c2 += float(centre[k].double().pow(2).sum())
+            for i in range(n):
+                out[i][k].copy_(D[i].reshape(centre[k].shape))
+        # Pass 2: one linear map of the draws gives Gram–Schmidt + rescaling at once.
+        target = torch.full((n,), c2**0.5, dtype=torch.float64) if norm == "model" else \
+            G.diagonal().sqrt()
+        M = _whitening(G, target, orthogonal)
+        for k in kept:
+            D = torch.stack([out[i][k].double().reshape(-1) for i in range(n)])
+            D = M @ D
+            for i in range(n):
+                out[i][k].copy_(D[i].reshape(centre[k].shape))
+    else:
+        for k in kept:
+            shape = centre[k].shape
+            if norm == "filter" and len(shape) >= 2 and not -len(shape) <= axis < len(shape):
+                raise InputError(f"filter_axis={axis} is out of range for {k!r} of shape "
+                                 f"{tuple(shape)}")
+            C = _unit_rows(centre[k].double(), norm, axis)
+            D = torch.stack([_unit_rows(torch.randn(shape, generator=g, dtype=torch.float64),
+                                        norm, axis) for g in gens])
+            D = _orthonormalize_units(D, C) if orthogonal else _scale_only(D, C)
+            for i in range(n):
+                out[i][k].copy_(_from_rows(D[i], shape, norm, axis))
+    return [
+        Direction._adopt(
+            out[i],
+            {
+                "kind": "random",
+                "norm": norm,
+                "ignore": ignore,
+                "seed": seed,
+                "index": i,
+                "orthogonal": bool(orthogonal),
+                **({"filter_axis": axis} if axis != 0 else {}),
+            },
+        )
+        for i in range(n)
+    ]
+
+
+def _seed(seed: int, index: int) -> int:
+    """The generator seed of direction ``index``: its draws never depend on how many are made."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _whitening(G: torch.Tensor, target: torch.Tensor, orthogonal: bool) -> torch.Tensor:
+    """The n×n map M so that M·D has rows of norm ``target`` (orthogonal if asked).
+
+    With G = D·Dᵀ = L·Lᵀ (Cholesky), L⁻¹·D has orthonormal rows and row k of it
+    is exactly what Gram–Schmidt makes of row k of D, normalized.
+    """
+    if not orthogonal:
+        return torch.diag(torch.where(G.diagonal() > 0, target / G.diagonal().sqrt(), 0.0))
+    L = torch.linalg.cholesky(G)
+    return torch.diag(target) @ torch.linalg.inv(L)
+
+
+def _scale_only(D: torch.Tensor, C: torch.Tensor | None) -> torch.Tensor:
+    """Rescale each unit of each direction to the centre's unit norm (no-op if C is None)."""
+    if C is None:
+        return D
+    have = D.norm(dim=-1, keepdim=True)
+    return torch.where(have > 0, D * (C.norm(dim=-1, keepdim=True) / have.clamp_min(1e-300)), 0.0)
+
+
+def random_direction(
+    model_or_state: P.StateLike,
+    *,
+    norm: str = "filter",
+    ignore: str | None = "biasbn",
+    seed: int = 0,
+    filter_axis: int | None = None,
+) -> Direction:
+    """Draw one Gaussian direction normalized to the centre.
+
+    Same as ``random_directions(model_or_state, 1, ...)[0]``; see there for
+    the parameters.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(4, 3)
+    >>> d = random_direction(net, norm="layer", seed=1)
+    >>> bool(torch.isclose(d["weight"].norm(), net.weight.detach().norm()))
+    True
+    >>> float(d["bias"].abs().sum())  # ignore="biasbn" zeroes 1-D tensors
+    0.0
+    """
+    return random_directions(model_or_state, 1, norm=norm, ignore=ignore, seed=seed,
+                             filter_axis=filter_axis)[0]

@@ -1,0 +1,107 @@
+"""Argument checks of the Hessian functions (:mod:`lossmap.hessian`, :mod:`lossmap.spectral`).
+
+Each check raises :class:`~lossmap.errors.InputError` or
+:class:`~lossmap.errors.InputTypeError` with a message that names the argument
+and the fix; the helpers that resolve the centre, device and split live here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import params as P
+from ..data.splits import as_split
+from ..errors import InputError, InputTypeError
+
+
+def _check_int(value: Any, name: str, *, minimum: int | None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InputTypeError(f"{name}={value!r} must be an integer")
+    if minimum is not None and value < minimum:
+        raise InputError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _check_model(model: Any, loss_fn: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise InputTypeError(f"model is a {type(model).__name__}; pass a torch.nn.Module")
+    if not callable(loss_fn):
+        raise InputTypeError(
+            f"loss_fn is a {type(loss_fn).__name__}; pass a callable loss_fn(outputs, targets) "
+            "returning the batch mean, e.g. torch.nn.CrossEntropyLoss()"
+        )
+    if not any(True for _ in model.parameters()):
+        raise InputError("the model has no parameters: there is no Hessian to compute")
+
+
+def _check_loss(loss: Any, batch: int) -> None:
+    if not isinstance(loss, torch.Tensor):
+        raise InputTypeError(
+            f"loss_fn returned a {type(loss).__name__}; it must return a scalar tensor "
+            "(the batch mean) that depends on the model's outputs"
+        )
+    if loss.dim() != 0:
+        raise InputError(
+            f"loss_fn returned shape {tuple(loss.shape)} on batch {batch}; it must return a "
+            "scalar (the batch mean), e.g. a loss built with reduction='mean'"
+        )
+    if not loss.requires_grad:
+        raise InputError(
+            "the loss does not depend on the parameters (no gradient flows): loss_fn must not "
+            "detach the outputs, call .item() or run under torch.no_grad()"
+        )
+    if not bool(torch.isfinite(loss.detach())):
+        raise InputError(
+            f"the loss is {float(loss.detach())} on batch {batch} at the centre: the Hessian "
+            "is undefined there; check the centre and the data"
+        )
+
+
+def _check_params(params: Sequence[str] | None, c_params: Mapping[str, torch.Tensor]) -> list:
+    """The names of the parameters to differentiate with respect to, in model order."""
+    if params is None:
+        return list(c_params)
+    if isinstance(params, str):
+        params = [params]
+    if not isinstance(params, Sequence) or not all(isinstance(p, str) for p in params):
+        raise InputTypeError(
+            f"params={params!r} must be a list of parameter names as in model.named_parameters()"
+        )
+    unknown = [p for p in params if p not in c_params]
+    if unknown:
+        raise InputError(
+            f"params names {unknown[0]!r}, which the model does not have; choose from "
+            f"{', '.join(list(c_params)[:8])}{' …' if len(c_params) > 8 else ''}"
+        )
+    if not params:
+        raise InputError("params is empty: name at least one parameter, or pass None for all")
+    chosen = set(params)
+    return [k for k in c_params if k in chosen]
+
+
+def _device_of(model: nn.Module, device: Any) -> torch.device:
+    return P.resolve_device(model, device)
+
+
+def _centre_state(model: nn.Module, centre: Any) -> tuple[dict, dict]:
+    """Detached copies of the centre's (parameters, buffers), checked against the model."""
+    params, buffers = P.resolve_centre(model, centre)
+    return ({k: v.clone() for k, v in params.items()}, {k: v.clone() for k, v in buffers.items()})
+
+
+def _one_split(data: Any, *, samples: int | None, seed: int):
+    """One split from a DataLoader, an (X, y) tuple, an iterable, or a one-entry dict."""
+    name = "data"
+    if isinstance(data, Mapping):
+        if len(data) != 1:
+            raise InputError(
+                f"data holds {len(data)} splits ({', '.join(map(str, data))}); the Hessian is "
+                "of one split: pass that split alone, e.g. data=train_loader"
+            )
+        name, data = next(iter(data.items()))
+    return as_split(data, name, samples=samples, seed=seed)
+

@@ -1,0 +1,304 @@
+"""Curvature of the loss: Hessian-vector products, eigenpairs, curvature along a direction.
+
+Everything here is about the Hessian H of the *mean* loss over one split,
+
+    L(θ) = Σ_b (n_b / N) · loss_fn(f(X_b; θ), y_b),
+
+taken with respect to the model's parameters (all of ``named_parameters()``,
+or the subset named by ``params=``) at a centre θ (default: the current
+weights). The model runs in evaluation mode (BatchNorm uses its running
+statistics, dropout is off) through ``torch.func.functional_call``; the
+user's module comes back bit-identical. ``loss_fn(outputs, targets)`` must
+return the batch *mean*, so that weighting batches by their sizes gives the
+exact mean over the split whatever the batch size.
+
+H is never formed: every function uses products H·v. The spectral estimates
+(trace, density) live in :mod:`lossmap.spectral`.
+
+Precision: products are computed in the parameters' dtype (or ``dtype=``) and
+accumulated over batches in float64. In float32 they carry a relative error of
+about 1e-6 of ‖H‖, which is enough for the largest eigenvalues but not for
+small ones; pass ``dtype=torch.float64`` for those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..directions.direction import Direction
+from ..errors import InputError
+
+# DEFAULT_BATCH and DEVICE_DATA_BUDGET live in _hessian_op; they stay importable from here.
+from .checks import _check_int
+from .operator import DEFAULT_BATCH, DEVICE_DATA_BUDGET, LossFn, _check_direction, _hessian_of  # noqa: F401
+
+WHICH = {"largest": "LA", "smallest": "SA", "magnitude": "LM"}
+
+
+# -- public functions -------------------------------------------------------------
+
+
+def hvp(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Any,
+    vector: Mapping[str, torch.Tensor],
+    *,
+    centre: Any = None,
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+    samples: int | None = None,
+    seed: int = 0,
+    params: Sequence[str] | None = None,
+    dtype: torch.dtype | None = None,
+) -> dict[str, torch.Tensor]:
+    """Hessian-vector product H·v of the mean loss over one split.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network; read only, through ``torch.func.functional_call``, in
+        evaluation mode. It comes back bit-identical.
+    loss_fn : callable
+        ``loss_fn(outputs, targets)`` returning the batch mean (a scalar).
+    data : DataLoader, (X, y) tuple of tensors, iterable of (X, y) batches, or one-entry dict
+        One split, read once. H is of the exact mean over its samples
+        (batches weighted by their sizes).
+    vector : Direction or dict of str to Tensor
+        v, keyed like ``model.named_parameters()``; entries for buffers or
+        parameters outside ``params`` are ignored.
+    centre : None, dict, nn.Module or path, optional
+        Where H is taken; default the model's current weights (and buffers).
+    device : str or torch.device, optional
+        Default: the model's device.
+    batch_size : int, optional
+        Default: the loader's batch size, else 1024. The result does not
+        depend on it (up to round-off).
+    samples : int, optional
+        Use a fixed random subset of this many samples (seeded by ``seed``).
+    seed : int, default 0
+        Seed of the ``samples`` subset.
+    params : list of str, optional
+        Differentiate with respect to these parameters only (the others stay
+        at the centre): the diagonal block of H. Default all parameters.
+    dtype : torch.dtype, optional
+        Compute in this dtype (parameters, buffers and floating data are
+        cast); default the parameters' dtype.
+
+    Returns
+    -------
+    dict of str to Tensor
+        H·v keyed by parameter name (those in ``params``), on the CPU, in the
+        compute dtype; the batch sum is accumulated in float64.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(3, 1, bias=False).double()
+    >>> X, y = torch.randn(20, 3, dtype=torch.float64), torch.randn(20, 1, dtype=torch.float64)
+    >>> Hv = hvp(net, torch.nn.MSELoss(), (X, y), {"weight": torch.ones(1, 3).double()})
+    >>> bool(torch.allclose(Hv["weight"], (2 / 20) * X.T @ X @ torch.ones(3).double()))
+    True
+    """
+    with _hessian_of(
+        model, loss_fn, data, centre=centre, device=device, batch_size=batch_size,
+        samples=samples, seed=seed, params=params, dtype=dtype,
+    ) as op:  # fmt: skip
+        v = op.flatten(_check_direction(vector, op, what="vector"))
+        hv = op.apply(v[None])[0]
+        return {k: t.cpu() for k, t in op.unflatten(hv).items()}
+
+
+def curvature(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Any,
+    direction: Mapping[str, torch.Tensor],
+    *,
+    centre: Any = None,
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+    samples: int | None = None,
+    seed: int = 0,
+    params: Sequence[str] | None = None,
+    dtype: torch.dtype | None = None,
+) -> float:
+    """Curvature of the loss along a direction: dᵀHd / ‖d‖².
+
+    The second derivative of ``t ↦ L(c + t·d/‖d‖)`` at t = 0. Only the
+    parameter entries of ``d`` count (buffer entries, as in an interpolation
+    direction, are ignored; so are parameters outside ``params``).
+
+    Parameters
+    ----------
+    model, loss_fn, data, centre, device, batch_size, samples, seed, params, dtype
+        As in :func:`hvp`.
+    direction : Direction or dict of str to Tensor
+        d, keyed like ``model.named_parameters()``; must not be zero.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(2, 1, bias=False).double()
+    >>> X = torch.tensor([[1.0, 0.0], [0.0, 3.0]], dtype=torch.float64)
+    >>> y = torch.zeros(2, 1, dtype=torch.float64)
+    >>> round(curvature(net, torch.nn.MSELoss(), (X, y), {"weight": torch.tensor([[0.0, 1.0]])}), 6)
+    9.0
+    """
+    with _hessian_of(
+        model, loss_fn, data, centre=centre, device=device, batch_size=batch_size,
+        samples=samples, seed=seed, params=params, dtype=dtype,
+    ) as op:  # fmt: skip
+        d = op.flatten(_check_direction(direction, op, what="direction"))
+        nn2 = float(d @ d)
+        if nn2 == 0.0:
+            raise InputError(
+                "the direction is zero on the parameters: curvature needs a nonzero direction"
+            )
+        return float(d @ op.apply(d[None])[0]) / nn2
+
+
+def hessian_eigenpairs(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Any,
+    *,
+    k: int = 1,
+    which: str = "largest",
+    tol: float = 1e-6,
+    seed: int = 0,
+    maxiter: int = 100,
+    ncv: int | None = None,
+    centre: Any = None,
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+    samples: int | None = None,
+    params: Sequence[str] | None = None,
+    dtype: torch.dtype | None = None,
+) -> tuple[np.ndarray, list[Direction]]:
+    """Extreme eigenvalues of the Hessian and their eigenvectors as Directions.
+
+    Implicitly restarted Lanczos (ARPACK, ``scipy.sparse.linalg.eigsh``) on
+    a ``LinearOperator`` whose product is :func:`hvp` on flat float64 vectors.
+
+    Parameters
+    ----------
+    model, loss_fn, data, centre, device, batch_size, samples, params, dtype
+        As in :func:`hvp`.
+    k : int, default 1
+        Number of eigenpairs; ARPACK needs ``k`` < the number of parameters.
+    which : {"largest", "smallest", "magnitude"}, default "largest"
+        ``"largest"``: the k largest *algebraic* eigenvalues (ARPACK "LA":
+        the sharpest directions); ``"smallest"``: the k smallest algebraic
+        ones ("SA": the most negative curvature at a saddle);
+        ``"magnitude"``: the k largest in absolute value ("LM").
+    tol : float, default 1e-6
+        Relative accuracy of the eigenvalues (ARPACK's ``tol``; 0 means
+        machine precision). For small eigenvalues of a float32 model, use
+        ``dtype=torch.float64``: float32 products are not accurate enough.
+    seed : int, default 0
+        Seed of the start vector (a private generator) and of ``samples``.
+    maxiter : int, default 100
+        ARPACK restarts allowed, each about ``ncv - k`` products. (scipy's
+        own default, 10 × the number of parameters, never ends in practice
+        when each product is a pass over the data.)
+    ncv : int, optional
+        Lanczos vectors kept (scipy's default: max(2k + 1, 20), at most n).
+
+    Returns
+    -------
+    eigenvalues : ndarray, shape (k,)
+        Sorted from the extreme inwards: descending for ``"largest"``,
+        ascending for ``"smallest"``, by descending magnitude for
+        ``"magnitude"``.
+    directions : list of Direction
+        Unit-norm eigenvectors over all model parameters (zeros outside
+        ``params``), ``meta`` = ``{"kind": "hessian", "index", "eigenvalue",
+        "which", "params", "seed", "samples", "products"}`` (products: the
+        Hessian-vector products eigsh needed). The sign is fixed so the
+        entry of largest magnitude is positive. Scan them with ``lm.scan``;
+        being unit vectors, the grid is in parameter-space units (an axis
+        ``(-1, 1, n)`` moves the weights by up to 1 in Euclidean norm).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(3, 1, bias=False).double()
+    >>> X = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    >>> vals, dirs = hessian_eigenpairs(net, torch.nn.MSELoss(), (X, torch.zeros(3, 1).double()),
+    ...                                 k=1)
+    >>> round(float(vals[0]), 6)  # 2/N · XᵀX = diag(2/3, 8/3, 6)
+    6.0
+    >>> dirs[0].meta["kind"], round(dirs[0].norm(), 6)
+    ('hessian', 1.0)
+    """
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+    if which not in WHICH:
+        raise InputError(
+            f"which={which!r} must be one of {', '.join(map(repr, WHICH))} "
+            "(largest / smallest algebraic eigenvalues, or largest magnitude)"
+        )
+    _check_int(k, "k", minimum=1)
+    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0:
+        raise InputError(f"tol={tol!r} must be a number >= 0 (relative accuracy)")
+    _check_int(maxiter, "maxiter", minimum=1)
+    with _hessian_of(
+        model, loss_fn, data, centre=centre, device=device, batch_size=batch_size,
+        samples=samples, seed=seed, params=params, dtype=dtype,
+    ) as op:  # fmt: skip
+        if k >= op.n:
+            raise InputError(
+                f"k={k} must be < the number of parameters n={op.n}: ARPACK (scipy's eigsh) "
+                f"finds at most n - 1 eigenpairs; lower k, or for a model this small compute "
+                "the dense Hessian (torch.func.hessian) and use numpy.linalg.eigh"
+            )
+        if ncv is not None:
+            _check_int(ncv, "ncv", minimum=k + 1)
+            if ncv > op.n:
+                raise InputError(f"ncv={ncv} must be <= the number of parameters n={op.n}")
+        v0 = np.random.default_rng(seed).standard_normal(op.n)  # (n,) private generator
+        A = LinearOperator((op.n, op.n), matvec=op.matvec, dtype=np.float64)
+        try:
+            vals, vecs = eigsh(
+                A, k=k, which=WHICH[which], tol=float(tol), v0=v0, maxiter=maxiter, ncv=ncv
+            )  # vals (k,), vecs (n, k)
+        except ArpackNoConvergence as exc:
+            raise InputError(
+                f"eigsh found only {len(exc.eigenvalues)} of k={k} eigenpairs within "
+                f"maxiter={maxiter} restarts ({op.products} Hessian-vector products): raise "
+                "maxiter, loosen tol, raise ncv, or pass dtype=torch.float64 if the model is "
+                "float32 and the eigenvalues are small"
+            ) from None
+        order = {
+            "largest": np.argsort(-vals),
+            "smallest": np.argsort(vals),
+            "magnitude": np.argsort(-np.abs(vals)),
+        }[which]
+        vals, vecs = vals[order], vecs[:, order]
+        dirs = []
+        for i in range(k):
+            v = vecs[:, i] / np.linalg.norm(vecs[:, i])
+            if v[np.argmax(np.abs(v))] < 0:
+                v = -v
+            meta = {
+                "kind": "hessian",
+                "index": i,
+                "eigenvalue": float(vals[i]),
+                "which": which,
+                "params": None if params is None else list(op.names),
+                "seed": seed,
+                "samples": samples,
+                "products": op.products,
+            }
+            dirs.append(op.direction(torch.from_numpy(v), meta))
+        return vals.astype(np.float64), dirs

@@ -1,0 +1,34 @@
+"""Shared matplotlib styling: axis names, per-split colours, log colorbar ticks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+from matplotlib.colors import LogNorm
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from ..surface import Surface
+from . import common as C
+
+ALPHA, BETA = "α", "β"
+
+
+def _colour(i: int) -> str:
+    """The i-th colour of the current property cycle (one colour per split)."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    return cycle[i % len(cycle)]
+
+
+def _split_colour(surface: Surface, variable: str) -> str:
+    split, _ = C.split_metric(surface, variable)
+    splits = list(surface.spec.splits)
+    return _colour(splits.index(split) if split in splits else 0)
+
+
+def _log_ticks(cb: Any) -> None:
+    """Readable ticks (1, 2, 5 per decade, ``%.3g``) on a colorbar with a log scale."""
+    if isinstance(cb.norm, LogNorm):
+        cb.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.3g}"))
+        cb.ax.yaxis.set_minor_formatter(NullFormatter())

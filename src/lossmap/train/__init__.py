@@ -1,0 +1,10 @@
+"""Seeded training that records a trajectory (θ0, θ̂, one checkpoint per epoch, history).
+
+* :mod:`.trainer` — :func:`train`, :class:`TrainResult`, :func:`load_run`.
+* :mod:`.checks` — argument checks.  :mod:`.evaluation` — the per-epoch loss and accuracy.
+* :mod:`.files` — the run folder, written atomically.  :mod:`.rng` — seeded RNG scopes.
+"""
+
+from .trainer import HISTORY_KEYS, TrainResult, load_run, train
+
+__all__ = ["HISTORY_KEYS", "TrainResult", "load_run", "train"]
