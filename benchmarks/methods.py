@@ -8,10 +8,8 @@ can be checked against each other as well as timed.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,9 +20,6 @@ from torch.utils.data import DataLoader, TensorDataset
 import lossmap as lm
 
 from hardware import sync
-
-# The module, not the function that ``lossmap/__init__`` exports under the same name.
-lm_scan = importlib.import_module("lossmap.scan")
 
 Data = Mapping[str, tuple[torch.Tensor, torch.Tensor]]  # split name -> (X, y)
 Axes = Sequence[tuple[float, float, int]]  # one (lo, hi, n) per direction
@@ -60,62 +55,34 @@ def _at(c: torch.Tensor, ds: Sequence[torch.Tensor], coef: Sequence[float]) -> t
     return out
 
 
-_CAPTURED: list = []
-
-
-class _Recording(lm_scan.Evaluator):
-    """An Evaluator that remembers itself, to read its plan and timings.
-
-    Defined once: a class made per call would change ``type(self)`` at every
-    scan, and ``torch.compile`` (which guards on it) would recompile each time.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _CAPTURED.append(self)
-
-
-@contextlib.contextmanager
-def _captured_evaluators() -> Iterator[list]:
-    """Capture the Evaluator that ``lm.scan`` builds, to read its plan and timings."""
-    original = lm_scan.Evaluator
-    _CAPTURED.clear()
-    lm_scan.Evaluator = _Recording
-    try:
-        yield _CAPTURED
-    finally:
-        lm_scan.Evaluator = original
-
-
 def lossmap_scan(model, data: Data, directions, axes: Axes, device, **options) -> Run:
     """``lm.scan`` on the grid, loss only, no store, no progress bar.
 
     ``options`` go to ``lm.scan`` (``strategy``, ``reuse_first_layer``).
     """
-    with _captured_evaluators() as captured:
-        sync(device)
-        t0 = time.perf_counter()
-        surf = lm.scan(
-            model,
-            nn.CrossEntropyLoss(),
-            data=dict(data),
-            directions=list(directions),
-            grid=[tuple(a) for a in axes],
-            metrics=("loss",),
-            device=device,
-            progress=False,
-            **options,
-        )
-        sync(device)
-        seconds = time.perf_counter() - t0
-    ev = captured[-1]
+    sync(device)
+    t0 = time.perf_counter()
+    surf = lm.scan(
+        model,
+        nn.CrossEntropyLoss(),
+        data=dict(data),
+        directions=list(directions),
+        grid=[tuple(a) for a in axes],
+        metrics=("loss",),
+        device=device,
+        progress=False,
+        **options,
+    )
+    sync(device)
+    seconds = time.perf_counter() - t0
     values = np.stack([surf[f"{name}_loss"].reshape(-1) for name in data], axis=1)
+    prof = surf.profile  # the evaluator's plan and timings
     info = {
-        "strategy": "vmap" if ev.vmap else "loop",
-        "reuses_first_layer": ev.reuses_first_layer,
-        "first_layer_cached": ev.cache is not None,
-        "chunk": ev.chunk,
-        "timings": {k: round(v, 6) for k, v in ev.timings.items()},
+        "strategy": prof["strategy"],
+        "reuses_first_layer": prof["reuses_first_layer"],
+        "first_layer_cached": prof.get("first_layer_cached", False),
+        "chunk": prof["chunk"],
+        "timings": {k: round(v, 6) for k, v in prof["timings"].items()},
     }
     return Run(seconds, values, info)
 

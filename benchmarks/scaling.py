@@ -31,23 +31,12 @@ TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 
 def worker(args: argparse.Namespace) -> None:
     """Inside one process of the job: scan, then (rank 0) print the timings as JSON."""
-    import importlib
-
     import torch
 
     import lossmap as lm
     import lossmap.models as M
 
     torch.set_num_threads(1)
-    scan_mod = importlib.import_module("lossmap.scan")
-    seen = []
-
-    class Recorded(scan_mod.Evaluator):
-        def __init__(self, *a, **k):
-            super().__init__(*a, **k)
-            seen.append(self)
-
-    scan_mod.Evaluator = Recorded
     torch.manual_seed(0)
     model = M.fashion_cnn().eval()
     g = torch.Generator().manual_seed(1)
@@ -64,15 +53,15 @@ def worker(args: argparse.Namespace) -> None:
 
     dirs = lm.random_directions(model, 2, norm="layer", ignore=None, seed=0)
     t0 = time.perf_counter()
-    lm.scan(model, loss, data={"train": (X[:512], y[:512]), "test": (X[512:], y[512:])},
+    surf = lm.scan(model, loss, data={"train": (X[:512], y[:512]), "test": (X[512:], y[512:])},
             directions=dirs, grid=[(-0.3, 0.3, args.grid)] * 2, store=args.store,
             metrics=("loss",), batch_size=512, progress=False)
     seconds = time.perf_counter() - t0
     if int(os.environ.get("RANK", "0")) == 0:
-        ev = seen[-1]
-        print(json.dumps({"seconds": seconds, "gather": ev.timings.get("gather", 0.0),
-                          "wait": ev.timings.get("wait", 0.0),
-                          "store": ev.timings.get("store", 0.0), "chunk": ev.chunk}))
+        timings = surf.profile["timings"]
+        print(json.dumps({"seconds": seconds, "gather": timings.get("gather", 0.0),
+                          "wait": timings.get("wait", 0.0),
+                          "store": timings.get("store", 0.0), "chunk": surf.profile["chunk"]}))
 
 
 def launch(ranks: int, store: Path, grid: int, *, count=None, delay=0.0, popen=False):

@@ -13,6 +13,8 @@ from flax import linen, nnx
 import lossmap as lm
 from lossmap.jax import JaxModel
 
+pytestmark = pytest.mark.jax
+
 
 class MLP(linen.Module):
     @linen.compact
@@ -175,14 +177,18 @@ def test_nnx_module_gives_the_linen_values_and_is_left_unchanged():
     jax.tree_util.tree_map(np.testing.assert_array_equal, before, after)
 
 
-def test_map_strategy_equals_vmap(mlp):
+def test_loop_strategy_equals_vmap(mlp):
     net, variables = mlp
     X, y = classification()
     d = lm.random_directions((net, variables), 2, seed=0)
     kw = dict(data={"t": (X, y)}, directions=d, grid=[(-1, 1, 4)] * 2, progress=False)
     a = lm.scan((net, variables), lm.jax.cross_entropy, strategy="vmap", **kw)
-    b = lm.scan((net, variables), lm.jax.cross_entropy, strategy="map", **kw)
+    b = lm.scan((net, variables), lm.jax.cross_entropy, strategy="loop", **kw)
+    assert (a.profile["strategy"], b.profile["strategy"]) == ("vmap", "loop")
     np.testing.assert_allclose(a["t_loss"], b["t_loss"], rtol=1e-6)
+    with pytest.warns(DeprecationWarning, match="strategy='map' is deprecated"):
+        c = lm.scan((net, variables), lm.jax.cross_entropy, strategy="map", **kw)
+    np.testing.assert_array_equal(b["t_loss"], c["t_loss"])
 
 
 def test_store_resume_and_refusal(mlp, tmp_path):

@@ -14,6 +14,7 @@ from .directions.trajectory import fitted_grid, pca_directions, project
 from .errors import InputError, InputTypeError, LossmapError, StoreError
 from .hessian.eigen import curvature, hessian_eigenpairs, hvp
 from .hessian.spectral import broaden, hessian_density, hessian_trace, slq_nodes_weights
+from .plan import Plan, ScanOptions, plan_scan
 from .scan import load_directions, scan
 from .spec import Axis, ScanSpec
 from .surface import Surface, load
@@ -25,6 +26,8 @@ __all__ = [
     "InputError",
     "InputTypeError",
     "LossmapError",
+    "Plan",
+    "ScanOptions",
     "ScanSpec",
     "StoreError",
     "Surface",
@@ -45,6 +48,7 @@ __all__ = [
     "load",
     "load_directions",
     "pca_directions",
+    "plan_scan",
     "plane",
     "project",
     "random_direction",

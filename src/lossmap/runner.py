@@ -18,8 +18,8 @@ import warnings
 import numpy as np
 
 from . import distributed
+from .backends.base import Evaluator, profile_of
 from .errors import LossmapError
-from .evaluate.evaluator import Evaluator
 from .progress import bar
 from .spec import ScanSpec, progressive_order
 from .store import Store
@@ -32,18 +32,22 @@ MAX_ROUND = 4096  # points per rank and round, at most
 
 
 def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: bool,
-        extra_meta: dict | None) -> Surface:
-    """Run every point of ``spec`` not yet in the store; return the Surface."""
+        extra_meta: dict | None, *, probe: dict[str, float] | None = None) -> Surface:
+    """Run every point of ``spec`` not yet in the store; return the Surface.
+
+    ``probe`` (the values at the centre on a fixed small sample) is recorded by a
+    new store and compared by a resumed one, which refuses another computation.
+    """
     grp = distributed.group(evaluator.device)
     writer = grp is None or grp.is_writer
     order = progressive_order(spec.shape, spec.centre_index())
     coords = np.stack(np.meshgrid(*spec.coords(), indexing="ij"), axis=-1).reshape(
-        -1, len(spec.axes)
+        -1, len(spec.grid)
     )
     store, status = None, None
     if writer and store_path is not None:
         try:
-            store = Store.create_or_resume(store_path, spec, fps, dirs, extra_meta)
+            store = Store.create_or_resume(store_path, spec, fps, dirs, extra_meta, **_probe(probe))
             status = ("ok", sorted(store.done()))
         except LossmapError as exc:
             status = ("error", exc)
@@ -123,19 +127,18 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
 
 
 def format_profile(evaluator: Evaluator, total: float) -> str:
-    """A table of where the scan's time went."""
-    ev = evaluator
-    precision = str(ev.autocast).replace("torch.", "") + " autocast" if ev.autocast else "full"
+    """A table of where the scan's time went (any backend's evaluator)."""
+    p = profile_of(evaluator)
     lines = [
-        f"lossmap profile ({'vmap' if ev.vmap else 'loop'}, first-layer reuse "
-        f"{'on' if ev.reuses_first_layer else 'off'}, chunk <= {ev.chunk}, "
-        f"batch {min(ev.batch_size, max(ev.n))}, compile {'on' if ev.compiled else 'off'}, "
-        f"{precision} precision)"
+        f"lossmap profile ({p['strategy']}, first-layer reuse "
+        f"{'on' if p['reuses_first_layer'] else 'off'}, chunk <= {p['chunk']}, "
+        f"batch {p['batch_size']}, compile {'on' if p['compiled'] else 'off'}, "
+        f"{p['precision']} precision)"
     ]
     accounted = 0.0
     for key in ("data", "build", "bn_recompute", "first_layer", "forward", "wait", "gather",
                 "store"):
-        v = evaluator.timings.get(key, 0.0)
+        v = p["timings"].get(key, 0.0)
         accounted += v
         lines.append(f"  {key:<12} {v:9.3f} s  {100 * v / max(total, 1e-9):5.1f} %")
     lines.append(f"  {'other':<12} {total - accounted:9.3f} s")
@@ -151,3 +154,12 @@ def _warn_diverged(surf: Surface) -> None:
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def _probe(probe: dict[str, float] | None) -> dict:
+    """``probe=`` for stores that take it (the keyword is new in 0.2)."""
+    import inspect
+
+    if probe is None or "probe" not in inspect.signature(Store.create_or_resume).parameters:
+        return {}
+    return {"probe": probe}

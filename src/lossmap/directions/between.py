@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .. import params as P
-from ..backends.registry import is_jax
+from ..backends.registry import find_backend
 from ..errors import InputError, InputTypeError
 from .direction import Direction
 
@@ -26,13 +26,12 @@ ModelLike = nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike
 
 def full_state(obj: ModelLike, *, what: str) -> dict[str, torch.Tensor]:
     """Parameters and buffers of a model, a state dict, or a checkpoint file."""
-    if is_jax(obj):
-        from ..jax.model import as_model
-
-        params, buffers = as_model(obj, what=what).torch_state()
-        return {**params, **buffers}
     if isinstance(obj, nn.Module):
         return {k: v.detach() for k, v in obj.state_dict(keep_vars=True).items()}
+    backend = find_backend(obj)
+    if backend is not None:  # another framework's model (JAX)
+        params, buffers = backend.state(obj)
+        return {**params, **buffers}
     if isinstance(obj, (str, os.PathLike)):
         return P.load_checkpoint(obj)
     if isinstance(obj, Mapping):

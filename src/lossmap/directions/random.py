@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from .. import params as P
-from ..backends.registry import is_jax
+from ..backends.registry import find_backend
 from ..errors import InputError, InputTypeError
 from .direction import Direction
 
@@ -138,11 +138,10 @@ def random_directions(
     ignore = check_ignore(ignore)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise InputTypeError(f"seed={seed!r} must be an integer")
-    if is_jax(model_or_state):
-        from ..jax.model import as_model
-
-        centre = as_model(model_or_state).torch_state()[0]
-        axis = -1 if filter_axis is None else filter_axis
+    backend = find_backend(model_or_state)
+    if backend is not None:  # a model: its backend names its weights and filter axis
+        centre = backend.state(model_or_state)[0]
+        axis = backend.filter_axis if filter_axis is None else filter_axis
     else:
         centre = P.parameter_state(model_or_state)
         jax_names = bool(centre) and all(k.startswith("params/") for k in centre)

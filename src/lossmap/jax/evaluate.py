@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
+from ..backends.base import check_strategy
 from ..data.splits import Split
 from ..errors import InputError
 from .model import JaxModel, to_jnp
 
-STRATEGIES = ("auto", "vmap", "map")
 DEFAULT_BATCH = 512
 ACTIVATION_BUDGET = 256 * 1024**2  # bytes of network activations per jitted call, about
 MAX_CHUNK = 64
@@ -63,10 +63,10 @@ class JaxEvaluator:
     splits : sequence of Split
     batch_size : int, optional
         Samples per jitted call (default ``min(n, 512)`` per split).
-    strategy : {"auto", "vmap", "map"}
-        ``vmap`` runs the K points of a chunk as one batched program, ``map``
-        one after another inside the same program (``auto``: map on the CPU,
-        where it was measured faster, vmap on accelerators).
+    strategy : {"auto", "loop", "vmap"}
+        ``vmap`` runs the K points of a chunk as one batched program, ``loop``
+        one after another inside the same program (``jax.lax.map``; ``auto``:
+        loop on the CPU, where it was measured faster, vmap on accelerators).
     chunk : int, optional
         Points per jitted call (default: from an activation budget).
     device : str or torch.device, optional
@@ -86,16 +86,17 @@ class JaxEvaluator:
         chunk: int | None = None,
         device: Any = None,
     ):
-        if strategy not in STRATEGIES:
-            raise InputError(f"strategy {strategy!r} must be one of {', '.join(STRATEGIES)} "
-                             "for a JAX model")
+        check_strategy(strategy)
         self.jax_device = jax_device(device)
         self.device = torch.device("cpu")  # where a torchrun group (gloo) exchanges results
         # On the CPU, XLA runs a batched-kernel convolution (vmap over weights) several
         # times slower than the same points one after another (benchmarks/): map there.
         self.vmap = strategy == "vmap" or (strategy == "auto"
                                            and self.jax_device.platform != "cpu")
-        self.reuses_first_layer = False
+        self.reuses_first_layer = False  # no first-layer reuse on this backend
+        self.compiled = True  # every chunk runs as one jitted program
+        self.precision = "full"
+        self.batch_size = batch_size or DEFAULT_BATCH
         self.metrics = dict(metrics)
         self.split_names = [s.name for s in splits]
         self.timings: dict[str, float] = defaultdict(float)
@@ -127,6 +128,11 @@ class JaxEvaluator:
         self.timings["data"] += time.perf_counter() - t0
         self.chunk = chunk or self._auto_chunk()
         self._fn = jax.jit(self._program())
+
+    @property
+    def strategy(self) -> str:
+        """"vmap" (a chunk as one batched program) or "loop" (``jax.lax.map``)."""
+        return "vmap" if self.vmap else "loop"
 
     @property
     def variables(self) -> list[str]:

@@ -1,9 +1,20 @@
-"""``lm.scan`` for JAX models: the same spec, store, runner and Surface, a JAX Evaluator."""
+"""The JAX backend: JAX/Flax models scanned through the same plan, store and Surface.
+
+Found at run time by :mod:`lossmap.backends.registry` (only once the user's
+process has imported ``jax``). ``loss_fn`` and custom metrics take JAX arrays
+(``lossmap.jax.cross_entropy``, ``optax.softmax_cross_entropy_with_integer_labels(...)
+.mean()``…); data may be NumPy, JAX or torch arrays laid out as the model
+expects (NHWC for Flax convolutions).
+
+Options: ``strategy`` ("loop" runs the points of a chunk with ``jax.lax.map``,
+"vmap" with ``jax.vmap``), ``batch_size`` and ``device`` as in PyTorch; every
+chunk is a jitted program, so ``compile=True`` changes nothing. PyTorch-only
+options (``autocast``, ``channels_last=True``, ``bn="recompute"``) are refused
+with the way out, never dropped silently.
+"""
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -11,14 +22,72 @@ import numpy as np
 import torch
 
 from .. import params as P
-from ..data.splits import as_splits
+from ..backends.base import PROBE_SAMPLES, Backend, Plan, ScanOptions
 from ..errors import InputError, InputTypeError, LossmapError
-from ..runner import format_profile, run
-from ..scan import DEFAULT_METRICS, _axes, _check_args, _resolve_directions, _spec_and_fingerprints
-from ..scan import _resolve_metrics as _resolve_torch_metrics
 from . import metrics as M
 from .evaluate import JaxEvaluator
 from .model import JaxModel, as_model, is_jax_model
+
+
+class JaxBackend(Backend):
+    """JAX models: ``JaxModel``, ``(linen.Module, variables)`` tuples, ``nnx.Module``."""
+
+    name = "jax"
+    filter_axis = -1  # Flax kernels keep their output axis last (Dense (in, out), Conv HWIO)
+
+    def owns(self, model: Any) -> bool:
+        return is_jax_model(model)
+
+    def state(self, model: Any, centre: Any = None) -> tuple[dict, dict]:
+        jm = as_model(model)
+        state = centre_state(jm, centre)
+        params = {k: v for k, v in state.items() if jm.is_param(k)}
+        return params, {k: v for k, v in state.items() if not jm.is_param(k)}
+
+    def builtin_metrics(self) -> Mapping[str, Callable]:
+        return {"accuracy": M.accuracy}
+
+    def check_options(self, options: ScanOptions) -> None:
+        if options.autocast is not None:
+            raise InputError("autocast is PyTorch-only; for a JAX model cast its variables "
+                             "and data to the dtype you want instead")
+        if options.channels_last:
+            raise InputError("channels_last=True is PyTorch-only: a JAX model takes its data "
+                             "in the layout it was written for (NHWC for Flax convolutions)")
+        if options.bn != "eval":
+            raise InputError(f"bn={options.bn!r} is not available for JAX models: the JAX "
+                             "backend evaluates with the stored BatchNorm statistics (bn='eval')")
+
+    def convert_data(self, data: Any) -> Any:
+        return _torch_data(data)
+
+    def loss(self, name: str) -> Callable:
+        if name not in ("cross_entropy", "mse"):
+            return super().loss(name)
+        return getattr(M, name)
+
+    def evaluator(self, plan: Plan) -> JaxEvaluator:
+        o = plan.options
+        evaluator = JaxEvaluator(as_model(plan.model), plan.metrics,
+                                 {**plan.params, **plan.buffers}, plan.directions, plan.splits,
+                                 o.batch_size, strategy=o.strategy, device=o.device)
+        _check_on_sample(evaluator, plan.splits)
+        return evaluator
+
+    def probe(self, plan: Plan, evaluator: JaxEvaluator) -> dict[str, float]:
+        import jax.numpy as jnp
+
+        point = evaluator._point_fn()
+        a = jnp.zeros((len(plan.directions),))
+        out = {}
+        for s in plan.splits:
+            X = jnp.asarray(s.X[:PROBE_SAMPLES].numpy())
+            y = jnp.asarray(s.y[:PROBE_SAMPLES].numpy())
+            vals = np.asarray(point(evaluator._C, evaluator._D, evaluator._fixed, a, X, y),
+                              dtype=np.float64)
+            out.update({f"{s.name}_{m}": float(v)
+                        for m, v in zip(plan.metrics, vals, strict=True)})
+        return out
 
 
 def _tensor(a: Any) -> Any:
@@ -40,13 +109,6 @@ def _torch_data(data: Any) -> Any:
         return obj
 
     return {k: convert(v) for k, v in data.items()}
-
-
-def _resolve_metrics(metrics: Any, loss_fn: Callable) -> dict[str, Callable]:
-    out = _resolve_torch_metrics(metrics, loss_fn)
-    from ..evaluate.evaluator import accuracy as torch_accuracy
-
-    return {k: (M.accuracy if fn is torch_accuracy else fn) for k, fn in out.items()}
 
 
 def centre_state(model: JaxModel, centre: Any) -> dict[str, torch.Tensor]:
@@ -78,63 +140,6 @@ def centre_state(model: JaxModel, centre: Any) -> dict[str, torch.Tensor]:
         f"centre is a {type(centre).__name__}; for a JAX model pass variables of the same "
         "model (a pytree, a JaxModel) or a flat name -> array dict"
     )
-
-
-def scan_jax(
-    model: Any,
-    loss_fn: Callable,
-    *,
-    data: Mapping[str, Any],
-    directions: Any,
-    grid: Any,
-    centre: Any = None,
-    metrics: Any = DEFAULT_METRICS,
-    samples: int | None = None,
-    store: Any = None,
-    device: Any = None,
-    batch_size: int | None = None,
-    progress: bool = True,
-    seed: int = 0,
-    strategy: str = "auto",
-    bn: str = "eval",
-    profile: bool = False,
-    meta: dict | None = None,
-):
-    """``lm.scan`` on the JAX backend; see :func:`lossmap.scan` for the parameters.
-
-    ``loss_fn`` and custom metrics take JAX arrays (``lossmap.jax.cross_entropy``,
-    ``optax.softmax_cross_entropy_with_integer_labels(...).mean()``…); data may
-    be NumPy, JAX or torch arrays, laid out as the model expects (NHWC for
-    Flax convolutions). BatchNorm uses the stored statistics (``bn="eval"``).
-    """
-    jm = as_model(model)
-    if not callable(loss_fn):
-        raise InputTypeError(f"loss_fn is a {type(loss_fn).__name__}; pass a callable "
-                             "loss_fn(outputs, targets), e.g. lossmap.jax.cross_entropy")
-    if bn != "eval":
-        raise InputError(f"bn={bn!r} is not available for JAX models: the JAX backend "
-                         "evaluates with the stored BatchNorm statistics (bn='eval')")
-    state = centre_state(jm, centre)
-    params = {k: v for k, v in state.items() if jm.is_param(k)}
-    buffers = {k: v for k, v in state.items() if not jm.is_param(k)}
-    dirs = _resolve_directions(directions, params, buffers)
-    axes = _axes(grid, len(dirs))
-    _check_args(samples, batch_size, meta)
-    splits = as_splits(_torch_data(data), samples=samples, seed=seed)
-    mfns = _resolve_metrics(metrics, loss_fn)
-    if metrics == DEFAULT_METRICS and any(s.y.is_floating_point() for s in splits):
-        mfns.pop("accuracy")
-    evaluator = JaxEvaluator(jm, mfns, state, dirs, splits, batch_size,
-                             strategy=strategy, device=device)
-    _check_on_sample(evaluator, splits)
-    spec, fps = _spec_and_fingerprints(axes, splits, mfns, loss_fn, samples, seed, dirs,
-                                       params, buffers)
-    t0 = time.perf_counter()
-    try:
-        return run(spec, fps, dirs, evaluator, store, progress, {"backend": "jax", **(meta or {})})
-    finally:
-        if profile:
-            print(format_profile(evaluator, time.perf_counter() - t0), file=sys.stderr)
 
 
 def _check_on_sample(evaluator: JaxEvaluator, splits) -> None:
