@@ -1,4 +1,31 @@
-"""Defaults and input helpers shared by :mod:`lossmap.analysis` and its private modules."""
+"""The rules every analysis follows, stated once, and the helpers that apply them.
+
+Everything here only reads a :class:`~lossmap.surface.Surface` (pure numpy; no
+plotting, no evaluation). The rules, stated once:
+
+* **Missing points.** A grid point whose value is NaN (not computed yet) or not
+  finite (diverged) is *ignored*: a finite difference that would need it is not
+  formed and is counted as ``skipped``; the minimum is taken over finite
+  points only. Nothing is ever interpolated across a missing point.
+* **Slope.** The central difference ``(L[i+1] - L[i-1]) / (a[i+1] - a[i-1])``
+  at the grid point ``i`` at α = 0. The point is *stationary along this
+  direction* when the change the slope predicts across the whole scanned
+  range is small against the loss itself::
+
+      |slope| · (hi - lo)  <  tol · max(|L(0)|, 1)        (tol = 1e-2 by default)
+
+  i.e. the linear term moves the loss by less than 1 % of its value (or of 1,
+  for losses below 1) from one end of the slice to the other.
+* **Convexity.** Second differences ``D[i] = L[i-1] - 2 L[i] + L[i+1]``. A
+  slice is *not convex* when some ``D[i]`` is negative beyond round-off::
+
+      D[i]  <  -safety · eps · (|L[i-1]| + 2 |L[i]| + |L[i+1]|)
+
+  where ``eps`` is the machine epsilon of the scan's evaluation dtype
+  (``spec.dtype``; float32 → 1.19e-7) and ``safety`` (32 by default) covers
+  the error of a mean accumulated over many samples. Rounding each of the
+  three values alone can shift ``D`` by at most ``eps/2`` times that sum.
+"""
 
 from __future__ import annotations
 

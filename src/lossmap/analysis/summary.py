@@ -1,33 +1,6 @@
-"""Numbers read off a Surface: slope at the centre, convexity, grid minimum, direction cosine.
+"""The grid minimum, the cosine of two directions, and :func:`analyse` (every finding at once).
 
-Everything here only reads a :class:`~lossmap.surface.Surface` (pure numpy; no
-plotting, no evaluation). The rules, stated once:
-
-* **Missing points.** A grid point whose value is NaN (not computed yet) or not
-  finite (diverged) is *ignored*: a finite difference that would need it is not
-  formed and is counted as ``skipped``; the minimum is taken over finite
-  points only. Nothing is ever interpolated across a missing point.
-* **Slope.** The central difference ``(L[i+1] - L[i-1]) / (a[i+1] - a[i-1])``
-  at the grid point ``i`` at α = 0. The point is *stationary along this
-  direction* when the change the slope predicts across the whole scanned
-  range is small against the loss itself::
-
-      |slope| · (hi - lo)  <  tol · max(|L(0)|, 1)        (tol = 1e-2 by default)
-
-  i.e. the linear term moves the loss by less than 1 % of its value (or of 1,
-  for losses below 1) from one end of the slice to the other.
-* **Convexity.** Second differences ``D[i] = L[i-1] - 2 L[i] + L[i+1]``. A
-  slice is *not convex* when some ``D[i]`` is negative beyond round-off::
-
-      D[i]  <  -safety · eps · (|L[i-1]| + 2 |L[i]| + |L[i+1]|)
-
-  where ``eps`` is the machine epsilon of the scan's evaluation dtype
-  (``spec.dtype``; float32 → 1.19e-7) and ``safety`` (32 by default) covers
-  the error of a mean accumulated over many samples. Rounding each of the
-  three values alone can shift ``D`` by at most ``eps/2`` times that sum.
-
-Slope and convexity live in private modules next to this one; every name is
-importable from here.
+The rules (missing points, slope, convexity) are stated in :mod:`lossmap.analysis.common`.
 """
 
 from __future__ import annotations
@@ -40,28 +13,11 @@ import numpy as np
 
 from ..errors import InputError, InputTypeError
 from ..surface import Surface
-from .common import _EPS as _EPS
-from .common import CONVEXITY_SAFETY, SLOPE_TOL
-from .common import _centre_or_closest as _centre_or_closest
-from .common import _check_surface as _check_surface
-from .common import _eps as _eps
-from .common import _require_line as _require_line
-from .common import _values as _values
-from .convexity import _line_convexity as _line_convexity
-from .convexity import _second_differences as _second_differences
-from .convexity import _verdict as _verdict
+from .common import _centre_or_closest, _check_surface, _values
 from .convexity import convexity
 from .slope import slope_at_centre
 
-__all__ = [
-    "CONVEXITY_SAFETY",
-    "SLOPE_TOL",
-    "analyse",
-    "convexity",
-    "direction_cosine",
-    "minimum",
-    "slope_at_centre",
-]
+__all__ = ["analyse", "direction_cosine", "minimum"]
 
 
 # -- minimum -------------------------------------------------------------------
@@ -88,7 +44,7 @@ def minimum(surface: Surface, variable: str) -> dict[str, Any]:
     --------
     >>> import numpy as np
     >>> from lossmap.spec import ScanSpec
-    >>> spec = ScanSpec(axes=((-1, 1, 21),), splits=("train",), metrics=("loss",))
+    >>> spec = ScanSpec(grid=((-1, 1, 21),), splits=("train",), metrics=("loss",))
     >>> a = spec.coords()[0]
     >>> surf = Surface(spec, {"train_loss": (a - 0.5) ** 2}, np.ones(21, bool))
     >>> r = minimum(surf, "train_loss")
