@@ -24,13 +24,7 @@ from lossmap.train import HISTORY_KEYS, load_run, train
 FAST = {"lr": 0.05, "momentum": 0.9, "batch_size": 64, "progress": False}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Bit-identity holds per thread count; one thread is also fastest on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +187,7 @@ def test_rerun_in_same_folder_replaces_the_trajectory(data, tmp_path):
     train_data, _ = data
     out = tmp_path / "run"
     train(_model(), train_data, epochs=3, out=out, **FAST)
-    train(_model(), train_data, epochs=1, out=out, **FAST)
+    train(_model(), train_data, epochs=1, out=out, overwrite=True, **FAST)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
         "epoch_000.safetensors",
         "epoch_001.safetensors",
@@ -332,7 +326,8 @@ def test_cli_seed_sets_the_initialisation(tmp_path):
     def theta0(seed: int) -> dict:
         out = tmp_path / f"s{seed}"
         argv = ["train", "--dataset", "digits", "--epochs", "1", "--limit", "64"]
-        train_cli.run(_parse([*argv, "--seed", str(seed), "--out", str(out), "--no-progress"]))
+        argv += ["--seed", str(seed), "--out", str(out), "--overwrite", "--no-progress"]
+        train_cli.run(_parse(argv))  # --overwrite: theta0(1) runs twice into s1
         return load_run(out).theta0
 
     assert _same_state(theta0(1), theta0(1))

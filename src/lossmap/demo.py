@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from . import data as datasets
@@ -124,22 +123,22 @@ def _torch_runs(make_model, settings, train_data, test_data, out: Path, progress
     from .train.trainer import train
 
     data = {"train": train_data, "test": test_data}
-    torch.manual_seed(settings.seed)
-    theta0 = make_model(dropout=0.0).state_dict()
+    theta0 = make_model(dropout=0.0, seed=settings.seed).state_dict()
     lines: dict[str, Surface] = {}
     planes: dict[str, Surface] = {}
     runs = {}
-    model = make_model(dropout=0.0)
-    model.load_state_dict(theta0)
+    model = make_model(dropout=0.0, seed=settings.seed)  # θ0 again; seeded, so the
+    model.load_state_dict(theta0)                        # global RNG is never drawn from
     lines["before"], planes["before"] = _scan_pair(model, theta0, settings, data, out, "before",
                                                    progress)
     for p in settings.dropouts:
         tag = _tag(p)
-        model = make_model(dropout=p)
+        model = make_model(dropout=p, seed=settings.seed)
         model.load_state_dict(theta0)  # both runs start from the same θ0
         result = train(model, train_data, test_data, epochs=settings.epochs, lr=settings.lr,
                        momentum=settings.momentum, batch_size=settings.batch_size,
-                       seed=settings.seed, out=out / f"train_{tag}", progress=progress)
+                       seed=settings.seed, out=out / f"train_{tag}", overwrite=True,
+                       progress=progress)  # the demo replaces its own earlier run
         runs[tag] = result
         lines[tag], planes[tag] = _scan_pair(model, result.theta_hat, settings, data, out, tag,
                                              progress)
@@ -170,7 +169,7 @@ def _jax_runs(name: str, settings, train_data, test_data, out: Path, progress: b
         result = train(make(dropout=p), theta0, train_data, test_data, epochs=settings.epochs,
                        lr=settings.lr, momentum=settings.momentum,
                        batch_size=settings.batch_size, seed=settings.seed,
-                       out=out / f"train_{tag}", progress=progress)
+                       out=out / f"train_{tag}", overwrite=True, progress=progress)
         runs[tag] = result
         lines[tag], planes[tag] = _scan_pair((make(), result.theta_hat), None, settings, data,
                                              out, tag, progress, cross_entropy)
@@ -295,10 +294,12 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``lossmap demo`` to a subparsers object."""
+    from .cli.options import add_out
+
     p = subparsers.add_parser(
         "demo", help="train the example CNN and draw its loss surface (the fmin.xyz example)"
     )
-    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    add_out(p, default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--full", action="store_true",
                    help="the original settings exactly: 25 epochs, both dropout runs, 51×51")
     p.add_argument("--epochs", type=int, help="training epochs (overrides the default)")

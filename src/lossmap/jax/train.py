@@ -38,6 +38,7 @@ from flax import linen as nn
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..train.files import _check_out, _clear_run
 from ..train.trainer import HISTORY_KEYS, TrainResult
 from .convert import flatten_variables, unflatten_variables
 
@@ -135,6 +136,7 @@ def train(
     batch_size: int = 512,
     seed: int = 0,
     out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> TrainResult:
     """Train a Flax classifier with seeded mini-batch SGD, recording the trajectory.
@@ -173,7 +175,11 @@ def train(
     seed : int
         Seed of the shuffle and the dropout masks (default 0).
     out : str or os.PathLike, optional
-        Folder to write the run to (see the module docstring).
+        Folder to write the run to (see the module docstring); new or empty
+        unless ``overwrite``, as for :func:`lossmap.train.train`.
+    overwrite : bool
+        Replace the run files of an earlier run in ``out`` (other files are
+        kept); default False: refuse a folder that is not empty.
     progress : bool
         Show a progress bar over the batches (default True).
 
@@ -200,6 +206,11 @@ def train(
                          f"{momentum}, {batch_size}")
     X_train, y_train = _arrays(train_data, "train_data")
     X_test, y_test = (None, None) if test_data is None else _arrays(test_data, "test_data")
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite={overwrite!r} must be True or False")
+    out_dir = None if out is None else Path(out)
+    if out_dir is not None:
+        _check_out(out_dir, overwrite)  # before anything is deleted
     variables = {k: v for k, v in variables.items()}
     params, rest = variables["params"], {k: v for k, v in variables.items() if k != "params"}
     try:
@@ -218,7 +229,6 @@ def train(
             loss, correct = loss + float(s), correct + float(c)
         return loss / len(X), correct / len(X)
 
-    out_dir = None if out is None else Path(out)
     n, n_batches = len(X_train), -(-len(X_train) // batch_size)
     settings: dict[str, Any] = {
         "format": RUN_FORMAT, "complete": False, "epochs": epochs, "lr": lr,
@@ -243,10 +253,8 @@ def train(
             _write_json(out_dir / "history.json", {k: _json_safe(v) for k, v in history.items()})
 
     if out_dir is not None:
+        _clear_run(out_dir)  # one folder, one run; refused above unless overwrite
         (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        for old in (out_dir / "checkpoints").glob("epoch_*.safetensors"):
-            old.unlink()
-        (out_dir / "theta_hat.safetensors").unlink(missing_ok=True)
         _write_json(out_dir / "train.json", settings)
         save_variables(variables, out_dir / "theta0.safetensors", {"format": RUN_FORMAT})
 

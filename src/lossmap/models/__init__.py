@@ -1,6 +1,10 @@
 """Reference models for loss-surface experiments.
 
-All builders return an ``nn.Sequential`` whose first module takes the raw input.
+All builders return an ``nn.Sequential`` whose first module takes the raw input,
+and take a keyword ``seed``: with it the initialisation is drawn in a forked RNG
+(:func:`lossmap.seeding.seeded_rng`), so the same seed gives the same weights and
+torch's global RNG state is left as it was; without it (None) the builders draw
+from the global RNG, as PyTorch's layers do.
 """
 
 from __future__ import annotations

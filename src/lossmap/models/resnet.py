@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..seeding import seeded_rng
+
 __all__ = ["BasicBlock", "PadShortcut", "resnet20"]
 
 
@@ -46,7 +48,9 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-def resnet20(num_classes: int = 10, in_channels: int = 3) -> nn.Sequential:
+def resnet20(
+    num_classes: int = 10, in_channels: int = 3, *, seed: int | None = None
+) -> nn.Sequential:
     """ResNet-20 for 32x32 images, as in He et al. (2016) for CIFAR-10.
 
     A 3x3 conv (16 channels), BatchNorm, ReLU; three stages of three
@@ -63,6 +67,10 @@ def resnet20(num_classes: int = 10, in_channels: int = 3) -> nn.Sequential:
         Number of outputs.
     in_channels : int
         Channels of the input images (3 for CIFAR, 1 for grey images).
+    seed : int, optional
+        Seed of the initialisation, drawn in a forked RNG: the same seed gives
+        the same weights and torch's global RNG state is left untouched. None
+        (default) draws from the global RNG.
 
     Returns
     -------
@@ -71,6 +79,9 @@ def resnet20(num_classes: int = 10, in_channels: int = 3) -> nn.Sequential:
         first module is the input ``Conv2d``. Any H, W work thanks to the global
         pooling; the design assumes 32x32.
     """
+    if seed is not None:
+        with seeded_rng(seed):
+            return resnet20(num_classes, in_channels)
     layers: list[nn.Module] = [
         nn.Conv2d(in_channels, 16, 3, padding=1, bias=False),
         nn.BatchNorm2d(16),

@@ -2,7 +2,8 @@
 
 * :mod:`.trainer` — :func:`train`, :class:`TrainResult`, :func:`load_run`.
 * :mod:`.checks` — argument checks.  :mod:`.evaluation` — the per-epoch loss and accuracy.
-* :mod:`.files` — the run folder, written atomically.  :mod:`.rng` — seeded RNG scopes.
+* :mod:`.files` — the run folder, written atomically, refused when it holds files.
+  The seeded scope of the dropout masks is :func:`lossmap.seeding.seeded_rng`.
 """
 
 from .trainer import HISTORY_KEYS, TrainResult, load_run, train

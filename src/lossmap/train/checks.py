@@ -3,7 +3,8 @@
 Each check raises :class:`~lossmap.errors.InputError` or
 :class:`~lossmap.errors.InputTypeError` with a message that names the argument
 and the fix. :func:`_check_arguments` runs them at the boundary, in the order
-``train`` documents; :func:`_check_outputs` runs once the model is in eval mode.
+``train`` documents; :func:`_check_class_outputs` runs once the model and data
+are on the training device. Both run before anything is written or deleted.
 """
 
 from __future__ import annotations
@@ -111,6 +112,25 @@ def _check_outputs(model: nn.Module, X: torch.Tensor, y: torch.Tensor, name: str
         )
 
 
+def _check_class_outputs(
+    model: nn.Module,
+    X_train: torch.Tensor,
+    y_train: torch.Tensor,
+    X_test: torch.Tensor | None,
+    y_test: torch.Tensor | None,
+) -> None:
+    """:func:`_check_outputs` on both splits in eval mode; every module's mode is restored."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        _check_outputs(model, X_train, y_train, "train_data")
+        if X_test is not None and y_test is not None:
+            _check_outputs(model, X_test, y_test, "test_data")
+    finally:
+        for m, was_training in flags:
+            m.training = was_training
+
+
 class _Arguments(NamedTuple):
     """:func:`~lossmap.train.train`'s arguments once checked, normalised where checking does."""
 
@@ -140,6 +160,7 @@ def _check_arguments(
     batch_size: Any,
     seed: Any,
     out: Any,
+    overwrite: Any,
     progress: Any,
     device: Any,
     loss_fn: LossFn | None,
@@ -162,6 +183,8 @@ def _check_arguments(
         raise InputError(f"`momentum`={momentum} must lie in [0, 1), e.g. 0.9 (0 for plain SGD)")
     if not isinstance(progress, bool):
         raise InputTypeError(f"`progress`={progress!r} must be True or False")
+    if not isinstance(overwrite, bool):
+        raise InputTypeError(f"`overwrite`={overwrite!r} must be True or False")
     if loss_fn is not None and not callable(loss_fn):
         raise InputTypeError(
             f"`loss_fn` is a {type(loss_fn).__name__}, not callable: pass a function "

@@ -14,7 +14,9 @@ the scan functions, which never change the model) and returns a
 Every file is written to a temporary name and renamed into place, so a run
 that is interrupted leaves whole files only; ``history.json`` is rewritten
 after each epoch, so it always matches the checkpoints already on disk.
-Nothing is pickled. :func:`load_run` reads a finished run back.
+Nothing is pickled. :func:`load_run` reads a finished run back. A folder that
+already holds files is refused unless ``overwrite=True``, so a rerun never
+deletes an earlier run by accident.
 """
 
 from __future__ import annotations
@@ -34,11 +36,14 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ..seeding import seeded_rng
 from ..version import __version__
-from .checks import Data, LossFn, _check_arguments, _check_outputs
+from .checks import Data, LossFn, _check_arguments, _check_class_outputs
 from .evaluation import _evaluate
 from .files import (
+    _check_out,
     _checkpoint_path,
+    _clear_run,
     _cpu_state,
     _describe_model,
     _json_safe,
@@ -47,7 +52,6 @@ from .files import (
     _write_json,
     _write_state,
 )
-from .rng import _seeded_global_rng
 
 __all__ = ["HISTORY_KEYS", "TrainResult", "load_run", "train"]
 
@@ -71,7 +75,6 @@ HISTORY_KEYS: tuple[str, ...] = (
 # accelerator, without gradients, bigger batches are faster.
 _CPU_EVAL_BATCH = 256
 _MIN_DEVICE_EVAL_BATCH = 1024
-
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ def train(
     batch_size: int = 512,
     seed: int = 0,
     out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
     progress: bool = True,
     device: str | torch.device | None = None,
     loss_fn: LossFn | None = None,
@@ -177,11 +181,20 @@ def train(
         not depend on it.
     seed : int
         Seed of the batch order and the dropout masks, >= 0 (default 0). The
-        model's initialisation is the caller's (``lossmap train`` seeds it).
+        model's initialisation is the caller's (the builders of
+        :mod:`lossmap.models` take a ``seed``; ``lossmap train`` passes its own).
     out : str or os.PathLike, optional
         Folder to write the run to (created if needed); see the module docstring
-        for the layout. Checkpoints of an earlier run in the same folder are
-        removed first so that the folder describes one run.
+        for the layout. It must be new or empty unless ``overwrite``: a folder
+        that holds anything, an earlier run (even of the same settings; runs are
+        not resumed) or other files, is refused with a message that names what
+        it holds.
+    overwrite : bool
+        Write into a folder that is not empty (default False). The earlier
+        run's own files (``train.json``, ``history.json``, ``theta0`` and
+        ``theta_hat.safetensors``, ``checkpoints/epoch_NNN.safetensors``) are
+        deleted, once every argument has been checked, so that the folder
+        describes one run; any other file or subfolder is left alone.
     progress : bool
         Show a progress bar over the batches of all epochs, with the running
         training loss (default True).
@@ -219,41 +232,22 @@ def train(
     True
     """
     # ---- validate at the boundary
-    (
-        epochs,
-        lr,
-        momentum,
-        batch_size,
-        seed,
-        X_train,
-        y_train,
-        X_test,
-        y_test,
-        trainable,
-        meta,
-        device,
-        out_dir,
-    ) = _check_arguments(
-        model,
-        train_data,
-        test_data,
-        epochs=epochs,
-        lr=lr,
-        momentum=momentum,
-        batch_size=batch_size,
-        seed=seed,
-        out=out,
-        progress=progress,
-        device=device,
-        loss_fn=loss_fn,
-        meta=meta,
+    (epochs, lr, momentum, batch_size, seed, X_train, y_train, X_test, y_test, trainable, meta,
+     device, out_dir) = _check_arguments(
+        model, train_data, test_data, epochs=epochs, lr=lr, momentum=momentum,
+        batch_size=batch_size, seed=seed, out=out, overwrite=overwrite, progress=progress,
+        device=device, loss_fn=loss_fn, meta=meta,
     )
+    if out_dir is not None:
+        _check_out(out_dir, overwrite)
 
     criterion: LossFn = F.cross_entropy if loss_fn is None else loss_fn
     model.to(device)
     X_train, y_train = X_train.to(device), y_train.to(device)
     if test_data is not None:
         X_test, y_test = X_test.to(device), y_test.to(device)
+    if loss_fn is None:
+        _check_class_outputs(model, X_train, y_train, X_test, y_test)
     n_train = len(X_train)
     n_batches = -(-n_train // batch_size)
     eval_batch = (
@@ -290,10 +284,6 @@ def train(
 
     def record(epoch: int, started: float) -> None:
         model.eval()
-        if epoch == 0 and loss_fn is None:
-            _check_outputs(model, X_train, y_train, "train_data")
-            if test_data is not None:
-                _check_outputs(model, X_test, y_test, "test_data")
         train_loss, train_acc = _evaluate(model, X_train, y_train, criterion, eval_batch)
         if test_data is not None:
             test_loss, test_acc = _evaluate(model, X_test, y_test, criterion, eval_batch)
@@ -314,11 +304,8 @@ def train(
     started = time.perf_counter()
     theta0 = _cpu_state(model)
     if out_dir is not None:
+        _clear_run(out_dir)  # one folder, one run; refused above unless overwrite
         (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        # One folder, one run: drop an earlier run's trajectory and end point.
-        for old in (out_dir / "checkpoints").glob("epoch_*.safetensors"):
-            old.unlink()
-        (out_dir / "theta_hat.safetensors").unlink(missing_ok=True)
         _write_json(out_dir / "train.json", settings)
         _write_state(out_dir / "theta0.safetensors", theta0, {"format": RUN_FORMAT, "epoch": "0"})
 
@@ -335,7 +322,7 @@ def train(
     )
     warned = False
     try:
-        with _seeded_global_rng(seed, device):
+        with seeded_rng(seed, device):
             record(0, started)
             bar.set_postfix_str(f"epoch 0 loss {history['train_loss'][0]:.4f}", refresh=False)
             for epoch in range(1, epochs + 1):
