@@ -143,7 +143,7 @@ def test_reuse_is_active_and_profile_prints(capsys):
 
 def test_unknown_strategy():
     model, X = models()["mlp"]
-    with pytest.raises(ValueError, match="strategy 'fast' must be one of auto, loop, vmap"):
+    with pytest.raises(ValueError, match="strategy='fast' must be one of auto, loop, vmap"):
         lm.scan(
             model,
             nn.CrossEntropyLoss(),

@@ -215,6 +215,7 @@ def resolve_centre(model: nn.Module, centre: Any) -> tuple[dict, dict]:
             f"centre is a {type(centre).__name__}; pass None (the model's weights), a state "
             "dict, a model, or a checkpoint path"
         )
+    state = _fold_aliases(model, state, what)
     c_params = {k: v for k, v in state.items() if k in params}
     check_same_layout(
         params,
@@ -233,6 +234,33 @@ def resolve_centre(model: nn.Module, centre: Any) -> tuple[dict, dict]:
             c_params[k] = v.to(params[k].dtype)
     # In the model's parameter order (a checkpoint may list them sorted).
     return {k: c_params[k].detach() for k in params}, c_buffers
+
+
+def _fold_aliases(model: nn.Module, state: dict, what: str) -> dict:
+    """A state whose tied-tensor aliases (``dec.weight`` = ``enc.weight``) are folded into
+    the name ``named_parameters()`` keeps; refused where two aliases disagree."""
+    first: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    named = (*model.named_parameters(remove_duplicate=False),
+             *model.named_buffers(remove_duplicate=False))
+    for name, t in named:
+        kept = first.setdefault(id(t), name)
+        if kept != name:
+            aliases[name] = kept
+    if not aliases.keys() & state.keys():
+        return state
+    state = dict(state)
+    for alias, kept in aliases.items():
+        if alias not in state:
+            continue
+        v = state.pop(alias)
+        if kept in state and not torch.equal(v, state[kept]):
+            raise InputError(
+                f"{what} has different values for {alias!r} and {kept!r}, which are one tied "
+                "tensor in the model: it was not saved from this model"
+            )
+        state.setdefault(kept, v)
+    return state
 
 
 def resolve_device(model: nn.Module, device: Any) -> torch.device:

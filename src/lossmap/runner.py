@@ -133,7 +133,7 @@ def format_profile(evaluator: Evaluator, total: float) -> str:
         f"lossmap profile ({p['strategy']}, first-layer reuse "
         f"{'on' if p['reuses_first_layer'] else 'off'}, chunk <= {p['chunk']}, "
         f"batch {p['batch_size']}, compile {'on' if p['compiled'] else 'off'}, "
-        f"{p['precision']} precision)"
+        f"{_precision(p['precision'])} precision)"
     ]
     accounted = 0.0
     for key in ("data", "build", "bn_recompute", "first_layer", "forward", "wait", "gather",
@@ -144,6 +144,10 @@ def format_profile(evaluator: Evaluator, total: float) -> str:
     lines.append(f"  {'other':<12} {total - accounted:9.3f} s")
     lines.append(f"  {'total':<12} {total:9.3f} s")
     return "\n".join(lines)
+
+
+def _precision(name: str) -> str:
+    return name if name == "full" else f"{name} autocast"
 
 
 def _warn_diverged(surf: Surface) -> None:

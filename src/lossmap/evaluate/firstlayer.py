@@ -9,17 +9,28 @@ sum instead of the layer. The rule applies when the layer is a plain
 itself (a reshape of it, such as ``Flatten``, is fine); :func:`detect` checks
 this by running the model once with hooks, and returns None otherwise (the
 evaluator then runs the full model, with the same results).
+
+The stand-in replaces the layer at one place, so the reuse is exact only when
+nothing else sees the layer or its tensors. :func:`obstacle` refuses what can
+be seen in the model's structure (a weight tied to another layer, the layer
+registered twice, hooks on it, a parametrization); :func:`agrees` then
+compares the model's outputs with and without the reuse at one point off the
+centre, which catches the rest (a forward that reads ``self.fc.weight``, a
+reference to the layer kept outside the module tree, ...).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.nn.modules import module as _module
+from torch.nn.utils import parametrize
 
 _KINDS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -54,9 +65,31 @@ class FirstLayer:
 
 
 def detect(
-    model: nn.Module, state: Mapping[str, torch.Tensor], X: torch.Tensor
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    X: torch.Tensor,
+    directions: Mapping[str, Sequence[torch.Tensor]] | None = None,
 ) -> FirstLayer | None:
-    """Find a reusable first layer by running the model once on a small batch X."""
+    """Find a reusable first layer by running the model once on a small batch X.
+
+    Parameters
+    ----------
+    model : nn.Module
+    state : dict of str to Tensor
+        The centre's parameters and buffers, in ``named_parameters()`` naming.
+    X : Tensor
+        A few samples (two are enough).
+    directions : dict of str to list of Tensor, optional
+        The tensors each direction adds, by name (one per direction). When
+        given, the reuse must also reproduce the model's outputs on X at a
+        point off the centre (:func:`agrees`).
+
+    Returns
+    -------
+    FirstLayer or None
+        None where the reuse does not apply or could be wrong: the evaluator
+        then runs the whole model.
+    """
     calls: list[tuple[str, nn.Module, torch.Tensor | None]] = []
     hooks = []
     for name, m in model.named_modules():
@@ -90,15 +123,180 @@ def detect(
         or inp.data_ptr() != X.data_ptr()
     ):
         return None
-    return FirstLayer(name, mod, tuple(inp.shape[1:]))
+    first = FirstLayer(name, mod, tuple(inp.shape[1:]))
+    if obstacle(model, first, state) is not None:
+        return None
+    if directions is not None and not agrees(model, first, state, directions, X):
+        return None
+    return first
+
+
+def obstacle(
+    model: nn.Module, first: FirstLayer, state: Mapping[str, torch.Tensor]
+) -> str | None:
+    """Why replacing ``first`` by a stand-in could change the model's values, or None.
+
+    Seen in the structure: the layer registered at several places; tensors
+    other than ``weight`` and ``bias``; a parametrization; forward hooks on
+    the layer (or global ones), which the stand-in would skip; and any of its
+    tensors used under another name, by identity or by shared memory (tied
+    weights: ``dec.weight = enc.weight``), which the stand-in would leave at
+    the centre.
+    """
+    mod = first.module
+    paths = [n for n, m in model.named_modules(remove_duplicate=False) if m is mod]
+    if len(paths) != 1:
+        return f"the layer is registered at {len(paths)} places: {', '.join(paths)}"
+    own = dict(mod.named_parameters(recurse=False))
+    if "weight" not in own or set(own) - {"weight", "bias"} or mod._buffers or mod._modules:
+        return "the layer holds tensors other than 'weight' and 'bias'"
+    if parametrize.is_parametrized(mod):
+        return "the layer is parametrized"
+    if mod._forward_hooks or mod._forward_pre_hooks or any(
+        getattr(_module, g, None) for g in ("_global_forward_hooks", "_global_forward_pre_hooks")
+    ):
+        return "forward hooks would not run on the reused output"
+    mine = {f"{first.path}.{k}" if first.path else k: t for k, t in own.items()}
+    others = [
+        *model.named_parameters(remove_duplicate=False),
+        *model.named_buffers(remove_duplicate=False),
+    ]
+    for other, t in others:
+        if other in mine:
+            continue
+        for name, p in mine.items():
+            if t is p or _overlap(t, p):
+                return f"{other!r} shares its tensor with {name!r} (tied weights)"
+    missing = [n for n in first.names if n not in state]
+    if missing:
+        return f"the centre has no tensor named {missing[0]!r}"
+    return None
+
+
+def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors share memory (one a view of the other, or overlapping views)."""
+    if a.device != b.device or a.numel() == 0 or b.numel() == 0:
+        return False
+    try:
+        def span(t: torch.Tensor) -> tuple[int, int]:
+            extent = sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride(), strict=True))
+            return t.data_ptr(), t.data_ptr() + (extent + 1) * t.element_size()
+
+        (a0, a1), (b0, b1) = span(a), span(b)
+    except (RuntimeError, NotImplementedError):  # tensors without storage
+        return False
+    return a0 < b1 and b0 < a1
+
+
+def agrees(
+    model: nn.Module,
+    first: FirstLayer,
+    state: Mapping[str, torch.Tensor],
+    directions: Mapping[str, Sequence[torch.Tensor]],
+    X: torch.Tensor,
+) -> bool:
+    """Whether the reuse reproduces the model's outputs on X at one point off the centre.
+
+    The point is c + Σ aᵢ·dᵢ with aᵢ = 0.5·(-0.6)ⁱ. Through the stand-in, the
+    layer's output is Y_c + Σ aᵢ·Yᵢ, as the evaluator forms it. The outputs
+    must agree to round-off (√eps of their dtype, relative to the largest
+    value); an error on the reused path (a forward that reads ``weight`` from
+    the layer, say) counts as a disagreement.
+    """
+    n = max((len(v) for v in directions.values()), default=0)
+    coef = [0.5 * (-0.6) ** i for i in range(n)]
+    point = dict(state)
+    for name, ds in directions.items():
+        if name in point:
+            t = point[name].clone()
+            for a, d in zip(coef, ds, strict=False):
+                t.add_(d.to(t), alpha=a)
+            point[name] = t
+    with torch.no_grad():
+        try:
+            want = functional_call(model, point, (X.clone(),))
+            net, given = shadow(model, first)
+            Xr = X.clone()
+            Y = first.output(Xr, state)
+            for i, a in enumerate(coef):
+                d = {k: directions[k][i] if k in directions else torch.zeros_like(state[k])
+                     for k in first.names}
+                Y = Y + a * first.output(Xr, d)
+            given.value = Y
+            got = functional_call(net, {k: v for k, v in point.items()
+                                        if k not in first.names}, (Xr,))
+        except Exception:
+            return False
+    return _close(got, want)
+
+
+def _leaves(out: Any) -> list:
+    if isinstance(out, Mapping):
+        return [("key", k) for k in out] + [x for v in out.values() for x in _leaves(v)]
+    if isinstance(out, (list, tuple)):
+        return [("len", len(out))] + [x for v in out for x in _leaves(v)]
+    return [out]
+
+
+def _close(got: Any, want: Any) -> bool:
+    """Equal structure, equal non-tensor values, tensors equal to round-off."""
+    a, b = _leaves(got), _leaves(want)
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+            if x.shape != y.shape or x.dtype != y.dtype:
+                return False
+            kind = x.dtype if x.is_floating_point() or x.is_complex() else torch.float32
+            tol = torch.finfo(kind).eps ** 0.5
+            wide = torch.complex128 if x.is_complex() else torch.float64
+            x, y = x.detach().to(wide), y.detach().to(wide)
+            fin = y.isfinite()
+            if not torch.equal(fin, x.isfinite()):
+                return False
+            xn, yn = x[~fin], y[~fin]  # NaN where NaN, the same infinities
+            if not torch.equal(xn.isnan(), yn.isnan()) or not torch.equal(
+                xn[~xn.isnan()], yn[~yn.isnan()]
+            ):
+                return False
+            if fin.any() and (x[fin] - y[fin]).abs().max() > tol * y[fin].abs().max():
+                return False
+        elif isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+            return False
+        else:
+            try:
+                if not bool(x == y):
+                    return False
+            except Exception:
+                return False
+    return True
 
 
 class _Given(nn.Module):
-    """Stands in for the first layer: returns the value the evaluator set."""
+    """Stands in for the first layer: returns the value the evaluator set.
 
-    def __init__(self) -> None:
+    Other attributes (``out_features``, ``kernel_size``, ...) are the layer's;
+    its tensors are not available (their value at a point is not known here).
+    """
+
+    def __init__(self, layer: nn.Module | None = None) -> None:
         super().__init__()
         self.value: torch.Tensor | None = None
+        self.__dict__["_layer"] = layer  # not a submodule: its tensors are not the stand-in's
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            layer = self.__dict__.get("_layer")
+            if layer is None or name.startswith("__"):
+                raise
+        if name in layer._parameters or name in layer._buffers:
+            raise AttributeError(
+                f"the reused first layer stands in for {type(layer).__name__} and has no "
+                f"{name!r}: the forward reads the layer's tensors, so the reuse does not apply"
+            )
+        return getattr(layer, name)
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
         return self.value
@@ -111,7 +309,7 @@ def shadow(model: nn.Module, first: FirstLayer) -> tuple[nn.Module, _Given]:
     other module, parameter and buffer is shared, and the user's model is not
     changed.
     """
-    given = _Given()
+    given = _Given(first.module)
     if not first.path:  # the model is the layer itself
         return given, given
     root = copy.copy(model)
