@@ -13,14 +13,15 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
+from matplotlib.colors import LogNorm
 from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
 import lossmap as lm
 import lossmap.plot as lp
-from lossmap.errors import InputError
 from lossmap.cli import plot as plot_cli
+from lossmap.errors import InputError
 from lossmap.spec import Axis, ScanSpec
 from lossmap.surface import Surface
 
@@ -41,7 +42,7 @@ def _close_figures():
 
 
 def make_line(n: int = 21) -> Surface:
-    spec = ScanSpec(axes=(Axis(-1, 1, n),), splits=("train", "test"), metrics=("loss", "accuracy"))
+    spec = ScanSpec(grid=(Axis(-1, 1, n),), splits=("train", "test"), metrics=("loss", "accuracy"))
     a = spec.coords()[0]
     values = {
         "train_loss": 0.3 + a**2,
@@ -54,7 +55,7 @@ def make_line(n: int = 21) -> Surface:
 
 def make_plane(values=None, nan: bool = True) -> Surface:
     spec = ScanSpec(
-        axes=(Axis(-1, 1, NA), Axis(-1, 1, NB)), splits=("train", "test"), metrics=("loss",)
+        grid=(Axis(-1, 1, NA), Axis(-1, 1, NB)), splits=("train", "test"), metrics=("loss",)
     )
     A, B = np.meshgrid(*spec.coords(), indexing="ij")  # (NA, NB): values[i, j] at (a_i, b_j)
     if values is None:
@@ -283,7 +284,7 @@ def test_wrong_input_gives_clear_errors(line_surface, plane_surface):
     with pytest.raises(ValueError, match="levels"):
         lp.plot_contour(no_acc, ax=new_ax(), levels=1)
     with pytest.raises(ValueError, match="no accuracy metric"):
-        spec = ScanSpec(axes=(Axis(-1, 1, 5),), splits=("train",), metrics=("loss",))
+        spec = ScanSpec(grid=(Axis(-1, 1, 5),), splits=("train",), metrics=("loss",))
         lp.plot_line(Surface(spec, {"train_loss": np.ones(5)}, np.ones(5, bool)), accuracy=True)
 
 
@@ -562,3 +563,67 @@ def test_cli_draws_a_partial_store_whole(tmp_path, monkeypatch):
     args = parser.parse_args(["plot", str(path), "--kind", "contourf", "-o", str(out)])
     assert plot_cli.run(args) == 0 and out.stat().st_size > 0
     assert "partial: 10/81 points" in seen["title"] and seen["finite"]
+
+
+# -- what the plane views share ----------------------------------------------------
+def _colour_norm(ax):
+    """The norm of the one colour-mapped artist a plane view drew on ``ax``."""
+    artists = [*ax.images, *(c for c in ax.collections if c.get_array() is not None)]
+    return next(a for a in artists if a.get_label() != "centre").norm
+
+
+@pytest.mark.parametrize("kind", PLANE_FUNCS)
+def test_log_colour_scale_spans_the_finite_values(kind, plane_surface):
+    finite = [v for v in plane_surface.values["train_loss"].ravel().tolist() if np.isfinite(v)]
+    ax = PLANE_FUNCS[kind](plane_surface, ax=new_ax(kind), log=True)
+    norm = _colour_norm(ax)
+    assert isinstance(norm, LogNorm) and (norm.vmin, norm.vmax) == (min(finite), max(finite))
+    if kind in ("contour", "contourf"):  # int levels become levels evenly spaced in log
+        cs = next(c for c in ax.collections if isinstance(c, ContourSet))
+        np.testing.assert_allclose(cs.levels, np.geomspace(min(finite), max(finite), 30))
+
+
+@pytest.mark.parametrize("kind", PLANE_FUNCS)
+def test_a_given_norm_wins_over_log(kind, plane_surface):
+    mine = LogNorm(0.01, 100.0)
+    contours = kind in ("contour", "contourf")
+    kw = {"levels": 5} if contours else {}
+    ax = PLANE_FUNCS[kind](plane_surface, ax=new_ax(kind), log=True, norm=mine, **kw)
+    assert _colour_norm(ax) is mine
+    if contours:  # matplotlib picks the levels, not 5 spaced in log over the values
+        finite = plane_surface.values["train_loss"][np.isfinite(plane_surface.values["train_loss"])]
+        ours = np.geomspace(finite.min(), finite.max(), 5)
+        cs = next(c for c in ax.collections if isinstance(c, ContourSet))
+        assert cs.levels.shape != ours.shape or not np.allclose(cs.levels, ours)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [lp.plot_contour, lp.plot_contourf, lp.plot_heatmap, lp.plot_surface3d, lp.plot_line,
+     lp.plot_history, lp.surface_figure, lp.contour_figure, lp.line_figure],
+)
+def test_docstrings_match_signatures(fn, assert_docstring_matches_signature):
+    assert "_params}" not in fn.__doc__  # each shared-text placeholder was filled
+    assert_docstring_matches_signature(fn)
+
+
+def test_fill_doc_fills_placeholders_at_their_indentation_and_refuses_a_mismatch():
+    from lossmap.plot.common import fill_doc
+
+    def f():
+        """Summary.
+
+        Parameters
+        ----------
+        {shared}
+        y : int
+        """
+
+    fill_doc(shared="x : int\n    The x.")(f)
+    assert "\n        x : int\n            The x.\n        y : int\n" in f.__doc__
+    for parts in ({}, {"shared": "x", "other": "z"}):
+        def g():
+            """{shared}"""
+
+        with pytest.raises(KeyError, match="g: its docstring lines"):
+            fill_doc(**parts)(g)

@@ -1,9 +1,13 @@
-"""Checks and data preparation shared by the matplotlib and plotly views (no plotting imports)."""
+"""Checks, data preparation and docstring text the matplotlib and plotly views share.
+
+No plotting imports.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -11,6 +15,53 @@ from ..errors import InputError, InputTypeError
 from ..surface import Surface
 
 SUFFIXES = (".png", ".svg", ".pdf")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The numpydoc entries of the parameters every matplotlib plane view shares,
+# filled into docstrings by :func:`fill_doc`; :func:`check_plane` checks them.
+PLANE_PARAMS = """\
+surface : Surface
+    A plane (two directions).
+variable : str, optional
+    Default the first ``<split>_loss``, e.g. ``"train_loss"``.
+ax : Axes, optional
+    Where to draw; default ``plt.gca()``."""
+
+_PLACEHOLDER = re.compile(r"^(\s*)\{(\w+)\}$")
+
+
+def fill_doc(**parts: str) -> Callable[[F], F]:
+    """Decorator: each docstring line that reads ``{name}`` becomes the text ``parts[name]``.
+
+    The text takes the placeholder's indentation, so shared numpydoc entries
+    read as if written in place (as matplotlib fills ``%(contour_doc)s`` into
+    both ``contour`` and ``contourf``). Every placeholder must have a part and
+    every part a placeholder: a mismatch raises ``KeyError`` at import.
+    """
+
+    def fill(fn: F) -> F:
+        if fn.__doc__ is None:  # python -OO strips docstrings
+            return fn
+        lines: list[str] = []
+        used: set[str] = set()
+        for line in fn.__doc__.split("\n"):
+            m = _PLACEHOLDER.match(line)
+            if m is None:
+                lines.append(line)
+                continue
+            indent, name = m.groups()
+            used.add(name)
+            lines.extend(indent + s if s else s for s in parts.get(name, "").split("\n"))
+        if used != set(parts):
+            raise KeyError(
+                f"{fn.__qualname__}: its docstring lines {{name}} name {sorted(used)}, "
+                f"the texts given are {sorted(parts)}"
+            )
+        fn.__doc__ = "\n".join(lines)
+        return fn
+
+    return fill
 
 
 def check_surface(surface: Any, what: str) -> Surface:
@@ -43,6 +94,13 @@ def require_line(surface: Surface, what: str) -> None:
             f"{what} needs a line (1 direction); this surface is a plane: use plot_contour, "
             "plot_contourf, plot_heatmap or plot_surface3d"
         )
+
+
+def check_plane(surface: Any, variable: Any, what: str) -> str:
+    """The variable a plane view draws, ``variable`` or the first loss, ``surface`` a plane."""
+    check_surface(surface, what)
+    require_plane(surface, what)
+    return first_loss(surface, variable, what)
 
 
 def check_variable(surface: Surface, variable: Any, what: str) -> str:
@@ -120,7 +178,7 @@ def centre_value(surface: Surface, variable: str) -> float | None:
 
 def centre_inside(surface: Surface) -> bool:
     """Whether the centre (all coordinates 0) lies within the scanned ranges."""
-    return all(a.lo <= 0.0 <= a.hi for a in surface.spec.axes)
+    return all(a.lo <= 0.0 <= a.hi for a in surface.spec.grid)
 
 
 def value_range(arrays: Sequence[np.ndarray], *, log: bool, what: str) -> tuple[float, float]:

@@ -115,6 +115,7 @@ def plot_density(
     return ax
 
 
+@C.fill_doc(plane_params=C.PLANE_PARAMS)
 def plot_convexity_map(
     surface: Surface,
     variable: str | None = None,
@@ -128,12 +129,7 @@ def plot_convexity_map(
 
     Parameters
     ----------
-    surface : Surface
-        A plane.
-    variable : str, optional
-        Default the first ``<split>_loss``.
-    ax : Axes, optional
-        Default ``plt.gca()``.
+    {plane_params}
     colorbar : bool, default True
         Add a colorbar of the ratio.
     centre : bool, default True
@@ -148,9 +144,7 @@ def plot_convexity_map(
         Convex points (see :func:`lossmap.geometry.convexity_map`) are grey;
         border and missing points blank.
     """
-    C.check_surface(surface, "plot_convexity_map")
-    C.require_plane(surface, "plot_convexity_map")
-    variable = C.first_loss(surface, variable, "plot_convexity_map")
+    variable = C.check_plane(surface, variable, "plot_convexity_map")
     r = convexity_map(surface, variable)
     ax = ax or plt.gca()
     a, b = r["alpha"], r["beta"]
@@ -174,6 +168,7 @@ def plot_convexity_map(
     return ax
 
 
+@C.fill_doc(plane_params=C.PLANE_PARAMS)
 def plot_gradient(
     surface: Surface,
     variable: str | None = None,
@@ -188,11 +183,7 @@ def plot_gradient(
 
     Parameters
     ----------
-    surface : Surface
-        A plane.
-    variable : str, optional
-        Default the first ``<split>_loss``.
-    ax : Axes, optional
+    {plane_params}
     step : int, optional
         An arrow at every ``step``-th grid point each way (default: about 15
         arrows along each axis).
@@ -209,9 +200,7 @@ def plot_gradient(
     -------
     Axes
     """
-    C.check_surface(surface, "plot_gradient")
-    C.require_plane(surface, "plot_gradient")
-    variable = C.first_loss(surface, variable, "plot_gradient")
+    variable = C.check_plane(surface, variable, "plot_gradient")
     na, nb = surface.spec.shape
     step = step or max(1, max(na, nb) // 15)
     if not isinstance(step, int) or isinstance(step, bool) or step < 1:

@@ -36,6 +36,15 @@ _HOVER = "α=%{x:.3g}<br>β=%{y:.3g}<br>%{z:.4g}<extra>%{fullData.name}</extra>"
 # lossmap never draws) names a CDN; it is replaced so the file names none.
 _TOPOJSON_CDN = "https://cdn.plot.ly/un/"
 _TOPOJSON_LOCAL = "topojson/"
+# The parameters surface_figure and contour_figure share (see _panels).
+_PANEL_PARAMS = """\
+surface : Surface
+    A plane (two directions).
+variables : str or sequence of str, default ("train_loss", "test_loss")
+    None for every ``<split>_loss``.
+fig : plotly Figure, optional
+    Add the traces to this figure (overlaid, at ``row``/``col`` if
+    given) instead of building one."""
 
 
 def _nulls(x: np.ndarray) -> list:
@@ -74,6 +83,31 @@ def _metric(surface: Surface, names: list[str]) -> str:
     return metrics.pop() if len(metrics) == 1 else "value"
 
 
+def _trace_kwargs(
+    kwargs: dict[str, Any],
+    surface: Surface,
+    names: list[str],
+    i: int,
+    colorbar: dict[str, Any],
+    **limits: float,
+) -> dict[str, Any]:
+    """A copy of ``kwargs`` with the defaults of panel ``i``'s trace.
+
+    One colour scale for all panels (``limits``: ``cmin``/``cmax`` or
+    ``zmin``/``zmax``), shown on the last panel only and titled with the
+    metric (plus ``colorbar``), the variable's name and the hover text.
+    """
+    kw = dict(kwargs)
+    kw.setdefault("colorscale", _COLORSCALE)
+    for k, v in limits.items():
+        kw.setdefault(k, v)
+    kw.setdefault("showscale", i == len(names) - 1)
+    kw.setdefault("colorbar", {"title": {"text": _metric(surface, names)}, **colorbar})
+    kw.setdefault("name", C.label(surface, names[i]))
+    kw.setdefault("hovertemplate", _HOVER)
+    return kw
+
+
 def _where(row: int | None, col: int | None, i: int, own: bool) -> dict[str, int]:
     if own:
         return {"row": 1, "col": i + 1}
@@ -82,6 +116,7 @@ def _where(row: int | None, col: int | None, i: int, own: bool) -> dict[str, int
     return {}
 
 
+@C.fill_doc(panel_params=_PANEL_PARAMS)
 def surface_figure(
     surface: Surface,
     variables: str | Sequence[str] | None = ("train_loss", "test_loss"),
@@ -97,13 +132,7 @@ def surface_figure(
 
     Parameters
     ----------
-    surface : Surface
-        A plane (two directions).
-    variables : str or sequence of str, default ("train_loss", "test_loss")
-        None for every ``<split>_loss``.
-    fig : plotly Figure, optional
-        Add the traces to this figure (overlaid, at ``row``/``col`` if
-        given) instead of building one.
+    {panel_params}
     centre : bool, default True
         A red 3D marker at (0, 0, value) when the centre is a grid point
         (drawn 3 % of the value range above the surface so it stays visible;
@@ -127,14 +156,7 @@ def surface_figure(
     lo, hi = C.value_range([surface.values[v] for v in names], log=log, what="surface_figure")
     for i, v in enumerate(names):
         a, b, Z = C.grid(surface, v)
-        kw = dict(kwargs)
-        kw.setdefault("colorscale", _COLORSCALE)
-        kw.setdefault("cmin", lo)
-        kw.setdefault("cmax", hi)
-        kw.setdefault("showscale", i == len(names) - 1)
-        kw.setdefault("colorbar", {"title": {"text": _metric(surface, names)}, "len": 0.75})
-        kw.setdefault("name", C.label(surface, v))
-        kw.setdefault("hovertemplate", _HOVER)
+        kw = _trace_kwargs(kwargs, surface, names, i, {"len": 0.75}, cmin=lo, cmax=hi)
         where = _where(row, col, i, own)
         fig.add_trace(go.Surface(x=a, y=b, z=_nulls(Z.filled(np.nan)), **kw), **where)
         c0 = C.centre_value(surface, v) if centre else None
@@ -167,6 +189,7 @@ def surface_figure(
     return fig
 
 
+@C.fill_doc(panel_params=_PANEL_PARAMS)
 def contour_figure(
     surface: Surface,
     variables: str | Sequence[str] | None = ("train_loss", "test_loss"),
@@ -183,12 +206,7 @@ def contour_figure(
 
     Parameters
     ----------
-    surface : Surface
-        A plane (two directions).
-    variables : str or sequence of str, default ("train_loss", "test_loss")
-        None for every ``<split>_loss``.
-    fig : plotly Figure, optional
-        Add the traces to this figure (at ``row``/``col`` if given).
+    {panel_params}
     style : {"contour", "heatmap"}, default "contour"
         :class:`plotly.graph_objects.Contour` or ``Heatmap`` traces.
     ncontours : int, default 30
@@ -213,14 +231,7 @@ def contour_figure(
     lo, hi = C.value_range([surface.values[v] for v in names], log=False, what="contour_figure")
     for i, v in enumerate(names):
         a, b, Z = C.grid(surface, v)
-        kw = dict(kwargs)
-        kw.setdefault("colorscale", _COLORSCALE)
-        kw.setdefault("zmin", lo)
-        kw.setdefault("zmax", hi)
-        kw.setdefault("showscale", i == len(names) - 1)
-        kw.setdefault("colorbar", {"title": {"text": _metric(surface, names)}})
-        kw.setdefault("name", C.label(surface, v))
-        kw.setdefault("hovertemplate", _HOVER)
+        kw = _trace_kwargs(kwargs, surface, names, i, {}, zmin=lo, zmax=hi)
         z = _nulls(Z.filled(np.nan))
         if style == "contour":
             kw.setdefault("ncontours", ncontours)

@@ -62,7 +62,7 @@ def plot_line(
     >>> import numpy as np, matplotlib
     >>> matplotlib.use("Agg")
     >>> from lossmap.spec import ScanSpec
-    >>> spec = ScanSpec(axes=((-1, 1, 21),), splits=("train",), metrics=("loss",))
+    >>> spec = ScanSpec(grid=((-1, 1, 21),), splits=("train",), metrics=("loss",))
     >>> a = spec.coords()[0]
     >>> surf = Surface(spec, {"train_loss": a**2}, np.ones(21, bool))
     >>> plot_line(surf).get_xlabel()

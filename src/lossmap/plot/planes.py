@@ -12,11 +12,10 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.colors import LogNorm
 
 from ..surface import Surface
 from . import common as C
-from .style import ALPHA, BETA, _log_ticks
+from .style import ALPHA, BETA, _colour_kwargs, _log_ticks
 
 __all__ = ["plot_contour", "plot_contourf", "plot_heatmap"]
 
@@ -29,6 +28,23 @@ _CENTRE = {
     "linestyle": "none",
     "zorder": 5,
 }
+
+# The parameters plot_contour and plot_contourf share (one reading of levels and log).
+_CONTOUR_PARAMS = C.PLANE_PARAMS + """
+levels : int or sequence of float, default 30
+    Number of levels (chosen by matplotlib at round values) or the levels.
+log : bool, default False
+    Levels evenly spaced in log and a log colour scale (values must be > 0).
+centre : bool, default True
+    Mark the centre (0, 0) with a red star."""
+
+
+def _prepare(
+    surface: Surface, variable: str | None, ax: Axes | None, what: str
+) -> tuple[str, Axes, np.ndarray, np.ndarray, np.ma.MaskedArray]:
+    """The checked variable, the axes to draw on, and α (na,), β (nb,), values (nb, na)."""
+    variable = C.check_plane(surface, variable, what)
+    return variable, ax or plt.gca(), *C.grid(surface, variable)
 
 
 def _mark_centre(surface: Surface, ax: Axes, centre: bool) -> None:
@@ -54,16 +70,14 @@ def _contour_kwargs(
     Z: np.ma.MaskedArray, levels: Any, log: bool, kwargs: dict[str, Any], what: str
 ) -> dict[str, Any]:
     levels = C.check_levels(kwargs.pop("levels", levels), what)
-    if log and "norm" not in kwargs:
-        lo, hi = C.value_range([Z.filled(np.nan)], log=True, what=what)
-        kwargs["norm"] = LogNorm(lo, hi)
-        if isinstance(levels, int):
-            levels = C.log_levels(lo, hi, levels)
-    kwargs["levels"] = levels
-    kwargs.setdefault("cmap", "viridis")
-    return kwargs
+    kw = _colour_kwargs(kwargs, Z.filled(np.nan), log, what)
+    if log and "norm" not in kwargs and isinstance(levels, int):
+        levels = C.log_levels(kw["norm"].vmin, kw["norm"].vmax, levels)
+    kw["levels"] = levels
+    return kw
 
 
+@C.fill_doc(contour_params=_CONTOUR_PARAMS)
 def plot_contour(
     surface: Surface,
     variable: str | None = None,
@@ -79,18 +93,7 @@ def plot_contour(
 
     Parameters
     ----------
-    surface : Surface
-        A plane (two directions).
-    variable : str, optional
-        Default the first ``<split>_loss``, e.g. ``"train_loss"``.
-    ax : Axes, optional
-        Where to draw; default ``plt.gca()``.
-    levels : int or sequence of float, default 30
-        Number of levels (chosen by matplotlib at round values) or the levels.
-    log : bool, default False
-        Levels evenly spaced in log and a log colour scale (values must be > 0).
-    centre : bool, default True
-        Mark the centre (0, 0) with a red star.
+    {contour_params}
     colorbar : bool, default False
         Add a colorbar labelled with the variable.
     **kwargs
@@ -102,17 +105,13 @@ def plot_contour(
     Axes
         ``ax``.
     """
-    C.check_surface(surface, "plot_contour")
-    C.require_plane(surface, "plot_contour")
-    variable = C.first_loss(surface, variable, "plot_contour")
-    ax = ax or plt.gca()
-    a, b, Z = C.grid(surface, variable)
-    kw = _contour_kwargs(Z, levels, log, dict(kwargs), "plot_contour")
+    variable, ax, a, b, Z = _prepare(surface, variable, ax, "plot_contour")
+    kw = _contour_kwargs(Z, levels, log, kwargs, "plot_contour")
     kw.setdefault("linewidths", 1.0)
-    cs = ax.contour(a, b, Z, **kw)
-    return _finish_plane(surface, ax, variable, cs, colorbar, centre)
+    return _finish_plane(surface, ax, variable, ax.contour(a, b, Z, **kw), colorbar, centre)
 
 
+@C.fill_doc(contour_params=_CONTOUR_PARAMS)
 def plot_contourf(
     surface: Surface,
     variable: str | None = None,
@@ -128,18 +127,7 @@ def plot_contourf(
 
     Parameters
     ----------
-    surface : Surface
-        A plane (two directions).
-    variable : str, optional
-        Default the first ``<split>_loss``, e.g. ``"train_loss"``.
-    ax : Axes, optional
-        Where to draw; default ``plt.gca()``.
-    levels : int or sequence of float, default 30
-        Number of levels (chosen by matplotlib at round values) or the levels.
-    log : bool, default False
-        Levels evenly spaced in log and a log colour scale (values must be > 0).
-    centre : bool, default True
-        Mark the centre (0, 0) with a red star.
+    {contour_params}
     colorbar : bool, default True
         Add a colorbar labelled with the variable.
     **kwargs
@@ -151,14 +139,9 @@ def plot_contourf(
     Axes
         ``ax``.
     """
-    C.check_surface(surface, "plot_contourf")
-    C.require_plane(surface, "plot_contourf")
-    variable = C.first_loss(surface, variable, "plot_contourf")
-    ax = ax or plt.gca()
-    a, b, Z = C.grid(surface, variable)
-    kw = _contour_kwargs(Z, levels, log, dict(kwargs), "plot_contourf")
-    cs = ax.contourf(a, b, Z, **kw)
-    return _finish_plane(surface, ax, variable, cs, colorbar, centre)
+    variable, ax, a, b, Z = _prepare(surface, variable, ax, "plot_contourf")
+    kw = _contour_kwargs(Z, levels, log, kwargs, "plot_contourf")
+    return _finish_plane(surface, ax, variable, ax.contourf(a, b, Z, **kw), colorbar, centre)
 
 
 def _edges(c: np.ndarray) -> tuple[float, float]:
@@ -167,6 +150,7 @@ def _edges(c: np.ndarray) -> tuple[float, float]:
     return float(c[0] - h / 2), float(c[-1] + h / 2)
 
 
+@C.fill_doc(plane_params=C.PLANE_PARAMS)
 def plot_heatmap(
     surface: Surface,
     variable: str | None = None,
@@ -184,12 +168,7 @@ def plot_heatmap(
 
     Parameters
     ----------
-    surface : Surface
-        A plane (two directions).
-    variable : str, optional
-        Default the first ``<split>_loss``, e.g. ``"train_loss"``.
-    ax : Axes, optional
-        Where to draw; default ``plt.gca()``.
+    {plane_params}
     log : bool, default False
         Log colour scale (values must be > 0).
     centre : bool, default True
@@ -206,15 +185,8 @@ def plot_heatmap(
     Axes
         ``ax``.
     """
-    C.check_surface(surface, "plot_heatmap")
-    C.require_plane(surface, "plot_heatmap")
-    variable = C.first_loss(surface, variable, "plot_heatmap")
-    ax = ax or plt.gca()
-    a, b, Z = C.grid(surface, variable)
-    kw = dict(kwargs)
-    if log and "norm" not in kw:
-        kw["norm"] = LogNorm(*C.value_range([Z.filled(np.nan)], log=True, what="plot_heatmap"))
-    kw.setdefault("cmap", "viridis")
+    variable, ax, a, b, Z = _prepare(surface, variable, ax, "plot_heatmap")
+    kw = _colour_kwargs(kwargs, Z.filled(np.nan), log, "plot_heatmap")
     kw.setdefault("origin", "lower")
     kw.setdefault("interpolation", "nearest")
     kw.setdefault("aspect", "auto")

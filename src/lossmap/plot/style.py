@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -32,3 +33,18 @@ def _log_ticks(cb: Any) -> None:
         cb.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.3g}"))
         cb.ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _colour_kwargs(
+    kwargs: dict[str, Any], values: np.ndarray, log: bool, what: str
+) -> dict[str, Any]:
+    """A copy of ``kwargs`` with the colour defaults of the plane views.
+
+    ``cmap="viridis"``, and with ``log`` (unless a ``norm`` is given) a
+    ``LogNorm`` from the smallest to the largest finite value of ``values``.
+    """
+    kw = dict(kwargs)
+    if log and "norm" not in kw:
+        kw["norm"] = LogNorm(*C.value_range([values], log=True, what=what))
+    kw.setdefault("cmap", "viridis")
+    return kw

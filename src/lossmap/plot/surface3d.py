@@ -10,13 +10,12 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.colors import LogNorm
 from matplotlib.ticker import MaxNLocator
 
 from ..errors import InputTypeError
 from ..surface import Surface
 from . import common as C
-from .style import ALPHA, BETA, _log_ticks
+from .style import ALPHA, BETA, _colour_kwargs, _log_ticks
 
 __all__ = ["plot_surface3d"]
 
@@ -67,9 +66,7 @@ def plot_surface3d(
     from mpl_toolkits.mplot3d import Axes3D
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-    C.check_surface(surface, "plot_surface3d")
-    C.require_plane(surface, "plot_surface3d")
-    variable = C.first_loss(surface, variable, "plot_surface3d")
+    variable = C.check_plane(surface, variable, "plot_surface3d")
     if ax is None:
         fig = plt.gcf()
         if fig.axes and isinstance(fig.gca(), Axes3D):
@@ -90,11 +87,8 @@ def plot_surface3d(
     ok = np.isfinite(quads[..., 2]).all(axis=-1)  # (nb-1, na-1)
     polys = quads[ok]  # (K, 4, 3)
     colour = polys[..., 2].mean(axis=-1)  # (K,)
-    kw = dict(kwargs)
     lo, hi = C.value_range([Z], log=log, what="plot_surface3d")
-    if log and "norm" not in kw:
-        kw["norm"] = LogNorm(lo, hi)
-    kw.setdefault("cmap", "viridis")
+    kw = _colour_kwargs(kwargs, Z, log, "plot_surface3d")
     kw.setdefault("linewidth", 0.2)
     kw.setdefault("edgecolor", (0.3, 0.3, 0.3, 0.25))
     coll = Poly3DCollection(polys, **kw)
