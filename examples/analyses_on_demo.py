@@ -55,7 +55,7 @@ def main() -> None:
           f"{np.round(vals, 3).tolist()}: {time.perf_counter() - t:.1f} s")
 
     t = time.perf_counter()
-    trace, se = lm.hessian_trace(model, ce, train, samples=1024, n_samples=30)
+    trace, se = lm.hessian_trace(model, ce, train, samples=1024, probes=30)
     print(f"Hessian trace (30 probes): {trace:.2f} ± {se:.2f}: {time.perf_counter() - t:.1f} s")
 
     # lm.hessian_density is exactly these two calls; calling them keeps the quadrature

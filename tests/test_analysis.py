@@ -22,14 +22,14 @@ from lossmap.surface import Surface
 
 def line(fn, lo=-1.0, hi=1.0, n=21, dtype="float32"):
     """A complete line surface with train_loss = fn(alpha)."""
-    spec = ScanSpec(axes=(Axis(lo, hi, n),), splits=("train",), metrics=("loss",), dtype=dtype)
+    spec = ScanSpec(grid=(Axis(lo, hi, n),), splits=("train",), metrics=("loss",), dtype=dtype)
     a = spec.coords()[0]
     return Surface(spec, {"train_loss": np.asarray(fn(a), dtype=np.float64)}, np.ones(n, bool))
 
 
 def plane(fn, na=21, nb=15):
     """A complete plane surface with train_loss = fn(A, B) (A, B indexed [i, j])."""
-    spec = ScanSpec(axes=(Axis(-1, 1, na), Axis(-1, 1, nb)), splits=("train",), metrics=("loss",))
+    spec = ScanSpec(grid=(Axis(-1, 1, na), Axis(-1, 1, nb)), splits=("train",), metrics=("loss",))
     A, B = np.meshgrid(*spec.coords(), indexing="ij")
     return Surface(spec, {"train_loss": fn(A, B)}, np.ones(spec.shape, bool))
 
@@ -269,7 +269,7 @@ def test_direction_cosine_rejects_wrong_input():
 
 # -- all at once -----------------------------------------------------------------
 def test_analyse_reports_every_loss_variable():
-    spec = ScanSpec(axes=(Axis(-1, 1, 21),), splits=("train", "test"), metrics=("loss", "accuracy"))
+    spec = ScanSpec(grid=(Axis(-1, 1, 21),), splits=("train", "test"), metrics=("loss", "accuracy"))
     a = spec.coords()[0]
     values = {
         "train_loss": 1 + a**2,

@@ -50,13 +50,7 @@ class Custom:
 # -- helpers -----------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; a busy machine makes idle threads spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -196,7 +190,7 @@ def test_info_text_and_json(plane, capsys):
     assert code == 0, err
     info = json.loads(out)
     surf = lm.load(plane)
-    assert info["spec"]["axes"] == [[-1.0, 1.0, 5], [-0.5, 0.5, 4]]
+    assert info["spec"]["grid"] == [[-1.0, 1.0, 5], [-0.5, 0.5, 4]]
     assert info["spec"]["splits"] == ["train", "test"]
     assert info["fingerprints"] == surf.fingerprints
     assert info["summary"]["points"] == 20 and info["summary"]["done"] == 20
@@ -226,7 +220,7 @@ def test_export_netcdf_and_csv_equal_the_store(plane, tmp_path, capsys):
     assert json.loads(ds.attrs["spec"]) == surf.spec.to_dict()
 
     csv = tmp_path / "plane.csv"
-    code, out, err = run(capsys, "export", "--output", csv, plane)
+    code, out, err = run(capsys, "export", "--out", csv, plane)
     assert code == 0, err
     df = pd.read_csv(csv).sort_values(["alpha", "beta"])
     assert len(df) == 20
@@ -715,6 +709,7 @@ def test_debug_raises_instead(tmp_path):
         main(["--debug", *argv])  # before the command, too
 
 
+@pytest.mark.slow  # a Python process: 2-4 s
 def test_bad_input_in_a_real_process(tmp_path):
     argv = scan_argv(tmp_path / "x.lossmap", grid=("-1:1:5", "0:1:1"))
     proc = subprocess.run(

@@ -20,8 +20,8 @@ from torch import nn
 
 import lossmap as lm
 from lossmap.cli import main
-from lossmap.cli.directions import build_directions, nice_axis
 from lossmap.cli.config import ScanConfig
+from lossmap.cli.directions import build_directions, nice_axis
 
 TINY = Path(__file__).parent / "cli_fixtures" / "tinynet.py"
 _spec = importlib.util.spec_from_file_location("lossmap_test_cli_directions_tinynet", TINY)
@@ -30,12 +30,7 @@ _spec.loader.exec_module(tiny)
 GRID = "-0.5:1.5:9"  # step 0.25: 0, 0.5 and 1 are grid points (indices 2, 4, 6)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +87,7 @@ def test_interpolate_line_ends_are_the_two_models(ckpt, tmp_path, capsys):
     code, _, err = scan(capsys, out, "--interpolate", ckpt["A"], ckpt["B"])
     assert code == 0, err
     surf = lm.load(out)
-    assert surf.dims == ("alpha",) and str(surf.spec.axes[0]) == "-0.5:1.5:41"  # the default
+    assert surf.dims == ("alpha",) and str(surf.spec.grid[0]) == "-0.5:1.5:41"  # the default
     assert surf.spec.directions[0]["kind"] == "interpolation"
     assert surf.meta["models"] == {"a": [0.0], "b": [1.0]}
     assert surf.meta["command"]["interpolate"] == [str(ckpt["A"]), str(ckpt["B"])]
@@ -164,7 +159,7 @@ def test_pca_default_grid_is_fitted_to_the_path(ckpt):
 
 def test_hessian_directions_and_eigenvalues(ckpt, tmp_path, capsys):
     out = tmp_path / "hessian.lossmap"
-    code, _, err = scan(capsys, out, "--hessian", "3", "--checkpoint", ckpt["B"],
+    code, _, err = scan(capsys, out, "--hessian-dirs", "3", "--checkpoint", ckpt["B"],
                         "--grid=-1:1:3", "--grid=-1:1:3")
     assert code == 0, err
     surf = lm.load(out)
@@ -179,9 +174,10 @@ def test_hessian_directions_and_eigenvalues(ckpt, tmp_path, capsys):
     for s, d in zip(stored, dirs, strict=False):
         for k in d:
             torch.testing.assert_close(s[k], d[k], rtol=1e-4, atol=1e-5)
-    # --hessian 1 makes a line; --hessian-split picks the split.
+    # --hessian-dirs 1 makes a line; --hessian-split picks the split.
     out = tmp_path / "line.lossmap"
-    code, _, err = scan(capsys, out, "--hessian", "1", "--hessian-split", "test", "--grid=-1:1:3")
+    code, _, err = scan(capsys, out, "--hessian-dirs", "1", "--hessian-split", "test",
+                        "--grid=-1:1:3")
     assert code == 0, err
     surf = lm.load(out)
     (want,), _ = lm.hessian_eigenpairs(model, nn.CrossEntropyLoss(), data["test"], k=1)
@@ -212,7 +208,7 @@ def test_hessian_command(tmp_path, capsys):
     model, (X, y) = tiny.make_model(), tiny.make_data()["train"]
     vals, _ = lm.hessian_eigenpairs(model, nn.CrossEntropyLoss(), (X, y), k=2)
     np.testing.assert_allclose(r["eigenvalues"], vals, rtol=1e-6)
-    est, se = lm.hessian_trace(model, nn.CrossEntropyLoss(), (X, y), n_samples=4)
+    est, se = lm.hessian_trace(model, nn.CrossEntropyLoss(), (X, y), probes=4)
     assert r["trace"] == {"estimate": pytest.approx(est), "standard_error": pytest.approx(se),
                           "probes": 4}
     d = r["density"]
@@ -234,7 +230,7 @@ def _one_line_error(result, command: str, *needles: str) -> None:
 BAD = {
     "two options": (("--interpolate", "A", "B", "--plane", "A", "B", "C"),
                     ("--interpolate and --plane cannot be combined",)),
-    "pca and hessian": (("--pca", "run", "--hessian", "2"), ("--pca and --hessian",)),
+    "pca and hessian": (("--pca", "run", "--hessian-dirs", "2"), ("--pca and --hessian-dirs",)),
     "one file for a line": (("--interpolate", "A"), ("takes 2 checkpoint files (A B), got 1",)),
     "two files for a plane": (("--plane", "A", "B"), ("takes 3 checkpoint files", "got 2")),
     "missing file": (("--interpolate", "A", "nope.safetensors"), ("nope.safetensors",
@@ -248,13 +244,13 @@ BAD = {
     "pca folder missing": (("--pca", "nowhere"), ("nowhere", "does not exist")),
     "pca too short": (("--pca", "short", "--grid=-1:1:3", "--grid=-1:1:3"),
                       ("holds 2 checkpoints", "at least 3")),
-    "hessian zero": (("--hessian", "0"), ("--hessian 0 must be an integer K >= 1",)),
-    "hessian dirs": (("--hessian", "1", "--dirs", "2"), ("needs --hessian K >= 2",)),
-    "hessian split": (("--hessian", "1", "--hessian-split", "val", "--grid=-1:1:3"),
+    "hessian zero": (("--hessian-dirs", "0"), ("--hessian-dirs 0 must be an integer K >= 1",)),
+    "hessian dirs": (("--hessian-dirs", "1", "--dirs", "2"), ("needs --hessian-dirs K >= 2",)),
+    "hessian split": (("--hessian-dirs", "1", "--hessian-split", "val", "--grid=-1:1:3"),
                       ("--hessian-split 'val' is not a split", "train, test")),
     "split alone": (("--hessian-split", "test", "--grid=-1:1:3", "--grid=-1:1:3"),
-                    ("--hessian-split needs --hessian",)),
-    "k too large": (("--hessian", "60", "--grid=-1:1:3", "--grid=-1:1:3"),
+                    ("--hessian-split needs --hessian-dirs",)),
+    "k too large": (("--hessian-dirs", "60", "--grid=-1:1:3", "--grid=-1:1:3"),
                     ("k=60 must be < the number of parameters n=51",)),
 }
 

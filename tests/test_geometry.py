@@ -1,9 +1,6 @@
-"""lossmap.analysis.geometry and lossmap.analysis.sharpness on surfaces whose answers are known exactly."""
+"""lossmap.analysis.geometry and .sharpness on surfaces whose answers are known exactly."""
 
 from __future__ import annotations
-
-import inspect
-import re
 
 import numpy as np
 import pytest
@@ -17,13 +14,13 @@ from lossmap.surface import Surface
 
 
 def line(fn, lo=-0.5, hi=1.5, n=41, dtype="float64"):
-    spec = ScanSpec(axes=(Axis(lo, hi, n),), splits=("train",), metrics=("loss",), dtype=dtype)
+    spec = ScanSpec(grid=(Axis(lo, hi, n),), splits=("train",), metrics=("loss",), dtype=dtype)
     a = spec.coords()[0]
     return Surface(spec, {"train_loss": np.asarray(fn(a), dtype=np.float64)}, np.ones(n, bool))
 
 
 def plane(fn, na=21, nb=15, lo=-1.0, hi=1.0):
-    spec = ScanSpec(axes=(Axis(lo, hi, na), Axis(-1, 1, nb)), splits=("train",), metrics=("loss",))
+    spec = ScanSpec(grid=(Axis(lo, hi, na), Axis(-1, 1, nb)), splits=("train",), metrics=("loss",))
     A, B = np.meshgrid(*spec.coords(), indexing="ij")
     return Surface(spec, {"train_loss": fn(A, B)}, np.ones(spec.shape, bool))
 
@@ -237,16 +234,5 @@ def test_docstring_examples_run(module):
     "fn", [lm.barrier, lm.convexity_map, lm.gradient_field, lm.basin_width, lm.sharpness],
     ids=lambda f: f.__name__,
 )
-def test_docstrings_match_signatures(fn):
-    assert documented(fn) == set(inspect.signature(fn).parameters)
-
-
-def documented(fn) -> set[str]:
-    """Parameter names of a numpydoc Parameters section (``**kw`` as ``kw``)."""
-    doc = inspect.getdoc(fn)
-    section = doc.split("Parameters\n----------\n", 1)[1].split("\n\nReturns", 1)[0]
-    names: set[str] = set()
-    for line in section.splitlines():
-        if line and not line.startswith(" "):
-            names |= {n.lstrip("*") for n in re.split(r",\s*", line.split(" : ")[0].strip())}
-    return names
+def test_docstrings_match_signatures(fn, assert_docstring_matches_signature):
+    assert_docstring_matches_signature(fn)

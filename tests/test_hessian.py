@@ -7,8 +7,6 @@ formed densely with ``torch.func.hessian``.
 
 import contextlib
 import doctest
-import inspect
-import re
 import warnings
 
 import numpy as np
@@ -137,12 +135,12 @@ def test_quadratic_eigenpairs_match_numpy(quad, which):
 def test_quadratic_trace_within_three_standard_errors(quad):
     model, loss, data, A, *_ = quad
     true = float(np.trace(A))
-    est, se = hessian_trace(model, loss, data, n_samples=100, seed=0)
+    est, se = hessian_trace(model, loss, data, probes=100, seed=0)
     assert se > 0
     assert abs(est - true) < 3 * se, (est, true, se)
     # The standard error shrinks like 1/√S: 16× the samples → about 1/4.
-    _, se_small = hessian_trace(model, loss, data, n_samples=16, seed=1)
-    _, se_big = hessian_trace(model, loss, data, n_samples=256, seed=1)
+    _, se_small = hessian_trace(model, loss, data, probes=16, seed=1)
+    _, se_big = hessian_trace(model, loss, data, probes=256, seed=1)
     assert 0.15 < se_big / se_small < 0.4
     # The variance of Rademacher Hutchinson is 2 Σ_{i≠j} A_ij²: se ≈ √(that / S).
     var = 2 * (np.sum(A**2) - np.sum(np.diag(A) ** 2))
@@ -151,11 +149,11 @@ def test_quadratic_trace_within_three_standard_errors(quad):
 
 def test_trace_probes_do_not_depend_on_block_size(quad, monkeypatch):
     model, loss, data, *_ = quad
-    a = hessian_trace(model, loss, data, n_samples=10, seed=3)
+    a = hessian_trace(model, loss, data, probes=10, seed=3)
     monkeypatch.setattr(spectral_mod, "MAX_BLOCK", 3)
-    b = hessian_trace(model, loss, data, n_samples=10, seed=3)
+    b = hessian_trace(model, loss, data, probes=10, seed=3)
     assert a == pytest.approx(b, rel=1e-12, abs=1e-12)
-    assert hessian_trace(model, loss, data, n_samples=10, seed=4) != a
+    assert hessian_trace(model, loss, data, probes=10, seed=4) != a
 
 
 def test_slq_density_integrates_to_one_with_mass_at_eigenvalues(quad):
@@ -202,7 +200,7 @@ def test_slq_moments_are_exact_quadrature(quad):
         expect = np.mean(np.einsum("bi,ij,bj->b", V, Ap, V))
         assert np.sum(weights * nodes**p) == pytest.approx(expect, rel=1e-8, abs=1e-10), p
     # The first moment is Hutchinson's estimate on the same probes (tr/n in expectation).
-    est, se = hessian_trace(model, loss, data, n_samples=P, seed=2)
+    est, se = hessian_trace(model, loss, data, probes=P, seed=2)
     assert np.sum(weights * nodes) == pytest.approx(est / DIM, rel=1e-10)
     assert abs(np.sum(weights * nodes) - np.trace(A) / DIM) < 3 * se / DIM
 
@@ -281,7 +279,7 @@ def test_network_params_subset_is_the_diagonal_block():
     assert rel(vals[0], np.linalg.eigvalsh(H)[-1]) < 1e-6
     assert float(dirs[0]["0.weight"].abs().sum()) == 0.0  # zero outside the block
     assert dirs[0].meta["params"] == block  # model order
-    est, _ = hessian_trace(net, loss_fn, (X, y), n_samples=3, params=["2.bias"])
+    est, _ = hessian_trace(net, loss_fn, (X, y), probes=3, params=["2.bias"])
     bias_block = dense_hessian(net, loss_fn, X, y, names=["2.bias"])
     assert np.isfinite(est) and est == pytest.approx(np.trace(bias_block), rel=1.0)
 
@@ -364,7 +362,7 @@ def same_bits(a, b):
         lambda m, lf, d, v: hvp(m, lf, d, v),
         lambda m, lf, d, v: curvature(m, lf, d, v),
         lambda m, lf, d, v: hessian_eigenpairs(m, lf, d, k=2),
-        lambda m, lf, d, v: hessian_trace(m, lf, d, n_samples=4),
+        lambda m, lf, d, v: hessian_trace(m, lf, d, probes=4),
         lambda m, lf, d, v: slq_nodes_weights(m, lf, d, n_lanczos=5, n_probes=2),
         lambda m, lf, d, v: hessian_density(m, lf, d, n_lanczos=5, n_probes=2),
         lambda m, lf, d, v: hessian_eigenpairs(m, lf, d, k=200),  # an error inside
@@ -425,8 +423,8 @@ def test_bad_input_names_the_fix(quad):
         hvp(model, loss, data, torch.ones(DIM))
     with pytest.raises(InputError, match="nonzero direction"):
         curvature(model, loss, data, {"w": torch.zeros(DIM)})
-    with pytest.raises(InputError, match="n_samples=1 must be >= 2"):
-        hessian_trace(model, loss, data, n_samples=1)
+    with pytest.raises(InputError, match="probes=1 must be >= 2"):
+        hessian_trace(model, loss, data, probes=1)
     with pytest.raises(InputError, match="does not have"):
         hvp(model, loss, data, {"w": torch.ones(DIM)}, params=["nope"])
     with pytest.raises(InputError, match="sigma"):
@@ -435,7 +433,7 @@ def test_bad_input_names_the_fix(quad):
         hvp(lambda x: x, loss, data, {"w": torch.ones(DIM)})
     nan_loss = lambda o, t: (o * float("nan")).mean()  # noqa: E731
     with pytest.raises(InputError, match="nan"):
-        hessian_trace(model, nan_loss, data, n_samples=2)
+        hessian_trace(model, nan_loss, data, probes=2)
 
 
 def test_no_convergence_says_what_to_raise():
@@ -467,11 +465,5 @@ PUBLIC.append(hessian_density)
 
 
 @pytest.mark.parametrize("fn", PUBLIC, ids=lambda f: f.__name__)
-def test_docstrings_match_signatures(fn):
-    doc = inspect.getdoc(fn)
-    section = doc.split("Parameters\n----------\n", 1)[1].split("\n\nReturns", 1)[0]
-    documented = set()
-    for line in section.splitlines():
-        if line and not line.startswith(" "):
-            documented |= set(re.split(r",\s*", line.split(" : ")[0].strip()))
-    assert documented == set(inspect.signature(fn).parameters)
+def test_docstrings_match_signatures(fn, assert_docstring_matches_signature):
+    assert_docstring_matches_signature(fn)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
-import re
 
 import matplotlib
 
@@ -19,8 +17,8 @@ from matplotlib.quiver import Quiver
 
 import lossmap as lm
 import lossmap.plot as lp
-from lossmap.errors import InputError, InputTypeError
 from lossmap.cli import plot as plot_cli
+from lossmap.errors import InputError, InputTypeError
 from lossmap.spec import Axis, ScanSpec
 from lossmap.surface import Surface
 
@@ -35,7 +33,7 @@ def _close_figures():
 
 
 def plane(fn, meta=None, na=21, nb=17) -> Surface:
-    spec = ScanSpec(axes=(Axis(-1, 1.5, na), Axis(-1, 1.5, nb)), splits=("train", "test"),
+    spec = ScanSpec(grid=(Axis(-1, 1.5, na), Axis(-1, 1.5, nb)), splits=("train", "test"),
                     metrics=("loss",))
     A, B = np.meshgrid(*spec.coords(), indexing="ij")
     values = {"train_loss": fn(A, B), "test_loss": fn(A, B) + 0.1}
@@ -47,7 +45,7 @@ def bowl(meta=None) -> Surface:
 
 
 def interpolation_line() -> Surface:
-    spec = ScanSpec(axes=(Axis(-0.5, 1.5, 41),), splits=("train",), metrics=("loss",))
+    spec = ScanSpec(grid=(Axis(-0.5, 1.5, 41),), splits=("train",), metrics=("loss",))
     a = spec.coords()[0]
     return Surface(spec, {"train_loss": 2 - a + 0.8 * np.sin(np.pi * a)}, np.ones(41, bool))
 
@@ -197,12 +195,5 @@ def test_docstring_examples_run(module):
 
 
 @pytest.mark.parametrize("name", [n for n in lp.__all__ if lp._WHERE[n] in ("extra", "paths")])
-def test_docstrings_match_signatures(name):
-    fn = getattr(lp, name)
-    doc = inspect.getdoc(fn)
-    section = doc.split("Parameters\n----------\n", 1)[1].split("\n\nReturns", 1)[0]
-    names: set[str] = set()
-    for line in section.splitlines():
-        if line and not line.startswith(" "):
-            names |= {n.lstrip("*") for n in re.split(r",\s*", line.split(" : ")[0].strip())}
-    assert names == set(inspect.signature(fn).parameters)
+def test_docstrings_match_signatures(name, assert_docstring_matches_signature):
+    assert_docstring_matches_signature(getattr(lp, name))

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 import lossmap as lm
-from lossmap.cli import report as report_cli
 from lossmap.analysis import analyse
+from lossmap.cli import report as report_cli
 from lossmap.errors import InputError, InputTypeError, MissingFileError, StoreError
 from lossmap.report import format_value, write_report
 from lossmap.store import Store
@@ -167,7 +167,7 @@ def test_numbers_match_the_surface(page, stores):
             assert _cell(section, label, 2) == format_value(summary[v]["min"])
         assert f"{summary['done']}/{summary['points']}" in section
         spec = surface.spec
-        for a in spec.axes:
+        for a in spec.grid:
             assert f"[{a.lo:g}, {a.hi:g}], {a.n} points" in section
         for fp in surface.fingerprints.values():
             assert f"<code>{fp}</code>" in section
@@ -252,6 +252,7 @@ def test_bad_input(stores, tmp_path):
 
 
 # -- the browser ---------------------------------------------------------------
+@pytest.mark.browser
 def test_renders_in_chromium_without_errors_or_requests(page, tmp_path):
     path, _ = page
     if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
@@ -377,8 +378,8 @@ def test_basin_width_and_grid_sharpness_on_analytic_surfaces(page, stores, tmp_p
     import numpy as np
 
     from lossmap.analysis import geometry
-    from lossmap.report import template as report_template
     from lossmap.analysis.sharpness import grid_sharpness
+    from lossmap.report import template as report_template
     from lossmap.spec import ScanSpec
 
     # The default page: δ = 0.1 on every line, ε = 0.1 on the plane, each stated.
@@ -394,13 +395,13 @@ def test_basin_width_and_grid_sharpness_on_analytic_surfaces(page, stores, tmp_p
     assert "basin width" not in plane and "ε-sharpness" not in line
     # A line with known crossings: train 2 + α² (left), 2 + 4α² (right); test 2 − 0.75α (left),
     # 2 + 0.1α² (right, never above 2 + δ). δ = 0.25: train ±0.5 / 0.25, test 1/3 / beyond.
-    spec = ScanSpec(axes=((-1, 1, 41),), splits=("train", "test"), metrics=("loss",))
+    spec = ScanSpec(grid=((-1, 1, 41),), splits=("train", "test"), metrics=("loss",))
     a = spec.coords()[0]
     vals = {"train_loss": 2 + np.where(a < 0, a**2, 4 * a**2),
             "test_loss": 2 + np.where(a < 0, -0.75 * a, 0.1 * a**2)}
     quad = Surface(spec, vals, np.ones(41, bool))
     # A plane 1 + α² + 3β²: within radius ε = 0.3 of 0 the worst rise is 3·0.3² = 0.27 at β = ±0.3.
-    pspec = ScanSpec(axes=((-1, 1, 41), (-1, 1, 41)), splits=("train",), metrics=("loss",))
+    pspec = ScanSpec(grid=((-1, 1, 41), (-1, 1, 41)), splits=("train",), metrics=("loss",))
     A, B = np.meshgrid(*pspec.coords(), indexing="ij")
     bowl = Surface(pspec, {"train_loss": 1 + A**2 + 3 * B**2}, np.ones((41, 41), bool))
     out = write_report([("quad", quad), ("bowl", bowl)], tmp_path / "r.html", delta=0.25,

@@ -28,7 +28,7 @@ from .backends.registry import backend_for
 from .data.splits import Split, as_splits
 from .directions.direction import Direction, as_direction
 from .errors import InputError, InputTypeError
-from .spec import AUTOCAST, ScanSpec, check_axis, check_name
+from .spec import AUTOCAST, ScanSpec, check_axis, check_grid_size, check_name
 from .surface import Surface
 
 DEFAULT_METRICS = ("loss", "accuracy")
@@ -348,4 +348,6 @@ def _axes(grid: Any, ndirs: int) -> tuple:
         raise InputError(
             f"{len(grid)} grid axes for {ndirs} directions: give one (lo, hi, n) per direction"
         )
-    return tuple(check_axis(a, index=i) for i, a in enumerate(grid))
+    axes = tuple(check_axis(a, index=i) for i, a in enumerate(grid))
+    check_grid_size(axes)  # a new scan only: a store of any size still opens
+    return axes

@@ -1,6 +1,6 @@
 """ScanSpec: what a scan computes, validated and serializable.
 
-A spec holds everything that determines the stored values — the grid axes,
+A spec holds everything that determines the stored values — the grid,
 splits, metrics, data subset, precision and how each direction was made — and
 nothing that only changes speed (device, batch size). Two scans with equal
 specs and equal fingerprints (centre, directions, data) compute the same
@@ -9,9 +9,11 @@ numbers, which is what lets a store resume safely.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +25,9 @@ FORMAT_VERSION = 1
 DIM_NAMES = ("alpha", "beta")
 AUTOCAST = (None, "bfloat16", "float16")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: The most points a grid may have (1024 x 1024): a scan visits every one, each a pass over
+#: the data, and its order and coordinates are held in memory. Split a larger scan.
+MAX_POINTS = 2**20
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,25 @@ def check_axis(obj: Any, *, index: int = 0) -> Axis:
     return Axis(lo, hi, int(n))
 
 
+def check_grid_size(axes: Any) -> None:
+    """Refuse a grid of more than :data:`MAX_POINTS` points, before anything is allocated.
+
+    Examples
+    --------
+    >>> check_grid_size([Axis(-1, 1, 1025), Axis(-1, 1, 1025)])
+    Traceback (most recent call last):
+    ...
+    lossmap.errors.InputError: grid -1:1:1025 x -1:1:1025 has 1,050,625 points, more than ...
+    """
+    points = math.prod(a.n for a in axes)
+    if points > MAX_POINTS:
+        raise InputError(
+            f"grid {' x '.join(str(a) for a in axes)} has {points:,} points, more than the "
+            f"{MAX_POINTS:,} a scan may have (lossmap.spec.MAX_POINTS): use fewer points, or "
+            "split the range into several scans, e.g. -1:0:N and 0:1:N, each its own store"
+        )
+
+
 def check_name(name: Any, *, what: str) -> str:
     """A split or metric name must be an identifier: it becomes a column and a variable."""
     if not isinstance(name, str) or not _NAME.match(name):
@@ -104,9 +128,10 @@ class ScanSpec:
 
     Attributes
     ----------
-    axes : tuple of Axis
+    grid : tuple of Axis
         One axis per direction: 1 → a line (dim ``alpha``), 2 → a plane
-        (dims ``alpha``, ``beta``).
+        (dims ``alpha``, ``beta``). (Called ``axes`` before 0.2; ``axes=``
+        and ``.axes`` still work, with a DeprecationWarning.)
     splits : tuple of str
         Data split names, e.g. ``("train", "test")``.
     metrics : tuple of str
@@ -134,7 +159,7 @@ class ScanSpec:
         Version of the stored format.
     """
 
-    axes: tuple[Axis, ...]
+    grid: tuple[Axis, ...]
     splits: tuple[str, ...]
     metrics: tuple[str, ...]
     loss: str = "loss"
@@ -149,10 +174,13 @@ class ScanSpec:
     format: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        axes = tuple(check_axis(a, index=i) for i, a in enumerate(self.axes))
-        object.__setattr__(self, "axes", axes)
-        if not 1 <= len(axes) <= len(DIM_NAMES):
-            raise InputError(f"a scan has 1 or 2 axes, got {len(axes)}")
+        if isinstance(self.grid, (str, Axis)):
+            raise InputTypeError(f"grid={self.grid!r} must be a sequence of axes, one per "
+                                 "direction, e.g. (Axis(-1, 1, 51),)")
+        grid = tuple(check_axis(a, index=i) for i, a in enumerate(self.grid))
+        object.__setattr__(self, "grid", grid)
+        if not 1 <= len(grid) <= len(DIM_NAMES):
+            raise InputError(f"a scan has 1 or 2 grid axes, got {len(grid)}")
         if not self.splits:
             raise InputError("a scan needs at least one data split")
         for s in self.splits:
@@ -176,14 +204,21 @@ class ScanSpec:
 
     # -- derived ---------------------------------------------------------
     @property
+    def axes(self) -> tuple[Axis, ...]:
+        """Deprecated name of :attr:`grid` (lossmap 0.1)."""
+        warnings.warn("ScanSpec.axes is deprecated: use ScanSpec.grid", DeprecationWarning,
+                      stacklevel=2)
+        return self.grid
+
+    @property
     def dims(self) -> tuple[str, ...]:
         """Dimension names: ``("alpha",)`` or ``("alpha", "beta")``."""
-        return DIM_NAMES[: len(self.axes)]
+        return DIM_NAMES[: len(self.grid)]
 
     @property
     def shape(self) -> tuple[int, ...]:
         """Grid shape, one entry per axis."""
-        return tuple(a.n for a in self.axes)
+        return tuple(a.n for a in self.grid)
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -192,7 +227,7 @@ class ScanSpec:
 
     def coords(self) -> tuple[np.ndarray, ...]:
         """Coordinates of each axis."""
-        return tuple(a.values() for a in self.axes)
+        return tuple(a.values() for a in self.grid)
 
     def centre_index(self) -> tuple[int, ...] | None:
         """Grid index of the centre (every coordinate 0), or None if it is not on the grid."""
@@ -207,13 +242,13 @@ class ScanSpec:
     def point(self, index: int) -> tuple[float, ...]:
         """Coordinates of the grid point with flat (C-order) index ``index``."""
         ijk = np.unravel_index(index, self.shape)
-        return tuple(float(a.values()[i]) for a, i in zip(self.axes, ijk, strict=True))
+        return tuple(float(a.values()[i]) for a, i in zip(self.grid, ijk, strict=True))
 
     # -- serialization ----------------------------------------------------
     def to_dict(self) -> dict:
-        """A JSON-ready dict (axes as ``[lo, hi, n]``)."""
+        """A JSON-ready dict (each grid axis as ``[lo, hi, n]``)."""
         d = asdict(self)
-        d["axes"] = [[a.lo, a.hi, a.n] for a in self.axes]
+        d["grid"] = [[a.lo, a.hi, a.n] for a in self.grid]
         d["splits"] = list(self.splits)
         d["metrics"] = list(self.metrics)
         d["directions"] = [dict(x) for x in self.directions]
@@ -225,15 +260,19 @@ class ScanSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> ScanSpec:
-        """Rebuild a spec from :meth:`to_dict` output."""
+        """Rebuild a spec from :meth:`to_dict` output (also a 0.1 dict, whose key was ``axes``)."""
         d = dict(d)
+        if "axes" in d:  # written by lossmap 0.1
+            if "grid" in d:
+                raise InputError("the spec has both 'grid' and 'axes' (its 0.1 name): keep one")
+            d["grid"] = d.pop("axes")
         fmt = d.get("format", FORMAT_VERSION)
         if fmt > FORMAT_VERSION:
             raise InputError(
                 f"this store has format {fmt}, newer than this lossmap understands "
                 f"({FORMAT_VERSION}): upgrade lossmap"
             )
-        d["axes"] = tuple(Axis(float(a[0]), float(a[1]), int(a[2])) for a in d["axes"])
+        d["grid"] = tuple(Axis(float(a[0]), float(a[1]), int(a[2])) for a in d["grid"])
         d["splits"] = tuple(d["splits"])
         d["metrics"] = tuple(d["metrics"])
         d["directions"] = tuple(d.get("directions", ()))
@@ -245,17 +284,36 @@ class ScanSpec:
         out = []
         for key in a:
             if a[key] != b.get(key):
-                if key == "axes":
+                if key == "grid":
                     out.append(
                         "grid "
-                        + " x ".join(str(x) for x in other.axes)
+                        + " x ".join(str(x) for x in other.grid)
                         + " stored vs "
-                        + " x ".join(str(x) for x in self.axes)
+                        + " x ".join(str(x) for x in self.grid)
                         + " now"
                     )
                 else:
                     out.append(f"{key} {b.get(key)!r} stored vs {a[key]!r} now")
         return out
+
+
+def _accept_axes_keyword(init: Any) -> Any:
+    """Wrap ``ScanSpec.__init__`` so the 0.1 keyword ``axes=`` still works (deprecated)."""
+
+    @functools.wraps(init)
+    def init_accepting_axes(self: ScanSpec, *args: Any, **kwargs: Any) -> None:
+        if "axes" in kwargs:
+            if "grid" in kwargs or args:
+                raise InputTypeError("give the grid once: grid=... (axes= is its old name)")
+            warnings.warn("ScanSpec(axes=...) is deprecated: use ScanSpec(grid=...)",
+                          DeprecationWarning, stacklevel=2)
+            kwargs["grid"] = kwargs.pop("axes")
+        init(self, *args, **kwargs)
+
+    return init_accepting_axes
+
+
+ScanSpec.__init__ = _accept_axes_keyword(ScanSpec.__init__)  # type: ignore[method-assign]
 
 
 def _plain(x: Any) -> Any:
@@ -272,9 +330,8 @@ def _levels(n: int) -> np.ndarray:
     level = np.full(n, -1, dtype=np.int64)
     depth = max(1, math.ceil(math.log2(max(n - 1, 1))))
     for lv in range(depth + 1):
-        idx = np.unique(np.rint(np.arange(2**lv + 1) * (n - 1) / 2**lv).astype(np.int64))
-        fresh = idx[level[idx] < 0]
-        level[fresh] = lv
+        idx = np.rint(np.arange(2**lv + 1) * (n - 1) / 2**lv).astype(np.int64)
+        level[idx[level[idx] < 0]] = lv  # repeated indices get the same level: no sort needed
     level[level < 0] = depth + 1  # unreachable, kept for safety
     return level
 

@@ -99,7 +99,7 @@ def convexity(
     --------
     >>> import numpy as np
     >>> from lossmap.spec import ScanSpec
-    >>> spec = ScanSpec(axes=((-1, 1, 41),), splits=("train",), metrics=("loss",))
+    >>> spec = ScanSpec(grid=((-1, 1, 41),), splits=("train",), metrics=("loss",))
     >>> a = spec.coords()[0]
     >>> surf = Surface(spec, {"train_loss": a**4 - a**2}, np.ones(41, bool))
     >>> convexity(surf, "train_loss")["verdict"]

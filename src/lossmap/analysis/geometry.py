@@ -73,7 +73,7 @@ def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY) ->
     >>> import numpy as np
     >>> from lossmap.spec import ScanSpec
     >>> from lossmap.surface import Surface
-    >>> spec = ScanSpec(axes=((-0.5, 1.5, 41),), splits=("train",), metrics=("loss",))
+    >>> spec = ScanSpec(grid=((-0.5, 1.5, 41),), splits=("train",), metrics=("loss",))
     >>> a = spec.coords()[0]
     >>> surf = Surface(spec, {"train_loss": 1 - a + 4 * a * (1 - a)}, np.ones(41, bool))
     >>> r = barrier(surf, "train_loss")
@@ -210,7 +210,7 @@ def gradient_field(surface: Any, variable: str) -> tuple[np.ndarray, ...]:
     >>> import numpy as np
     >>> from lossmap.spec import ScanSpec
     >>> from lossmap.surface import Surface
-    >>> spec = ScanSpec(axes=((-1, 1, 5), (-1, 1, 5)), splits=("train",), metrics=("loss",))
+    >>> spec = ScanSpec(grid=((-1, 1, 5), (-1, 1, 5)), splits=("train",), metrics=("loss",))
     >>> A, B = np.meshgrid(*spec.coords(), indexing="ij")
     >>> ga, gb = gradient_field(Surface(spec, {"train_loss": A**2 + 3 * B}, np.ones((5, 5), bool)),
     ...                         "train_loss")
@@ -261,7 +261,7 @@ def basin_width(surface: Any, variable: str, delta: float) -> dict[str, Any]:
     >>> import numpy as np
     >>> from lossmap.spec import ScanSpec
     >>> from lossmap.surface import Surface
-    >>> spec = ScanSpec(axes=((-2, 2, 41),), splits=("train",), metrics=("loss",))
+    >>> spec = ScanSpec(grid=((-2, 2, 41),), splits=("train",), metrics=("loss",))
     >>> a = spec.coords()[0]
     >>> r = basin_width(Surface(spec, {"train_loss": a**2}, np.ones(41, bool)), "train_loss", 0.25)
     >>> round(r["left"], 9), round(r["right"], 9)

@@ -152,7 +152,7 @@ def grid_sharpness(surface: Any, variable: str, epsilon: float) -> dict[str, Any
     >>> import numpy as np
     >>> from lossmap.spec import ScanSpec
     >>> from lossmap.surface import Surface
-    >>> spec = ScanSpec(axes=((-1, 1, 21), (-1, 1, 21)), splits=("train",), metrics=("loss",))
+    >>> spec = ScanSpec(grid=((-1, 1, 21), (-1, 1, 21)), splits=("train",), metrics=("loss",))
     >>> A, B = np.meshgrid(*spec.coords(), indexing="ij")
     >>> surf = Surface(spec, {"train_loss": 1 + A**2 + 3 * B**2}, np.ones((21, 21), bool))
     >>> r = grid_sharpness(surf, "train_loss", 0.3)

@@ -3,8 +3,13 @@
 Keys (YAML) and flags (CLI) are the same names, ``batch_size`` ↔ ``--batch-size``:
 
 model, checkpoint, data, loss, dirs, norm, ignore, seed, orthogonal, grid,
-samples, device, batch_size, autocast, metrics, out, and the exclusive direction options
-interpolate, plane, pca, hessian, hessian_split (see :mod:`lossmap.cli_directions`).
+samples, device, batch_size, autocast, metrics, bn, bn_samples, bn_split, strategy,
+reuse_first_layer (``--no-reuse-first-layer``), out, and the exclusive direction options
+interpolate, plane, pca, hessian_dirs, hessian_split (see :mod:`lossmap.cli.directions`).
+``lossmap info STORE --spec`` prints a stored scan in these keys.
+
+Renamed in 0.2 (the old key still works, with a note on stderr): ``hessian`` →
+``hessian_dirs``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,14 @@ from typing import Any
 
 from ..directions.random import check_ignore, check_norm
 from ..errors import InputError, InputTypeError, MissingFileError
-from ..spec import AUTOCAST, check_axis
+from ..spec import AUTOCAST, check_axis, check_grid_size
+from .options import deprecated
+from .specfile import axis_text
+
+RENAMED = {"hessian": "hessian_dirs"}  # YAML keys renamed in 0.2: old → new
+STRATEGIES = ("auto", "loop", "vmap")
+# The keys whose values are text (paths, entry points, names), checked by type.
+_TEXT = ("model", "data", "out", "checkpoint", "loss", "norm", "device", "pca", "hessian_split")
 
 
 @dataclass
@@ -39,11 +51,16 @@ class ScanConfig:
     batch_size: int | None = None
     autocast: str | None = None  # bfloat16 | float16: forward passes under torch.autocast
     metrics: list[str] = field(default_factory=lambda: ["loss", "accuracy"])
+    bn: str | None = None  # eval (default) | recompute: BatchNorm statistics at each point
+    bn_samples: int | None = None  # with bn: recompute, samples the statistics come from
+    bn_split: str | None = None  # with bn: recompute, their split
+    strategy: str | None = None  # auto (default) | loop | vmap: how a chunk of points runs
+    reuse_first_layer: bool = True  # False: no exact first-layer reuse
     # Directions other than random ones (at most one of the four):
     interpolate: list[str] | None = None  # checkpoints A B: the line from A to B, centre A
     plane: list[str] | None = None  # checkpoints A B C: the plane through them, centre A
     pca: str | None = None  # folder of checkpoints: the training path's PCA plane
-    hessian: int | None = None  # K: top-K Hessian eigen-directions at the centre
+    hessian_dirs: int | None = None  # K: top-K Hessian eigen-directions at the centre
     hessian_split: str | None = None  # the split the Hessian is of (default the first)
 
     @classmethod
@@ -71,6 +88,14 @@ class ScanConfig:
         if not isinstance(raw, dict):
             raise InputError(f"spec file {str(path)!r} must hold a mapping of keys to values")
         raw = {str(k).replace("-", "_"): v for k, v in raw.items()}
+        for old, new in RENAMED.items():
+            if old in raw:
+                deprecated(f"key {old!r} of spec file {str(path)!r}", repr(new),
+                           prog="lossmap scan")
+                if new in raw:
+                    raise InputError(f"spec file {str(path)!r} has both {old!r} and {new!r}: "
+                                     f"keep {new!r} ({old!r} is its old name)")
+                raw[new] = raw.pop(old)
         unknown = sorted(set(raw) - set(cls.field_names()))
         if unknown:
             raise InputError(
@@ -79,8 +104,29 @@ class ScanConfig:
             )
         return raw
 
+    def _check_types(self) -> None:
+        """Refuse a value of the wrong type, as a YAML file can give (``out: 123``)."""
+        for key in _TEXT:
+            v = getattr(self, key)
+            if v is not None and not isinstance(v, str):
+                raise InputTypeError(
+                    f"{key} {v!r} must be text, not {type(v).__name__}: give a string "
+                    f"(in a spec file, quote it: {key}: \"{v}\")"
+                )
+        m = self.metrics
+        if not isinstance(m, str) and not (
+            isinstance(m, list) and m and all(isinstance(x, str) for x in m)
+        ):
+            raise InputTypeError(
+                f"metrics {m!r} must be names: a comma-separated string or a list, "
+                "e.g. metrics: [loss, accuracy]"
+            )
+        if not isinstance(self.orthogonal, bool):
+            raise InputTypeError(f"orthogonal {self.orthogonal!r} must be true or false")
+
     def validate(self) -> ScanConfig:
         """Check every field; returns self. Raises InputError naming the field and fix."""
+        self._check_types()
         for key in ("model", "data", "out"):
             if not getattr(self, key):
                 raise InputError(f"--{key} is required (or `{key}:` in the spec file)")
@@ -102,6 +148,7 @@ class ScanConfig:
                 "per direction, e.g. --grid -1:1:51 --grid -1:1:51"
             )
         self.grid = [check_axis(g, index=i) for i, g in enumerate(self.grid)]
+        check_grid_size(self.grid)  # before the model and data are loaded
         for key in ("seed", "samples", "batch_size"):
             v = getattr(self, key)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
@@ -115,10 +162,40 @@ class ScanConfig:
                              "(leave it out for full precision)")
         if isinstance(self.metrics, str):
             self.metrics = [m.strip() for m in self.metrics.split(",") if m.strip()]
+        self._check_evaluation()
         return self
+
+    def _check_evaluation(self) -> None:
+        """Check bn, bn_samples, bn_split, strategy and reuse_first_layer."""
+        if self.bn not in (None, "eval", "recompute"):
+            raise InputError(f"--bn {self.bn!r} must be eval (stored running statistics) or "
+                             "recompute (re-estimated at every point)")
+        for key in ("bn_samples", "bn_split"):
+            if getattr(self, key) is not None and self.bn != "recompute":
+                raise InputError(f"--{key.replace('_', '-')} needs --bn recompute "
+                                 "(`bn: recompute` in the spec file)")
+        v = self.bn_samples
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise InputError(f"--bn-samples {v!r} must be an integer >= 1")
+        if self.bn_split is not None and not isinstance(self.bn_split, str):
+            raise InputTypeError(f"--bn-split {self.bn_split!r} must be a split name")
+        if self.strategy not in (None, *STRATEGIES):
+            raise InputError(f"--strategy {self.strategy!r} must be one of "
+                             f"{', '.join(STRATEGIES)}")
+        if not isinstance(self.reuse_first_layer, bool):
+            raise InputTypeError(f"reuse_first_layer {self.reuse_first_layer!r} must be "
+                                 "true or false")
+
+    def scan_options(self) -> dict[str, Any]:
+        """The evaluation keywords of ``lm.scan`` this configuration sets (others: defaults)."""
+        keys = ("bn", "bn_samples", "bn_split", "strategy")
+        out = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        if not self.reuse_first_layer:
+            out["reuse_first_layer"] = False
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (grid as LO:HI:N strings)."""
         d = {k: getattr(self, k) for k in self.field_names()}
-        d["grid"] = [str(g) for g in self.grid]
+        d["grid"] = [axis_text(g) for g in self.grid]  # exact: str(axis) rounds
         return d

@@ -11,7 +11,7 @@ the scan (``Surface.meta``); where the grid has a natural default it is set:
 * ``--pca DIR`` — the trajectory's principal directions around its final
   checkpoint (the centre); ``meta["path"]`` is every checkpoint projected,
   ``meta["explained_variance_ratio"]``; the default grid is fitted to the path.
-* ``--hessian K`` — the top-K Hessian eigenpairs at the centre (``--checkpoint``
+* ``--hessian-dirs K`` — the top-K Hessian eigenpairs at the centre (``--checkpoint``
   or the model's weights), of the first split or ``--hessian-split``; the first
   1 or 2 (``--dirs``) are scanned, all K eigenvalues are in ``meta["hessian"]``.
   The eigen-directions are unit vectors: ``--grid`` is in parameter units.
@@ -32,7 +32,7 @@ import torch
 
 from ..errors import InputError, InputTypeError, MissingFileError
 
-MODES = ("interpolate", "plane", "pca", "hessian")
+MODES = ("interpolate", "plane", "pca", "hessian_dirs")
 COUNTS = {"interpolate": 2, "plane": 3}  # checkpoint files each takes
 INTERPOLATION_GRID = "-0.5:1.5:41"
 POINTS = 41  # points along each axis of a fitted default grid
@@ -65,8 +65,8 @@ def check_mode(cfg: Any) -> bool:
             "make the directions"
         )
     mode = given[0] if given else None
-    if cfg.hessian_split is not None and mode != "hessian":
-        raise InputError("--hessian-split needs --hessian K")
+    if cfg.hessian_split is not None and mode != "hessian_dirs":
+        raise InputError("--hessian-split needs --hessian-dirs K")
     if mode is None:
         return False
     if mode in COUNTS:
@@ -84,22 +84,22 @@ def check_mode(cfg: Any) -> bool:
         setattr(cfg, mode, [str(f) for f in files])
     if mode == "pca" and not Path(str(cfg.pca)).is_dir():
         raise MissingFileError(f"--pca checkpoint folder {str(cfg.pca)!r} does not exist")
-    if mode == "hessian" and (
-        not isinstance(cfg.hessian, int) or isinstance(cfg.hessian, bool) or cfg.hessian < 1
-    ):
-        raise InputError(f"--hessian {cfg.hessian!r} must be an integer K >= 1")
-    if mode != "hessian" and cfg.checkpoint:
+    k = cfg.hessian_dirs
+    if mode == "hessian_dirs" and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+        raise InputError(f"--hessian-dirs {k!r} must be an integer K >= 1")
+    if mode != "hessian_dirs" and cfg.checkpoint:
         centre = "A" if mode in COUNTS else "the final checkpoint"
         raise InputError(
             f"--checkpoint cannot be combined with {_flag(mode)}: the centre is {centre}"
         )
     if cfg.dirs is None:
-        cfg.dirs = 1 if mode == "interpolate" or (mode == "hessian" and cfg.hessian == 1) else 2
+        cfg.dirs = 1 if mode == "interpolate" or (mode == "hessian_dirs" and k == 1) else 2
     fixed = {"interpolate": 1, "plane": 2}.get(mode)
     if fixed is not None and cfg.dirs != fixed:
         raise InputError(f"--dirs {cfg.dirs} does not fit {_flag(mode)}, which makes {fixed}")
-    if mode == "hessian" and isinstance(cfg.dirs, int) and cfg.dirs > cfg.hessian:
-        raise InputError(f"--dirs {cfg.dirs} needs --hessian K >= {cfg.dirs} eigen-directions")
+    if mode == "hessian_dirs" and isinstance(cfg.dirs, int) and cfg.dirs > k:
+        raise InputError(f"--dirs {cfg.dirs} needs --hessian-dirs K >= {cfg.dirs} "
+                         "eigen-directions")
     if mode == "interpolate" and not cfg.grid:
         cfg.grid = [INTERPOLATION_GRID]
     return mode in ("plane", "pca") and not cfg.grid
@@ -107,11 +107,11 @@ def check_mode(cfg: Any) -> bool:
 
 def load_model(text: str) -> Any:
     """The model returned by the ``--model`` entry point: an nn.Module or a JAX model."""
-    from ..backends.registry import is_jax
-    from .entry import load_entry
+    from ..backends.registry import find_backend
+    from .entry import call_entry
 
-    model = load_entry(text, what="--model")()
-    if not isinstance(model, torch.nn.Module) and not is_jax(model):
+    model = call_entry(text, what="--model")
+    if find_backend(model) is None:
         raise InputTypeError(
             f"--model {text!r} returned a {type(model).__name__}, not a torch.nn.Module "
             "(nor a JAX model: lossmap.jax.JaxModel, (linen.Module, variables), nnx.Module)"
@@ -119,21 +119,16 @@ def load_model(text: str) -> Any:
     return model
 
 
-def load_loss(text: str, *, jax: bool = False) -> Any:
+def load_loss(text: str, *, model: Any = None) -> Any:
     """``cross_entropy``, ``mse``, or the ``MODULE:NAME`` loss (a class is instantiated).
 
-    With ``jax=True`` the two names give :mod:`lossmap.jax`'s losses.
+    The two names mean the loss of ``model``'s backend (PyTorch's by default).
     """
+    from ..backends.registry import backend_named, find_backend
     from .entry import load_entry
 
-    if jax and text in ("cross_entropy", "mse"):
-        from .. import jax as ljax
-
-        return getattr(ljax, text)
-    if text == "cross_entropy":
-        return torch.nn.CrossEntropyLoss()
-    if text == "mse":
-        return torch.nn.MSELoss()
+    if text in ("cross_entropy", "mse"):
+        return (find_backend(model) or backend_named("torch")).loss(text)
     loss_fn = load_entry(text, what="--loss")
     if isinstance(loss_fn, type):  # a loss class such as torch.nn:L1Loss
         try:
@@ -151,18 +146,12 @@ def load_loss(text: str, *, jax: bool = False) -> Any:
 def checkpoint_of(model: torch.nn.Module, path: str | Path, *, what: str,
                   trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """A checkpoint's state, checked against ``model`` (errors name ``what`` and the file)."""
-    from ..backends.registry import is_jax
-    from ..params import load_checkpoint, resolve_centre
+    from ..backends.registry import backend_for
+    from ..params import load_checkpoint
 
     state = load_checkpoint(path, trust_pickle=trust_pickle)
-    try:
-        if is_jax(model):  # a flat name -> array file of the JAX model's weights
-            from ..jax.model import as_model
-            from ..jax.scan import centre_state
-
-            centre_state(as_model(model), state)
-        else:
-            resolve_centre(model, state)
+    try:  # for a JAX model: a flat name -> array file of its weights
+        backend_for(model).state(model, state)
     except InputError as exc:
         raise InputError(f"{what} {str(path)!r}: {exc}") from None
     return state
@@ -198,31 +187,18 @@ def nice_axis(lo: float, hi: float, *, margin: float = MARGIN, points: int = POI
     return (lo, hi, round((hi - lo) * m) + 1)
 
 
-def _random(cfg: Any, model: torch.nn.Module, trust_pickle: bool) -> tuple:
-    from ..backends.registry import is_jax
+def _random(cfg: Any, model: Any, trust_pickle: bool) -> tuple:
+    from ..backends.registry import backend_for
     from ..directions.random import random_directions
-    from ..params import load_checkpoint, resolve_centre
 
-    if is_jax(model):
-        centre = (checkpoint_of(model, cfg.checkpoint, what="--checkpoint",
-                                trust_pickle=trust_pickle) if cfg.checkpoint else None)
-        from ..jax.model import as_model
-
-        params = as_model(model).torch_state()[0]
-        base = params if centre is None else {k: centre[k] for k in params}
-        dirs = random_directions(base, cfg.dirs, norm=cfg.norm, ignore=cfg.ignore,
-                                 seed=cfg.seed, orthogonal=bool(cfg.orthogonal), filter_axis=-1)
-        return centre, dirs, {}
-    centre = load_checkpoint(cfg.checkpoint, trust_pickle=trust_pickle) if cfg.checkpoint else None
-    if centre is not None:
-        c_params, _ = resolve_centre(model, centre)
-        # In the model's parameter order: the draw follows the mapping's order, and a
-        # checkpoint's own order (sorted in .safetensors) would give other directions.
-        dir_base: Any = {name: c_params[name] for name, _ in model.named_parameters()}
-    else:
-        dir_base = model
-    dirs = random_directions(dir_base, cfg.dirs, norm=cfg.norm, ignore=cfg.ignore, seed=cfg.seed,
-                             orthogonal=bool(cfg.orthogonal))
+    backend = backend_for(model, what="--model")
+    centre = (checkpoint_of(model, cfg.checkpoint, what="--checkpoint", trust_pickle=trust_pickle)
+              if cfg.checkpoint else None)
+    # In the model's parameter order: the draw follows the mapping's order, and a
+    # checkpoint's own order (sorted in .safetensors) would give other directions.
+    base = backend.state(model, centre)[0] if centre is not None else model
+    dirs = random_directions(base, cfg.dirs, norm=cfg.norm, ignore=cfg.ignore, seed=cfg.seed,
+                             orthogonal=bool(cfg.orthogonal), filter_axis=backend.filter_axis)
     return centre, dirs, {}
 
 
@@ -246,9 +222,9 @@ def build_directions(cfg: Any, model: torch.nn.Module, loss_fn: Any, data: Any, 
     model : nn.Module
         The ``--model``; checkpoints are checked against it.
     loss_fn : callable
-        The loss (used by ``--hessian``).
+        The loss (used by ``--hessian-dirs``).
     data : dict of str to split
-        The ``--data`` splits (used by ``--hessian``).
+        The ``--data`` splits (used by ``--hessian-dirs``).
     trust_pickle : bool, default False
         Allow checkpoints that need pickle.
 
@@ -262,14 +238,14 @@ def build_directions(cfg: Any, model: torch.nn.Module, loss_fn: Any, data: Any, 
         JSON-ready annotations for ``lm.scan(meta=...)``: ``models``,
         ``path``, ``explained_variance_ratio``, ``hessian``… (empty for random directions).
     """
-    from ..backends.registry import is_jax
     from ..directions.between import interpolation, plane
     from ..directions.trajectory import fitted_grid, pca_directions, project
     from ..spec import check_axis
 
     kw = {"trust_pickle": trust_pickle}
-    if is_jax(model) and (cfg.pca is not None or cfg.hessian is not None):
-        raise InputError("--pca and --hessian work on PyTorch models; for a JAX model use "
+    if not isinstance(model, torch.nn.Module) and (cfg.pca is not None
+                                                   or cfg.hessian_dirs is not None):
+        raise InputError("--pca and --hessian-dirs work on PyTorch models; for a JAX model use "
                          "random directions, --interpolate or --plane")
     if cfg.interpolate is not None:
         a, b = (checkpoint_of(model, p, what=f"--interpolate {n}", **kw)
@@ -297,7 +273,7 @@ def build_directions(cfg: Any, model: torch.nn.Module, loss_fn: Any, data: Any, 
         meta = {"path": path.tolist(), "explained_variance_ratio": ratio.tolist(),
                 "trajectory": [str(f) for f in files]}
         return final, dirs, meta
-    if cfg.hessian is not None:
+    if cfg.hessian_dirs is not None:
         return _hessian(cfg, model, loss_fn, data, trust_pickle)
     return _random(cfg, model, trust_pickle)
 
@@ -316,9 +292,9 @@ def _hessian(cfg: Any, model: torch.nn.Module, loss_fn: Any, data: Any,
             f"--hessian-split {split!r} is not a split of --data ({', '.join(map(str, data))})"
         )
     vals, dirs = hessian_eigenpairs(
-        model, loss_fn, {split: data[split]}, k=cfg.hessian, centre=centre, samples=cfg.samples,
-        seed=cfg.seed, device=cfg.device, batch_size=cfg.batch_size,
+        model, loss_fn, {split: data[split]}, k=cfg.hessian_dirs, centre=centre,
+        samples=cfg.samples, seed=cfg.seed, device=cfg.device, batch_size=cfg.batch_size,
     )  # fmt: skip
-    meta = {"hessian": {"eigenvalues": vals.tolist(), "k": cfg.hessian, "split": split,
+    meta = {"hessian": {"eigenvalues": vals.tolist(), "k": cfg.hessian_dirs, "split": split,
                         "which": "largest", "products": dirs[0].meta["products"]}}
     return centre, dirs[: cfg.dirs], meta

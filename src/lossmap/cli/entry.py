@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, InputTypeError
 
 
 def load_entry(text: str, *, what: str) -> Any:
@@ -62,3 +62,41 @@ def load_entry(text: str, *, what: str) -> Any:
             raise InputError(f"{what} {text!r}: module {mod_name!r} has no {attr!r}")
         obj = getattr(obj, part)
     return obj
+
+
+def call_entry(text: str, *, what: str, **kwargs: Any) -> Any:
+    """Import ``MODULE:FUNCTION`` and return what calling it with ``kwargs`` returns.
+
+    An entry point that is not callable, or that raises, is an
+    :class:`~lossmap.errors.InputError` naming it and the exception (the
+    user's traceback is chained: ``--debug`` shows it).
+
+    Examples
+    --------
+    >>> call_entry("math:pi", what="--model")
+    Traceback (most recent call last):
+    ...
+    lossmap.errors.InputTypeError: --model 'math:pi' is a float, not a function: ...
+    """
+    return call_loaded(load_entry(text, what=what), text, what=what, **kwargs)
+
+
+def call_loaded(fn: Any, text: str, *, what: str, **kwargs: Any) -> Any:
+    """Call ``fn``, loaded from the entry point ``text``, as :func:`call_entry` does."""
+    if not callable(fn):
+        raise InputTypeError(
+            f"{what} {text!r} is a {type(fn).__name__}, not a function: name the function "
+            "that returns it, MODULE:FUNCTION"
+        )
+    try:
+        return fn(**kwargs)
+    except Exception as exc:
+        raise InputError(
+            f"{what} {text!r} raised {_first_line(exc)} when called: fix the function "
+            "(--debug shows the traceback)"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

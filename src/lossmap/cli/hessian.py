@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .options import add_out
+from .outputs import add_overwrite, check_out_file
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -62,8 +64,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="compute in float64 (for small eigenvalues of a float32 model)")
     p.add_argument("--device", help="cpu, cuda, … (default: the model's)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="batch size")
-    p.add_argument("-o", "--output", help="write the results as JSON (FILE.json)")
+    add_out(p, dest="output", old=True, help="write the results as JSON (FILE.json)")
     p.add_argument("--plot", help="draw eigenvalues (and density): FILE.png, .svg or .pdf")
+    add_overwrite(p)
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return p
 
@@ -82,12 +85,16 @@ def run(args: argparse.Namespace) -> int:
     from ..hessian.spectral import broaden, hessian_trace, slq_nodes_weights
     from ..plot.common import SUFFIXES, check_suffix
     from .directions import checkpoint_of, load_loss, load_model
-    from .entry import load_entry
+    from .entry import call_entry
 
     if args.output and Path(args.output).suffix.lower() != ".json":
         raise InputError(f"-o {args.output!r}: the results are JSON, use -o FILE.json")
     if args.plot:
         check_suffix(args.plot, SUFFIXES, "--plot")
+    overwrite = bool(getattr(args, "overwrite", False))
+    for flag, path in (("-o", args.output), ("--plot", args.plot)):
+        if path:  # before any work: a file that may not be replaced, or cannot be written
+            check_out_file(path, flag=flag, overwrite=overwrite)
     for name in ("k", "probes", "lanczos"):
         if getattr(args, name) < (2 if name == "probes" else 1):
             raise InputError(f"--{name} {getattr(args, name)} must be >= "
@@ -95,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     centre = (checkpoint_of(model, args.checkpoint, what="--checkpoint",
                             trust_pickle=bool(args.trust_pickle)) if args.checkpoint else None)
-    data = load_entry(args.data, what="--data")()
+    data = call_entry(args.data, what="--data")
     if not isinstance(data, dict) or not data:
         raise InputError(f"--data {args.data!r} must return a dict of splits {{name: (X, y)}}")
     split = args.split or ("train" if "train" in data else next(iter(data)))
@@ -122,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
           + f"  ({result['products']} products, {result['seconds']['eigenvalues']:.2f} s)")
     if args.trace:
         t0 = time.perf_counter()
-        est, se = hessian_trace(model, loss_fn, one, n_samples=args.probes, **kw)
+        est, se = hessian_trace(model, loss_fn, one, probes=args.probes, **kw)
         result["seconds"]["trace"] = time.perf_counter() - t0
         result["trace"] = {"estimate": est, "standard_error": se, "probes": args.probes}
         print(f"  trace               {est:.6g} ± {se:.3g}  ({args.probes} probes, "

@@ -1,7 +1,8 @@
 """The ``lossmap`` command line: scan, info, export (demo and plots in their modules).
 
 Errors a user can fix print one line and exit with status 2 (``--debug`` shows
-the traceback); Ctrl-C keeps finished points and exits with 130.
+the traceback); Ctrl-C keeps finished points and exits with 130; a closed
+stdout pipe ends quietly with 141.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 from ..errors import InputError, LossmapError
 from ..spec import AUTOCAST
+from .options import Renamed, add_out
+from .outputs import add_overwrite
 
 _GRID = re.compile(r"^-?[0-9.eE+-]*:-?[0-9.eE+-]*:[0-9]+$")
 
@@ -83,15 +86,17 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics", help="comma-separated, default loss,accuracy")
     s.add_argument("--device", help="cpu, cuda, cuda:1, … (default: the model's)")
     s.add_argument("--batch-size", dest="batch_size", type=int, help="evaluation batch size")
-    s.add_argument("--out", help="store path, e.g. runs/plane.lossmap")
+    add_out(s, help="store path, e.g. runs/plane.lossmap")
     s.add_argument("--interpolate", nargs="+", metavar="CKPT",
                    help="A B: the line from checkpoint A (alpha 0, the centre) to B (alpha 1)")
     s.add_argument("--plane", nargs="+", metavar="CKPT",
                    help="A B C: the plane through three checkpoints, centred on A")
     s.add_argument("--pca", metavar="CHECKPOINT_DIR",
                    help="PCA directions of a training trajectory around its final checkpoint")
-    s.add_argument("--hessian", type=int, metavar="K",
-                   help="top-K Hessian eigen-directions at the centre (the first --dirs scanned)")
+    s.add_argument("--hessian-dirs", "--hessian", dest="hessian_dirs", type=int, metavar="K",
+                   action=Renamed, renamed={"--hessian": "--hessian-dirs"},
+                   help="top-K Hessian eigen-directions at the centre (the first --dirs "
+                        "scanned; --hessian: the old spelling, deprecated)")
     s.add_argument("--hessian-split", dest="hessian_split", metavar="SPLIT",
                    help="the split the Hessian is of (default the first)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -101,16 +106,33 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="forward passes under torch.autocast (for GPUs; less precise)")
     s.add_argument("--profile", action="store_true",
                    help="print where the time went (data, build, first layer, forward, store)")
+    s.add_argument("--bn", choices=("eval", "recompute"),
+                   help="BatchNorm: stored running statistics (eval, default) or re-estimated "
+                        "at every point (recompute)")
+    s.add_argument("--bn-samples", dest="bn_samples", type=int, metavar="N",
+                   help="with --bn recompute: samples the statistics come from (default 1024)")
+    s.add_argument("--bn-split", dest="bn_split", metavar="SPLIT",
+                   help="with --bn recompute: their split (default train, else the first)")
+    s.add_argument("--strategy", choices=("auto", "loop", "vmap"),
+                   help="how a chunk of points runs: a point loop or torch.func.vmap "
+                        "(default auto: vmap on accelerators)")
+    s.add_argument("--no-reuse-first-layer", dest="reuse_first_layer", action="store_false",
+                   default=None, help="evaluate the first layer at every point "
+                                      "(no exact first-layer reuse)")
     s.add_argument("--debug", **_SUB_DEBUG)
 
     i = sub.add_parser("info", help="what a store holds")
     i.add_argument("path")
     i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.add_argument("--spec", action="store_true",
+                   help="print the scan as a YAML spec for `lossmap scan --spec FILE` "
+                        "(resumes or reproduces it)")
     i.add_argument("--debug", **_SUB_DEBUG)
 
     e = sub.add_parser("export", help="export a store to NetCDF (.nc) or CSV (.csv)")
     e.add_argument("path")
-    e.add_argument("-o", "--output", required=True, help="FILE.nc or FILE.csv")
+    add_out(e, dest="output", required=True, old=True, help="FILE.nc or FILE.csv")
+    add_overwrite(e, own=False)
     e.add_argument("--debug", **_SUB_DEBUG)
     p.commands = {"scan": s, "info": i, "export": e}
     for name, module in _plugins().items():
@@ -131,13 +153,13 @@ def _plugins() -> dict:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from ..backends.registry import is_jax
     from ..distributed import local_device
     from ..scan import scan
     from ..store import is_store
     from .config import ScanConfig
     from .directions import build_directions, load_loss, load_model
-    from .entry import load_entry
+    from .entry import call_entry
+    from .outputs import check_out_file
 
     values: dict[str, Any] = ScanConfig.from_yaml(args.spec) if args.spec else {}
     for key in ScanConfig.field_names():
@@ -151,9 +173,10 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             f"--out {str(out)!r} exists and is not a lossmap store; it was left untouched: "
             "choose another path"
         )
+    check_out_file(out, flag="--out", overwrite=True)  # a store: resumed, never replaced
     model = load_model(cfg.model)
-    data = load_entry(cfg.data, what="--data")()
-    loss_fn = load_loss(cfg.loss, jax=is_jax(model))
+    data = call_entry(cfg.data, what="--data")
+    loss_fn = load_loss(cfg.loss, model=model)
     centre, dirs, extra_meta = build_directions(
         cfg, model, loss_fn, data, trust_pickle=bool(args.trust_pickle)
     )
@@ -174,6 +197,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         profile=args.profile,
         **({"compile": True} if args.compile else {}),
         **({"autocast": cfg.autocast} if cfg.autocast else {}),
+        **cfg.scan_options(),
         seed=cfg.seed,
         meta={"command": cfg.to_dict(), **extra_meta},
     )
@@ -186,6 +210,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from ..store import Store
     from ..surface import from_rows
 
+    if args.spec:
+        from .specfile import stored_spec_yaml
+
+        if args.json:
+            raise InputError("--spec and --json cannot be combined: choose one output")
+        print(stored_spec_yaml(args.path), end="")
+        return 0
     with Store.open(args.path) as store:
         idx, rows = store.rows()
         surf = from_rows(store.spec, idx, rows, fingerprints=store.fingerprints, path=args.path)
@@ -206,7 +237,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     spec = store.spec
     s = info["summary"]
     print(f"{args.path}")
-    print(f"  grid        {' x '.join(str(a) for a in spec.axes)}  ({', '.join(spec.dims)})")
+    print(f"  grid        {' x '.join(str(a) for a in spec.grid)}  ({', '.join(spec.dims)})")
     print(f"  points      {s['done']}/{s['points']} done, {s['diverged']} diverged")
     print(
         f"  splits      {', '.join(spec.splits)}; metrics {', '.join(spec.metrics)}; "
@@ -228,10 +259,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from ..surface import load
+    from .outputs import check_out_file
 
     out = Path(args.output)
     if out.suffix not in (".nc", ".csv"):
         raise InputError(f"-o {args.output!r}: the file must end in .nc (NetCDF) or .csv")
+    check_out_file(out, overwrite=getattr(args, "overwrite", False), own=False)
     surf = load(args.path)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -248,8 +281,21 @@ COMMANDS = {"scan": _cmd_scan, "info": _cmd_info, "export": _cmd_export}
 
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: the reader of the pipe is gone (Python's documented way)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (captured): nothing is left to flush
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    A closed stdout (``lossmap info S | head -1``) ends the command quietly
+    with status 141 (128 + SIGPIPE, as ``cat`` would).
+    """
     argv = _fix_negative_grids(list(sys.argv[1:] if argv is None else argv))
     parser = _build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -258,7 +304,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         run = COMMANDS.get(args.command) or _plugins()[args.command].run
-        return run(args)
+        code = run(args)
+        sys.stdout.flush()  # a reader gone (`| head -1`) shows here, not at exit
+        return code
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141  # as if killed by SIGPIPE, the status `cat` would have (128 + 13)
     except LossmapError as exc:
         if args.debug:
             raise

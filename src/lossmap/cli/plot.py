@@ -24,6 +24,8 @@ from typing import Any
 from ..errors import InputError
 from ..plot import common as C
 from ..surface import Surface
+from .options import add_out
+from .outputs import add_overwrite, check_out_file
 
 KINDS = ("line", "contour", "contourf", "heatmap", "surface", "html")
 PLANE_KINDS = ("contour", "contourf", "heatmap", "surface")
@@ -70,11 +72,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="a variable such as train_loss, or a metric such as loss (one curve or panel "
         "per split; the default)",
     )
-    p.add_argument("-o", "--output", required=True, help="FILE.png, .svg, .pdf or .html")
+    add_out(p, dest="output", required=True, old=True, help="FILE.png, .svg, .pdf or .html")
     p.add_argument("--log", action="store_true", help="log scale (loss axis or colours)")
     p.add_argument("--accuracy", action="store_true", help="line: accuracy on a twin axis as well")
     p.add_argument("--title", help="figure title (default: the store's file name)")
     p.add_argument("--dpi", type=int, default=150, help="resolution of PNG output (default 150)")
+    add_overwrite(p)
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return p
 
@@ -198,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if getattr(args, "kind", None) == "html" and suffix not in HTML:
         raise InputError(f"--kind html writes an HTML page: use -o FILE.html, not {out.name!r}")
+    check_out_file(out, overwrite=bool(getattr(args, "overwrite", False)))
     # A store still being written, or stopped early, is drawn whole from the
     # coarse-to-fine points finished so far, and the title says so.
     surface = load(args.path).filled()

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, MissingFileError
+from .options import add_out
+from .outputs import add_overwrite, check_out_file
 
 __all__ = ["add_parser", "run"]
 
@@ -53,16 +55,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "versions) for the given stores; it opens offline and fetches nothing.",
     )
     p.add_argument("stores", metavar="STORE", nargs="+", help="stores written by `lossmap scan`")
-    p.add_argument("-o", "--output", required=True, help="the page to write, FILE.html")
+    add_out(p, dest="output", required=True, old=True, help="the page to write, FILE.html")
     p.add_argument("--title", default="lossmap report", help="page title (default: %(default)s)")
     p.add_argument(
         "--history",
         help="a training history JSON ({'epoch': [...], 'train_loss': [...], ...}), e.g. the "
         "history.json of `lossmap train`",
     )
-    p.add_argument("--hessian", help="the JSON of `lossmap hessian ... -o FILE.json`: adds "
+    p.add_argument("--hessian", metavar="FILE.json",
+                   help="the JSON of `lossmap hessian ... -o FILE.json`: adds "
                    "the eigenvalues, trace and spectral density")
     p.add_argument("--note", action="append", help="a line for the notes at the top (repeatable)")
+    add_overwrite(p)
     # SUPPRESS: a `lossmap --debug report …` given before the command is kept.
     p.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
@@ -107,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix.lower() not in HTML:
         raise InputError(f"-o {args.output!r}: the report is an HTML page, use -o FILE.html")
+    check_out_file(out, overwrite=bool(getattr(args, "overwrite", False)))
     history = _history(getattr(args, "history", None))
     from ..report.curvature import load_hessian
     from ..report.page import write_report

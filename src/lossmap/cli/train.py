@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError, InputTypeError, MissingFileError
+from ..seeding import seeded_rng
+from .options import add_out
 
 __all__ = ["DEFAULT_MODELS", "MODELS", "add_parser", "build_model", "run"]
 
@@ -87,7 +89,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, help="use only the first N training samples (quick runs)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, … (default cpu)")
-    p.add_argument("--out", required=True, help="run folder to write, e.g. runs/fashion")
+    add_out(p, required=True, help="run folder to write, e.g. runs/fashion")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a --out that is not empty: an earlier run's files there are replaced, "
+        "other files kept (default: refuse such a folder)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     # SUPPRESS as default: `lossmap --debug train` keeps the main parser's value.
     p.add_argument(
@@ -113,11 +121,12 @@ def _load_data(name: str, split: str, root: str | None) -> tuple[torch.Tensor, t
 def build_model(
     name: str, dropout: float | None, sample: torch.Tensor, seed: int
 ) -> tuple[nn.Module, str]:
-    """Build the ``--model`` after ``torch.manual_seed(seed)``.
+    """Build the ``--model`` with its initialisation (θ0) drawn from ``seed``.
 
-    The global seed makes the initialisation (θ0) a function of ``seed``; it is
-    the one place ``lossmap train`` sets global RNG state, as a command line
-    owns its process.
+    The built-in models get ``seed=seed``; a ``MODULE:FUNCTION`` is called
+    inside :func:`lossmap.seeding.seeded_rng`, which seeds a fork of torch's
+    global RNG. Either way θ0 is a function of ``seed`` (the same as after
+    ``torch.manual_seed(seed)``) and the global RNG state is left untouched.
 
     Parameters
     ----------
@@ -143,27 +152,25 @@ def build_model(
             if dropout:
                 raise InputError("--dropout applies to the CNNs; --model mlp has no dropout")
             sizes = (sample[0].numel(), *_MLP_HIDDEN, _NUM_CLASSES)
-            torch.manual_seed(seed)
-            return models.mlp(sizes), f"mlp{sizes}"
+            return models.mlp(sizes, seed=seed), f"mlp{sizes}"
         factory: Callable[..., Any] = getattr(models, name)
         drop = 0.0 if dropout is None else dropout
         if not 0.0 <= drop < 1.0:
             raise InputError(f"--dropout {drop} must lie in [0, 1), e.g. 0.2")
-        torch.manual_seed(seed)
-        return factory(dropout=drop), f"{name}(dropout={drop})"
+        return factory(dropout=drop, seed=seed), f"{name}(dropout={drop})"
     if ":" not in name:
         raise InputError(
             f"--model {name!r} is not one of {', '.join(MODELS)} nor MODULE:FUNCTION "
             "(e.g. mypkg.nets:make_net or path/to/nets.py:make_net)"
         )
-    from .entry import load_entry
+    from .entry import call_loaded, load_entry
 
     factory = load_entry(name, what="--model")
     if not callable(factory):
         raise InputTypeError(f"--model {name!r} is a {type(factory).__name__}, not a function")
     kwargs = {} if dropout is None else {"dropout": dropout}
-    torch.manual_seed(seed)
-    model = factory(**kwargs)
+    with seeded_rng(seed):
+        model = call_loaded(factory, name, what="--model", **kwargs)
     if not isinstance(model, nn.Module):
         raise InputTypeError(
             f"--model {name!r} returned a {type(model).__name__}, not a torch.nn.Module"
@@ -190,7 +197,9 @@ def run(args: argparse.Namespace) -> int:
         For anything the user can fix (bad values, missing data, bad model).
     """
     from ..train.trainer import train
+    from .outputs import check_out_folder
 
+    check_out_folder(args.out)  # before any work: a file there, or a place nothing is written
     X_train, y_train = _load_data(args.dataset, "train", args.data_root)
     X_test, y_test = _load_data(args.dataset, "test", args.data_root)
     n_all = len(X_train)
@@ -219,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         out=args.out,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
         device=args.device or "cpu",
         meta=meta,

@@ -140,6 +140,42 @@ def as_split(obj: Any, name: str, *, samples: int | None = None, seed: int = 0) 
     return Split(name, X.contiguous(), y.contiguous(), batch_size)
 
 
+def check_samples(split: Split, first: int = 2) -> list[int]:
+    """The samples a check of ``split`` runs on: the first ones and the extreme targets.
+
+    With integer targets (class labels), the sample holding the smallest and
+    the one holding the largest target join the first ``first`` samples, so a
+    check on these few samples meets the whole range of labels a loss will see
+    (one pass over ``y``, no forward). A label out of the model's range in any
+    sample is then caught before any point is computed.
+
+    Parameters
+    ----------
+    split : Split
+        The split.
+    first : int, default 2
+        How many leading samples to take.
+
+    Returns
+    -------
+    list of int
+        Sorted sample indices, without repeats.
+
+    Examples
+    --------
+    >>> import torch
+    >>> s = Split("train", torch.zeros(6, 2), torch.tensor([1, 0, 2, 9, 1, -1]))
+    >>> check_samples(s)
+    [0, 1, 3, 5]
+    """
+    keep = set(range(min(first, split.n)))
+    y = split.y
+    if not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool) and y.numel():
+        per_sample = y.reshape(split.n, -1)  # (N, targets per sample)
+        keep |= {int(per_sample.amin(1).argmin()), int(per_sample.amax(1).argmax())}
+    return sorted(keep)
+
+
 def as_splits(data: Any, *, samples: int | None = None, seed: int = 0) -> list[Split]:
     """Validate the ``data`` argument of a scan: a dict of named splits."""
     if not isinstance(data, Mapping):

@@ -32,7 +32,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from ..data.splits import Split
+from ..backends.base import check_strategy
+from ..data.splits import Split, check_samples
 from ..errors import InputError
 from . import batchnorm as bn
 from . import firstlayer
@@ -47,7 +48,6 @@ ACTIVATION_TARGET = 8 * 1024**2  # bytes of the largest layer output per batch (
 COMPILED_ACTIVATION_TARGET = 16 * 1024**2  # the same with compile=True
 MIN_BATCH, MAX_BATCH = 64, 1024  # on accelerators up to 64x more, within MAX_BATCH * 16
 MAX_CHUNK = 32
-STRATEGIES = ("auto", "loop", "vmap")
 
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -65,8 +65,9 @@ class _Metered(nn.Module):
 
     def forward(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         outputs = self.net(X)
+        # reshape(()): a one-element mean of shape (1,) is the scalar it stands for
         return torch.stack(
-            [torch.as_tensor(fn(outputs, y), device=X.device).to(torch.float64)
+            [torch.as_tensor(fn(outputs, y), device=X.device).to(torch.float64).reshape(())
              for fn in self._metric_fns]
         )
 
@@ -127,8 +128,7 @@ class Evaluator:
         compile: bool = False,
         autocast: torch.dtype | None = None,
     ):
-        if strategy not in STRATEGIES:
-            raise InputError(f"strategy {strategy!r} must be one of {', '.join(STRATEGIES)}")
+        check_strategy(strategy)
         self.metrics = dict(metrics)
         self.device = device
         self.vmap = strategy == "vmap" or (strategy == "auto" and device.type != "cpu")
@@ -167,7 +167,7 @@ class Evaluator:
         self.batches: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
         first = None
         if reuse_first_layer:
-            first = firstlayer.detect(model, state, splits[0].X[:2].to(device))
+            first = firstlayer.detect(model, state, splits[0].X[:2].to(device), self.D)
         self.batch_size = batch_size or auto_batch_size(
             model, state, splits[0].X[:2], device, compiled=compile,
             fused=first.module if first is not None else None,
@@ -223,6 +223,21 @@ class Evaluator:
     def variables(self) -> list[str]:
         """Column names, ``split_metric``, in the order :meth:`evaluate` returns them."""
         return [f"{s}_{m}" for s in self.split_names for m in self.metrics]
+
+    @property
+    def strategy(self) -> str:
+        """"vmap" (a chunk in one ``torch.func.vmap`` call) or "loop" (one point at a time)."""
+        return "vmap" if self.vmap else "loop"
+
+    @property
+    def precision(self) -> str:
+        """"full", or the autocast dtype's name."""
+        return str(self.autocast).replace("torch.", "") if self.autocast else "full"
+
+    def extra_profile(self) -> dict:
+        """PyTorch-only facts for the profile: first-layer cache, channels-last, BatchNorm."""
+        return {"first_layer_cached": self.cache is not None,
+                "channels_last": self.channels_last, "bn_recompute": self.bn is not None}
 
     @property
     def compiled(self) -> bool:
@@ -464,15 +479,19 @@ def check_on_sample(
     splits: Sequence[Split],
     device: torch.device,
 ) -> None:
-    """Run the model and every metric on two samples of each split; explain failures.
+    """Run the model and every metric on a few samples of each split; explain failures.
 
     Catches a split whose shapes do not fit the model, or targets a metric
-    cannot use, before any point is computed or stored.
+    cannot use, before any point is computed or stored. The samples are the
+    first two and those with the smallest and largest integer target
+    (:func:`~lossmap.data.splits.check_samples`), so a label out of range in
+    any sample is caught too.
     """
     state = {k: v.to(device) for k, v in state.items()}
     with torch.no_grad():
         for s in splits:
-            X, y = s.X[:2].to(device), s.y[:2].to(device)
+            idx = check_samples(s)
+            X, y = s.X[idx].to(device), s.y[idx].to(device)
             try:
                 outputs = functional_call(model, state, (X,))
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:
@@ -496,14 +515,26 @@ def check_on_sample(
                     raise InputError(
                         f"split {s.name!r}: metric {name!r} fails on model outputs of shape "
                         f"{tuple(getattr(outputs, 'shape', ()))} and targets of shape "
-                        f"{tuple(y.shape)} ({_first_line(exc)}): the targets do not match "
-                        "the model or the loss"
+                        f"{tuple(y.shape)} ({_first_line(exc)}){_label_range(outputs, y)}: the "
+                        "targets do not match the model or the loss"
                     ) from exc
                 if v.numel() != 1:
                     raise InputError(
                         f"metric {name!r} returned {v.numel()} values; it must return the batch "
                         "mean (a scalar), e.g. a loss with reduction='mean'"
                     )
+
+
+def _label_range(outputs: object, y: torch.Tensor) -> str:
+    """``"; labels run 0..7 but ..."`` when integer targets fall outside the class scores."""
+    if (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or not y.numel()
+            or not isinstance(outputs, torch.Tensor) or outputs.dim() < 2):
+        return ""
+    lo, hi, c = int(y.min()), int(y.max()), outputs.shape[1]
+    if lo >= 0 and hi < c:
+        return ""
+    return (f"; the labels run {lo}..{hi} but the model gives {c} class scores, "
+            f"for labels 0..{c - 1}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -19,6 +19,7 @@ copies plain Lanczos produces in floating point.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,7 +48,7 @@ def hessian_trace(
     loss_fn: LossFn,
     data: Any,
     *,
-    n_samples: int = 100,
+    probes: int = 100,
     seed: int = 0,
     centre: Any = None,
     device: str | torch.device | None = None,
@@ -55,6 +56,7 @@ def hessian_trace(
     samples: int | None = None,
     params: Sequence[str] | None = None,
     dtype: torch.dtype | None = None,
+    n_samples: int | None = None,
 ) -> tuple[float, float]:
     """Hutchinson's estimate of tr(H) with Rademacher probes, and its standard error.
 
@@ -67,8 +69,11 @@ def hessian_trace(
     model, loss_fn, data, centre, device, batch_size, samples, params, dtype
         As in :func:`lossmap.hessian.hvp`. With ``params``, the trace of
         that diagonal block (a per-layer trace).
-    n_samples : int, default 100
-        Number of probe vectors S (>= 2, for the standard error).
+    probes : int, default 100
+        Number of probe vectors S (>= 2, for the standard error). Not to be
+        confused with ``samples``, the data subset.
+    n_samples : int, optional
+        Deprecated name of ``probes`` (lossmap 0.1); warns.
     seed : int, default 0
         Seed of the probes (a private generator) and of ``samples``.
 
@@ -83,20 +88,24 @@ def hessian_trace(
     >>> net = torch.nn.Linear(3, 1, bias=False).double()
     >>> X = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
     >>> est, se = hessian_trace(net, torch.nn.MSELoss(), (X, torch.zeros(3, 1).double()),
-    ...                         n_samples=10)
+    ...                         probes=10)
     >>> round(est, 6), se  # H = diag(2/3, 8/3, 6) is diagonal: every probe is exact
     (9.333333, 0.0)
     """
-    _check_int(n_samples, "n_samples", minimum=2)
+    if n_samples is not None:
+        warnings.warn("hessian_trace(n_samples=...) is deprecated: use probes=... (samples= is "
+                      "the data subset)", DeprecationWarning, stacklevel=2)
+        probes = n_samples
+    _check_int(probes, "probes", minimum=2)
     with _hessian_of(
         model, loss_fn, data, centre=centre, device=device, batch_size=batch_size,
         samples=samples, seed=seed, params=params, dtype=dtype,
     ) as op:  # fmt: skip
         gen = torch.Generator().manual_seed(seed)
-        block = max(1, min(MAX_BLOCK, n_samples, BLOCK_BUDGET // (16 * op.n)))
+        block = max(1, min(MAX_BLOCK, probes, BLOCK_BUDGET // (16 * op.n)))
         terms: list[float] = []
-        while len(terms) < n_samples:
-            m = min(block, n_samples - len(terms))
+        while len(terms) < probes:
+            m = min(block, probes - len(terms))
             R = torch.stack([_rademacher(gen, op.n) for _ in range(m)]).to(op.device)  # (m, n)
             terms.extend((R * op.apply(R)).sum(-1).tolist())  # rᵀHr, (m,)
     t = np.asarray(terms)

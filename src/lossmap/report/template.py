@@ -176,7 +176,7 @@ def spec_table(surface: Surface) -> Html:
     """The scan spec (grid, splits, metrics, samples, …) and one row per direction's meta."""
     sp = surface.spec
     grid = " × ".join(
-        f"{'αβ'[i]} ∈ [{a.lo:g}, {a.hi:g}], {a.n} points" for i, a in enumerate(sp.axes)
+        f"{'αβ'[i]} ∈ [{a.lo:g}, {a.hi:g}], {a.n} points" for i, a in enumerate(sp.grid)
     )
     rows = [
         ("grid", grid),
@@ -268,7 +268,7 @@ def numbers_table(surface: Surface, analysis: dict) -> Html:
 
 def status_tags(surface: Surface) -> str:
     """Badges: line or plane and its grid, complete or partial, diverged points."""
-    s, grid = surface.summary(), " × ".join(str(a.n) for a in surface.spec.axes)
+    s, grid = surface.summary(), " × ".join(str(a.n) for a in surface.spec.grid)
     tags = f'<span class="tag">{C.kind_of(surface)} · {grid}</span>'
     if surface.complete:
         tags += '<span class="tag ok">complete</span>'
