@@ -155,6 +155,7 @@ def test_unknown_strategy():
         )
 
 
+@pytest.mark.slow  # torch.compile: 3-6 s each
 @pytest.mark.parametrize("reuse", [True, False])
 def test_compiled_points_equal_the_eager_loop_and_leave_the_model_alone(reuse):
     model, X = models()["cnn"]
@@ -173,10 +174,11 @@ def test_compiled_points_equal_the_eager_loop_and_leave_the_model_alone(reuse):
         lm.scan(model, nn.CrossEntropyLoss(), compile=True, strategy="vmap", **kw)
 
 
+@pytest.mark.slow  # torch.compile: about 4 s
 def test_batch_rule_counts_only_written_activations_when_compiled():
     """Eager: the largest layer output bounds the batch; compiled: only outputs of
     layers with weights are written, and the fused first layer not even those."""
-    from lossmap.evaluate import evaluator as E
+    from lossmap.evaluate import sizing
     from lossmap.models import fashion_cnn
 
     model = fashion_cnn().eval()
@@ -186,34 +188,26 @@ def test_batch_rule_counts_only_written_activations_when_compiled():
         return 2 ** int(np.log2(target // per_sample_bytes))
 
     conv1_out, conv2_out = 16 * 28 * 28 * 4, 32 * 14 * 14 * 4  # float32 bytes per sample
-    eager = E.auto_batch_size(model, state, X, cpu)
-    compiled = E.auto_batch_size(model, state, X, cpu, compiled=True, fused=model[0])
-    unfused = E.auto_batch_size(model, state, X, cpu, compiled=True)
-    assert eager == rule(E.ACTIVATION_TARGET, conv1_out) == 128
-    assert compiled == rule(E.COMPILED_ACTIVATION_TARGET, conv2_out) == 512
-    assert unfused == rule(E.COMPILED_ACTIVATION_TARGET, conv1_out) == 256
+    eager = sizing.auto_batch_size(model, state, X, cpu)
+    compiled = sizing.auto_batch_size(model, state, X, cpu, compiled=True, fused=model[0])
+    unfused = sizing.auto_batch_size(model, state, X, cpu, compiled=True)
+    assert eager == rule(sizing.ACTIVATION_TARGET, conv1_out) == 128
+    assert compiled == rule(sizing.COMPILED_ACTIVATION_TARGET, conv2_out) == 512
+    assert unfused == rule(sizing.COMPILED_ACTIVATION_TARGET, conv1_out) == 256
     # Through lm.scan: the Evaluator picks the compiled rule only with compile=True
     # and first-layer reuse.
     y = torch.zeros(2, dtype=torch.long)
     dirs = lm.random_directions(model, 2, seed=0)
-    kw = dict(data={"t": (X, y)}, directions=dirs, grid=[(-1, 1, 2)] * 2, progress=False)
+    kw = dict(data={"t": (X, y)}, directions=dirs, grid=[(-1, 1, 2)] * 2)
     seen = []
-    original = E.Evaluator.__init__
-
-    def spy(self, *a, **k):
-        original(self, *a, **k)
-        seen.append(self.batch_size)
-
-    E.Evaluator.__init__ = spy
-    try:
-        lm.scan(model, nn.CrossEntropyLoss(), compile=True, **kw)
-        lm.scan(model, nn.CrossEntropyLoss(), compile=True, reuse_first_layer=False, **kw)
-        lm.scan(model, nn.CrossEntropyLoss(), **kw)
-    finally:
-        E.Evaluator.__init__ = original
+    for options in ({"compile": True}, {"compile": True, "reuse_first_layer": False}, {}):
+        plan = lm.plan_scan(model, nn.CrossEntropyLoss(), **kw, **options)
+        with plan.backend.guard(model):
+            seen.append(plan.evaluator().batch_size)
     assert seen == [512, 256, 128]
 
 
+@pytest.mark.slow  # torch.compile's start-up: about 3 s
 def test_compile_without_a_cxx_compiler_falls_back_to_eager_with_a_warning(monkeypatch):
     """torch.compile needs a C++ compiler on the CPU: without one the scan warns and
     goes on eagerly, with the same values."""

@@ -11,7 +11,9 @@ from torch import nn
 from torch.func import functional_call
 
 from .. import params as P
-from ..evaluate.evaluator import Evaluator, accuracy, check_on_sample
+from ..evaluate.checks import check_on_sample
+from ..evaluate.evaluator import Evaluator
+from ..evaluate.metrics import accuracy
 from ..evaluate.restore import preserved
 from .base import PROBE_SAMPLES, Backend, Plan, ScanOptions
 

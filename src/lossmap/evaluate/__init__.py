@@ -1,6 +1,9 @@
 """Evaluating many grid points at once: the evaluator and what it relies on.
 
 * :mod:`.evaluator` — the PyTorch evaluator (fused parameter build, batch-outer chunks).
+* :mod:`.metrics` — the built-in accuracy; the network and its metrics as one module.
+* :mod:`.checks` — the model and metrics run on a few samples first; failures named.
+* :mod:`.sizing` — the batch size, fitted to the cache.
 * :mod:`.firstlayer` — exact reuse of the first layer's output on the raw input.
 * :mod:`.batchnorm` — ``bn="recompute"``: running statistics re-estimated per point.
 * :mod:`.restore` — the user's model restored bit-identically, whatever happens.

@@ -25,7 +25,7 @@ import contextlib
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -33,43 +33,17 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ..backends.base import check_strategy
-from ..data.splits import Split, check_samples
+from ..data.splits import Split
 from ..errors import InputError
 from . import batchnorm as bn
 from . import firstlayer
-
-Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | float]
+from .metrics import Metered, Metric
+from .sizing import DEFAULT_BATCH, auto_batch_size
 
 DEVICE_DATA_BUDGET = 2 * 1024**3  # keep split data on an accelerator up to this size
 CACHE_BUDGET = 2 * 1024**3  # first-layer outputs kept for the whole scan up to this size
 PARAM_BUDGET = 512 * 1024**2  # K stacked parameter sets take at most this much
-DEFAULT_BATCH = 1024
-ACTIVATION_TARGET = 8 * 1024**2  # bytes of the largest layer output per batch (CPU)
-COMPILED_ACTIVATION_TARGET = 16 * 1024**2  # the same with compile=True
-MIN_BATCH, MAX_BATCH = 64, 1024  # on accelerators up to 64x more, within MAX_BATCH * 16
 MAX_CHUNK = 32
-
-
-def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Fraction of samples whose arg-max output equals the integer target (batch mean)."""
-    return (outputs.argmax(dim=-1) == targets).to(outputs.dtype).mean()
-
-
-class _Metered(nn.Module):
-    """The network followed by the metrics: one call evaluates a point."""
-
-    def __init__(self, net: nn.Module, metrics: Mapping[str, Metric]):
-        super().__init__()
-        self.net = net
-        self._metric_fns = list(metrics.values())
-
-    def forward(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        outputs = self.net(X)
-        # reshape(()): a one-element mean of shape (1,) is the scalar it stands for
-        return torch.stack(
-            [torch.as_tensor(fn(outputs, y), device=X.device).to(torch.float64).reshape(())
-             for fn in self._metric_fns]
-        )
 
 
 class Evaluator:
@@ -200,7 +174,7 @@ class Evaluator:
                 self.fixed.pop(n, None)
                 self.centre.pop(n, None)
                 self.D.pop(n, None)
-        self.metered = _Metered(self.net, self.metrics)
+        self.metered = Metered(self.net, self.metrics)
         self.cache: list[list[tuple[torch.Tensor, ...]]] | None = None
         if self.first is not None:
             sample = self._first_outputs(*self.batches[0][0])
@@ -421,122 +395,3 @@ def _combine_many(Ys: tuple[torch.Tensor, ...], A: torch.Tensor) -> torch.Tensor
     Y = torch.stack(Ys[1:]).flatten(1)  # (ndim, numel)
     out = torch.addmm(Ys[0].reshape(1, -1), A.to(Y.dtype), Y)
     return out.reshape(len(A), *Ys[0].shape)
-
-
-def auto_batch_size(
-    model: nn.Module,
-    state: Mapping[str, torch.Tensor],
-    X: torch.Tensor,
-    device: torch.device,
-    *,
-    compiled: bool = False,
-    fused: nn.Module | None = None,
-) -> int:
-    """An evaluation batch whose largest activation fits in cache (CPU) or a memory slice.
-
-    Measured on the example CNN (benchmarks/): batches of 128 ran 1.8x faster
-    than 1024 on a 2-core CPU, while an MLP is fastest near 1024. The rule: the
-    largest layer output of one batch takes about ``ACTIVATION_TARGET`` bytes.
-
-    ``compiled`` (``compile=True``): element-wise layers fuse into the kernels
-    around them and only the outputs of layers with weights (convolutions,
-    matrix products) are written, so only those count; ``fused``, the reused
-    first layer, is fused with what follows and not counted either. The target
-    is then ``COMPILED_ACTIVATION_TARGET``: measured on the example CNN,
-    compiled batches of 512 ran 14 % faster than 128, and 1,024 slower.
-    """
-    biggest = [0]
-
-    def hook(mod, args, out):
-        if compiled and (
-            mod is fused or not any(True for _ in mod.parameters(recurse=False))
-        ):
-            return
-        if isinstance(out, torch.Tensor):
-            biggest[0] = max(biggest[0], out.nbytes // max(out.shape[0], 1) if out.dim() else 0)
-
-    hooks = [m.register_forward_hook(hook) for m in model.modules()]
-    try:
-        with torch.no_grad():
-            functional_call(model, dict(state), (X.to(device),))
-    except Exception:
-        return DEFAULT_BATCH  # the shape check will explain what is wrong
-    finally:
-        for h in hooks:
-            h.remove()
-    target = COMPILED_ACTIVATION_TARGET if compiled else ACTIVATION_TARGET
-    if device.type != "cpu":
-        target *= 64
-    size = target // max(biggest[0], 1)
-    top = MAX_BATCH if device.type == "cpu" else 16 * MAX_BATCH
-    return int(min(top, max(MIN_BATCH, 2 ** int(np.log2(max(size, 1))))))
-
-
-def check_on_sample(
-    model: nn.Module,
-    metrics: Mapping[str, Metric],
-    state: Mapping[str, torch.Tensor],
-    splits: Sequence[Split],
-    device: torch.device,
-) -> None:
-    """Run the model and every metric on a few samples of each split; explain failures.
-
-    Catches a split whose shapes do not fit the model, or targets a metric
-    cannot use, before any point is computed or stored. The samples are the
-    first two and those with the smallest and largest integer target
-    (:func:`~lossmap.data.splits.check_samples`), so a label out of range in
-    any sample is caught too.
-    """
-    state = {k: v.to(device) for k, v in state.items()}
-    with torch.no_grad():
-        for s in splits:
-            idx = check_samples(s)
-            X, y = s.X[idx].to(device), s.y[idx].to(device)
-            try:
-                outputs = functional_call(model, state, (X,))
-            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                raise InputError(
-                    f"split {s.name!r}: the model fails on inputs of shape {tuple(s.X.shape[1:])} "
-                    f"per sample ({_first_line(exc)}): the data does not match the model"
-                ) from exc
-            for name, fn in metrics.items():
-                if name == "accuracy" and (
-                    y.is_floating_point()
-                    or not isinstance(outputs, torch.Tensor)
-                    or outputs.dim() < 2
-                ):
-                    raise InputError(
-                        f"metric 'accuracy' needs class logits (N, C) and integer targets; split "
-                        f"{s.name!r} has targets of dtype {y.dtype}: use metrics=('loss',)"
-                    )
-                try:
-                    v = torch.as_tensor(fn(outputs, y))
-                except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                    raise InputError(
-                        f"split {s.name!r}: metric {name!r} fails on model outputs of shape "
-                        f"{tuple(getattr(outputs, 'shape', ()))} and targets of shape "
-                        f"{tuple(y.shape)} ({_first_line(exc)}){_label_range(outputs, y)}: the "
-                        "targets do not match the model or the loss"
-                    ) from exc
-                if v.numel() != 1:
-                    raise InputError(
-                        f"metric {name!r} returned {v.numel()} values; it must return the batch "
-                        "mean (a scalar), e.g. a loss with reduction='mean'"
-                    )
-
-
-def _label_range(outputs: object, y: torch.Tensor) -> str:
-    """``"; labels run 0..7 but ..."`` when integer targets fall outside the class scores."""
-    if (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or not y.numel()
-            or not isinstance(outputs, torch.Tensor) or outputs.dim() < 2):
-        return ""
-    lo, hi, c = int(y.min()), int(y.max()), outputs.shape[1]
-    if lo >= 0 and hi < c:
-        return ""
-    return (f"; the labels run {lo}..{hi} but the model gives {c} class scores, "
-            f"for labels 0..{c - 1}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
