@@ -62,7 +62,7 @@ def main() -> None:
     # nodes, whose largest is the top of the spectrum that SLQ finds.
     probes, steps = 10, 80
     t = time.perf_counter()
-    nodes, weights = lm.slq_nodes_weights(model, ce, train, samples=1024, n_probes=probes,
+    nodes, weights = lm.slq_nodes_weights(model, ce, train, samples=1024, probes=probes,
                                           n_lanczos=steps)
     x, p = lm.broaden(nodes, weights)
     top = np.unique(nodes.round(3))[::-1][:5]  # every probe finds the outliers: distinct values

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import lossmap as lm
 from lossmap.cli import main
@@ -37,16 +36,10 @@ N_SAMPLES = 48  # samples of the single split (slownet.make_data)
 KILL_AFTER = 8  # committed points before the kill
 DELAY = 0.03  # seconds per forward in the run that gets killed
 
-pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; a busy machine makes idle threads spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [
+    pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL"),
+    pytest.mark.usefixtures("one_thread"),  # see conftest
+]
 
 
 def scan_argv(out: Path) -> list[str]:
@@ -105,6 +98,7 @@ def forwards(log: Path) -> list[tuple[int, float]]:
     return [(int(n), float(w)) for n, w in rows]
 
 
+@pytest.mark.slow  # a Python process killed mid-scan: 2-4 s
 def test_sigkill_then_resume_evaluates_each_point_once(tmp_path, monkeypatch, capsys):
     store = tmp_path / "plane.lossmap"
     cmd = [sys.executable, "-m", "lossmap", *scan_argv(store)]
@@ -165,18 +159,32 @@ def test_sigkill_then_resume_evaluates_each_point_once(tmp_path, monkeypatch, ca
     for i, row in at_kill.items():  # points finished before the kill are kept as they were
         assert final[i] == row
 
-    # Forwards of the resumed run: set-up checks on a 2-sample slice of the
-    # split (check_on_sample: one per split; any other probe likewise small),
-    # all at the centre; then one full-batch forward per point still missing.
+    # Forwards of the resumed run, in order: set-up checks on a few samples of the
+    # split (check_on_sample at the centre; first-layer reuse's safety check at the
+    # centre and at one point off it); the probe at the centre on the first
+    # min(PROBE_SAMPLES, N) samples (here the whole split); then one full-batch
+    # forward per point still missing.
+    from lossmap.backends.base import PROBE_SAMPLES
+    from lossmap.evaluate.firstlayer import CHECK_POINT
+
     model = load_entry(f"{SLOW}:make_model", what="test")()
     d1, d2 = lm.load_directions(store)
     w_c = model.out.weight.detach().double()
+    a, b = CHECK_POINT
+    off = w_c + a * d1["out.weight"].double() + b * d2["out.weight"].double()
     logged = forwards(log2)
     setup = [w for n, w in logged if n < N_SAMPLES]
-    points = [w for n, w in logged if n == N_SAMPLES]
-    assert len(setup) + len(points) == len(logged), f"unexpected batch sizes in {logged}"
-    assert len(setup) >= 1, "the 2-sample shape check (check_on_sample) did not run"
-    np.testing.assert_allclose(setup, float(w_c.sum()), rtol=1e-6)
+    full = [w for n, w in logged if n == N_SAMPLES]
+    assert len(setup) + len(full) == len(logged), f"unexpected batch sizes in {logged}"
+    assert logged[: len(setup)] == [(n, w) for n, w in logged if n < N_SAMPLES], (
+        "set-up forwards came after grid points"
+    )
+    assert len(setup) >= 2, "the few-sample checks (check_on_sample, reuse check) did not run"
+    for w in setup:  # each at the centre or at the reuse check's point
+        assert min(abs(w - float(w_c.sum())), abs(w - float(off.sum()))) < 1e-5, w
+    assert PROBE_SAMPLES >= N_SAMPLES
+    np.testing.assert_allclose(full[0], float(w_c.sum()), rtol=1e-6)  # the probe
+    points = full[1:]
     assert len(points) == N_POINTS - n_kill, (
         f"the resumed run evaluated {len(points)} grid points; {N_POINTS - n_kill} were missing"
     )

@@ -154,3 +154,126 @@ def test_tampered_spec_is_refused_plainly(workdir, tmp_path_factory, d):
         assert "damaged" in str(exc)
     else:
         assert ScanSpec.from_dict(surf.spec.to_dict()) == surf.spec
+
+
+# -- hand-edited stores: loads with what the store holds, or one StoreError -----------------
+@pytest.fixture(scope="module")
+def api_store(tmp_path_factory):
+    """A small finished store written through the API, with the caller's metadata."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3))
+    X, y = torch.randn(24, 6), torch.randint(0, 3, (24,))
+    path = tmp_path_factory.mktemp("edits") / "s.lossmap"
+    lm.scan(m, torch.nn.CrossEntropyLoss(), data={"train": (X, y)},
+            directions=lm.random_directions(m, 2, seed=0), grid=[(-1, 1, 4), (-1, 1, 3)],
+            store=path, progress=False, meta={"note": "n", "path": [[0.0, 0.5]]})
+    return path
+
+
+sql_values = st.one_of(
+    st.none(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.binary(max_size=8),
+    json_values.map(json.dumps),
+)
+meta_keys = st.sampled_from(["spec", "fingerprints", "probe", "lossmap_version", "created",
+                             "store_format", "command", "extra"])
+edits = st.one_of(
+    st.tuples(st.just("meta"), meta_keys, sql_values),
+    st.tuples(st.just("user_meta"), st.sampled_from(["note", "path", "spec", "new"]), sql_values),
+    st.tuples(st.just("points"), st.integers(-2, 14),
+              st.sampled_from(["idx", "alpha", "train_loss", "train_accuracy", "seconds"]),
+              sql_values),
+    st.tuples(st.just("directions"), st.integers(0, 2), st.sampled_from(["idx", "data", "file",
+                                                                        "sha"]),
+              sql_values | st.sampled_from(["../x.safetensors", "/etc/passwd", "s.lossmap"])),
+    st.tuples(st.just("flip"), st.lists(st.tuples(st.floats(0, 1, exclude_max=True),
+                                                  st.integers(1, 255)), min_size=1, max_size=4)),
+    st.tuples(st.just("drop"), st.sampled_from(["meta", "user_meta", "points", "directions"])),
+)
+
+
+def apply_edit(path, edit):
+    """One hand edit of the store file at ``path`` (an edit SQLite refuses is skipped)."""
+    import sqlite3
+
+    kind = edit[0]
+    if kind == "flip":
+        data = bytearray(path.read_bytes())
+        for where, xor in edit[1]:
+            data[int(where * len(data))] ^= xor
+        path.write_bytes(bytes(data))
+        return
+    conn = sqlite3.connect(path)
+    try:
+        if kind == "drop":
+            conn.execute(f"DROP TABLE {edit[1]}")
+        elif kind in ("meta", "user_meta"):
+            conn.execute(f"INSERT OR REPLACE INTO {kind} VALUES (?, ?)", edit[1:])
+        else:
+            _, idx, col, value = edit
+            conn.execute(f'UPDATE {kind} SET "{col}" = ? WHERE idx = ?', (value, idx))
+        conn.commit()
+    except (sqlite3.Error, UnicodeDecodeError):  # refused, or a flip broke the schema: no edit
+        pass
+    finally:
+        conn.close()
+
+
+def stored_points(path):
+    """The points table as plain SQLite reads it (the reference), or None if it cannot."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT idx, train_loss, train_accuracy FROM points").fetchall()
+        finally:
+            conn.close()
+    except (sqlite3.Error, UnicodeDecodeError):
+        return None
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(changes=st.lists(edits, min_size=1, max_size=3))
+def test_hand_edited_store_loads_truly_or_is_refused_plainly(api_store, tmp_path_factory,
+                                                             capsys, changes):
+    """Random SQL updates and byte flips: the values the store holds, or one StoreError."""
+    import shutil
+
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("edited") / "s.lossmap"
+    shutil.copy(api_store, path)
+    for change in changes:
+        apply_edit(path, change)
+    try:
+        surf = lm.load(path)
+    except lm.StoreError as exc:
+        assert "\n" not in str(exc)
+    else:
+        rows = stored_points(path)
+        assert rows is not None
+        flat = {v: surf[v].reshape(-1) for v in ("train_loss", "train_accuracy")}
+        assert int(surf.done.sum()) == len(rows)
+        for idx, loss, acc in rows:
+            assert surf.done.reshape(-1)[idx]
+            for v, want in (("train_loss", loss), ("train_accuracy", acc)):
+                got = flat[v][idx]
+                assert (np.isnan(got) if want is None else got == want), (v, idx, got, want)
+        if not any(c[0] in ("meta", "user_meta", "flip", "drop") for c in changes):
+            assert surf.meta["note"] == "n" and surf.meta["path"] == [[0.0, 0.5]]
+        try:
+            lm.load_directions(path)
+        except lm.StoreError as exc:
+            assert "\n" not in str(exc)
+    capsys.readouterr()
+    code = main(["info", str(path)])
+    err = capsys.readouterr().err
+    assert code in (0, 2) and "Traceback" not in err, err
+    if code == 2:
+        assert len(err.strip().splitlines()) == 1, err

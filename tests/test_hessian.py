@@ -158,7 +158,7 @@ def test_trace_probes_do_not_depend_on_block_size(quad, monkeypatch):
 
 def test_slq_density_integrates_to_one_with_mass_at_eigenvalues(quad):
     model, loss, data, _, evals, _ = quad
-    grid, density = hessian_density(model, loss, data, n_lanczos=DIM, n_probes=4, sigma=0.01)
+    grid, density = hessian_density(model, loss, data, n_lanczos=DIM, probes=4, sigma=0.01)
     assert grid.shape == density.shape == (1000,)
     assert np.trapezoid(density, grid) == pytest.approx(1.0, abs=1e-3)
     # Every true eigenvalue carries a peak; far from all of them the density vanishes.
@@ -167,13 +167,13 @@ def test_slq_density_integrates_to_one_with_mass_at_eigenvalues(quad):
     far = np.min(np.abs(grid[:, None] - evals[None, :]), axis=1) > 0.1
     assert density[far].max() < 1e-6
     # Default sigma and grid too, with fewer steps than the dimension.
-    grid, density = hessian_density(model, loss, data, n_lanczos=10, n_probes=3)
+    grid, density = hessian_density(model, loss, data, n_lanczos=10, probes=3)
     assert np.trapezoid(density, grid) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_slq_full_length_nodes_are_the_eigenvalues(quad):
     model, loss, data, _, evals, evecs = quad
-    nodes, weights = slq_nodes_weights(model, loss, data, n_lanczos=DIM, n_probes=2, seed=5)
+    nodes, weights = slq_nodes_weights(model, loss, data, n_lanczos=DIM, probes=2, seed=5)
     assert nodes.shape == weights.shape == (2 * DIM,)
     assert weights.sum() == pytest.approx(1.0, abs=1e-12)
     # Same probes as Hutchinson's with the same seed: r / √n, r Rademacher.
@@ -191,7 +191,7 @@ def test_slq_full_length_nodes_are_the_eigenvalues(quad):
 def test_slq_moments_are_exact_quadrature(quad):
     model, loss, data, A, *_ = quad
     P, m = 6, 8
-    nodes, weights = slq_nodes_weights(model, loss, data, n_lanczos=m, n_probes=P, seed=2)
+    nodes, weights = slq_nodes_weights(model, loss, data, n_lanczos=m, probes=P, seed=2)
     gen = torch.Generator().manual_seed(2)
     V = np.stack([spectral_mod._rademacher(gen, DIM).numpy() for _ in range(P)]) / np.sqrt(DIM)
     # Gauss quadrature with m nodes is exact up to degree 2m − 1: mean of vᵀAᵖv.
@@ -363,8 +363,8 @@ def same_bits(a, b):
         lambda m, lf, d, v: curvature(m, lf, d, v),
         lambda m, lf, d, v: hessian_eigenpairs(m, lf, d, k=2),
         lambda m, lf, d, v: hessian_trace(m, lf, d, probes=4),
-        lambda m, lf, d, v: slq_nodes_weights(m, lf, d, n_lanczos=5, n_probes=2),
-        lambda m, lf, d, v: hessian_density(m, lf, d, n_lanczos=5, n_probes=2),
+        lambda m, lf, d, v: slq_nodes_weights(m, lf, d, n_lanczos=5, probes=2),
+        lambda m, lf, d, v: hessian_density(m, lf, d, n_lanczos=5, probes=2),
         lambda m, lf, d, v: hessian_eigenpairs(m, lf, d, k=200),  # an error inside
     ],
     ids=["hvp", "curvature", "eigenpairs", "trace", "slq", "density", "error"],
@@ -467,3 +467,19 @@ PUBLIC.append(hessian_density)
 @pytest.mark.parametrize("fn", PUBLIC, ids=lambda f: f.__name__)
 def test_docstrings_match_signatures(fn, assert_docstring_matches_signature):
     assert_docstring_matches_signature(fn)
+
+
+def test_n_probes_is_a_deprecated_name_of_probes():
+    model, loss, data = _deprecation_case()
+    a = slq_nodes_weights(model, loss, data, n_lanczos=3, probes=2, seed=1)
+    with pytest.warns(DeprecationWarning, match=r"n_probes=\.\.\.\) is deprecated"):
+        b = slq_nodes_weights(model, loss, data, n_lanczos=3, n_probes=2, seed=1)
+    np.testing.assert_array_equal(a[0], b[0])
+    with pytest.warns(DeprecationWarning, match="hessian_density"):
+        hessian_density(model, loss, data, n_lanczos=3, n_probes=2)
+
+
+def _deprecation_case():
+    net = torch.nn.Linear(3, 1, bias=False).double()
+    X = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    return net, torch.nn.MSELoss(), (X, torch.zeros(3, 1).double())

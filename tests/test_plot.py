@@ -541,7 +541,7 @@ def test_cli_draws_a_partial_store_whole(tmp_path, monkeypatch):
 
     def loss(out, t):
         calls.append(1)
-        if len(calls) > 1 + 10:
+        if len(calls) > 12:  # a few set-up calls (shape check, probe), then some points
             raise KeyboardInterrupt
         return torch.nn.functional.cross_entropy(out, t)
 
@@ -562,7 +562,9 @@ def test_cli_draws_a_partial_store_whole(tmp_path, monkeypatch):
     plot_cli.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["plot", str(path), "--kind", "contourf", "-o", str(out)])
     assert plot_cli.run(args) == 0 and out.stat().st_size > 0
-    assert "partial: 10/81 points" in seen["title"] and seen["finite"]
+    done = int(lm.load(path).done.sum())
+    assert 1 <= done < 81
+    assert f"partial: {done}/81 points" in seen["title"] and seen["finite"]
 
 
 # -- what the plane views share ----------------------------------------------------

@@ -37,6 +37,13 @@ def setup():
 GRID = [(-1, 1, 5), (-0.5, 0.5, 4)]
 
 
+def setup_calls(tmp_path):
+    """Loss calls of a scan before its first grid point (shape check, probe…)."""
+    counter = Counting()
+    run(tmp_path / "count.lossmap", loss=counter)
+    return counter.calls - 20
+
+
 def run(path, loss=None, **kw):
     m, data, dirs = setup()
     args = dict(data=data, directions=dirs, grid=GRID, store=path, progress=False, batch_size=100)
@@ -46,20 +53,21 @@ def run(path, loss=None, **kw):
 
 def test_resume_evaluates_each_point_once(tmp_path):
     ref = run(tmp_path / "ref.lossmap")
+    setup = setup_calls(tmp_path)
     path = tmp_path / "s.lossmap"
-    first = Counting(stop_after=1 + 7)  # the shape check, then 7 points
+    first = Counting(stop_after=setup + 7)  # the set-up checks, then 7 points
     with pytest.raises(KeyboardInterrupt):
         run(path, loss=first)
     assert lm.load(path).done.sum() == 7
     second = Counting()
     surf = run(path, loss=second)
-    assert second.calls == 1 + 20 - 7  # the shape check + only the missing points
+    assert second.calls == setup + 20 - 7  # the set-up checks + only the missing points
     assert surf.complete
     for v in ref.values:
         np.testing.assert_array_equal(surf[v], ref[v])
     third = Counting()
     run(path, loss=third)
-    assert third.calls == 1  # nothing left to do
+    assert third.calls == setup  # nothing left to do
     with sqlite3.connect(path) as c:
         assert c.execute("SELECT COUNT(*), COUNT(DISTINCT idx) FROM points").fetchone() == (20, 20)
 
@@ -67,7 +75,7 @@ def test_resume_evaluates_each_point_once(tmp_path):
 def test_progressive_order_covers_the_range_first(tmp_path):
     path = tmp_path / "p.lossmap"
     with pytest.raises(KeyboardInterrupt):
-        run(path, loss=Counting(stop_after=1 + 4))
+        run(path, loss=Counting(stop_after=setup_calls(tmp_path) + 4))
     done = lm.load(path).done
     assert done[0, 0] and done[-1, -1] and done[0, -1] and done[-1, 0]  # corners first
 
@@ -170,7 +178,7 @@ def test_surface_exports(tmp_path):
 def test_two_processes_writing_the_same_points_keep_one_row(tmp_path):
     path = tmp_path / "s.lossmap"
     run(path)
-    store = Store.open(path)
+    store = Store.open(path, write=True)
     n = store.write([(0, (0.0, 0.0), [9.0, 9.0], 0.1)])
     assert n == 0  # first writer wins
     assert store.rows()[1][0] != [9.0, 9.0]
@@ -180,7 +188,7 @@ def test_two_processes_writing_the_same_points_keep_one_row(tmp_path):
 def test_partial_store_fills_the_whole_picture(tmp_path):
     path = tmp_path / "p.lossmap"
     with pytest.raises(KeyboardInterrupt):
-        run(path, loss=Counting(stop_after=1 + 8))
+        run(path, loss=Counting(stop_after=setup_calls(tmp_path) + 8))
     part = lm.load(path)
     assert part.done.sum() == 8 and np.isnan(part["train_loss"]).sum() == 12
     full = part.filled()

@@ -47,7 +47,7 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
     store, status = None, None
     if writer and store_path is not None:
         try:
-            store = Store.create_or_resume(store_path, spec, fps, dirs, extra_meta, **_probe(probe))
+            store = Store.create_or_resume(store_path, spec, fps, dirs, extra_meta, probe=probe)
             status = ("ok", sorted(store.done()))
         except LossmapError as exc:
             status = ("error", exc)
@@ -159,11 +159,3 @@ def _warn_diverged(surf: Surface) -> None:
             stacklevel=3,
         )
 
-
-def _probe(probe: dict[str, float] | None) -> dict:
-    """``probe=`` for stores that take it (the keyword is new in 0.2)."""
-    import inspect
-
-    if probe is None or "probe" not in inspect.signature(Store.create_or_resume).parameters:
-        return {}
-    return {"probe": probe}

@@ -1,54 +1,73 @@
 """The store: one SQLite file per scan, committed point by point, resumable.
 
-Layout (format 1)::
+A :class:`Store` is opened read-only (:meth:`Store.open`, which writes
+nothing and works in a read-only folder) or made by a scan
+(:meth:`Store.create_or_resume`): created atomically, or reopened after checks
+that it holds the very same scan (spec, fingerprints) of the very same
+computation (the probe: every variable at the centre on a fixed small sample).
+The file's header carries the application id ``LMAP``, so a file that is not
+a lossmap store is recognized from its first 100 bytes and never opened for
+writing.
 
-    meta(key TEXT PRIMARY KEY, value TEXT)   spec, fingerprints, versions (JSON)
-    directions(idx INTEGER PRIMARY KEY, data BLOB, file TEXT, sha TEXT)
-    points(idx INTEGER PRIMARY KEY, alpha REAL, [beta REAL,] <variables> REAL,
-           seconds REAL, finished REAL)
-
-A row in ``points`` means the point is finished; a NULL value there is a
-non-finite result that SQLite cannot hold (NaN). The file's header carries the
-application id ``LMAP``, so a file that is not a lossmap store is recognized
-from its first 100 bytes and never opened for writing.
+What the store holds and how it is validated: :mod:`lossmap.store_contents`;
+how its files are created, published and opened read-only:
+:mod:`lossmap.store_files`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-
-import torch
 
 from .directions.direction import Direction
 from .errors import MissingFileError, StoreError
 from .spec import ScanSpec
-from .version import __version__
+from .store_contents import (
+    APPLICATION_ID,
+    agree,
+    probe_values,
+    q,
+    read_contents,
+    read_directions,
+    write_contents,
+)
+from .store_files import connect_reader, publish
 
-APPLICATION_ID = 0x4C4D4150  # "LMAP"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-# Directions larger than this go to a safetensors file beside the store.
-INLINE_LIMIT = 256 * 1024**2
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+_SQLITE_READONLY, _SQLITE_CANTOPEN = 8, 14  # primary result codes
 
 
 def is_store(path: str | os.PathLike) -> bool:
     """Whether ``path`` is an existing lossmap store (checked from its header only)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(100)
+            return _is_store_header(f.read(100))
     except OSError:
         return False
+
+
+def damaged(path: Path, what: str) -> StoreError:
+    """The error for a store that opens but holds bad contents (``what``: the damage)."""
+    what = "; ".join(ln.strip() for ln in what.splitlines() if ln.strip())  # one line
+    return StoreError(
+        f"store {str(path)!r} is damaged: {what}; it was left untouched: restore it from a "
+        "backup, or delete it to start over"
+    )
+
+
+def _sqlite_says(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):  # SQLite's message quotes text that is not UTF-8
+        return f"SQLite reports text that is not UTF-8 ({exc})"
+    return "SQLite reports: " + str(exc).replace("*** in database main ***", "").strip()
+
+
+def _is_store_header(head: bytes) -> bool:
     return (
         len(head) == 100
         and head[:16] == _SQLITE_MAGIC
@@ -57,27 +76,48 @@ def is_store(path: str | os.PathLike) -> bool:
 
 
 class Store:
-    """An open scan store. Use :meth:`create_or_resume` or :meth:`open`."""
+    """An open scan store. Use :meth:`create_or_resume` or :meth:`open`.
 
-    def __init__(self, path: Path, conn: sqlite3.Connection):
-        self.path = path
-        self.conn = conn
-        self.spec = ScanSpec.from_dict(json.loads(self._meta("spec")))
-        self.fingerprints: dict[str, str] = json.loads(self._meta("fingerprints"))
+    Attributes
+    ----------
+    path : Path
+    spec : ScanSpec
+        What the stored scan computes.
+    fingerprints : dict of str to str
+        Hashes of the centre, each direction, each split's data and the spec.
+    probe : dict of str to float or None
+        Every variable at the centre on a fixed small sample, as recorded at
+        creation (None in stores of lossmap 0.1).
+    writable : bool
+        Whether the store was opened to write points.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, writable: bool = True) -> None:
+        self.path, self.conn, self.writable = path, conn, writable
+        with self._reading():
+            contents = read_contents(conn, self._damaged)
+        self.spec = contents.spec
+        self.fingerprints: dict[str, str] = contents.fingerprints
+        self.probe: dict[str, float] | None = contents.probe
+        self._records, self._user = contents.records, contents.user
         self.coord_cols = list(self.spec.dims)
         self.var_cols = list(self.spec.variables)
-        cols = {r[1] for r in conn.execute("PRAGMA table_info(points)")}
-        missing = [c for c in (*self.coord_cols, *self.var_cols) if c not in cols]
-        if missing:
-            raise ValueError(f"the spec names a column {missing[0]!r} the points table lacks")
-        top = conn.execute("SELECT MAX(idx), MIN(idx) FROM points").fetchone()
-        size = math.prod(self.spec.shape)
-        if top[0] is not None and (top[0] >= size or top[1] < 0):
-            raise ValueError(f"a point index {top[0]} lies outside the {size}-point grid")
+
+    def _damaged(self, what: str) -> StoreError:
+        return damaged(self.path, what)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Report what SQLite finds while reading (a malformed page, bad UTF-8) as damage."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            raise self._damaged(_sqlite_says(exc)) from None
 
     # -- opening -----------------------------------------------------------
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
+        """A connection that may write (creation and resume)."""
         conn = sqlite3.connect(str(path), timeout=60, isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 60000")
         # WAL + NORMAL: a committed point survives a killed process; commits stay cheap.
@@ -85,27 +125,57 @@ class Store:
         return conn
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> Store:
-        """Open an existing store (to read, or to resume after checks)."""
+    def open(cls, path: str | os.PathLike, *, write: bool = False) -> Store:
+        """Open an existing store: read-only (nothing is written), or to add points.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            The ``.lossmap`` file.
+        write : bool, default False
+            Open it to write points (a resume); otherwise read-only, which also
+            works in a read-only folder.
+
+        Returns
+        -------
+        Store
+        """
         path = Path(path)
         if not path.exists():
             raise MissingFileError(f"store {str(path)!r} does not exist: check the path")
-        if not is_store(path):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(100)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot read store {str(path)!r} ({exc.strerror or exc}): check its permissions"
+            ) from None
+        if not _is_store_header(head):
             raise StoreError(
                 f"{str(path)!r} is not a lossmap store (no lossmap header): "
                 "pass the .lossmap file a scan wrote"
             )
+        conn = None
         try:
-            conn = cls._connect(path)
+            conn = cls._connect(path) if write else connect_reader(path)
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(check)
-            return cls(path, conn)
-        except (sqlite3.DatabaseError, LookupError, ValueError, TypeError, AttributeError) as exc:
-            raise StoreError(
-                f"store {str(path)!r} is damaged ({exc}); it was left untouched: "
-                "restore it from a backup or scan again to a new path"
-            ) from None
+            return cls(path, conn, writable=write)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            if conn is not None:
+                conn.close()
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if write and code in (_SQLITE_READONLY, _SQLITE_CANTOPEN):
+                raise StoreError(
+                    f"store {str(path)!r} cannot be written ({exc}): make it and its folder "
+                    "writable to resume the scan, or scan to another path"
+                ) from None
+            raise damaged(path, _sqlite_says(exc)) from None
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
 
     @classmethod
     def create_or_resume(
@@ -115,97 +185,95 @@ class Store:
         fingerprints: dict[str, str],
         directions: Sequence[Direction],
         extra_meta: dict | None = None,
+        *,
+        probe: dict[str, float] | None = None,
     ) -> Store:
         """Create a new store, or reopen one made by the very same scan.
 
-        A store made by a different scan (spec or any fingerprint differs) is
-        refused with the differences named; a file that is not a lossmap store
-        is refused and left untouched.
+        Parameters
+        ----------
+        path : str or PathLike
+            The ``.lossmap`` file.
+        spec : ScanSpec
+        fingerprints : dict of str to str
+        directions : sequence of Direction
+        extra_meta : dict, optional
+            The caller's JSON-ready metadata (``lm.scan(meta=...)``), kept in its
+            own table at creation: no key can touch the store's own records.
+        probe : dict of str to float, optional
+            Every variable at the centre on a fixed small sample. Recorded at
+            creation; at resume compared with the recorded one (where both exist).
+
+        Returns
+        -------
+        Store
+            Open for writing.
+
+        Raises
+        ------
+        StoreError
+            A store made by a different scan (spec or any fingerprint differs)
+            or by another computation (the probe differs) is refused with the
+            differences named; a file that is not a lossmap store is refused
+            and left untouched.
         """
         path = Path(path)
-        if path.exists():
-            store = cls.open(path)
-            store.check_same(spec, fingerprints)
-            return store
-        if path.parent and not path.parent.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        conn = cls._connect(tmp)
+        probe = probe_values(probe)
+        if not path.exists():
+            cls._create(path, spec, fingerprints, directions, extra_meta or {}, probe)
+        store = cls.open(path, write=True)
         try:
-            cls._initialize(conn, tmp, path, spec, fingerprints, directions, extra_meta or {})
-            conn.close()
-            try:
-                os.link(tmp, path)  # atomic, and fails if another process created it first
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink()
+            store.check_same(spec, fingerprints)
+            store.check_probe(probe)
         except BaseException:
-            conn.close()
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+            store.close()
             raise
-        store = cls.open(path)
-        store.check_same(spec, fingerprints)
         return store
 
-    @staticmethod
-    def _initialize(conn, tmp, final, spec, fingerprints, directions, extra_meta) -> None:
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute("BEGIN")
-        conn.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        conn.execute(
-            "CREATE TABLE directions(idx INTEGER PRIMARY KEY, data BLOB, "
-            "file TEXT, sha TEXT NOT NULL)"
-        )
-        cols = ", ".join(f"{_q(c)} REAL" for c in (*spec.dims, *spec.variables))
-        conn.execute(
-            f"CREATE TABLE points(idx INTEGER PRIMARY KEY, {cols}, seconds REAL, finished REAL)"
-        )
-        meta = {
-            "spec": spec.to_json(),
-            "fingerprints": json.dumps(fingerprints, sort_keys=True),
-            "lossmap_version": json.dumps(__version__),
-            "torch_version": json.dumps(torch.__version__),
-            "created": json.dumps(time.time()),
-            **{k: json.dumps(v) for k, v in extra_meta.items()},
-        }
-        conn.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
-        from safetensors.torch import save
-
-        for i, d in enumerate(directions):
-            blob = save(dict(d.items()), metadata={"lossmap": json.dumps(d.meta)})
-            sha = hashlib.sha256(blob).hexdigest()
-            if len(blob) <= INLINE_LIMIT:
-                conn.execute("INSERT INTO directions VALUES (?, ?, NULL, ?)", (i, blob, sha))
-            else:
-                side = final.with_name(f"{final.name}.d{i}.safetensors")
-                side.write_bytes(blob)
-                conn.execute("INSERT INTO directions VALUES (?, NULL, ?, ?)", (i, side.name, sha))
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA journal_mode = WAL")
-
-    # -- checks ------------------------------------------------------------
-    def _meta(self, key: str) -> str:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            raise KeyError(key)
-        return row[0]
-
-    def meta(self, key: str, default=None):
-        """A stored metadata value (decoded JSON), or ``default``."""
+    @classmethod
+    def _create(cls, path, spec, fingerprints, directions, user_meta, probe) -> None:
+        """Build the store under a temporary name and publish it (see :mod:`.store_files`)."""
+        token = uuid.uuid4().hex[:12]
+        tmp = path.with_name(f"{path.name}.{token}.tmp")
+        sides: list[Path] = []
+        published, conn = False, None
         try:
-            return json.loads(self._meta(key))
-        except KeyError:
-            return default
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = cls._connect(tmp)
+            write_contents(conn, path, token, spec, fingerprints, directions, user_meta, probe,
+                           sides)
+            conn.close()
+            published = publish(tmp, path)
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise StoreError(
+                f"cannot create store {str(path)!r} ({exc}): check that its folder can be "
+                "written and has space, or choose another path"
+            ) from None
+        finally:
+            if conn is not None:
+                conn.close()
+            for f in (tmp, *([] if published else sides)):
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
+
+    # -- records -----------------------------------------------------------
+    def meta(self, key: str, default: object = None) -> object:
+        """The store's own record ``key`` (decoded JSON), else the caller's, else ``default``."""
+        if key in self._records:
+            return self._records[key]
+        return self._user.get(key, default)
+
+    def user_meta(self) -> dict:
+        """The caller's metadata exactly as given at creation (``lm.scan(meta=...)``)."""
+        return dict(self._user)
 
     def annotations(self) -> dict:
-        """Every metadata entry besides spec and fingerprints (versions, command, paths…)."""
-        rows = self.conn.execute("SELECT key, value FROM meta").fetchall()
-        return {k: json.loads(v) for k, v in rows if k not in ("spec", "fingerprints")}
+        """Versions and creation time, overlaid by the caller's metadata (keys as given)."""
+        own = {k: v for k, v in self._records.items()
+               if k not in ("spec", "fingerprints", "probe", "store_format")}
+        return {**own, **self._user}
 
+    # -- checks ------------------------------------------------------------
     def check_same(self, spec: ScanSpec, fingerprints: dict[str, str]) -> None:
         """Raise StoreError naming every difference between this store and a new scan."""
         diffs = spec.differences(self.spec)
@@ -228,10 +296,29 @@ class Store:
                 "choose another output path, or delete the store to start over"
             )
 
+    def check_probe(self, probe: dict[str, float] | None) -> None:
+        """Raise StoreError if ``probe`` disagrees with the one recorded at creation.
+
+        Each variable present in both must agree within ``PROBE_RTOL`` (relative,
+        at least absolute for values below 1; NaN agrees with NaN). A store
+        without a recorded probe (lossmap 0.1), or no ``probe``, is accepted.
+        """
+        if probe is None or self.probe is None:
+            return
+        for name, now in probe.items():
+            if name in self.probe and not agree(now, self.probe[name]):
+                raise StoreError(
+                    f"store {str(self.path)!r} was filled by another computation: at the centre, "
+                    f"{name!r} on the probe sample is {now:.6g} now but {self.probe[name]:.6g} "
+                    "in the store — another model, loss setting or metric; use another store "
+                    "path or delete it to start over"
+                )
+
     # -- points ------------------------------------------------------------
     def done(self) -> set[int]:
         """Flat indices of the finished points."""
-        return {r[0] for r in self.conn.execute("SELECT idx FROM points")}
+        with self._reading():
+            return {r[0] for r in self.conn.execute("SELECT idx FROM points")}
 
     def write(self, rows: Iterable[tuple[int, Sequence[float], Sequence[float], float]]) -> int:
         """Insert finished points ``(idx, coords, values, seconds)`` in one transaction.
@@ -239,9 +326,14 @@ class Store:
         A point that is already stored is kept (first writer wins). Returns the
         number of rows written.
         """
+        if not self.writable:
+            raise StoreError(
+                f"store {str(self.path)!r} was opened to read: open it with "
+                "Store.open(path, write=True) to add points"
+            )
         cols = ["idx", *self.coord_cols, *self.var_cols, "seconds", "finished"]
         sql = (
-            f"INSERT OR IGNORE INTO points ({', '.join(_q(c) for c in cols)}) "
+            f"INSERT OR IGNORE INTO points ({', '.join(q(c) for c in cols)}) "
             f"VALUES ({', '.join('?' * len(cols))})"
         )
         now = time.time()
@@ -274,38 +366,18 @@ class Store:
 
     def rows(self) -> tuple[list[int], list[list[float]]]:
         """All finished points: flat indices and values (NaN for NULL)."""
-        cur = self.conn.execute(
-            f"SELECT idx, {', '.join(_q(c) for c in self.var_cols)} FROM points ORDER BY idx"
-        )
-        idx, vals = [], []
-        for r in cur:
-            idx.append(r[0])
-            vals.append([math.nan if v is None else v for v in r[1:]])
+        names = ", ".join(q(c) for c in self.var_cols)
+        with self._reading():  # the values' types were checked when the store opened
+            idx, vals = [], []
+            for r in self.conn.execute(f"SELECT idx, {names} FROM points ORDER BY idx"):
+                idx.append(r[0])
+                vals.append([math.nan if v is None else float(v) for v in r[1:]])
         return idx, vals
 
     def directions(self) -> list[Direction]:
         """The directions the scan used, verified against their stored hash."""
-        from safetensors.torch import load
-
-        out = []
-        for idx, blob, file, sha in self.conn.execute(
-            "SELECT idx, data, file, sha FROM directions ORDER BY idx"
-        ):
-            if blob is None:
-                side = self.path.with_name(file)
-                if not side.exists():
-                    raise StoreError(
-                        f"direction {idx} of {str(self.path)!r} lives in {str(side)!r}, which is "
-                        "missing: keep that file beside the store"
-                    )
-                blob = side.read_bytes()
-            if hashlib.sha256(blob).hexdigest() != sha:
-                raise StoreError(
-                    f"direction {idx} of {str(self.path)!r} is corrupt (hash mismatch)"
-                )
-            meta = json.loads(_safetensors_meta(blob).get("lossmap", "{}"))
-            out.append(Direction(load(blob), meta))
-        return out
+        with self._reading():
+            return read_directions(self.conn, self.path, self._damaged)
 
     def close(self) -> None:
         """Close the connection (the file stays)."""
@@ -317,7 +389,3 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def _safetensors_meta(blob: bytes) -> dict:
-    n = int.from_bytes(blob[:8], "little")
-    return json.loads(blob[8 : 8 + n]).get("__metadata__", {}) or {}

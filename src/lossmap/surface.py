@@ -32,9 +32,15 @@ class Surface:
     path : str or None
         The store it was read from.
     meta : dict
-        Annotations stored with the scan: versions, the command line, and
-        whatever the caller passed as ``extra_meta`` (e.g. a projected
-        training path, the coordinates of models on a plane).
+        Annotations stored with the scan: the lossmap and torch versions and
+        the creation time, overlaid by the caller's ``lm.scan(meta=...)``
+        exactly as given (the command line, a projected training path, the
+        coordinates of models on a plane…). The caller's keys have their own
+        namespace in the store: ``meta={"spec": ...}`` cannot touch its records.
+    profile : dict or None
+        How the scan that returned this Surface ran (strategy, first-layer
+        reuse, batch size, compile, precision, seconds per stage); None for a
+        Surface read from a store.
     """
 
     spec: ScanSpec
@@ -43,6 +49,7 @@ class Surface:
     fingerprints: dict[str, str] = field(default_factory=dict)
     path: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     # -- shape -------------------------------------------------------------
     @property
@@ -100,7 +107,7 @@ class Surface:
         return out
 
     def __repr__(self) -> str:
-        grid = " x ".join(str(a) for a in self.spec.axes)
+        grid = " x ".join(str(a) for a in self.spec.grid)
         s = self.summary()
         state = "complete" if self.complete else f"{s['done']}/{s['points']} points"
         extra = f", {s['diverged']} diverged" if s["diverged"] else ""
@@ -186,6 +193,10 @@ def from_rows(spec: ScanSpec, idx: list[int], rows: list[list[float]], **kw: Any
 
 def load(path: str | os.PathLike) -> Surface:
     """Load the Surface of a store (a partial store gives NaN at missing points).
+
+    The store is opened read-only: nothing is written, and a store in a
+    read-only folder reads. A store that holds bad contents raises one
+    :class:`~lossmap.errors.StoreError` naming the damage.
 
     Examples
     --------

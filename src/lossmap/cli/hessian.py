@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if args.density:
         t0 = time.perf_counter()
         nodes, weights = slq_nodes_weights(model, loss_fn, one, n_lanczos=args.lanczos,
-                                           n_probes=10, **kw)
+                                           probes=10, **kw)
         grid, density = broaden(nodes, weights)
         result["seconds"]["density"] = time.perf_counter() - t0
         s = _density_summary(nodes, weights)

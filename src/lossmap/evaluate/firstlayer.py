@@ -188,6 +188,10 @@ def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a0 < b1 and b0 < a1
 
 
+#: The point (a, b) at which :func:`agrees` compares the reused and the plain paths.
+CHECK_POINT = (0.5, -0.3)
+
+
 def agrees(
     model: nn.Module,
     first: FirstLayer,
@@ -197,14 +201,14 @@ def agrees(
 ) -> bool:
     """Whether the reuse reproduces the model's outputs on X at one point off the centre.
 
-    The point is c + Σ aᵢ·dᵢ with aᵢ = 0.5·(-0.6)ⁱ. Through the stand-in, the
+    The point is c + Σ aᵢ·dᵢ with (a₁, a₂) = :data:`CHECK_POINT`. Through the stand-in, the
     layer's output is Y_c + Σ aᵢ·Yᵢ, as the evaluator forms it. The outputs
     must agree to round-off (√eps of their dtype, relative to the largest
     value); an error on the reused path (a forward that reads ``weight`` from
     the layer, say) counts as a disagreement.
     """
     n = max((len(v) for v in directions.values()), default=0)
-    coef = [0.5 * (-0.6) ** i for i in range(n)]
+    coef = list(CHECK_POINT[:n])
     point = dict(state)
     for name, ds in directions.items():
         if name in point:

@@ -172,7 +172,7 @@ def slq_nodes_weights(
     data: Any,
     *,
     n_lanczos: int = 80,
-    n_probes: int = 10,
+    probes: int = 10,
     seed: int = 0,
     centre: Any = None,
     device: str | torch.device | None = None,
@@ -180,6 +180,7 @@ def slq_nodes_weights(
     samples: int | None = None,
     params: Sequence[str] | None = None,
     dtype: torch.dtype | None = None,
+    n_probes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stochastic Lanczos quadrature of the Hessian's spectrum: a discrete measure.
 
@@ -192,17 +193,19 @@ def slq_nodes_weights(
         n_lanczos = n the nodes are the exact eigenvalues). Each step is one
         Hessian-vector product; the basis of n_lanczos vectors per probe is
         kept in float64 for reorthogonalization.
-    n_probes : int, default 10
+    probes : int, default 10
         Number of random probes averaged.
     seed : int, default 0
         Seed of the probes (a private generator) and of ``samples``.
+    n_probes : int, optional
+        Deprecated name of ``probes`` (lossmap 0.1); warns.
 
     Returns
     -------
     nodes : ndarray, shape (M,)
-        Quadrature nodes of all probes, concatenated (M <= n_probes × n_lanczos).
+        Quadrature nodes of all probes, concatenated (M <= probes × n_lanczos).
     weights : ndarray, shape (M,)
-        Their weights, divided by n_probes: they sum to 1, and Σ wᵢ θᵢᵖ
+        Their weights, divided by probes: they sum to 1, and Σ wᵢ θᵢᵖ
         estimates tr(Hᵖ)/n (exactly in expectation for p < 2·n_lanczos).
 
     Examples
@@ -211,28 +214,29 @@ def slq_nodes_weights(
     >>> net = torch.nn.Linear(3, 1, bias=False).double()
     >>> X = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
     >>> nodes, w = slq_nodes_weights(net, torch.nn.MSELoss(), (X, torch.zeros(3, 1).double()),
-    ...                              n_lanczos=3, n_probes=2)
+    ...                              n_lanczos=3, probes=2)
     >>> sorted(set(nodes.round(6).tolist())), round(float(w.sum()), 6)
     ([0.666667, 2.666667, 6.0], 1.0)
     """
+    probes = _renamed_probes(probes, n_probes, "slq_nodes_weights")
     _check_int(n_lanczos, "n_lanczos", minimum=1)
-    _check_int(n_probes, "n_probes", minimum=1)
+    _check_int(probes, "probes", minimum=1)
     with _hessian_of(
         model, loss_fn, data, centre=centre, device=device, batch_size=batch_size,
         samples=samples, seed=seed, params=params, dtype=dtype,
     ) as op:  # fmt: skip
         m = min(n_lanczos, op.n)
-        block = max(1, min(MAX_BLOCK, n_probes, BASIS_BUDGET // (8 * (m + 2) * op.n)))
+        block = max(1, min(MAX_BLOCK, probes, BASIS_BUDGET // (8 * (m + 2) * op.n)))
         gen = torch.Generator().manual_seed(seed)
         nodes, weights = [], []
         done = 0
-        while done < n_probes:
-            b = min(block, n_probes - done)
+        while done < probes:
+            b = min(block, probes - done)
             Q0 = torch.stack([_rademacher(gen, op.n) for _ in range(b)]) / op.n**0.5  # (b, n)
             for alpha, beta in _lanczos(op, Q0.to(op.device), m):
                 theta, tau = _gauss_quadrature(alpha, beta)
                 nodes.append(theta)
-                weights.append(tau / n_probes)
+                weights.append(tau / probes)
             done += b
     return np.concatenate(nodes), np.concatenate(weights)
 
@@ -301,7 +305,7 @@ def hessian_density(
     data: Any,
     *,
     n_lanczos: int = 80,
-    n_probes: int = 10,
+    probes: int = 10,
     seed: int = 0,
     grid: np.ndarray | None = None,
     sigma: float | None = None,
@@ -311,6 +315,7 @@ def hessian_density(
     samples: int | None = None,
     params: Sequence[str] | None = None,
     dtype: torch.dtype | None = None,
+    n_probes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The Hessian's spectral density by stochastic Lanczos quadrature, Gaussian-broadened.
 
@@ -321,8 +326,10 @@ def hessian_density(
     ----------
     model, loss_fn, data, centre, device, batch_size, samples, params, dtype
         As in :func:`lossmap.hessian.hvp`.
-    n_lanczos, n_probes, seed
+    n_lanczos, probes, seed
         As in :func:`slq_nodes_weights`.
+    n_probes : int, optional
+        Deprecated name of ``probes`` (lossmap 0.1); warns.
     grid, sigma
         As in :func:`broaden`.
 
@@ -339,13 +346,23 @@ def hessian_density(
     >>> net = torch.nn.Linear(3, 1, bias=False).double()
     >>> X = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
     >>> x, p = hessian_density(net, torch.nn.MSELoss(), (X, torch.zeros(3, 1).double()),
-    ...                        n_lanczos=3, n_probes=2)
+    ...                        n_lanczos=3, probes=2)
     >>> round(float(np.trapezoid(p, x)), 6)
     1.0
     """
+    probes = _renamed_probes(probes, n_probes, "hessian_density")
     nodes, weights = slq_nodes_weights(
-        model, loss_fn, data, n_lanczos=n_lanczos, n_probes=n_probes, seed=seed,
+        model, loss_fn, data, n_lanczos=n_lanczos, probes=probes, seed=seed,
         centre=centre, device=device, batch_size=batch_size, samples=samples,
         params=params, dtype=dtype,
     )  # fmt: skip
     return broaden(nodes, weights, grid=grid, sigma=sigma)
+
+
+def _renamed_probes(probes: int, n_probes: int | None, fn: str) -> int:
+    """``probes``, or the 0.1 keyword ``n_probes`` with a DeprecationWarning."""
+    if n_probes is None:
+        return probes
+    warnings.warn(f"{fn}(n_probes=...) is deprecated: use probes=... (the same number)",
+                  DeprecationWarning, stacklevel=3)
+    return n_probes
