@@ -15,7 +15,7 @@ EXTRAS ?= dev,jax
 # we are root with apt (elsewhere: install them yourself, or see README).
 DEBS   ?= dataset-fashion-mnist chromium
 
-.PHONY: setup system-deps demo test lint bench clean
+.PHONY: setup system-deps demo test test-fast lint bench clean
 
 system-deps:
 	@missing=""; \
@@ -46,6 +46,14 @@ demo: setup
 test: setup
 	$(PY) -m ruff check src tests benchmarks examples
 	$(PY) -m pytest -q
+
+# The unit tests only, in under a minute: no slow end-to-end runs, no browser,
+# no JAX, no Fashion-MNIST files (markers in tests/conftest.py). `make test`
+# runs everything.
+FAST   ?= not slow and not browser and not jax and not data
+
+test-fast: $(VENV)/.stamp
+	$(PY) -m pytest -q -m "$(FAST)"
 
 lint: setup
 	$(PY) -m ruff check src tests benchmarks examples

@@ -23,7 +23,8 @@ KW = dict(grid=[(-1, 1, 4), (-1, 1, 3)], progress=False, batch_size=16)
 
 @pytest.mark.parametrize(
     "how",
-    [dict(), dict(reuse_first_layer=False), dict(strategy="vmap"), dict(compile=True)],
+    [dict(), dict(reuse_first_layer=False), dict(strategy="vmap"),
+     pytest.param(dict(compile=True), marks=pytest.mark.slow)],  # torch.compile: 5-12 s
     ids=["reuse", "no-reuse", "vmap", "compile"],
 )
 def test_bfloat16_is_close_to_full_precision_but_not_equal(how):
@@ -93,6 +94,7 @@ def test_the_reused_first_layer_stays_full_precision_under_vmap(monkeypatch):
     assert seen and set(seen) == {torch.float32}
 
 
+@pytest.mark.jax
 def test_a_jax_model_refuses_autocast_with_a_clear_error():
     import jax.numpy as jnp
 

@@ -187,6 +187,7 @@ def real_fashion():
         return {split: data.fashion_mnist(split) for split in ("train", "test")}
 
 
+@pytest.mark.data
 @pytest.mark.parametrize(("split", "n"), [("train", 60_000), ("test", 10_000)])
 def test_fashion_mnist_real_files(real_fashion, split, n):
     X, y = real_fashion[split]
@@ -198,6 +199,7 @@ def test_fashion_mnist_real_files(real_fashion, split, n):
     assert torch.equal(torch.bincount(y, minlength=10), torch.full((10,), n // 10))
 
 
+@pytest.mark.data
 def test_fashion_mnist_real_files_come_from_the_system_folder(monkeypatch):
     monkeypatch.delenv("LOSSMAP_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", "/nonexistent-lossmap-test-cache")

@@ -1,62 +1,133 @@
 """The demo end to end on small data (digits): every artefact written, numbers consistent."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
-import torch
 
 import lossmap as lm
+from lossmap import demo
 from lossmap.cli import main
 from lossmap.demo import DemoSettings, run_demo
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
+LINES = ("line_before", "line_after")
+PLANES = ("plane_before", "plane_after")
+VARIABLES = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
 
 
 def _check_demo(out, summary) -> dict:
-    """What every demo run writes: stores, figures, report, and a trained θ̂."""
+    """What every demo run writes, checked against itself.
+
+    Stores of the settings' shapes with finite values; a summary.json that is
+    the summary returned and agrees with the stores and the training history;
+    figures; a report with a section per store, the training history and the
+    notes; and a trained θ̂ that lowered the loss.
+    """
     for name in ("lines_after.png", "plane_before.png", "plane_after.png", "history.png",
-                 "surface3d_after.png", "plane_after.html", "report.html", "summary.json"):
+                 "surface3d_before.png", "surface3d_after.png", "plane_before.html",
+                 "plane_after.html", "report.html", "summary.json"):
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "summary.json").read_text())
-    assert saved["dataset"] == "digits"
-    before, after = lm.load(out / "line_before.lossmap"), lm.load(out / "line_after.lossmap")
+    assert saved == json.loads(json.dumps(summary, default=str))  # what run_demo returned
+    assert set(saved) == {"dataset", "backend", "settings", "notes", "final", "lines", "files",
+                          "seconds"}
+    assert saved["dataset"] == "digits" and saved["seconds"] > 0
+    assert sorted(saved["files"]) == sorted(str(p) for p in out.iterdir() if p.is_file()
+                                            and p.suffix in (".png", ".html"))
+
+    # every store complete, of the settings' shape, finite, on the settings' grid
+    settings = saved["settings"]
+    n_line, n_plane, span = settings["line_points"], settings["plane_points"], settings["span"]
+    stores = {name: lm.load(out / f"{name}.lossmap") for name in (*LINES, *PLANES)}
+    for name, surf in stores.items():
+        shape = (n_line,) if name in LINES else (n_plane, n_plane)
+        assert surf.complete and surf.spec.shape == shape, name
+        for dim, coords in surf.coords.items():
+            np.testing.assert_allclose(coords, np.linspace(-span, span, shape[0]), err_msg=dim)
+        for var in VARIABLES:
+            values = surf[var]
+            assert values.shape == shape and np.isfinite(values).all(), (name, var)
+        assert ((surf["test_accuracy"] >= 0) & (surf["test_accuracy"] <= 1)).all(), name
+    before, after = stores["line_before"], stores["line_after"]
     centre = before.centre_index()
     # around θ0 the loss is near ln 10; training lowered it
     assert abs(before["train_loss"][centre] - np.log(10)) < 0.1
     assert after["train_loss"][centre] < before["train_loss"][centre] - 0.5
-    # the summary reports the stores' own values
-    assert saved["lines"]["after"]["train_loss"]["centre"] == pytest.approx(
-        after["train_loss"][centre])
-    assert summary["final"]["after"]["test_accuracy"] > 0.5
-    html = (out / "report.html").read_text()
-    assert "line_after" in html and "plane_after" in html and "cdn.plot.ly" not in html
+    # a plane and a line around the same centre agree at the centre (same subset, same seed)
+    for tag in ("before", "after"):
+        line, plane = stores[f"line_{tag}"], stores[f"plane_{tag}"]
+        for var in VARIABLES:
+            assert plane[var][plane.centre_index()] == pytest.approx(
+                line[var][line.centre_index()], rel=1e-5), (tag, var)
+
+    # the summary reports the stores' own values and analysis
+    from lossmap.analysis import analyse
+
+    assert set(saved["lines"]) == {"before", "after"}
+    for tag in ("before", "after"):
+        line = stores[f"line_{tag}"]
+        facts = analyse(line)
+        for var in ("train_loss", "test_loss"):
+            entry = saved["lines"][tag][var]
+            assert entry["centre"] == pytest.approx(line[var][line.centre_index()], rel=1e-12)
+            assert entry["slope"] == facts[var]["slope"]["message"]
+            assert entry["convexity"] == facts[var]["convexity"]["verdict"]
+    # ... and the training run's own last epoch
+    history = json.loads((out / "train_after" / "history.json").read_text())
+    assert set(saved["final"]) == {"after"}
+    assert len(history["epoch"]) == settings["epochs"] + 1
+    for key, value in saved["final"]["after"].items():
+        assert value == pytest.approx(history[key][-1]), key
+    assert saved["final"]["after"]["test_accuracy"] > 0.5
+
+    # the report: notes, contents, one section per store in order, the training history
+    import html as html_lib
+
+    text = (out / "report.html").read_text()
+    assert "cdn.plot.ly" not in text
+    for note in saved["notes"]:
+        assert html_lib.escape(note) in text, note
+    sections = text.split('<section class="card run" id="run-')[1:]
+    assert len(sections) == 4
+    for i, (name, section) in enumerate(zip((*LINES, *PLANES), sections, strict=True), 1):
+        assert section.startswith(f'{i}"><h2>{name} '), name
+        for heading in ("Findings", "Numbers", "Figures", "Interactive view",
+                        "Scan specification", "Provenance"):
+            assert f"<h3>{heading}</h3>" in section, (name, heading)
+        assert f'<a href="#run-{i}">{name}</a>' in text
+    assert '<section class="card" id="history"><h2>Training history</h2>' in text
     return saved
 
 
+@pytest.mark.slow  # trains 10 epochs and scans 4 stores (about 10 s)
 def test_demo_api_writes_everything_and_trains(tmp_path):
     out = tmp_path / "demo"
     settings = DemoSettings(epochs=10, line_points=7, plane_points=5, samples=128)
     summary = run_demo(out, settings=settings, dataset="digits", progress=False)
-    for name in ("line_before", "line_after", "plane_before", "plane_after"):
-        assert lm.load(out / f"{name}.lossmap").complete
     saved = _check_demo(out, summary)
+    assert (saved["settings"]["line_points"], saved["settings"]["plane_points"]) == (7, 5)
     assert any("10 training epochs" in n for n in saved["notes"])
 
 
+@pytest.mark.slow  # the command's own settings: 31-point lines, 31×31 planes
 def test_demo_command_line(tmp_path, capsys):
-    code = main(["demo", "--dataset", "digits", "--epochs", "10", "--out", str(tmp_path / "d"),
+    out = tmp_path / "d"
+    code = main(["demo", "--dataset", "digits", "--epochs", "10", "--out", str(out),
                  "--no-progress"])
     assert code == 0
-    out = capsys.readouterr().out
-    assert "lossmap demo (digits) finished" in out and "report:" in out
-    assert (tmp_path / "d" / "report.html").exists()
+    printed = capsys.readouterr().out
+    saved = _check_demo(out, json.loads((out / "summary.json").read_text()))
+    assert saved["backend"] == "torch" and saved["settings"]["epochs"] == 10
+    assert (saved["settings"]["line_points"], saved["settings"]["plane_points"]) == (31, 31)
+    assert "lossmap demo (digits) finished" in printed
+    assert f"report: {out / 'report.html'}" in printed
+    for tag, line in saved["lines"].items():  # what it prints is what it saved
+        for var, entry in line.items():
+            assert f"line around {tag}: {var} L(0) = {entry['centre']:.4f}; " in printed
 
 
 def test_demo_rejects_zero_epochs(tmp_path, capsys):
@@ -64,26 +135,31 @@ def test_demo_rejects_zero_epochs(tmp_path, capsys):
     assert "--epochs 0 must be >= 1" in capsys.readouterr().err
 
 
-def test_demo_jax_backend_writes_everything_and_trains(tmp_path):
-    out = tmp_path / "demo_jax"
-    settings = DemoSettings(epochs=10, line_points=7, plane_points=5, samples=128)
-    summary = run_demo(out, settings=settings, dataset="digits", progress=False, backend="jax")
-    for name in ("line_before", "line_after", "plane_before", "plane_after"):
-        surf = lm.load(out / f"{name}.lossmap")
-        assert surf.complete and surf.spec.directions[0]["norm"] == "layer"
-    saved = _check_demo(out, summary)
+@pytest.mark.jax
+def test_demo_command_line_runs_the_jax_backend(tmp_path, capsys, monkeypatch):
+    # the command has no flags for the grid: shrink its default settings instead
+    @dataclasses.dataclass(frozen=True)
+    class Small(DemoSettings):
+        line_points: int = 5
+        plane_points: int = 3
+        samples: int = 64
+
+    monkeypatch.setattr(demo, "DemoSettings", Small)
+    out = tmp_path / "d"
+    assert main(["demo", "--backend", "jax", "--dataset", "digits", "--epochs", "1",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert "lossmap demo (digits, JAX) finished" in capsys.readouterr().out
+    saved = _check_demo(out, json.loads((out / "summary.json").read_text()))
     assert saved["backend"] == "jax" and any("JAX backend" in n for n in saved["notes"])
+    assert (saved["settings"]["line_points"], saved["settings"]["plane_points"]) == (5, 3)
+    assert "(JAX)" in (out / "report.html").read_text()
+    for name in (*LINES, *PLANES):  # the JAX scans, normalized per layer as in the original
+        assert lm.load(out / f"{name}.lossmap").spec.directions[0]["norm"] == "layer"
     # the trajectory is saved by flattened Flax names, one file per epoch
     from safetensors.numpy import load_file
 
     checkpoints = sorted((out / "train_after" / "checkpoints").glob("epoch_*.safetensors"))
-    assert len(checkpoints) == 11
+    assert len(checkpoints) == saved["settings"]["epochs"] + 1 == 11
     assert "params/Conv_0/kernel" in load_file(str(checkpoints[-1]))
-    assert "(JAX)" in (out / "report.html").read_text()
-
-
-def test_demo_command_line_takes_a_backend(tmp_path, capsys):
-    assert main(["demo", "--backend", "jax", "--epochs", "0", "--out", str(tmp_path / "d")]) == 2
-    assert "--epochs 0 must be >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["demo", "--backend", "tensorflow", "--out", str(tmp_path / "d")])

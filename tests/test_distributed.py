@@ -80,6 +80,7 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path, env
 
 
+@pytest.mark.slow  # two torchrun jobs: 5-13 s
 def test_two_ranks_equal_one(workdir):
     tmp, env = workdir
     subprocess.run(command(tmp / "one.lossmap", "python"), env=env, check=True, capture_output=True)
@@ -102,6 +103,7 @@ def committed(path):
         return 0
 
 
+@pytest.mark.slow  # two torchrun jobs: 6-15 s
 def test_killed_rank_fails_the_job_and_rerun_resumes(workdir):
     tmp, env = workdir
     subprocess.run(command(tmp / "one.lossmap", "python"), env=env, check=True, capture_output=True)

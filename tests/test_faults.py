@@ -61,19 +61,25 @@ def test_full_disk_is_a_clean_error_and_keeps_finished_points(tmp_path):
 
 
 SCRIPT = textwrap.dedent("""
-    import sys, torch
+    import sys, time, torch
     from torch import nn
     import lossmap as lm
     torch.set_num_threads(1)
     torch.manual_seed(0)
     m = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 3))
     X, y = torch.randn(30, 12), torch.randint(0, 3, (30,))
-    lm.scan(m, nn.CrossEntropyLoss(), data={"train": (X, y)},
+
+    def loss(out, t):  # slow enough that a round of about 1 s is some 50 points, not all
+        time.sleep(0.02)
+        return nn.functional.cross_entropy(out, t)
+
+    lm.scan(m, loss, data={"train": (X, y)},
             directions=lm.random_directions(m, 2, seed=0), grid=[(-1, 1, 13), (-1, 1, 13)],
             store=sys.argv[1], progress=False)
 """)
 
 
+@pytest.mark.slow  # two Python processes, 169 slowed points: 10-30 s
 def test_two_processes_on_one_store_cooperate_safely(tmp_path):
     path = tmp_path / "s.lossmap"
     script = tmp_path / "scan.py"
@@ -106,4 +112,9 @@ def test_two_processes_on_one_store_cooperate_safely(tmp_path):
         progress=False,
     )
     np.testing.assert_allclose(lm.load(path)["train_loss"], ref["train_loss"], rtol=1e-6)
-    assert seen_partial == sorted(seen_partial)  # the reader saw it grow
+    # the reader read the store while it was written and saw it grow to the end
+    assert any(0 < n < 169 for n in seen_partial), (
+        f"the reader saw no partial store while it was written: {sorted(set(seen_partial))}"
+    )
+    seen_partial.append(int(lm.load(path).done.sum()))
+    assert seen_partial == sorted(seen_partial) and seen_partial[-1] == 169, seen_partial

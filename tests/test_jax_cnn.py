@@ -25,6 +25,8 @@ from lossmap.jax.convert import (
 )
 from lossmap.jax.train import load_variables, train
 
+pytestmark = pytest.mark.jax
+
 PAIRS = [(models.fashion_cnn, cnn.fashion_cnn, 28), (models.digits_cnn, cnn.digits_cnn, 8)]
 
 

@@ -34,6 +34,11 @@ def snapshot(m):
         "training": [mod.training for mod in m.modules()],
         "requires_grad": {k: p.requires_grad for k, p in m.named_parameters()},
         "grad": {k: p.grad for k, p in m.named_parameters()},
+        "hooks": [
+            (list(mod._forward_pre_hooks.items()), list(mod._forward_hooks.items()),
+             list(mod._backward_hooks.items()))
+            for mod in m.modules()
+        ],
     }
 
 
@@ -42,6 +47,7 @@ def assert_same(m, snap):
     assert now["objects"] == snap["objects"]
     assert now["training"] == snap["training"]
     assert now["requires_grad"] == snap["requires_grad"]
+    assert now["hooks"] == snap["hooks"]
     assert all(g is None for g in now["grad"].values())
     for k, v in snap["state"].items():
         assert torch.equal(
@@ -97,7 +103,7 @@ def test_restored_after_exception_inside_loss(exc, tmp_path):
 
     def loss(out, t):
         calls.append(1)
-        if len(calls) == 5:  # one shape check, then three points, then fail
+        if len(calls) == 5:  # the checks on a sample, a few points, then fail
             with torch.no_grad():  # a hostile loss that also scribbles on the model
                 m[5].weight.add_(1.0)
                 m.train()
@@ -118,28 +124,55 @@ def test_restored_after_exception_inside_loss(exc, tmp_path):
             progress=False,
         )
     assert_same(m, snap)
-    partial = lm.load(store)  # finished points are kept
-    assert partial.done.sum() == 3 and not partial.complete
+    partial = lm.load(store)  # finished points are kept, with the values of a clean scan
+    assert 1 <= partial.done.sum() < 9
     assert np.isnan(partial["train_loss"][~partial.done]).all()
-
-
-def test_no_model_copy_per_point(monkeypatch):
     m, X, y = model_and_data()
-    import copy
+    ref = lm.scan(m, nn.CrossEntropyLoss(), data={"train": (X, y)},
+                  directions=lm.random_direction(m, seed=0), grid=(-1, 1, 9), metrics=("loss",),
+                  progress=False)
+    np.testing.assert_allclose(partial["train_loss"][partial.done],
+                               ref["train_loss"][partial.done], rtol=1e-6)
 
-    def refuse(*a, **k):
-        raise AssertionError("deepcopy called")
 
-    monkeypatch.setattr(copy, "deepcopy", refuse)
+def _foreign_hooks(m: nn.Module, own: int) -> int:
+    """Hooks on the model beyond the user's ``own``: those lossmap registers for a moment."""
+    return sum(len(x._forward_pre_hooks) + len(x._forward_hooks) for x in m.modules()) - own
+
+
+@pytest.mark.parametrize("exc", [BoomError, KeyboardInterrupt])
+def test_restored_after_exception_while_lossmap_hooks_are_on(exc):
+    """A user's hook scribbles on the model and raises while lossmap's own hooks (first-layer
+    detection, batch sizing) are registered: everything comes back, the user's hooks stay and
+    lossmap's go. Fails if ``evaluate.restore.preserved`` restores nothing."""
+    m, X, y = model_and_data()
+    held = m[0].bias  # the user's own frozen tensor
+    seen, raised = [], []
+
+    def spy(mod, args, out):  # a harmless user hook: must survive the scan
+        seen.append(1)
+
+    def hostile(mod, args):
+        foreign = _foreign_hooks(m, own=2)
+        if foreign > 0 or raised:  # from the first call with lossmap's hooks on, every call
+            raised.append(foreign)
+            m.train()
+            held.requires_grad_(True)
+            m[1].register_buffer("extra", torch.zeros(1))
+            raise exc("stop")
+
+    m[5].register_forward_hook(spy)
+    m[0].register_forward_pre_hook(hostile)
+    snap = snapshot(m)
     d = lm.random_direction(m, seed=0)
-    lm.scan(
-        m,
-        nn.CrossEntropyLoss(),
-        data={"train": (X, y)},
-        directions=d,
-        grid=(-1, 1, 3),
-        progress=False,
-    )
+    with pytest.raises(exc):
+        lm.scan(m, nn.CrossEntropyLoss(), data={"train": (X, y)}, directions=d,
+                grid=(-1, 1, 5), progress=False)
+    assert raised and raised[0] > 0, "the hook never fired while lossmap's hooks were on"
+    assert seen  # the user's hooks ran during the scan
+    assert_same(m, snap)
+    assert _foreign_hooks(m, own=2) == 0
+    assert "extra" not in dict(m[1].named_buffers()) and not held.requires_grad
 
 
 def test_outside_write_to_the_model_is_reported():

@@ -1,0 +1,69 @@
+"""Fixtures and markers shared by lossmap's tests.
+
+Markers (registered in ``pyproject.toml``; ``--strict-markers`` is on):
+
+- ``slow``: end-to-end tests of several seconds or more;
+- ``browser``: needs Chromium and playwright;
+- ``jax``: imports JAX/Flax (the ``jax`` extra);
+- ``data``: needs the Fashion-MNIST files in ``/usr/share/datasets/fashion-mnist``;
+- ``gpu``: needs CUDA. The one legitimate skip: where no GPU exists, a ``gpu``
+  test is skipped and says why.
+
+``make test`` runs everything; ``make test-fast`` runs the unit tests, leaving
+out ``slow``, ``browser``, ``jax`` and ``data``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("gpu") is not None and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU: torch.cuda.is_available() is False on this machine")
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run on one torch thread, restoring the count afterwards.
+
+    Tiny models run fastest on one thread (on a busy machine idle threads
+    spin), and training is bit-identical only for a fixed thread count. A test
+    file opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def documented_parameters(fn: Callable) -> set[str]:
+    """Parameter names of ``fn``'s numpydoc Parameters section (``**kw`` as ``kw``)."""
+    doc = inspect.getdoc(fn) or ""
+    assert "Parameters\n----------\n" in doc, f"{fn.__qualname__} has no Parameters section"
+    section = doc.split("Parameters\n----------\n", 1)[1].split("\n\nReturns", 1)[0]
+    names: set[str] = set()
+    for line in section.splitlines():
+        if line and not line.startswith(" "):
+            names |= {n.lstrip("*") for n in re.split(r",\s*", line.split(" : ")[0].strip())}
+    return names
+
+
+def _assert_docstring_matches_signature(fn: Callable) -> None:
+    documented = documented_parameters(fn)
+    actual = set(inspect.signature(fn).parameters)
+    assert documented == actual, (
+        f"{fn.__qualname__}: documented but not parameters: {sorted(documented - actual)}; "
+        f"parameters not documented: {sorted(actual - documented)}"
+    )
+
+
+@pytest.fixture
+def assert_docstring_matches_signature() -> Callable[[Callable], None]:
+    """``check(fn)``: the Parameters section of ``fn``'s docstring names exactly its parameters."""
+    return _assert_docstring_matches_signature

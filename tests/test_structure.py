@@ -1,0 +1,243 @@
+"""The package's shape: light imports, no import cycles, small modules, a pluggable JAX backend.
+
+Everything but the first test reads the source with ``ast``; nothing is imported.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "lossmap"
+MAX_LINES = 400
+HEAVY = ("matplotlib", "plotly", "jax", "jaxlib", "flax", "optax")
+
+# A model, data and a line of 3 points: what a first scan looks like, without a store.
+LIGHT_SCAN = textwrap.dedent("""
+    import json, sys
+
+    HEAVY = set(sys.argv[1].split(","))
+
+    def heavy():
+        return sorted(n for n in sys.modules if n.split(".")[0] in HEAVY)
+
+    import torch
+    from torch import nn
+
+    import lossmap as lm
+
+    after_import = heavy()
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    X, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    surf = lm.scan(model, nn.CrossEntropyLoss(), data={"train": (X, y)},
+                   directions=lm.random_direction(model, seed=0), grid=(-1, 1, 3),
+                   progress=False)
+    print(json.dumps({"after_import": after_import, "after_scan": heavy(),
+                      "done": int(surf.done.sum()), "loss": surf["train_loss"].tolist()}))
+""")
+
+
+def test_import_and_a_small_scan_load_no_plotting_library_and_no_jax(tmp_path):
+    script = tmp_path / "light.py"
+    script.write_text(LIGHT_SCAN)
+    proc = subprocess.run(
+        [sys.executable, str(script), ",".join(HEAVY)], capture_output=True, text=True,
+        timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["done"] == 3 and len(seen["loss"]) == 3  # the scan really ran
+    assert seen["after_import"] == [], f"`import lossmap` loads {seen['after_import']}"
+    assert seen["after_scan"] == [], f"a small lm.scan loads {seen['after_scan']}"
+
+
+# -- the import graph, from the source ---------------------------------------------------
+
+
+def _module_name(path: Path) -> str:
+    parts = ["lossmap", *path.relative_to(SRC).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(SRC.rglob("*.py"))}
+
+
+@dataclass(frozen=True)
+class Import:
+    source: str  # the importing module
+    target: str  # the lossmap module it imports
+    line: int
+
+    def __str__(self) -> str:
+        path = MODULES[self.source].relative_to(SRC.parent)
+        return f"{self.source} -> {self.target} ({path}:{self.line})"
+
+
+def _resolve(name: str) -> str:
+    """The longest prefix of a dotted name that is a lossmap module."""
+    while name not in MODULES and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+def imports(module: str, source: str | None = None) -> list[Import]:
+    """Every import of a lossmap module by ``module``: absolute or relative, at the top,
+    inside functions or under ``if TYPE_CHECKING:``."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = []
+    source = path.read_text(encoding="utf-8") if source is None else source
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = ".".join(base[: len(base) - (node.level - 1)])
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            # `from x import y`: y may be a submodule of x or a name defined in x
+            names = [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name == "lossmap" or name.startswith("lossmap."):
+                target = _resolve(name)
+                if target != module:
+                    found.append(Import(module, target, node.lineno))
+    return found
+
+
+GRAPH = {m: imports(m) for m in MODULES}
+
+
+def strongly_connected(graph: dict[str, list[Import]]) -> list[list[str]]:
+    """Tarjan's strongly connected components of the import graph."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for edge in graph[v]:
+            w = edge.target
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            components.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return components
+
+
+def a_cycle(graph: dict[str, list[Import]], component: list[str]) -> list[Import]:
+    """One import cycle through the first module of a strongly connected component."""
+    members, start = set(component), component[0]
+    paths: dict[str, list[Import]] = {start: []}
+    queue = [start]
+    while queue:
+        v = queue.pop(0)
+        for edge in graph[v]:
+            if edge.target == start:
+                return [*paths[v], edge]
+            if edge.target in members and edge.target not in paths:
+                paths[edge.target] = [*paths[v], edge]
+                queue.append(edge.target)
+    raise AssertionError(f"no cycle through {start}")
+
+
+def test_the_import_graph_is_read_correctly():
+    """What the next tests rely on: every kind of import is seen and resolved to a module."""
+    source = textwrap.dedent("""
+        from typing import TYPE_CHECKING
+        import numpy
+        import lossmap.surface as s
+        from . import spec, errors
+        from .analysis import slope
+        from ..lossmap import nothing  # outside the package: ignored
+        from .directions.direction import Direction
+        from .scan import scan  # a name defined in a module: the module
+        if TYPE_CHECKING:
+            from .store import Store
+        def later():
+            from .plot import lines
+            from lossmap.jax import model
+        """)
+    found = {e.target: e.line for e in imports("lossmap.demo", source)}
+    assert found == {
+        "lossmap.surface": 4, "lossmap.spec": 5, "lossmap.errors": 5,
+        "lossmap.analysis.slope": 6, "lossmap.directions.direction": 8, "lossmap.scan": 9,
+        "lossmap.store": 11, "lossmap.plot.lines": 13, "lossmap.jax.model": 14,
+    }
+    # relative to a package's __init__, and two levels up
+    assert {e.target for e in imports("lossmap.analysis", "from .slope import x")} == {
+        "lossmap.analysis.slope"}
+    assert {e.target for e in imports("lossmap.analysis.slope", "from ..version import v")} == {
+        "lossmap.version"}
+    assert {e.target for e in imports("lossmap.analysis.slope", "from .. import errors")} == {
+        "lossmap.errors"}
+    assert {e.target for e in imports("lossmap.store", "from . import __version__")} == {
+        "lossmap"}
+    targets = {m: {e.target for e in edges} for m, edges in GRAPH.items()}
+    assert "lossmap.scan" in targets["lossmap"]  # `from .scan import scan` in __init__
+
+
+def test_the_cycle_finder_finds_cycles():
+    graph = {
+        "a": [Import("a", "b", 1)],
+        "b": [Import("b", "c", 2), Import("b", "d", 3)],
+        "c": [Import("c", "a", 4)],
+        "d": [],
+    }
+    assert sorted(strongly_connected(graph)) == [["a", "b", "c"], ["d"]]
+    assert [(e.source, e.target) for e in a_cycle(graph, ["a", "b", "c"])] == [
+        ("a", "b"), ("b", "c"), ("c", "a")]
+
+
+def test_no_import_cycles():
+    cycles = [a_cycle(GRAPH, c) for c in strongly_connected(GRAPH) if len(c) > 1]
+    report = "\n\n".join("\n".join(str(e) for e in cycle) for cycle in cycles)
+    assert not cycles, f"{len(cycles)} import cycle(s):\n{report}"
+
+
+def test_no_module_over_400_lines():
+    sizes = {m: len(p.read_text(encoding="utf-8").splitlines()) for m, p in MODULES.items()}
+    over = {m: n for m, n in sorted(sizes.items()) if n > MAX_LINES}
+    assert not over, f"modules over {MAX_LINES} lines: " + ", ".join(
+        f"{m} ({n})" for m, n in over.items())
+
+
+def test_the_core_never_imports_the_jax_backend_by_module():
+    """Only ``lossmap/jax/`` imports ``lossmap.jax``; the backend registry finds it by name
+    at run time (importlib), which is no import statement."""
+    allowed = {"lossmap.backends.registry"}
+    offenders = [
+        str(e) for m, edges in GRAPH.items() for e in edges
+        if not (m == "lossmap.jax" or m.startswith("lossmap.jax."))
+        and m not in allowed
+        and (e.target == "lossmap.jax" or e.target.startswith("lossmap.jax."))
+    ]
+    assert not offenders, "modules outside lossmap/jax/ import it:\n" + "\n".join(offenders)
