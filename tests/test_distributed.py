@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import lossmap as lm
+from lossmap.evaluate.firstlayer import CHECK_POINT
 
 USER = """
 import os, time
@@ -187,14 +188,20 @@ def test_max_restarts_resumes_inside_the_job(workdir):
     assert res.stdout.count("two.lossmap: Surface(") == 1
     lines = [line.split() for line in log.read_text().splitlines()]
     assert {(a, r) for a, r, _ in lines} == {("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")}
-    # Each forward is one grid point, except the evaluator's checks at the centre.
+    # Each forward is one grid point, except the evaluator's set-up checks: at the
+    # centre (sample check, probe) and at first-layer reuse's check point.
     spec = importlib.util.spec_from_file_location("killnet", KILLNET)
     killnet = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(killnet)
+    d1, d2 = lm.load_directions(out)
     with torch.no_grad():
-        centre = repr(float(killnet.make_model().out.weight.double().sum()))
-    first = [s for a, _, s in lines if a == "0" and s != centre]
-    second = [s for a, _, s in lines if a == "1" and s != centre]
+        w = killnet.make_model().out.weight.detach()
+        check = w.clone()  # formed as the reuse check forms it, in float32
+        for coef, d in zip(CHECK_POINT, (d1, d2), strict=True):
+            check.add_(d["out.weight"].to(w), alpha=coef)
+    setup = {repr(float(w.double().sum())), repr(float(check.double().sum()))}
+    first = [s for a, _, s in lines if a == "0" and s not in setup]
+    second = [s for a, _, s in lines if a == "1" and s not in setup]
     assert len(first) >= 20 and len(second) < 144 - 20  # resumed, not started over
     assert len(set(second)) == len(second)  # no point evaluated twice by the restart
     assert len(set(first) | set(second)) == 144

@@ -128,8 +128,8 @@ NO_EXAMPLES_YET = frozenset({
     "lossmap.spec.ScanSpec",
     "lossmap.surface.Surface",
     "lossmap.surface.load",
-    "lossmap.train.trainer.TrainResult",
-    "lossmap.train.trainer.load_run",
+    "lossmap.train.result.TrainResult",
+    "lossmap.train.result.load_run",
 })
 
 

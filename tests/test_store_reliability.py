@@ -445,7 +445,7 @@ def test_damaged_store_through_the_real_command_line(good_store, tmp_path):
 
 
 def test_side_file_changed_on_disk_is_reported(tmp_path, monkeypatch):
-    monkeypatch.setattr("lossmap.store_contents.INLINE_LIMIT", 0)
+    monkeypatch.setattr("lossmap.store.contents.INLINE_LIMIT", 0)
     path = tmp_path / "s.lossmap"
     run(path)
     sides = sorted(tmp_path.glob("s.lossmap.d*.safetensors"))
@@ -463,12 +463,12 @@ RACE_SCRIPT = textwrap.dedent("""
     import sys, time, torch
     from pathlib import Path
     import lossmap as lm
-    import lossmap.store_contents
+    import lossmap.store.contents
     from lossmap.errors import StoreError
     from lossmap.spec import ScanSpec
     from lossmap.store import Store
 
-    lossmap.store_contents.INLINE_LIMIT = 0  # every direction to a side file
+    lossmap.store.contents.INLINE_LIMIT = 0  # every direction to a side file
     torch.set_num_threads(1)
     folder, me, reps = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     net = torch.nn.Sequential(torch.nn.Linear(1024, 1024), torch.nn.Linear(1024, 256))

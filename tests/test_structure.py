@@ -199,7 +199,7 @@ def test_the_import_graph_is_read_correctly():
         "lossmap.version"}
     assert {e.target for e in imports("lossmap.analysis.slope", "from .. import errors")} == {
         "lossmap.errors"}
-    assert {e.target for e in imports("lossmap.store", "from . import __version__")} == {
+    assert {e.target for e in imports("lossmap.spec", "from . import __version__")} == {
         "lossmap"}
     targets = {m: {e.target for e in edges} for m, edges in GRAPH.items()}
     assert "lossmap.scan" in targets["lossmap"]  # `from .scan import scan` in __init__
@@ -232,8 +232,10 @@ def test_no_module_over_400_lines():
 
 def test_the_core_never_imports_the_jax_backend_by_module():
     """Only ``lossmap/jax/`` imports ``lossmap.jax``; the backend registry finds it by name
-    at run time (importlib), which is no import statement."""
-    allowed = {"lossmap.backends.registry"}
+    at run time (importlib), which is no import statement. The one application on top of
+    both backends, ``lossmap demo``, imports the Flax CNN and its trainer for
+    ``--backend jax`` (inside that branch): it is a user of the backends, not the core."""
+    allowed = {"lossmap.backends.registry", "lossmap.demo"}
     offenders = [
         str(e) for m, edges in GRAPH.items() for e in edges
         if not (m == "lossmap.jax" or m.startswith("lossmap.jax."))

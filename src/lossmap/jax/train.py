@@ -39,7 +39,7 @@ from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..train.files import _check_out, _clear_run
-from ..train.trainer import HISTORY_KEYS, TrainResult
+from ..train.result import HISTORY_KEYS, TrainResult
 from .convert import flatten_variables, unflatten_variables
 
 __all__ = ["HISTORY_KEYS", "TrainResult", "load_variables", "save_variables", "train"]

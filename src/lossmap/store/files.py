@@ -25,7 +25,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import StoreError
+from ..errors import StoreError
 
 SQLITE_SUFFIXES = ("-wal", "-shm", "-journal")
 _READONLY, _CANTOPEN = 8, 14  # SQLite's primary result codes

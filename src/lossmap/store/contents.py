@@ -36,11 +36,11 @@ from typing import Any
 
 import torch
 
-from .directions.direction import Direction
-from .errors import InputTypeError, StoreError
-from .spec import ScanSpec
-from .store_files import side_name, side_name_problem, write_side
-from .version import __version__
+from ..directions.direction import Direction
+from ..errors import InputTypeError, StoreError
+from ..spec import ScanSpec
+from ..version import __version__
+from .files import side_name, side_name_problem, write_side
 
 APPLICATION_ID = 0x4C4D4150  # "LMAP", in the SQLite header
 # Directions larger than this go to a safetensors file beside the store.

@@ -1,4 +1,4 @@
-"""The store: one SQLite file per scan, committed point by point, resumable.
+"""The Store: one SQLite file per scan, committed point by point, resumable.
 
 A :class:`Store` is opened read-only (:meth:`Store.open`, which writes
 nothing and works in a read-only folder) or made by a scan
@@ -9,9 +9,9 @@ The file's header carries the application id ``LMAP``, so a file that is not
 a lossmap store is recognized from its first 100 bytes and never opened for
 writing.
 
-What the store holds and how it is validated: :mod:`lossmap.store_contents`;
+What the store holds and how it is validated: :mod:`lossmap.store.contents`;
 how its files are created, published and opened read-only:
-:mod:`lossmap.store_files`.
+:mod:`lossmap.store.files`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from .directions.direction import Direction
-from .errors import MissingFileError, StoreError
-from .spec import ScanSpec
-from .store_contents import (
+from ..directions.direction import Direction
+from ..errors import MissingFileError, StoreError
+from ..spec import ScanSpec
+from .contents import (
     APPLICATION_ID,
     agree,
     probe_values,
@@ -37,7 +37,7 @@ from .store_contents import (
     read_directions,
     write_contents,
 )
-from .store_files import connect_reader, publish
+from .files import connect_reader, publish
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SQLITE_READONLY, _SQLITE_CANTOPEN = 8, 14  # primary result codes
@@ -232,7 +232,7 @@ class Store:
 
     @classmethod
     def _create(cls, path, spec, fingerprints, directions, user_meta, probe) -> None:
-        """Build the store under a temporary name and publish it (see :mod:`.store_files`)."""
+        """Build the store under a temporary name and publish it (see :mod:`.files`)."""
         token = uuid.uuid4().hex[:12]
         tmp = path.with_name(f"{path.name}.{token}.tmp")
         sides: list[Path] = []
