@@ -26,6 +26,11 @@ FAULTY = FIXTURES / "faulty.py"
 PLANE = ("--grid=-1:1:3", "--grid=-1:1:3")
 
 
+# Nearly every case starts a lossmap process (1-2 s each): `make test` runs them all,
+# `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
+
+
 def _load_faulty():
     spec = importlib.util.spec_from_file_location("lossmap_test_cli_faulty", FAULTY)
     module = importlib.util.module_from_spec(spec)

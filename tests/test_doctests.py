@@ -50,6 +50,8 @@ WITH_EXAMPLES = [
     "lossmap.jax.train",
     "lossmap.models.cnn",
     "lossmap.plan",
+    "lossmap.store.database",
+    "lossmap.store.files",
     "lossmap.plot",
     "lossmap.plot.extra",
     "lossmap.plot.lines",

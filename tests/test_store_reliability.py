@@ -435,6 +435,7 @@ def test_damaged_contents_give_one_line(good_store, tmp_path, capsys, kind):
     assert not (tmp_path / "r.html").exists() and not (tmp_path / "e.csv").exists()
 
 
+@pytest.mark.slow  # a lossmap process
 def test_damaged_store_through_the_real_command_line(good_store, tmp_path):
     path = damaged_copy(good_store, tmp_path, DAMAGE["fingerprints-json"][0])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(

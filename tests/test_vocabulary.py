@@ -354,6 +354,7 @@ def test_trace_probes_and_the_old_n_samples():
 # -- 5. lossmap info --spec ⇄ lossmap scan --spec ⇄ the store --------------------------------
 
 
+@pytest.mark.slow  # four lossmap processes
 def test_cli_spec_store_round_trip(tmp_path):
     """scan (a process) → partial store → info --spec → scan --spec resumes it, same values."""
     store = tmp_path / "plane.lossmap"

@@ -6,6 +6,7 @@
 * :mod:`.files` — read-only connections, atomic publication, side files of large directions.
 """
 
-from .database import Store, is_store
+from .database import Store
+from .files import is_store
 
 __all__ = ["Store", "is_store"]

@@ -40,9 +40,8 @@ from ..directions.direction import Direction
 from ..errors import InputTypeError, StoreError
 from ..spec import ScanSpec
 from ..version import __version__
-from .files import side_name, side_name_problem, write_side
+from .files import APPLICATION_ID, side_name, side_name_problem, write_side
 
-APPLICATION_ID = 0x4C4D4150  # "LMAP", in the SQLite header
 # Directions larger than this go to a safetensors file beside the store.
 INLINE_LIMIT = 256 * 1024**2
 STORE_FORMAT = 2  # 1 (lossmap 0.1): the caller's meta shares the meta table

@@ -29,7 +29,6 @@ from ..directions.direction import Direction
 from ..errors import MissingFileError, StoreError
 from ..spec import ScanSpec
 from .contents import (
-    APPLICATION_ID,
     agree,
     probe_values,
     q,
@@ -37,19 +36,9 @@ from .contents import (
     read_directions,
     write_contents,
 )
-from .files import connect_reader, publish
+from .files import _is_store_header, connect_reader, publish
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _SQLITE_READONLY, _SQLITE_CANTOPEN = 8, 14  # primary result codes
-
-
-def is_store(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is an existing lossmap store (checked from its header only)."""
-    try:
-        with open(path, "rb") as f:
-            return _is_store_header(f.read(100))
-    except OSError:
-        return False
 
 
 def damaged(path: Path, what: str) -> StoreError:
@@ -67,14 +56,6 @@ def _sqlite_says(exc: Exception) -> str:
     return "SQLite reports: " + str(exc).replace("*** in database main ***", "").strip()
 
 
-def _is_store_header(head: bytes) -> bool:
-    return (
-        len(head) == 100
-        and head[:16] == _SQLITE_MAGIC
-        and int.from_bytes(head[68:72], "big") == APPLICATION_ID
-    )
-
-
 class Store:
     """An open scan store. Use :meth:`create_or_resume` or :meth:`open`.
 
@@ -90,6 +71,21 @@ class Store:
         creation (None in stores of lossmap 0.1).
     writable : bool
         Whether the store was opened to write points.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, torch, lossmap as lm
+    >>> net = torch.nn.Linear(3, 2)
+    >>> X, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "line.lossmap"
+    >>> _ = lm.scan(net, torch.nn.CrossEntropyLoss(), data={"train": (X, y)},
+    ...             directions=lm.random_direction(net, seed=0), grid=(-1, 1, 5), store=path,
+    ...             progress=False)
+    >>> lm.store.is_store(path)
+    True
+    >>> with Store.open(path) as store:  # read-only: writes nothing
+    ...     store.spec.shape, len(store.done()), sorted(store.probe)
+    ((5,), 5, ['train_accuracy', 'train_loss'])
     """
 
     def __init__(self, path: Path, conn: sqlite3.Connection, *, writable: bool = True) -> None:

@@ -28,6 +28,8 @@ from pathlib import Path
 from ..errors import StoreError
 
 SQLITE_SUFFIXES = ("-wal", "-shm", "-journal")
+APPLICATION_ID = 0x4C4D4150  # "LMAP", in the SQLite header
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 _READONLY, _CANTOPEN = 8, 14  # SQLite's primary result codes
 
 
@@ -138,3 +140,29 @@ def side_name_problem(name: object) -> str | None:
     if Path(name).name != name:
         return f"{name!r} is not a file name beside the store"
     return None
+
+
+def is_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an existing lossmap store (checked from its header only).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> other = pathlib.Path(tempfile.mkdtemp()) / "notes.txt"
+    >>> _ = other.write_text("not a store")
+    >>> is_store(other), is_store(other.with_name("missing.lossmap"))
+    (False, False)
+    """
+    try:
+        with open(path, "rb") as f:
+            return _is_store_header(f.read(100))
+    except OSError:
+        return False
+
+
+def _is_store_header(head: bytes) -> bool:
+    return (
+        len(head) == 100
+        and head[:16] == _SQLITE_MAGIC
+        and int.from_bytes(head[68:72], "big") == APPLICATION_ID
+    )
