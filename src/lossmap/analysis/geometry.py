@@ -6,7 +6,7 @@ a missing or diverged point (not finite) is never interpolated across, and a
 quantity that would need it is NaN (arrays) or None (numbers). Round-off
 tolerances use the machine epsilon of the scan's dtype times a safety factor
 (:data:`lossmap.analysis.CONVEXITY_SAFETY`), as :func:`lossmap.analysis.convexity`
-does. ε-sharpness, which needs evaluations, is in :mod:`lossmap.sharpness`.
+does. ε-sharpness, which needs evaluations, is in :mod:`lossmap.analysis.sharpness`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ How a chunk of K grid points is evaluated:
    ``torch.func.functional_call``.
 2. **Batch-outer.** Data is moved to the device once; each data batch serves
    all K points of the chunk.
-3. **Exact first-layer reuse** (:mod:`lossmap.firstlayer`): the first layer's
+3. **Exact first-layer reuse** (:mod:`lossmap.evaluate.firstlayer`): the first layer's
    outputs Y_c, Y_1, Y_2 are computed once (cached for the whole scan when
    they fit the memory budget, else once per batch and chunk) and each point
    gets ``Y_c + a·Y_1 + b·Y_2``.
@@ -53,7 +53,7 @@ class Evaluator:
     ----------
     model : nn.Module
         Evaluated through ``functional_call``; put it in eval mode beforehand
-        (``lossmap.guard.preserved`` does that and restores it).
+        (``lossmap.evaluate.restore.preserved`` does that and restores it).
     metrics : dict of str to callable
         ``f(outputs, targets)`` returning the batch mean.
     centre_params, centre_buffers : dict of str to Tensor

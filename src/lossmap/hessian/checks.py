@@ -1,4 +1,4 @@
-"""Argument checks of the Hessian functions (:mod:`lossmap.hessian`, :mod:`lossmap.spectral`).
+"""Argument checks shared by the Hessian functions (:mod:`lossmap.hessian`).
 
 Each check raises :class:`~lossmap.errors.InputError` or
 :class:`~lossmap.errors.InputTypeError` with a message that names the argument

@@ -13,7 +13,7 @@ return the batch *mean*, so that weighting batches by their sizes gives the
 exact mean over the split whatever the batch size.
 
 H is never formed: every function uses products H·v. The spectral estimates
-(trace, density) live in :mod:`lossmap.spectral`.
+(trace, density) live in :mod:`lossmap.hessian.spectral`.
 
 Precision: products are computed in the parameters' dtype (or ``dtype=``) and
 accumulated over batches in float64. In float32 they carry a relative error of

@@ -1,4 +1,4 @@
-"""The Hessian operator behind :mod:`lossmap.hessian` and :mod:`lossmap.spectral`.
+"""The Hessian operator behind :mod:`lossmap.hessian` and :mod:`lossmap.hessian.spectral`.
 
 :class:`_Hessian` is H of the mean loss over one split, acting on flat float64
 vectors through batched Hessian-vector products; :func:`_hessian_of` checks the

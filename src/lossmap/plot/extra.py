@@ -1,10 +1,10 @@
 """Matplotlib views of curvature: Hessian spectra, convexity maps, gradient fields.
 
-Same contract as :mod:`lossmap.plot.mpl`: ``plot_x(..., *, ax=None, **kwargs) -> Axes``
+Same contract as every view in :mod:`lossmap.plot`: ``plot_x(..., *, ax=None, **kwargs) -> Axes``
 draws on ``ax`` (default ``plt.gca()``), passes ``kwargs`` to the one
 matplotlib call its docstring names after library defaults set with
 ``setdefault``, and returns the Axes. The numbers come from
-:mod:`lossmap.geometry` and the Hessian functions; nothing here evaluates a
+:mod:`lossmap.analysis.geometry` and the Hessian functions; nothing here evaluates a
 model. Paths, models and barriers are drawn by :mod:`lossmap.plot.paths`.
 """
 
@@ -141,7 +141,7 @@ def plot_convexity_map(
     Returns
     -------
     Axes
-        Convex points (see :func:`lossmap.geometry.convexity_map`) are grey;
+        Convex points (see :func:`lossmap.analysis.geometry.convexity_map`) are grey;
         border and missing points blank.
     """
     variable = C.check_plane(surface, variable, "plot_convexity_map")
@@ -179,7 +179,7 @@ def plot_gradient(
     contour: bool = True,
     **kwargs: Any,
 ) -> Axes:
-    """Arrows of steepest descent, −∇L from :func:`lossmap.geometry.gradient_field`, over contours.
+    """Arrows of steepest descent, −∇L (:func:`lossmap.analysis.gradient_field`), over contours.
 
     Parameters
     ----------

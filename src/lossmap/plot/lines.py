@@ -1,6 +1,6 @@
 """Line views: a line scan against α, and a training history per epoch.
 
-Same contract as :mod:`lossmap.plot.mpl`: ``plot_x(..., *, ax=None, **kwargs) -> Axes``.
+Same contract as every view in :mod:`lossmap.plot`: ``plot_x(..., *, ax=None, **kwargs) -> Axes``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Matplotlib views of models and paths: a training path, models on a plane, a barrier.
 
-Same contract as :mod:`lossmap.plot.mpl` (``ax=None`` → ``plt.gca()``, kwargs
+Same contract as every view in :mod:`lossmap.plot` (``ax=None`` → ``plt.gca()``, kwargs
 with ``setdefault`` defaults to one named call, the Axes returned). Path and
 models come from ``Surface.meta`` as ``lossmap scan --pca`` / ``--plane``
 store them, or are passed directly; the barrier is
-:func:`lossmap.geometry.barrier`.
+:func:`lossmap.analysis.geometry.barrier`.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def plot_barrier(
     Parameters
     ----------
     surface : Surface
-        A line holding α = 0 and 1 (see :func:`lossmap.geometry.barrier`).
+        A line holding α = 0 and 1 (see :func:`lossmap.analysis.geometry.barrier`).
     variable : str, optional
         Default the first ``<split>_loss``.
     ax : Axes, optional

@@ -1,6 +1,6 @@
 """2-D views of a plane (α on x, β on y): contour lines, filled contours, heatmap.
 
-Same contract as :mod:`lossmap.plot.mpl`: ``plot_x(surface, ..., *, ax=None,
+Same contract as every view in :mod:`lossmap.plot`: ``plot_x(surface, ..., *, ax=None,
 **kwargs) -> Axes``. The 3D view is :mod:`lossmap.plot.surface3d`.
 """
 

@@ -1,6 +1,6 @@
 """3D view of a plane: one quadrilateral per grid cell whose corners are all finite.
 
-Same contract as :mod:`lossmap.plot.mpl`, on a 3D axes.
+Same contract as every view in :mod:`lossmap.plot`, on a 3D axes.
 """
 
 from __future__ import annotations

@@ -277,15 +277,15 @@ def write_report(
     notes : list of str, optional
         Shown at the top, e.g. which settings differ from a reference run.
     delta : float, default 0.1
-        δ of each line's basin width (:func:`lossmap.geometry.basin_width`):
+        δ of each line's basin width (:func:`lossmap.analysis.geometry.basin_width`):
         the distance each way until the loss exceeds L(c) + δ, in loss units.
     epsilon : float, default 0.1
         ε of each plane's ε-sharpness read off the grid
-        (:func:`lossmap.sharpness.grid_sharpness`): the worst rise over the grid
+        (:func:`lossmap.analysis.sharpness.grid_sharpness`): the worst rise over the grid
         points within radius ε of the centre, in (α, β) units.
     hessian : dict, optional
         A ``lossmap hessian -o FILE.json`` result
-        (:func:`lossmap.report_curvature.load_hessian`): adds a curvature
+        (:func:`lossmap.report.curvature.load_hessian`): adds a curvature
         section with the eigenvalues, trace and spectral density.
 
     Returns

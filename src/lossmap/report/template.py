@@ -303,7 +303,7 @@ def basin_text(r: Mapping[str, Any]) -> str:
 def sharpness_text(r: Mapping[str, Any]) -> str:
     """A plane's ε-sharpness read off its grid, as a sentence that states ε.
 
-    ``r`` is the result of :func:`lossmap.sharpness.grid_sharpness`.
+    ``r`` is the result of :func:`lossmap.analysis.sharpness.grid_sharpness`.
     """
     return (f"ε-sharpness from the scanned grid (ε = {r['epsilon']:g} in (α, β) units, no extra "
             "evaluation; a lower bound of the ε-sharpness over all directions, which "
