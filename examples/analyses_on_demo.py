@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 import lossmap as lm
-from lossmap import data, geometry, models
+from lossmap import data, models
 from lossmap import plot as lp
+from lossmap.analysis import geometry
 from lossmap.train import load_run
 
 
