@@ -29,10 +29,9 @@ def main() -> None:
     p.add_argument("--out", default="docs/img/bn_modes.png")
     p.add_argument("--epochs", type=int, default=4)
     args = p.parse_args()
-    torch.manual_seed(0)
     Xtr, ytr = data.digits("train")
     Xte, yte = data.digits("test")
-    net = models.resnet20(num_classes=10, in_channels=1)
+    net = models.resnet20(num_classes=10, in_channels=1, seed=0)
     train(net, (Xtr, ytr), (Xte, yte), epochs=args.epochs, lr=0.05, batch_size=64,
           progress=False)
     d = lm.random_direction(net, norm="filter", ignore="biasbn", seed=0)
