@@ -46,7 +46,8 @@ def documented_parameters(fn: Callable) -> set[str]:
     """Parameter names of ``fn``'s numpydoc Parameters section (``**kw`` as ``kw``)."""
     doc = inspect.getdoc(fn) or ""
     assert "Parameters\n----------\n" in doc, f"{fn.__qualname__} has no Parameters section"
-    section = doc.split("Parameters\n----------\n", 1)[1].split("\n\nReturns", 1)[0]
+    section = doc.split("Parameters\n----------\n", 1)[1]
+    section = re.split(r"\n\n(?:Returns|Yields|Raises|Notes|Examples|See Also)\n---", section)[0]
     names: set[str] = set()
     for line in section.splitlines():
         if line and not line.startswith(" "):

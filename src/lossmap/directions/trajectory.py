@@ -26,14 +26,23 @@ from .direction import Direction
 Step = str | os.PathLike | dict
 
 
+def _recording(folder: Path):
+    """The index of a folder written by ``lm.TrajectoryRecorder`` or a callback, else None."""
+    from ..callbacks.index import INDEX_NAME, read_trajectory
+
+    return read_trajectory(folder) if (folder / INDEX_NAME).exists() else None
+
+
 def checkpoints_in(folder: str | os.PathLike) -> list[Path]:
-    """The ``.safetensors`` (else ``.pt``/``.pth``) files of a folder, in name order."""
+    """The checkpoints of a folder: a recording's steps in step order (its index), else
+    the ``.safetensors`` (else ``.pt``/``.pth``) files in name order."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MissingFileError(f"checkpoint folder {str(folder)!r} does not exist")
-    files = sorted(folder.glob("*.safetensors")) or sorted(
-        [*folder.glob("*.pt"), *folder.glob("*.pth")]
-    )
+    recording = _recording(folder)
+    files = recording.files if recording is not None else sorted(
+        folder.glob("*.safetensors")
+    ) or sorted([*folder.glob("*.pt"), *folder.glob("*.pth")])
     if len(files) < 3:
         raise InputError(
             f"checkpoint folder {str(folder)!r} holds {len(files)} checkpoints; a trajectory "
@@ -83,14 +92,15 @@ def pca_directions(
     Parameters
     ----------
     trajectory : list of state dicts or checkpoint paths, or a folder
-        The steps θ₀ … θ_T in order (a folder: its checkpoints in name order).
+        The steps θ₀ … θ_T in order (a folder: its checkpoints in name order,
+        or the steps of a ``lm.TrajectoryRecorder`` folder in step order).
     n : int, default 2
         Number of directions.
     final : state dict or path, optional
         The point the path is taken relative to; default the last step.
     model : nn.Module, optional
-        Names which tensors are parameters (default: guessed from the state,
-        normalization buffers excluded).
+        Names which tensors are parameters (default: those a recorder's index
+        names, else guessed from the state, normalization buffers excluded).
 
     Returns
     -------
@@ -110,6 +120,10 @@ def pca_directions(
     if not 1 <= n <= len(others):
         raise InputError(f"n={n} must be between 1 and the number of steps ({len(others)})")
     names = _names(model if model is not None else final)
+    if model is None and isinstance(trajectory, (str, os.PathLike)):
+        recording = _recording(Path(trajectory))  # it names the parameters; buffers are out
+        if recording is not None:
+            names = {k: v for k, v in names.items() if k in recording.parameters}
     readers = [_reader(s) for s in others]
     read_final = _reader(final)
     T = len(readers)

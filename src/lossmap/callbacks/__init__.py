@@ -1,0 +1,22 @@
+"""Record a training trajectory (θ at chosen steps, with the training loss) as you train.
+
+* :mod:`.recorder` — :class:`TrajectoryRecorder`, for a plain training loop
+  (also ``lm.TrajectoryRecorder``).
+* :mod:`.index` — the folder's index, :func:`read_trajectory`.
+* :mod:`.huggingface` — ``LossmapCallback`` for the Hugging Face ``Trainer``
+  (``pip install lossmap[hf]``).
+* :mod:`.lightning` — ``LossmapCallback`` for PyTorch Lightning
+  (``pip install lossmap[lightning]``).
+
+The last two import their framework, so they are imported by name, never here::
+
+    from lossmap.callbacks.huggingface import LossmapCallback
+
+Every recorder folder is read directly by ``lm.pca_directions(folder, 2)`` and
+``lm.project(folder, dirs)``.
+"""
+
+from .index import read_trajectory
+from .recorder import TrajectoryRecorder
+
+__all__ = ["TrajectoryRecorder", "read_trajectory"]
