@@ -333,7 +333,11 @@ def line_figure(
 
 
 def to_html(
-    fig_or_figs: go.Figure | Sequence[go.Figure], path: str | os.PathLike, *, title: str = "lossmap"
+    fig_or_figs: go.Figure | Sequence[go.Figure],
+    path: str | os.PathLike,
+    *,
+    title: str = "lossmap",
+    auto_play: bool = False,
 ) -> Path:
     """Write figures into one self-contained HTML file (plotly.js embedded, nothing fetched).
 
@@ -345,6 +349,9 @@ def to_html(
         Ends in ``.html`` (or ``.htm``); missing parent folders are made.
     title : str, default "lossmap"
         The page title.
+    auto_play : bool, default False
+        Start a figure's animation (its frames) when the page opens, instead
+        of waiting for its play button.
 
     Returns
     -------
@@ -360,7 +367,8 @@ def to_html(
     C.check_suffix(path, (".html", ".htm"), "to_html")
     config = {"displaylogo": False, "topojsonURL": _TOPOJSON_LOCAL}
     body = "\n".join(
-        pio.to_html(f, full_html=False, include_plotlyjs=False, config=config) for f in figs
+        pio.to_html(f, full_html=False, include_plotlyjs=False, config=config, auto_play=auto_play)
+        for f in figs
     )
     js = get_plotlyjs().replace(_TOPOJSON_CDN, _TOPOJSON_LOCAL)
     page = (
