@@ -7,6 +7,7 @@
 
 from .analysis.geometry import barrier, basin_width, convexity_map, gradient_field
 from .analysis.sharpness import grid_sharpness, sharpness
+from .callbacks.recorder import TrajectoryRecorder
 from .directions.between import interpolation, plane
 from .directions.direction import Direction
 from .directions.random import random_direction, random_directions
@@ -31,6 +32,7 @@ __all__ = [
     "ScanSpec",
     "StoreError",
     "Surface",
+    "TrajectoryRecorder",
     "__version__",
     "barrier",
     "basin_width",

@@ -116,6 +116,63 @@ class Surface:
             f"variables={list(self.values)})"
         )
 
+    def _repr_html_(self) -> str:
+        """An HTML summary for Jupyter: the spec, progress, centre and minimum, a small picture.
+
+        The numbers and the picture (a line plot, or a filled contour map of a
+        plane, 4 x 3 inches at 72 dpi, as an inline base64 PNG drawn with
+        matplotlib's Agg canvas, imported here) are of the first loss variable;
+        a partial plane is drawn from :meth:`filled` and says so. Every name and
+        value that comes from the user is HTML-escaped.
+        """
+        from html import escape
+
+        spec, s = self.spec, self.summary()
+        metric = "loss" if "loss" in spec.metrics else spec.metrics[0]
+        var = f"{spec.splits[0]}_{metric}"
+        var = var if var in self.values else next(iter(self.values))
+        at, c = s[var], self.centre_index()
+        where = ", ".join(f"{'αβ'[i]}={x:.3g}" for i, x in enumerate(at.get("argmin", {}).values()))
+        state = "complete" if self.complete else "partial"
+        centre = f"{at['centre']:.6g}" if c is not None and self.done[c] else "not finished yet"
+        rows = [
+            ("grid", " x ".join(str(a) for a in spec.grid)),
+            ("splits", ", ".join(spec.splits)),
+            ("metrics", ", ".join(spec.metrics) + f" (loss function: {spec.loss})"),
+            ("samples", "all" if spec.samples is None else f"{spec.samples:,} per split"),
+            ("directions", ", ".join(_direction_kind(d) for d in spec.directions) or "unknown"),
+            ("progress", f"{s['done']}/{s['points']} points, {state}"),
+            (f"{var} at the centre", "not on the grid" if c is None else centre),
+            (f"{var} grid minimum", f"{at['min']:.6g} at {where}" if "min" in at else "none yet"),
+        ]
+        rows += [("diverged", f"{s['diverged']} points")] if s["diverged"] else []
+        rows += [("store", self.path)] if self.path else []
+        rows += [(f"meta: {k}", _short(v)) for k, v in self.meta.items()]
+        if not self.done.any():
+            picture = "<p>no finished point yet</p>"
+        else:
+            shown = self.filled() if len(self.dims) == 2 else self
+            note = f"interpolated from {s['done']}/{s['points']} points"
+            note = "" if shown is self else f"<br><small>{note}</small>"
+            try:
+                from .plot.thumbnail import thumbnail_src
+
+                src = thumbnail_src(spec.coords(), shown.values[var], label=var)
+                picture = f'<div><img src="{src}" alt="{escape(var)}">{note}</div>'
+            except Exception as exc:  # the summary shows even where no picture can be drawn
+                picture = f"<p>no picture: {escape(f'{type(exc).__name__}: {exc}')}</p>"
+        cells = "".join(
+            f'<tr><th style="text-align:left">{escape(str(k))}</th>'
+            f'<td style="text-align:left">{escape(str(v))}</td></tr>'
+            for k, v in rows
+        )
+        kind = "line" if len(self.dims) == 1 else "plane"
+        return (
+            '<div class="lossmap-surface" style="display:flex;gap:1em;align-items:flex-start">'
+            f'<table><caption style="text-align:left"><b>lossmap Surface</b>: {kind}</caption>'
+            f"{cells}</table>{picture}</div>"
+        )
+
     def filled(self) -> Surface:
         """The whole picture from the points done so far (for a running or stopped scan).
 
@@ -178,6 +235,29 @@ class Surface:
         df.to_csv(str(path), index=False, float_format="%.9g")
         return Path(path)
 
+    def to_vtk(self, path: str | os.PathLike, variable: str | None = None) -> Path:
+        """Write a VTK file for ParaView: a plane as ``.vts``, a line as ``.vtp``.
+
+        The height is ``variable`` (default the first loss variable); every
+        variable is point data. Needs the ``vtk`` extra (pyevtk); see
+        :func:`lossmap.plot.vtk.to_vtk` for the layout and missing points.
+        """
+        from .plot.vtk import to_vtk
+
+        return to_vtk(self, path, variable)
+
+
+def _direction_kind(meta: dict) -> str:
+    """``"random (filter)"``: how a direction was made, from its stored meta."""
+    kind = str(meta.get("kind", "custom"))
+    return f"{kind} ({meta['norm']})" if meta.get("norm") else kind
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``value`` as text of at most ``limit`` characters (a long path of coordinates…)."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 def from_rows(spec: ScanSpec, idx: list[int], rows: list[list[float]], **kw: Any) -> Surface:
     """Assemble a Surface from flat indices and value rows (in ``spec.variables`` order)."""
@@ -196,7 +276,9 @@ def load(path: str | os.PathLike) -> Surface:
 
     The store is opened read-only: nothing is written, and a store in a
     read-only folder reads. A store that holds bad contents raises one
-    :class:`~lossmap.errors.StoreError` naming the damage.
+    :class:`~lossmap.errors.StoreError` naming the damage. A ``.h5`` or
+    ``.hdf5`` file is read as a surface file of Li et al.'s reference code
+    (:func:`lossmap.interop.load_li_surface`; needs the ``li`` extra, h5py).
 
     Examples
     --------
@@ -205,6 +287,10 @@ def load(path: str | os.PathLike) -> Surface:
     """
     from .store import Store
 
+    if Path(path).suffix.lower() in (".h5", ".hdf5"):  # Li et al.'s files (lossmap.interop)
+        from .interop.li2018_layout import read_surface
+
+        return Surface(**read_surface(path))
     with Store.open(path) as store:
         idx, rows = store.rows()
         return from_rows(

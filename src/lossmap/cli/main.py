@@ -129,9 +129,14 @@ def _build_parser() -> argparse.ArgumentParser:
                         "(resumes or reproduces it)")
     i.add_argument("--debug", **_SUB_DEBUG)
 
-    e = sub.add_parser("export", help="export a store to NetCDF (.nc) or CSV (.csv)")
+    e = sub.add_parser("export", help="export a store to NetCDF (.nc), CSV (.csv) or VTK for "
+                                      "ParaView (.vts plane, .vtp line)")
     e.add_argument("path")
-    add_out(e, dest="output", required=True, old=True, help="FILE.nc or FILE.csv")
+    add_out(e, dest="output", required=True, old=True,
+            help="FILE.nc, FILE.csv, FILE.vts (a plane) or FILE.vtp (a line)")
+    e.add_argument("--height", metavar="VAR",
+                   help="with .vts/.vtp: the variable that gives the height (default the first "
+                        "loss variable, e.g. train_loss)")
     add_overwrite(e, own=False)
     e.add_argument("--debug", **_SUB_DEBUG)
     p.commands = {"scan": s, "info": i, "export": e}
@@ -144,12 +149,13 @@ def _plugins() -> dict:
     """Subcommands that live in their own modules (each has add_parser and run)."""
     from .. import demo
     from . import hessian as hessian_cli
+    from . import import_li as import_cli
     from . import plot as plot_cli
     from . import report as report_cli
     from . import train as train_cli
 
     return {"plot": plot_cli, "report": report_cli, "train": train_cli, "demo": demo,
-            "hessian": hessian_cli}
+            "hessian": hessian_cli, "import": import_cli}
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -262,13 +268,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .outputs import check_out_file
 
     out = Path(args.output)
-    if out.suffix not in (".nc", ".csv"):
-        raise InputError(f"-o {args.output!r}: the file must end in .nc (NetCDF) or .csv")
+    vtk = out.suffix in (".vts", ".vtp")
+    if out.suffix not in (".nc", ".csv") and not vtk:
+        raise InputError(f"-o {args.output!r}: the file must end in .nc (NetCDF), .csv, "
+                         ".vts (VTK, a plane) or .vtp (VTK, a line)")
+    if args.height is not None and not vtk:
+        raise InputError(f"--height is for VTK files (.vts, .vtp), not {out.suffix}: drop it")
     check_out_file(out, overwrite=getattr(args, "overwrite", False), own=False)
     surf = load(args.path)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        (surf.to_netcdf if out.suffix == ".nc" else surf.to_csv)(out)
+        if vtk:
+            surf.to_vtk(out, args.height)
+        else:
+            (surf.to_netcdf if out.suffix == ".nc" else surf.to_csv)(out)
     except OSError as exc:
         raise InputError(
             f"-o {args.output!r} cannot be written ({exc.strerror or exc}): choose another path"

@@ -1,4 +1,4 @@
-"""Pictures of a Surface: matplotlib (:mod:`.mpl`) and interactive plotly (:mod:`.interactive`).
+"""Pictures of a Surface: matplotlib views (:mod:`.lines`, :mod:`.planes`, …) and plotly.
 
 Names load on first use, so importing :mod:`lossmap.plot` (and the ``lossmap``
 command line, which imports :mod:`lossmap.plot.cli`) does not pull in
@@ -17,6 +17,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .animate import centre_animation, path_animation, save_animation
+    from .animate_mpl import centre_animation_mpl, path_animation_mpl
     from .extra import plot_convexity_map, plot_density, plot_eigenvalues, plot_gradient
     from .figures import figure_lines, figure_planes, save
     from .interactive import contour_figure, line_figure, surface_figure, to_html
@@ -26,6 +28,11 @@ if TYPE_CHECKING:
     from .surface3d import plot_surface3d
 
 _WHERE = {
+    "centre_animation": "animate",
+    "centre_animation_mpl": "animate_mpl",
+    "path_animation": "animate",
+    "path_animation_mpl": "animate_mpl",
+    "save_animation": "animate",
     "figure_lines": "figures",
     "figure_planes": "figures",
     "plot_contour": "planes",
@@ -50,10 +57,14 @@ _WHERE = {
 }
 
 __all__ = [
+    "centre_animation",
+    "centre_animation_mpl",
     "contour_figure",
     "figure_lines",
     "figure_planes",
     "line_figure",
+    "path_animation",
+    "path_animation_mpl",
     "plot_annotations",
     "plot_barrier",
     "plot_contour",
@@ -69,6 +80,7 @@ __all__ = [
     "plot_path",
     "plot_surface3d",
     "save",
+    "save_animation",
     "surface_figure",
     "to_html",
 ]

@@ -69,6 +69,8 @@ def _cosine(surface: Surface) -> float | None:
         return None
     with Store.open(surface.path) as store:
         d1, d2 = store.directions()
+    if not len(d1) or not len(d2):  # imported without its directions (lossmap import)
+        return None
     return float(d1.cosine(d2))
 
 
