@@ -7,15 +7,16 @@ PY     := $(VENV)/bin/python
 # requirement would pull a multi-GB CUDA build. Override for your own machine,
 # e.g. `make setup TORCH=` to keep whatever torch the venv already has.
 TORCH  ?= torch==2.13.0
-# Optional extras installed with lossmap: the tests cover the JAX backend too.
-EXTRAS ?= dev,jax
+# Optional extras installed with lossmap: the tests cover every one of them (the JAX
+# backend, VTK and HDF5 files, the training callbacks, the notebooks, the docs site).
+EXTRAS ?= dev,jax,vtk,li,hf,lightning,notebooks,docs
 
 # Debian packages the demo and the tests use: the Fashion-MNIST files and a
 # headless browser for the report test. Installed only when missing and when
 # we are root with apt (elsewhere: install them yourself, or see README).
 DEBS   ?= dataset-fashion-mnist chromium
 
-.PHONY: setup system-deps demo test test-fast lint bench clean
+.PHONY: setup system-deps demo test test-fast lint bench docs clean
 
 system-deps:
 	@missing=""; \
@@ -61,6 +62,13 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/run.py --compile
+
+# The documentation site into site/ (mkdocs.yml; the CLI page and the demo's figures are
+# generated at build time, nothing is downloaded). Installs the docs extra if missing.
+docs: setup
+	@$(PY) -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/null || \
+	    $(PY) -m pip install --quiet -e ".[docs]"
+	$(PY) -m mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
