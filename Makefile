@@ -11,10 +11,10 @@ TORCH  ?= torch==2.13.0
 # backend, VTK and HDF5 files, the training callbacks, the notebooks, the docs site).
 EXTRAS ?= dev,jax,vtk,li,hf,lightning,notebooks,docs
 
-# Debian packages the demo and the tests use: the Fashion-MNIST files and a
-# headless browser for the report test. Installed only when missing and when
+# Debian packages the demo and the tests use: the Fashion-MNIST files, a
+# headless browser for the report test, ffmpeg for the MP4 animations. Installed only when missing and when
 # we are root with apt (elsewhere: install them yourself, or see README).
-DEBS   ?= dataset-fashion-mnist chromium
+DEBS   ?= dataset-fashion-mnist chromium ffmpeg
 
 .PHONY: setup system-deps demo test test-fast lint bench docs clean
 
@@ -22,6 +22,7 @@ system-deps:
 	@missing=""; \
 	[ -d /usr/share/datasets/fashion-mnist ] || missing="$$missing dataset-fashion-mnist"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \
