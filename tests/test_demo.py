@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import lossmap as lm
 from lossmap import demo
@@ -33,9 +34,12 @@ def _check_demo(out, summary) -> dict:
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "summary.json").read_text())
     assert saved == json.loads(json.dumps(summary, default=str))  # what run_demo returned
-    assert set(saved) == {"dataset", "backend", "settings", "notes", "final", "lines", "files",
-                          "seconds"}
+    assert set(saved) == {"dataset", "backend", "settings", "init", "notes", "final", "lines",
+                          "files", "seconds"}
     assert saved["dataset"] == "digits" and saved["seconds"] > 0
+    # which θ0 initialization was used: in summary.json and (as a note) in the report
+    init = demo.init_description(saved["settings"]["init"], saved["settings"]["seed"])
+    assert saved["init"] == init and f"θ0: {init}" in saved["notes"]
     assert sorted(saved["files"]) == sorted(str(p) for p in out.iterdir() if p.is_file()
                                             and p.suffix in (".png", ".html"))
 
@@ -106,11 +110,21 @@ def _check_demo(out, summary) -> dict:
 @pytest.mark.slow  # trains 10 epochs and scans 4 stores (about 10 s)
 def test_demo_api_writes_everything_and_trains(tmp_path):
     out = tmp_path / "demo"
-    settings = DemoSettings(epochs=10, line_points=7, plane_points=5, samples=128)
+    settings = DemoSettings(epochs=10, line_points=7, plane_points=5, samples=128, init="torch")
     summary = run_demo(out, settings=settings, dataset="digits", progress=False)
     saved = _check_demo(out, summary)
     assert (saved["settings"]["line_points"], saved["settings"]["plane_points"]) == (7, 5)
     assert any("10 training epochs" in n for n in saved["notes"])
+    # PyTorch's init on request: recorded, and named as a departure from the original
+    assert saved["init"] == "torch (Kaiming uniform, seed 0)"
+    assert "θ0 from PyTorch's default (Kaiming uniform weights and biases) instead of the " \
+           "original's Flax's default (truncated LeCun normal, zero biases)" in saved["notes"]
+    from lossmap.models import digits_cnn
+    from lossmap.train import load_run
+
+    theta0 = load_run(out / "train_after").theta0
+    assert all(torch.equal(v, theta0[k])
+               for k, v in digits_cnn(seed=0, init="torch").state_dict().items())
 
 
 @pytest.mark.slow  # the command's own settings: 31-point lines, 31×31 planes
@@ -122,12 +136,43 @@ def test_demo_command_line(tmp_path, capsys):
     printed = capsys.readouterr().out
     saved = _check_demo(out, json.loads((out / "summary.json").read_text()))
     assert saved["backend"] == "torch" and saved["settings"]["epochs"] == 10
+    # the default θ0 is the notebook's: Flax's init (seed 0 unless --full)
+    assert saved["init"] == "flax (LeCun normal, zero biases, seed 0)"
+    assert not any("instead of the original's Flax" in n for n in saved["notes"])
     assert (saved["settings"]["line_points"], saved["settings"]["plane_points"]) == (31, 31)
     assert "lossmap demo (digits) finished" in printed
     assert f"report: {out / 'report.html'}" in printed
     for tag, line in saved["lines"].items():  # what it prints is what it saved
         for var, entry in line.items():
             assert f"line around {tag}: {var} L(0) = {entry['centre']:.4f}; " in printed
+
+
+@pytest.mark.parametrize(("argv", "seed", "init", "epochs"), [
+    ([], 0, "flax", 8),
+    (["--full"], 228, "flax", 25),  # the notebook's seed and init
+    (["--full", "--init", "torch", "--seed", "3"], 3, "torch", 25),
+    (["--init", "torch"], 0, "torch", 8),
+])
+def test_demo_flags_choose_seed_and_init(argv, seed, init, epochs, tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run_demo(out, *, settings, **kwargs):
+        seen["settings"] = settings
+        return {"settings": settings}
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    monkeypatch.setattr(demo, "_print_summary", lambda *a: None)
+    assert main(["demo", *argv, "--out", str(tmp_path / "d")]) == 0
+    settings = seen["settings"]
+    assert (settings.seed, settings.init, settings.epochs) == (seed, init, epochs)
+    assert DemoSettings.full().seed == 228 and DemoSettings.full().init == "flax"
+
+
+def test_demo_refuses_torch_init_on_the_jax_backend(tmp_path, capsys):
+    assert main(["demo", "--backend", "jax", "--init", "torch", "--out", str(tmp_path)]) == 2
+    assert "init 'torch' needs the torch backend" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["demo", "--init", "kaiming", "--out", str(tmp_path)])
 
 
 def test_demo_rejects_zero_epochs(tmp_path, capsys):

@@ -4,7 +4,9 @@ All builders return an ``nn.Sequential`` whose first module takes the raw input,
 and take a keyword ``seed``: with it the initialisation is drawn in a forked RNG
 (:func:`lossmap.seeding.seeded_rng`), so the same seed gives the same weights and
 torch's global RNG state is left as it was; without it (None) the builders draw
-from the global RNG, as PyTorch's layers do.
+from the global RNG, as PyTorch's layers do. With ``init="flax"`` they start from
+Flax's default initialization instead of PyTorch's (LeCun normal, zero biases:
+:func:`lossmap.models.init.lecun_normal_`), the original notebook's θ0 rule.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 from torch import nn
 
 from .cnn import digits_cnn, fashion_cnn, mlp
+from .init import lecun_normal_
 from .resnet import resnet20
 
-__all__ = ["count_parameters", "digits_cnn", "fashion_cnn", "mlp", "resnet20"]
+__all__ = ["count_parameters", "digits_cnn", "fashion_cnn", "lecun_normal_", "mlp", "resnet20"]
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -13,6 +13,7 @@ from itertools import pairwise
 from torch import nn
 
 from ..seeding import seeded_rng
+from .init import apply_init, check_init
 
 __all__ = ["digits_cnn", "fashion_cnn", "mlp"]
 
@@ -50,7 +51,9 @@ def _small_cnn(
     )
 
 
-def fashion_cnn(dropout: float = 0.0, *, seed: int | None = None) -> nn.Sequential:
+def fashion_cnn(
+    dropout: float = 0.0, *, seed: int | None = None, init: str = "torch"
+) -> nn.Sequential:
     """CNN for 28x28 grey images (Fashion-MNIST, MNIST), 105,866 parameters.
 
     ``Conv2d(1, 16, 3, padding=1)``, ReLU, ``AvgPool2d(2)``;
@@ -66,6 +69,11 @@ def fashion_cnn(dropout: float = 0.0, *, seed: int | None = None) -> nn.Sequenti
         Seed of the initialisation (PyTorch's default initializers), drawn in
         a forked RNG: the same seed gives the same weights and torch's global
         RNG state is left untouched. None (default) draws from the global RNG.
+    init : {"torch", "flax"}
+        ``"torch"`` (default): PyTorch's layer defaults (Kaiming uniform weights
+        and biases). ``"flax"``: Flax's defaults, as the original notebook's
+        θ0 (LeCun normal, truncated, zero biases; :func:`lossmap.models.init.lecun_normal_`),
+        drawn from ``seed``.
 
     Returns
     -------
@@ -78,11 +86,17 @@ def fashion_cnn(dropout: float = 0.0, *, seed: int | None = None) -> nn.Sequenti
     >>> a, b = fashion_cnn(seed=0), fashion_cnn(seed=0)
     >>> torch.equal(a[0].weight, b[0].weight)
     True
+    >>> flax = fashion_cnn(seed=228, init="flax")  # the original notebook's θ0 rule
+    >>> bool((flax[-1].bias == 0).all())
+    True
     """
-    return _small_cnn(28, (16, 32), 64, 10, dropout, seed)
+    check_init(init)
+    return apply_init(_small_cnn(28, (16, 32), 64, 10, dropout, seed), init, seed)
 
 
-def digits_cnn(dropout: float = 0.0, *, seed: int | None = None) -> nn.Sequential:
+def digits_cnn(
+    dropout: float = 0.0, *, seed: int | None = None, init: str = "torch"
+) -> nn.Sequential:
     """CNN for scikit-learn's 8x8 digits, same layout as :func:`fashion_cnn`, 3,658 parameters.
 
     ``Conv2d(1, 8, 3, padding=1)``, ReLU, ``AvgPool2d(2)``;
@@ -97,16 +111,21 @@ def digits_cnn(dropout: float = 0.0, *, seed: int | None = None) -> nn.Sequentia
     seed : int, optional
         Seed of the initialisation, as for :func:`fashion_cnn`; None (default)
         draws from the global RNG.
+    init : {"torch", "flax"}
+        The initialization, as for :func:`fashion_cnn`.
 
     Returns
     -------
     torch.nn.Sequential
         Maps (N, 1, 8, 8) images to (N, 10) logits.
     """
-    return _small_cnn(8, (8, 16), 32, 10, dropout, seed)
+    check_init(init)
+    return apply_init(_small_cnn(8, (8, 16), 32, 10, dropout, seed), init, seed)
 
 
-def mlp(sizes: Sequence[int] = (784, 512, 512, 10), *, seed: int | None = None) -> nn.Sequential:
+def mlp(
+    sizes: Sequence[int] = (784, 512, 512, 10), *, seed: int | None = None, init: str = "torch"
+) -> nn.Sequential:
     """Fully connected ReLU network: ``Flatten`` then ``Linear``/``ReLU`` layers.
 
     Parameters
@@ -117,6 +136,8 @@ def mlp(sizes: Sequence[int] = (784, 512, 512, 10), *, seed: int | None = None) 
     seed : int, optional
         Seed of the initialisation, as for :func:`fashion_cnn`; None (default)
         draws from the global RNG.
+    init : {"torch", "flax"}
+        The initialization, as for :func:`fashion_cnn`.
 
     Returns
     -------
@@ -128,6 +149,9 @@ def mlp(sizes: Sequence[int] = (784, 512, 512, 10), *, seed: int | None = None) 
     sizes = [int(s) for s in sizes]
     if len(sizes) < 2 or min(sizes) < 1:
         raise ValueError(f"sizes needs at least two positive entries; got {sizes}")
+    check_init(init)
+    if init != "torch":
+        return apply_init(mlp(sizes, seed=seed), init, seed)
     if seed is not None:
         with seeded_rng(seed):
             return mlp(sizes)

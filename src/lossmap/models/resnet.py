@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..seeding import seeded_rng
+from .init import apply_init, check_init
 
 __all__ = ["BasicBlock", "PadShortcut", "resnet20"]
 
@@ -49,7 +50,7 @@ class BasicBlock(nn.Module):
 
 
 def resnet20(
-    num_classes: int = 10, in_channels: int = 3, *, seed: int | None = None
+    num_classes: int = 10, in_channels: int = 3, *, seed: int | None = None, init: str = "torch"
 ) -> nn.Sequential:
     """ResNet-20 for 32x32 images, as in He et al. (2016) for CIFAR-10.
 
@@ -71,6 +72,10 @@ def resnet20(
         Seed of the initialisation, drawn in a forked RNG: the same seed gives
         the same weights and torch's global RNG state is left untouched. None
         (default) draws from the global RNG.
+    init : {"torch", "flax"}
+        ``"torch"`` (default): He normal convolutions (as in the paper) and
+        PyTorch's defaults elsewhere; ``"flax"``: Flax's defaults (LeCun
+        normal, zero biases; :func:`lossmap.models.init.lecun_normal_`) from ``seed``.
 
     Returns
     -------
@@ -79,6 +84,9 @@ def resnet20(
         first module is the input ``Conv2d``. Any H, W work thanks to the global
         pooling; the design assumes 32x32.
     """
+    check_init(init)
+    if init != "torch":
+        return apply_init(resnet20(num_classes, in_channels, seed=seed), init, seed)
     if seed is not None:
         with seeded_rng(seed):
             return resnet20(num_classes, in_channels)
