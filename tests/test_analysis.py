@@ -117,7 +117,12 @@ def test_double_well_is_not_convex_where_the_second_derivative_is_negative():
     surf = line(lambda a: a**4 - a**2, n=41)  # h = 0.05
     r = convexity(surf, "train_loss")
     assert r["convex"] is False
-    assert r["verdict"] == "this slice is not convex, so the surface is not convex"
+    assert r["verdict"] == (
+        "this slice is not convex, so the surface is not convex: 17 second differences beyond "
+        "round-off (deepest -5.0e-03, 1.67e+05× the round-off 3.0e-08); round-off assumed from "
+        "float32 eps, not measured"
+    )
+    assert r["floor_measured"] is False and r["n_negative"] == 17
     # the exact second difference of a quartic: h^2 (12 a^2 - 2) + 2 h^4 < 0 ⇔ a^2 < (2 - 2h^2) / 12
     h = 0.05
     inner = np.linspace(-1, 1, 41)[1:-1]
@@ -140,7 +145,10 @@ def test_flat_convex_parabola_in_float32_round_off_is_convex():
     assert (d2 < 0).any()  # round-off does make some second differences negative
     r = convexity(surf, "train_loss")
     assert r["convex"] is True
-    assert r["verdict"] == "convex along this slice (within round-off)"
+    assert r["verdict"] == (
+        "convex along this slice (within round-off; round-off assumed from float32 eps, "
+        "not measured)"
+    )
     # in float64 precision the same noise is far beyond round-off
     r64 = convexity(line(lambda a: noisy, n=101, dtype="float64"), "train_loss")
     assert r64["convex"] is False
@@ -194,7 +202,10 @@ def test_convexity_of_a_plane_counts_grid_lines_per_axis():
 def test_convex_plane():
     r = convexity(plane(lambda A, B: 1 + A**2 + 3 * B**2 + A * B), "train_loss")
     assert r["convex"] is True
-    assert r["verdict"] == "convex along every grid line of this slice (within round-off)"
+    assert r["verdict"] == (
+        "convex along every grid line of this slice (within round-off; round-off assumed "
+        "from float32 eps, not measured)"
+    )
     assert r["checked"] == 15 * 19 + 21 * 13
 
 

@@ -175,7 +175,9 @@ def test_max_restarts_resumes_inside_the_job(workdir):
     killing = {
         **env,
         "LOSSMAP_TEST_DELAY": "0.05",  # rounds of about 20 points per rank
-        "LOSSMAP_TEST_KILL_AT": "30",  # rank 1 dies in its third round, after two commits
+        # rank 1 dies in its third round, after two commits (after ~14 set-up forwards:
+        # sample check, reuse check, probe, round-off floor in float32 and float64)
+        "LOSSMAP_TEST_KILL_AT": "44",
         "LOSSMAP_TEST_SKEW": "3",  # the restarted ranks reach the group 3 s apart
         "LOSSMAP_TEST_FORWARD_LOG": str(log),
     }
@@ -186,7 +188,10 @@ def test_max_restarts_resumes_inside_the_job(workdir):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "exitcode: -9" in res.stderr  # the first attempt did lose a rank to SIGKILL
     assert res.stdout.count("two.lossmap: Surface(") == 1
-    lines = [line.split() for line in log.read_text().splitlines()]
+    # float32 forwards only: the first attempt also measures the round-off floor against
+    # float64 (a few points, once per new store)
+    lines = [(a, r, s) for a, r, s, dtype in
+             (line.split() for line in log.read_text().splitlines()) if dtype == "torch.float32"]
     assert {(a, r) for a, r, _ in lines} == {("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")}
     # Each forward is one grid point, except the evaluator's set-up checks: at the
     # centre (sample check, probe) and at first-layer reuse's check point.

@@ -27,7 +27,7 @@ def test_full_disk_is_a_clean_error_and_keeps_finished_points(tmp_path):
     kw = dict(
         data=data, directions=dirs, grid=[(-1, 1, 25), (-1, 1, 25)], store=path, progress=False
     )
-    calls, limit = [], [6]
+    calls, limit = [], [6 + 10]  # + the round-off floor's 5 points in float32 and float64
 
     def loss(out, t):  # stop after a few points, then shrink the "disk" and resume
         calls.append(1)

@@ -541,7 +541,8 @@ def test_cli_draws_a_partial_store_whole(tmp_path, monkeypatch):
 
     def loss(out, t):
         calls.append(1)
-        if len(calls) > 12:  # a few set-up calls (shape check, probe), then some points
+        if len(calls) > 12 + 10:  # set-up (shape check, probe, the round-off floor's 2 x 5
+            # points), then some points
             raise KeyboardInterrupt
         return torch.nn.functional.cross_entropy(out, t)
 

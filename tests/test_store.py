@@ -37,10 +37,16 @@ def setup():
 GRID = [(-1, 1, 5), (-0.5, 0.5, 4)]
 
 
-def setup_calls(tmp_path):
-    """Loss calls of a scan before its first grid point (shape check, probe…)."""
+def setup_calls(tmp_path, *, resumed=False):
+    """Loss calls of a scan before its first grid point (shape check, probe…, and for a
+    new store the round-off floor; a resumed store keeps the floor it was made with)."""
+    path = tmp_path / ("resumed.lossmap" if resumed else "count.lossmap")
+    if resumed:
+        run(path, loss=Counting())
+        with sqlite3.connect(path) as c:
+            c.execute("DELETE FROM points")
     counter = Counting()
-    run(tmp_path / "count.lossmap", loss=counter)
+    run(path, loss=counter)
     return counter.calls - 20
 
 
@@ -61,13 +67,15 @@ def test_resume_evaluates_each_point_once(tmp_path):
     assert lm.load(path).done.sum() == 7
     second = Counting()
     surf = run(path, loss=second)
-    assert second.calls == setup + 20 - 7  # the set-up checks + only the missing points
+    resumed_setup = setup_calls(tmp_path, resumed=True)
+    assert resumed_setup < setup  # no round-off floor measured again
+    assert second.calls == resumed_setup + 20 - 7  # the set-up checks + only the missing points
     assert surf.complete
     for v in ref.values:
         np.testing.assert_array_equal(surf[v], ref[v])
     third = Counting()
     run(path, loss=third)
-    assert third.calls == setup  # nothing left to do
+    assert third.calls == resumed_setup  # nothing left to do
     with sqlite3.connect(path) as c:
         assert c.execute("SELECT COUNT(*), COUNT(DISTINCT idx) FROM points").fetchone() == (20, 20)
 

@@ -104,23 +104,35 @@ class Plan:
 
         The model is evaluated inside its backend's guard, so it comes back
         unchanged after an error or Ctrl-C. The Surface's ``profile`` holds the
-        evaluator's plan and timings; ``profile=True`` also prints them.
+        evaluator's plan and timings (``roundoff_seconds``: the round-off
+        floor's measurement, kept out of the stages); ``profile=True`` also
+        prints them. The backend's round-off floor (:meth:`Backend.roundoff`)
+        is measured first and recorded by a new store (``Surface.roundoff``).
         """
         from .runner import format_profile, run
+        from .store import is_store
 
         _check_meta(meta)
         own = {"backend": self.backend.name} if self.backend.name != "torch" else {}
         with self.backend.guard(self.model):
             evaluator = self.evaluator()
             probe = self.backend.probe(self, evaluator)
+            t0, saved = time.perf_counter(), dict(evaluator.timings)
+            # A resumed store keeps the floor measured when it was made: not again.
+            resuming = store is not None and is_store(store)
+            roundoff = None if resuming else self.backend.roundoff(self, evaluator)
+            evaluator.timings.clear()  # the measurement is not part of the scan's stages
+            evaluator.timings.update(saved)
+            t_roundoff = time.perf_counter() - t0
             t0 = time.perf_counter()
             try:
                 surface = run(self.spec, self.fingerprints, self.directions, evaluator, store,
-                              progress, {**own, **(meta or {})}, probe=probe)
+                              progress, {**own, **(meta or {})}, probe=probe, roundoff=roundoff)
             finally:
                 if profile:
                     print(format_profile(evaluator, time.perf_counter() - t0), file=sys.stderr)
-        return dataclasses.replace(surface, profile=profile_of(evaluator, time.perf_counter() - t0))
+        prof = {**profile_of(evaluator, time.perf_counter() - t0), "roundoff_seconds": t_roundoff}
+        return dataclasses.replace(surface, profile=prof)
 
     def evaluator(self) -> Evaluator:
         """A new evaluator of this plan (use inside ``plan.backend.guard(plan.model)``)."""

@@ -32,11 +32,15 @@ MAX_ROUND = 4096  # points per rank and round, at most
 
 
 def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: bool,
-        extra_meta: dict | None, *, probe: dict[str, float] | None = None) -> Surface:
+        extra_meta: dict | None, *, probe: dict[str, float] | None = None,
+        roundoff: dict[str, float] | None = None) -> Surface:
     """Run every point of ``spec`` not yet in the store; return the Surface.
 
     ``probe`` (the values at the centre on a fixed small sample) is recorded by a
     new store and compared by a resumed one, which refuses another computation.
+    ``roundoff`` (the measured round-off floor per variable) is recorded by a new
+    store and given to an in-memory Surface; a Surface read back from a store
+    has the store's.
     """
     grp = distributed.group(evaluator.device)
     writer = grp is None or grp.is_writer
@@ -47,7 +51,8 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
     store, status = None, None
     if writer and store_path is not None:
         try:
-            store = Store.create_or_resume(store_path, spec, fps, dirs, extra_meta, probe=probe)
+            store = Store.create_or_resume(store_path, spec, fps, dirs, extra_meta, probe=probe,
+                                           roundoff=roundoff)
             status = ("ok", sorted(store.done()))
         except LossmapError as exc:
             status = ("error", exc)
@@ -117,7 +122,7 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
     if writer:
         if store_path is None:
             surf = from_rows(spec, mem_idx, mem_rows, fingerprints=fps,
-                             meta=dict(extra_meta or {}))
+                             meta=dict(extra_meta or {}), roundoff=roundoff)
         else:
             surf = load(store_path)
     if grp is not None:

@@ -41,6 +41,13 @@ class Surface:
         How the scan that returned this Surface ran (strategy, first-layer
         reuse, batch size, compile, precision, seconds per stage); None for a
         Surface read from a store.
+    roundoff : dict of str to float or None
+        The scan's round-off floor per variable: the largest difference between
+        the scan's own values and a float64 evaluation at a few grid points
+        (:mod:`lossmap.evaluate.roundoff`), which the convexity verdicts use.
+        None where it was not measured (a store of lossmap 0.1, the JAX
+        backend, a Surface built by hand): the verdicts then assume round-off
+        from the dtype's eps, and say so.
     """
 
     spec: ScanSpec
@@ -50,6 +57,7 @@ class Surface:
     path: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    roundoff: dict[str, float] | None = field(default=None, compare=False, repr=False)
 
     # -- shape -------------------------------------------------------------
     @property
@@ -205,7 +213,8 @@ class Surface:
             filled[self.done] = v[self.done]  # finished points keep their exact value
             values[name] = filled
         meta = {**self.meta, "partial": {"done": int(self.done.sum()), "points": self.done.size}}
-        return Surface(self.spec, values, self.done, self.fingerprints, self.path, meta)
+        return Surface(self.spec, values, self.done, self.fingerprints, self.path, meta,
+                       roundoff=self.roundoff)
 
     # -- export --------------------------------------------------------------
     def to_xarray(self):
@@ -300,4 +309,5 @@ def load(path: str | os.PathLike) -> Surface:
             fingerprints=store.fingerprints,
             path=str(path),
             meta=store.annotations(),
+            roundoff=store.roundoff,
         )

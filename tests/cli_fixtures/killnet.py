@@ -2,9 +2,10 @@
 
 Each forward sleeps ``LOSSMAP_TEST_DELAY`` seconds (default 0) and, when
 ``LOSSMAP_TEST_FORWARD_LOG`` names a file, appends one line to it: the
-torchrun attempt (``TORCHELASTIC_RESTART_COUNT``), the rank, and the sum of
-the output layer's weight as the forward sees it (on the CPU each forward is
-one grid point, so the log tells which points each attempt computed).
+torchrun attempt (``TORCHELASTIC_RESTART_COUNT``), the rank, the sum of
+the output layer's weight as the forward sees it and its dtype (on the CPU each
+float32 forward is one grid point, so the log tells which points each attempt
+computed; float64 forwards measure the round-off floor).
 
 With ``LOSSMAP_TEST_KILL_AT=N``, rank ``LOSSMAP_TEST_KILL_RANK`` (default 1)
 sends itself SIGKILL at its N-th forward of the first attempt only, so the
@@ -42,7 +43,8 @@ class KillNet(nn.Module):
         log = os.environ.get("LOSSMAP_TEST_FORWARD_LOG")
         if log:
             with open(log, "a") as f:
-                f.write(f"{attempt} {rank} {float(self.out.weight.double().sum())!r}\n")
+                w = self.out.weight
+                f.write(f"{attempt} {rank} {float(w.double().sum())!r} {w.dtype}\n")
         self.calls[0] += 1
         kill_at = int(os.environ.get("LOSSMAP_TEST_KILL_AT", "0"))
         if (

@@ -10,7 +10,7 @@
 Nothing here draws or evaluates a model (except :func:`sharpness`, which scans).
 """
 
-from .common import CONVEXITY_SAFETY, SLOPE_TOL
+from .common import CONVEXITY_SAFETY, ROUNDOFF_SAFETY, SLOPE_TOL
 from .convexity import convexity
 from .geometry import barrier, basin_width, convexity_map, gradient_field
 from .sharpness import grid_sharpness, sharpness
@@ -19,6 +19,7 @@ from .summary import analyse, direction_cosine, minimum
 
 __all__ = [
     "CONVEXITY_SAFETY",
+    "ROUNDOFF_SAFETY",
     "SLOPE_TOL",
     "analyse",
     "barrier",

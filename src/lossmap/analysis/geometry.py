@@ -4,9 +4,13 @@ Everything but :func:`sharpness` only reads a :class:`~lossmap.surface.Surface`
 (pure numpy, no evaluation), following the rules of :mod:`lossmap.analysis`:
 a missing or diverged point (not finite) is never interpolated across, and a
 quantity that would need it is NaN (arrays) or None (numbers). Round-off
-tolerances use the machine epsilon of the scan's dtype times a safety factor
-(:data:`lossmap.analysis.CONVEXITY_SAFETY`), as :func:`lossmap.analysis.convexity`
-does. ε-sharpness, which needs evaluations, is in :mod:`lossmap.analysis.sharpness`.
+tolerances use the scan's measured round-off floor (``Surface.roundoff``) times
+the number of values a quantity combines and a safety ``k``
+(:data:`lossmap.analysis.ROUNDOFF_SAFETY`), as :func:`lossmap.analysis.convexity`
+does; where no floor was measured, the machine epsilon of the scan's dtype times
+a safety factor (:data:`lossmap.analysis.CONVEXITY_SAFETY`), and the verdict
+says that the round-off was assumed. ε-sharpness, which needs evaluations, is
+in :mod:`lossmap.analysis.sharpness`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,17 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .common import CONVEXITY_SAFETY, _centre_or_closest, _check_surface, _eps, _values
+from .common import (
+    CONVEXITY_SAFETY,
+    EPS64,
+    ROUNDOFF_SAFETY,
+    _assumed,
+    _centre_or_closest,
+    _check_surface,
+    _eps,
+    _floor,
+    _values,
+)
 
 __all__ = ["barrier", "basin_width", "convexity_map", "gradient_field"]
 
@@ -39,7 +53,8 @@ def _index(a: np.ndarray, at: float, what: str) -> int:
     return int(hit[0])
 
 
-def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY) -> dict[str, Any]:
+def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY,
+            floor_safety: float = ROUNDOFF_SAFETY) -> dict[str, Any]:
     """Loss barrier and monotonicity of an interpolation line (α = 0 and 1 are the two models).
 
     The barrier is ``max over grid points α in [0, 1] of L(α) − [(1 − α)·L(0) + α·L(1)]``,
@@ -47,7 +62,10 @@ def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY) ->
     the path never rises above it). The path is *monotone* when, walking the
     grid points of [0, 1] from the worse end (higher loss; α = 0 on a tie) to
     the better end, the loss never rises by more than round-off:
-    ``L_next − L_prev <= safety · eps · (|L_prev| + |L_next|)``.
+    ``L_next − L_prev <= k · 2 · f`` with ``f`` the measured round-off floor
+    (``surface.roundoff``; a barrier must pass the same bound to count), or
+    where none was measured ``safety · eps · (|L_prev| + |L_next|)``, and the
+    verdict says so.
 
     Parameters
     ----------
@@ -56,7 +74,10 @@ def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY) ->
     variable : str
         E.g. ``"train_loss"``.
     safety : float, default 32
-        Multiple of the round-off bound a rise (or an excess) must pass to count.
+        Multiple of the assumed (eps) round-off bound a rise (or an excess) must
+        pass to count, where no floor was measured.
+    floor_safety : float, default 2
+        The safety ``k`` on a measured floor.
 
     Returns
     -------
@@ -66,7 +87,8 @@ def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY) ->
         ``peak_over_ends`` (max L on [0, 1] − max(L(0), L(1))), ``monotone``
         (bool, None if undetermined), ``start`` (α of the worse end),
         ``max_rise`` and ``rise_alpha`` (the largest step up on that walk and
-        where it ends), ``skipped`` (missing points in [0, 1]), ``verdict`` (a sentence).
+        where it ends), ``skipped`` (missing points in [0, 1]), ``floor`` (the
+        measured round-off floor, None if not measured), ``verdict`` (a sentence).
 
     Examples
     --------
@@ -91,23 +113,26 @@ def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY) ->
                    monotone=None, start=None, max_rise=math.nan, rise_alpha=None,
                    verdict=f"{variable}: undetermined, the loss at an end model is missing")
         return out
-    eps = _eps(surface.spec.dtype)
+    eps, fl, k = _eps(surface.spec.dtype), _floor(surface, variable), float(floor_safety)
+    out["floor"] = fl
     idx = inside[finite]
     t = (a[idx] - a[i0]) / (a[i1] - a[i0])
     chord = (1 - t) * L[i0] + t * L[i1]
     excess = L[idx] - chord
-    k = int(np.argmax(excess))
-    h = max(float(excess[k]), 0.0)
-    out.update(barrier=h, alpha=float(a[idx[k]]), chord=float(chord[k]),
+    top = int(np.argmax(excess))
+    h = max(float(excess[top]), 0.0)
+    out.update(barrier=h, alpha=float(a[idx[top]]), chord=float(chord[top]),
                peak_over_ends=float(L[idx].max() - max(L[i0], L[i1])))
     walk = idx if L[i0] >= L[i1] else idx[::-1]
     rise = np.diff(L[walk])
-    tol = safety * eps * (np.abs(L[walk][:-1]) + np.abs(L[walk][1:]))
+    mag = np.abs(L[walk][:-1]) + np.abs(L[walk][1:])
+    tol = safety * eps * mag if fl is None else k * 2.0 * fl + EPS64 * mag
     j = int(np.argmax(rise)) if rise.size else 0
     out.update(start=float(a[walk[0]]), max_rise=float(rise[j]) if rise.size else 0.0,
                rise_alpha=float(a[walk[j + 1]]) if rise.size else None,
                monotone=bool((rise <= tol).all()))
-    if h <= safety * eps * max(abs(L[i0]), abs(L[i1]), abs(L[idx[k]])):
+    big = max(abs(L[i0]), abs(L[i1]), abs(L[idx[top]]))
+    if h <= (safety * eps * big if fl is None else k * 2.0 * fl + EPS64 * big):
         text = "no barrier: the loss stays on or below the chord between the end losses"
     else:
         text = f"a barrier of {h:.4g} above the chord at alpha = {out['alpha']:.3g}"
@@ -115,12 +140,14 @@ def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY) ->
             if out["monotone"] else
             f"it is not monotone (it rises by {out['max_rise']:.3g} at alpha = "
             f"{out['rise_alpha']:.3g} on the way from the worse end, alpha = {out['start']:g})")
-    out["verdict"] = f"{variable}: {text}; {mono}"
+    out["verdict"] = f"{variable}: {text}; {mono}" + (
+        f" ({_assumed(surface)})" if fl is None else "")
     return out
 
 
 def convexity_map(
-    surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY
+    surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY,
+    floor_safety: float = ROUNDOFF_SAFETY,
 ) -> dict[str, Any]:
     """The 2×2 discrete Hessian of a plane at every interior grid point, its eigenvalues and kind.
 
@@ -128,7 +155,12 @@ def convexity_map(
     ``L_αβ = (L[i+1,j+1] − L[i+1,j−1] − L[i−1,j+1] + L[i−1,j−1]) / (4 h_α h_β)``
     (all exact on quadratics). A point is *convex* when ``λmin >= −tol``,
     *concave* when ``λmax <= tol`` and not convex, a *saddle* otherwise, with
-    ``tol = safety · eps · 4 · max|L| over the 3×3 stencil / min(h_α, h_β)²``.
+    ``tol = k · 5 · f / min(h_α, h_β)²`` for a measured round-off floor ``f``
+    (``surface.roundoff``: each entry of the 2×2 matrix is off by at most
+    ``4f/h_α²``, ``4f/h_β²``, ``f/(h_α h_β)``, so an eigenvalue by at most
+    ``5f/min(h)²``), and where none was measured
+    ``tol = safety · eps · 4 · max|L| over the 3×3 stencil / min(h_α, h_β)²``
+    (the verdict then says that the round-off was assumed).
     Li et al.'s ``ratio = |λmin / λmax|`` (small where the negative curvature
     is weak against the positive).
 
@@ -138,6 +170,9 @@ def convexity_map(
         A plane.
     variable : str
     safety : float, default 32
+        On the assumed (eps) round-off, where no floor was measured.
+    floor_safety : float, default 2
+        The safety ``k`` on a measured floor.
 
     Returns
     -------
@@ -147,7 +182,8 @@ def convexity_map(
         ``kind`` (1 convex, 0 saddle, −1 concave); ``hessian`` of shape
         (n_alpha, n_beta, 2, 2); ``valid`` (bool); the fractions
         ``convex_fraction``, ``saddle_fraction``, ``concave_fraction`` of the
-        valid points; ``verdict`` (a sentence).
+        valid points; ``floor`` (the measured round-off floor, None if not
+        measured); ``verdict`` (a sentence).
     """
     _check_surface(surface, what="convexity_map")
     if len(surface.dims) != 2:
@@ -168,7 +204,11 @@ def convexity_map(
     valid = np.isfinite(laa) & np.isfinite(lbb) & np.isfinite(lab) & np.isfinite(big)
     mean, half = (laa + lbb) / 2, np.hypot((laa - lbb) / 2, lab)
     lmin, lmax = mean - half, mean + half
-    tol = safety * _eps(surface.spec.dtype) * 4 * big / min(ha, hb) ** 2
+    fl = _floor(surface, variable)
+    if fl is None:
+        tol = safety * _eps(surface.spec.dtype) * 4 * big / min(ha, hb) ** 2
+    else:
+        tol = (float(floor_safety) * 5 * fl + EPS64 * 4 * big) / min(ha, hb) ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(valid & (lmax != 0), np.abs(lmin / lmax), np.nan)
         kind = np.where(lmin >= -tol, 1.0, np.where(lmax <= tol, -1.0, 0.0))
@@ -180,9 +220,10 @@ def convexity_map(
     verdict = (f"{variable}: of {n} interior points, {frac['convex']:.0%} convex, "
                f"{frac['saddle']:.0%} saddle, {frac['concave']:.0%} concave"
                if n else f"{variable}: undetermined, no interior point with a full stencil")
+    verdict += f" ({_assumed(surface)})" if n and fl is None else ""
     return {"variable": variable, "alpha": a, "beta": b, "hessian": H, "lambda_min": lmin,
             "lambda_max": lmax, "ratio": ratio, "kind": kind, "valid": valid,
-            **{f"{k}_fraction": v for k, v in frac.items()}, "verdict": verdict}
+            **{f"{k}_fraction": v for k, v in frac.items()}, "floor": fl, "verdict": verdict}
 
 
 def gradient_field(surface: Any, variable: str) -> tuple[np.ndarray, ...]:

@@ -18,6 +18,9 @@ module. A backend does four things:
 4. **Probe.** :meth:`Backend.probe` evaluates every variable at the centre on a
    fixed small sample: a store records it, and refuses to be resumed by a
    computation that gives other values (another model or loss setting).
+5. **Round-off.** :meth:`Backend.roundoff` measures the evaluation's own
+   numerical error per variable (the round-off floor the convexity verdicts
+   use), or returns None where it is not measured.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class Plan(Protocol):
     splits: list
     metrics: dict[str, Callable]
     bn_data: Any
+    spec: Any
 
 
 def profile_of(evaluator: Evaluator, seconds: float | None = None) -> dict[str, Any]:
@@ -164,6 +168,15 @@ class Backend(ABC):
         tell a resumed scan of the same computation from another one (a model
         with the same weights but another activation, another loss setting).
         """
+
+    def roundoff(self, plan: Plan, evaluator: Evaluator) -> dict[str, float] | None:
+        """The scan's round-off floor per variable, or None: not measured (the default).
+
+        A backend that measures it re-evaluates a few grid points (at most 5)
+        with ``evaluator`` and in higher precision and returns, per variable,
+        the largest difference (:mod:`lossmap.evaluate.roundoff`).
+        """
+        return None
 
     def loss(self, name: str) -> Callable:
         """The loss the command line's ``--loss cross_entropy`` / ``mse`` means here."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,6 +17,8 @@ from ..evaluate.evaluator import Evaluator
 from ..evaluate.metrics import accuracy
 from ..evaluate.restore import preserved
 from .base import PROBE_SAMPLES, Backend, Plan, ScanOptions
+
+MEASURED = (RuntimeError, TypeError, ValueError)  # a model that cannot run in float64
 
 
 class TorchBackend(Backend):
@@ -78,3 +81,41 @@ class TorchBackend(Backend):
             for name, fn in plan.metrics.items():
                 out[f"{s.name}_{name}"] = float(torch.as_tensor(fn(outputs, y)).double().mean())
         return out
+
+    def roundoff(self, plan: Plan, evaluator: Evaluator) -> dict[str, float] | None:
+        """Measured against float64 at the centre-most point and the grid's corners.
+
+        See :mod:`lossmap.evaluate.roundoff`. Not measured (None) where the float64
+        copies of the centre and directions would exceed ``roundoff.BUDGET``. A
+        model that cannot run in float64 (a tensor it makes in float32 itself)
+        gives None, with a warning.
+        """
+        from ..evaluate import roundoff as R
+
+        state = {**plan.params, **plan.buffers}
+        if 8 * sum(t.numel() for t in state.values()) * (1 + len(plan.directions)) > R.BUDGET:
+            return None  # a float64 copy of a large model is not worth a floor
+        device = P.resolve_device(plan.model, plan.options.device)
+        dtype = next(iter(plan.params.values())).dtype
+        recal = None
+        if plan.bn_data is not None:  # bn="recompute": the reference re-estimates them too
+            from ..evaluate.batchnorm import Recalibration
+
+            recal = Recalibration(plan.model, plan.bn_data, device, evaluator.batch_size)
+            recal.batches = [R._f64(x) for x in recal.batches]
+
+        def reference(points):
+            return R.reference_values(
+                plan.model, plan.metrics, {**plan.params, **plan.buffers}, plan.directions,
+                plan.splits, points, device, evaluator.batch_size,
+                reverse=dtype == torch.float64, recalibrate=recal)
+
+        try:
+            return R.measure_floor(evaluator, reference, evaluator.variables,
+                                   R.floor_points(plan.spec.coords()), dtype)
+        except MEASURED as exc:
+            warnings.warn(f"the round-off floor was not measured ({type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                          "verdicts assume round-off from the dtype's eps", RuntimeWarning,
+                          stacklevel=3)
+            return None

@@ -236,6 +236,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "annotations": {k: v for k, v in store.annotations().items()
                             if k not in ("lossmap_version", "torch_version", "created", "command")},
             "summary": surf.summary(),
+            "roundoff": store.roundoff,
         }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -252,6 +253,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for i, d in enumerate(spec.directions):
         print(f"  direction {i} " + ", ".join(f"{k}={v}" for k, v in d.items()))
     print("  fingerprints " + ", ".join(f"{k}={v}" for k, v in store.fingerprints.items()))
+    print("  roundoff    " + (", ".join(f"{k} {v:.2g}" for k, v in store.roundoff.items())
+                             if store.roundoff else "not measured (convexity assumes dtype eps)"))
     for key, value in info["annotations"].items():
         text = json.dumps(value)
         print(f"  {key:<11} {text if len(text) <= 80 else text[:77] + '...'}")

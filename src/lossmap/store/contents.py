@@ -3,7 +3,10 @@
 Layout (format 2)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)       the store's own records (JSON): spec,
-                                                 fingerprints, probe, versions, created
+                                                 fingerprints, probe, versions, created,
+                                                 roundoff (the measured round-off floor
+                                                 per variable; absent before 0.2 or
+                                                 where not measured)
     user_meta(key TEXT PRIMARY KEY, value TEXT)  the caller's ``meta=`` (JSON), keys as given
     directions(idx INTEGER PRIMARY KEY, data BLOB, file TEXT, sha TEXT)
     points(idx INTEGER PRIMARY KEY, alpha REAL, [beta REAL,] <variables> REAL,
@@ -47,7 +50,7 @@ INLINE_LIMIT = 256 * 1024**2
 STORE_FORMAT = 2  # 1 (lossmap 0.1): the caller's meta shares the meta table
 # The store's own records (meta table); format 1 knew the first five.
 RECORDS = ("spec", "fingerprints", "lossmap_version", "torch_version", "created", "probe",
-           "store_format")
+           "store_format", "roundoff")
 # A probe value agrees with the stored one within this relative tolerance.
 PROBE_RTOL = 1e-4
 
@@ -62,7 +65,8 @@ def q(name: str) -> str:
 # -- writing ----------------------------------------------------------------
 def write_contents(conn: sqlite3.Connection, final: Path, token: str, spec: ScanSpec,
                    fingerprints: dict[str, str], directions: Sequence[Direction],
-                   user_meta: dict, probe: dict[str, float] | None, sides: list[Path]) -> None:
+                   user_meta: dict, probe: dict[str, float] | None, sides: list[Path], *,
+                   roundoff: dict[str, float] | None = None) -> None:
     """Create the tables of a new store (at a temporary name) and fill them in one transaction.
 
     Side files are named for the store's final path ``final`` and this
@@ -93,6 +97,8 @@ def write_contents(conn: sqlite3.Connection, final: Path, token: str, spec: Scan
     }
     if probe is not None:
         records["probe"] = json.dumps(probe, sort_keys=True)
+    if roundoff is not None:
+        records["roundoff"] = json.dumps(roundoff, sort_keys=True)
     conn.executemany("INSERT INTO meta VALUES (?, ?)", list(records.items()))
     conn.executemany(
         "INSERT INTO user_meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in user_meta.items()]
@@ -123,6 +129,7 @@ class Contents:
     probe: dict[str, float] | None
     records: dict[str, Any]  # the store's own records, decoded
     user: dict[str, Any]  # the caller's metadata, decoded, keys as given
+    roundoff: dict[str, float] | None = None  # the measured round-off floor per variable
 
 
 def read_contents(conn: sqlite3.Connection, damaged: Damaged) -> Contents:
@@ -155,14 +162,15 @@ def read_contents(conn: sqlite3.Connection, damaged: Damaged) -> Contents:
     ):
         raise damaged("meta 'fingerprints' is " + (
             "missing" if fps is None else "not a mapping of names to hash strings"))
-    probe = records.get("probe")
-    if probe is not None and (not isinstance(probe, dict) or not all(
-        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
-        for k, v in probe.items()
-    )):
-        raise damaged("meta 'probe' is not a mapping of variable names to numbers")
+    for key in ("probe", "roundoff"):
+        got = records.get(key)
+        if got is not None and (not isinstance(got, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            for k, v in got.items()
+        )):
+            raise damaged(f"meta {key!r} is not a mapping of variable names to numbers")
     _check_tables(conn, spec, damaged)
-    return Contents(spec, fps, probe, records, user)
+    return Contents(spec, fps, records.get("probe"), records, user, records.get("roundoff"))
 
 
 def _decoded(conn: sqlite3.Connection, table: str, damaged: Damaged) -> dict:
@@ -258,15 +266,16 @@ def _safetensors_meta(blob: bytes) -> dict:
 
 
 # -- the probe ----------------------------------------------------------------
-def probe_values(probe: Any) -> dict[str, float] | None:
-    """``probe`` as a dict of variable name to float (None stays None)."""
+def probe_values(probe: Any, what: str = "probe") -> dict[str, float] | None:
+    """``probe`` (or a ``roundoff`` floor) as a dict of variable name to float (None stays)."""
     if probe is None:
         return None
     try:
         return {str(k): float(v) for k, v in dict(probe).items()}
     except (TypeError, ValueError):
+        meaning = "their values at the centre" if what == "probe" else "their round-off floor"
         raise InputTypeError(
-            f"probe={probe!r} must map variable names to numbers (their values at the centre)"
+            f"{what}={probe!r} must map variable names to numbers ({meaning})"
         ) from None
 
 

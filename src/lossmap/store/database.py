@@ -69,6 +69,9 @@ class Store:
     probe : dict of str to float or None
         Every variable at the centre on a fixed small sample, as recorded at
         creation (None in stores of lossmap 0.1).
+    roundoff : dict of str to float or None
+        The scan's measured round-off floor per variable, as recorded at
+        creation (None in older stores and where it was not measured).
     writable : bool
         Whether the store was opened to write points.
 
@@ -95,6 +98,7 @@ class Store:
         self.spec = contents.spec
         self.fingerprints: dict[str, str] = contents.fingerprints
         self.probe: dict[str, float] | None = contents.probe
+        self.roundoff: dict[str, float] | None = contents.roundoff
         self._records, self._user = contents.records, contents.user
         self.coord_cols = list(self.spec.dims)
         self.var_cols = list(self.spec.variables)
@@ -183,6 +187,7 @@ class Store:
         extra_meta: dict | None = None,
         *,
         probe: dict[str, float] | None = None,
+        roundoff: dict[str, float] | None = None,
     ) -> Store:
         """Create a new store, or reopen one made by the very same scan.
 
@@ -199,6 +204,8 @@ class Store:
         probe : dict of str to float, optional
             Every variable at the centre on a fixed small sample. Recorded at
             creation; at resume compared with the recorded one (where both exist).
+        roundoff : dict of str to float, optional
+            The measured round-off floor per variable; recorded at creation only.
 
         Returns
         -------
@@ -214,9 +221,9 @@ class Store:
             and left untouched.
         """
         path = Path(path)
-        probe = probe_values(probe)
+        probe, roundoff = probe_values(probe), probe_values(roundoff, "roundoff")
         if not path.exists():
-            cls._create(path, spec, fingerprints, directions, extra_meta or {}, probe)
+            cls._create(path, spec, fingerprints, directions, extra_meta or {}, probe, roundoff)
         store = cls.open(path, write=True)
         try:
             store.check_same(spec, fingerprints)
@@ -227,7 +234,7 @@ class Store:
         return store
 
     @classmethod
-    def _create(cls, path, spec, fingerprints, directions, user_meta, probe) -> None:
+    def _create(cls, path, spec, fingerprints, directions, user_meta, probe, roundoff) -> None:
         """Build the store under a temporary name and publish it (see :mod:`.files`)."""
         token = uuid.uuid4().hex[:12]
         tmp = path.with_name(f"{path.name}.{token}.tmp")
@@ -237,7 +244,7 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = cls._connect(tmp)
             write_contents(conn, path, token, spec, fingerprints, directions, user_meta, probe,
-                           sides)
+                           sides, roundoff=roundoff)
             conn.close()
             published = publish(tmp, path)
         except (OSError, sqlite3.OperationalError) as exc:
@@ -266,7 +273,7 @@ class Store:
     def annotations(self) -> dict:
         """Versions and creation time, overlaid by the caller's metadata (keys as given)."""
         own = {k: v for k, v in self._records.items()
-               if k not in ("spec", "fingerprints", "probe", "store_format")}
+               if k not in ("spec", "fingerprints", "probe", "store_format", "roundoff")}
         return {**own, **self._user}
 
     # -- checks ------------------------------------------------------------
