@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 import lossmap as lm
+from cli_run import run_cli as run
 from lossmap.cli import main
 
 FIXTURES = Path(__file__).parent / "cli_fixtures"
@@ -53,14 +54,6 @@ class Custom:
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest
 
 
-def run(capsys, *argv) -> tuple[int, str, str]:
-    """Run the CLI in-process: (exit status, stdout, stderr)."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's own usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def scan_argv(

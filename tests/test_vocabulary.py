@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import lossmap as lm
-from lossmap.cli import main
+from cli_run import run_cli as run
 from lossmap.cli.main import _build_parser
 from lossmap.cli.specfile import axis_text, spec_keys
 from lossmap.spec import Axis, ScanSpec
@@ -59,14 +59,6 @@ def make_model():
 '''
 
 
-def run(capsys, *argv) -> tuple[int, str, str]:
-    """The CLI in-process: (exit status, stdout, stderr)."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's own usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def scan_argv(out: Path, *extra) -> list[str]:

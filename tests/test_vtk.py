@@ -21,7 +21,7 @@ from vtkmodules.vtkCommonDataModel import VTK_POLY_LINE, vtkStructuredData
 from vtkmodules.vtkIOXML import vtkXMLPolyDataReader, vtkXMLStructuredGridReader
 
 import lossmap as lm
-from lossmap.cli.main import main
+from cli_run import run_cli as cli
 from lossmap.errors import InputError
 from lossmap.plot import vtk as lvtk
 from lossmap.spec import ScanSpec
@@ -253,13 +253,6 @@ def test_a_surface_with_no_point_done_sits_at_zero(tmp_path):
 
 
 # -- the command line ---------------------------------------------------------------
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's own usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
