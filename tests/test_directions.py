@@ -178,3 +178,8 @@ def test_bad_arguments_name_the_fix():
         lm.random_direction(model, seed=1.5)
     with pytest.raises(InputError, match="floating point"):
         lm.Direction({"w": torch.ones(3, dtype=torch.int64)})
+
+
+def test_a_negative_seed_is_one_clear_error():
+    with pytest.raises(lm.InputError, match=r"`seed`=-1 must be >= 0"):
+        lm.random_directions(torch.nn.Linear(2, 2), 1, seed=-1)

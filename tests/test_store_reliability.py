@@ -611,8 +611,7 @@ def test_scan_records_the_probe_at_the_centre(tmp_path):
     run(path)
     with Store.open(path) as store:
         probe = store.probe
-    if probe is None:
-        pytest.skip("the scan does not pass a probe yet")
+    assert probe is not None, "the scan recorded no probe"
     m, data, _ = setup()
     X, y = data["train"]
     with torch.no_grad():

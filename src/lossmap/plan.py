@@ -16,6 +16,7 @@ import os
 import sys
 import time
 import warnings
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,12 +118,11 @@ class Plan:
         with self.backend.guard(self.model):
             evaluator = self.evaluator()
             probe = self.backend.probe(self, evaluator)
-            t0, saved = time.perf_counter(), dict(evaluator.timings)
+            t0, stages = time.perf_counter(), dict(evaluator.timings)
             # A resumed store keeps the floor measured when it was made: not again.
             resuming = store is not None and is_store(store)
             roundoff = None if resuming else self.backend.roundoff(self, evaluator)
-            evaluator.timings.clear()  # the measurement is not part of the scan's stages
-            evaluator.timings.update(saved)
+            evaluator.timings = defaultdict(float, stages)  # the floor is no stage of the scan
             t_roundoff = time.perf_counter() - t0
             t0 = time.perf_counter()
             try:
@@ -229,6 +229,7 @@ def _check_options(options: dict[str, Any]) -> ScanOptions:
                       "after another)", DeprecationWarning, stacklevel=4)
         options = {**options, "strategy": "loop"}
     opts = ScanOptions(**options)
+    opts = dataclasses.replace(opts, autocast=_check_autocast(opts.autocast))
     check_strategy(opts.strategy)
     if opts.bn not in BN_MODES:
         raise InputError(f"bn={opts.bn!r} must be 'eval' (stored running statistics) or "
@@ -236,7 +237,7 @@ def _check_options(options: dict[str, Any]) -> ScanOptions:
     bs = opts.batch_size
     if bs is not None and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
         raise InputError(f"batch_size={bs!r} must be a positive integer or None")
-    return ScanOptions(**{**options, "autocast": _check_autocast(opts.autocast)})
+    return opts
 
 
 def _check_autocast(autocast: Any) -> str | None:

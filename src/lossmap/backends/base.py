@@ -3,7 +3,7 @@
 The core (:mod:`lossmap.plan`, :mod:`lossmap.scan`, the direction builders)
 speaks to a model only through a :class:`Backend`, found at run time by
 :func:`lossmap.backends.registry.find_backend`; it never imports a backend's
-module. A backend does four things:
+module. A backend does five things:
 
 1. **Weights.** :meth:`Backend.state` turns a model (and an optional centre) into
    ``(params, buffers)``: CPU ``torch.Tensor`` dicts keyed by the names the

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from .. import params as P
 from ..evaluate.checks import check_on_sample
 from ..evaluate.evaluator import Evaluator
 from ..evaluate.metrics import accuracy
+from ..evaluate.plain import as_float64, plain_values
 from ..evaluate.restore import preserved
 from .base import PROBE_SAMPLES, Backend, Plan, ScanOptions
 
@@ -72,15 +74,13 @@ class TorchBackend(Backend):
 
     @torch.no_grad()
     def probe(self, plan: Plan, evaluator: Evaluator) -> dict[str, float]:
-        device = P.resolve_device(plan.model, plan.options.device)
-        state = {k: v.to(device) for k, v in {**plan.params, **plan.buffers}.items()}
-        out = {}
-        for s in plan.splits:
-            X, y = s.X[:PROBE_SAMPLES].to(device), s.y[:PROBE_SAMPLES].to(device)
-            outputs = functional_call(plan.model, state, (X,))
-            for name, fn in plan.metrics.items():
-                out[f"{s.name}_{name}"] = float(torch.as_tensor(fn(outputs, y)).double().mean())
-        return out
+        values = plain_values(
+            plan.model, plan.metrics, {**plan.params, **plan.buffers}, plan.directions,
+            plan.splits, np.zeros((1, len(plan.directions))),
+            P.resolve_device(plan.model, plan.options.device), PROBE_SAMPLES,
+            float64=False, first=PROBE_SAMPLES,
+        )[0]
+        return dict(zip(evaluator.variables, values.tolist(), strict=True))
 
     def roundoff(self, plan: Plan, evaluator: Evaluator) -> dict[str, float] | None:
         """Measured against float64 at the centre-most point and the grid's corners.
@@ -98,15 +98,13 @@ class TorchBackend(Backend):
         device = P.resolve_device(plan.model, plan.options.device)
         dtype = next(iter(plan.params.values())).dtype
         recal = None
-        if plan.bn_data is not None:  # bn="recompute": the reference re-estimates them too
-            from ..evaluate.batchnorm import Recalibration
-
-            recal = Recalibration(plan.model, plan.bn_data, device, evaluator.batch_size)
-            recal.batches = [R._f64(x) for x in recal.batches]
+        if evaluator.bn is not None:  # bn="recompute": the reference re-estimates them too,
+            recal = copy.copy(evaluator.bn)  # from the same batches as the scan, in float64
+            recal.batches = [as_float64(x) for x in evaluator.bn.batches]
 
         def reference(points):
-            return R.reference_values(
-                plan.model, plan.metrics, {**plan.params, **plan.buffers}, plan.directions,
+            return plain_values(
+                plan.model, plan.metrics, state, plan.directions,
                 plan.splits, points, device, evaluator.batch_size,
                 reverse=dtype == torch.float64, recalibrate=recal)
 

@@ -139,7 +139,10 @@ def load_loss(text: str, *, model: Any = None) -> Any:
                 f"({type(exc).__name__}: {exc}); name a function or an instance"
             ) from None
     if not callable(loss_fn):
-        raise InputTypeError(f"--loss {text!r} is not callable")
+        raise InputTypeError(
+            f"--loss {text!r} is a {type(loss_fn).__name__}, not a function or a loss class: "
+            "name one as MODULE:NAME (e.g. torch.nn:L1Loss), or use cross_entropy or mse"
+        )
     return loss_fn
 
 

@@ -333,10 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lossmap {args.command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            f"lossmap {args.command}: interrupted; finished points are kept in the store",
-            file=sys.stderr,
-        )
+        kept = "; finished points are kept in the store" if args.command == "scan" else ""
+        print(f"lossmap {args.command}: interrupted{kept}", file=sys.stderr)
         return 130
 
 

@@ -166,8 +166,6 @@ def build_model(
     from .entry import call_loaded, load_entry
 
     factory = load_entry(name, what="--model")
-    if not callable(factory):
-        raise InputTypeError(f"--model {name!r} is a {type(factory).__name__}, not a function")
     kwargs = {} if dropout is None else {"dropout": dropout}
     with seeded_rng(seed):
         model = call_loaded(factory, name, what="--model", **kwargs)

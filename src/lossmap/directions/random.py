@@ -21,6 +21,7 @@ import torch
 from .. import params as P
 from ..backends.registry import find_backend
 from ..errors import InputError, InputTypeError
+from ..seeding import check_seed
 from .direction import Direction
 
 NORMS = ("filter", "layer", "model", "none")
@@ -136,8 +137,7 @@ def random_directions(
         raise InputError(f"n={n!r} must be an integer >= 1 (number of directions)")
     check_norm(norm)
     ignore = check_ignore(ignore)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise InputTypeError(f"seed={seed!r} must be an integer")
+    seed = check_seed(seed)
     backend = find_backend(model_or_state)
     if backend is not None:  # a model: its backend names its weights and filter axis
         centre = backend.state(model_or_state)[0]

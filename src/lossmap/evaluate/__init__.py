@@ -4,6 +4,8 @@
 * :mod:`.metrics` — the built-in accuracy; the network and its metrics as one module.
 * :mod:`.checks` — the model and metrics run on a few samples first; failures named.
 * :mod:`.sizing` — the batch size, fitted to the cache.
+* :mod:`.plain` — plain evaluation at a few points: the reference (probe, round-off).
+* :mod:`.roundoff` — the scan's round-off floor, measured against float64.
 * :mod:`.firstlayer` — exact reuse of the first layer's output on the raw input.
 * :mod:`.batchnorm` — ``bn="recompute"``: running statistics re-estimated per point.
 * :mod:`.restore` — the user's model restored bit-identically, whatever happens.

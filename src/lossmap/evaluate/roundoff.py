@@ -37,15 +37,11 @@ the floor is not measured (the 50M-parameter memory benchmark stays as it was).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-from torch.func import functional_call
-
-from ..data.splits import Split
 
 #: Points at which the floor is measured, at most.
 MAX_POINTS = 5
@@ -82,79 +78,6 @@ def floor_points(coords: Sequence[np.ndarray]) -> np.ndarray:
         if p not in out:
             out.append(tuple(float(x) for x in p))
     return np.asarray(out[:MAX_POINTS], dtype=np.float64)
-
-
-def _f64(t: torch.Tensor) -> torch.Tensor:
-    return t.double() if t.is_floating_point() else t
-
-
-@torch.no_grad()
-def reference_values(
-    model: nn.Module,
-    metrics: Mapping[str, Callable],
-    state: Mapping[str, torch.Tensor],
-    directions: Sequence[Mapping[str, torch.Tensor]],
-    splits: Sequence[Split],
-    points: np.ndarray,
-    device: torch.device,
-    batch_size: int,
-    *,
-    reverse: bool = False,
-    recalibrate: Callable | None = None,
-) -> np.ndarray:
-    """The metrics of every split at each point, evaluated plainly in float64.
-
-    Parameters
-    ----------
-    model : nn.Module
-        Run through ``functional_call`` (its own tensors are never touched).
-    metrics : dict of str to callable
-        ``f(outputs, targets)`` returning the batch mean.
-    state : dict of str to Tensor
-        Every parameter and buffer of the centre.
-    directions : sequence of mappings
-        The scan's directions, keyed by tensor name.
-    splits : sequence of Split
-    points : ndarray, shape (K, ndim)
-    device : torch.device
-    batch_size : int
-        Samples per forward pass.
-    reverse : bool, default False
-        Take the samples of each split in reversed order.
-    recalibrate : callable, optional
-        ``(model, state) -> state`` re-estimating BatchNorm statistics at each
-        point (``bn="recompute"``), run on float64 data.
-
-    Returns
-    -------
-    ndarray, shape (K, n_splits · n_metrics), float64
-        Columns in the order of :attr:`Evaluator.variables` (split-major).
-    """
-    centre = {k: _f64(v.to(device)) for k, v in state.items()}
-    dirs = [{k: _f64(d[k].to(device)) for k in d if k in centre} for d in directions]
-    rows = []
-    with torch.autocast(device.type, enabled=False):
-        for point in np.asarray(points, dtype=np.float64):
-            at = dict(centre)
-            for a, d in zip(point.tolist(), dirs, strict=True):
-                for k, v in d.items():
-                    if a != 0.0 and at[k].is_floating_point():
-                        at[k] = at[k] + a * v
-            if recalibrate is not None:
-                at = recalibrate(model, at)
-            row = []
-            for s in splits:
-                X, y = (s.X.flip(0), s.y.flip(0)) if reverse else (s.X, s.y)
-                sums = torch.zeros(len(metrics), dtype=torch.float64, device=device)
-                for xb, yb in zip(X.split(batch_size), y.split(batch_size), strict=True):
-                    xb, yb = _f64(xb.to(device)), _f64(yb.to(device))
-                    outputs = functional_call(model, at, (xb,))
-                    for j, fn in enumerate(metrics.values()):
-                        value = torch.as_tensor(fn(outputs, yb), device=device)
-                        sums[j] += value.to(torch.float64).reshape(()) * len(yb)
-                row += (sums / s.n).tolist()
-            rows.append(row)
-    return np.asarray(rows, dtype=np.float64)
 
 
 def measure_floor(evaluator: Any, reference: Callable[[np.ndarray], np.ndarray],

@@ -38,7 +38,7 @@ from flax import linen as nn
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..train.files import _check_out, _clear_run
+from ..train.files import _check_out, _clear_run, _write_atomic
 from ..train.result import HISTORY_KEYS, TrainResult
 from .convert import flatten_variables, unflatten_variables
 
@@ -68,9 +68,7 @@ def save_variables(variables: Mapping[str, Any], path: str | os.PathLike[str],
     """
     path = Path(path)
     flat = {n: np.ascontiguousarray(np.asarray(a)) for n, a in flatten_variables(variables).items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(flat, str(tmp), metadata=dict(metadata or {}))
-    os.replace(tmp, path)
+    _write_atomic(path, lambda tmp: save_file(flat, tmp, metadata=dict(metadata or {})))
     return path
 
 
@@ -91,9 +89,8 @@ def _arrays(data: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False, default=str))
-    os.replace(tmp, path)
+    text = json.dumps(obj, indent=2, allow_nan=False, default=str)
+    _write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _json_safe(values: list) -> list:

@@ -24,8 +24,8 @@ from .checks import LossFn
 #: The files a run writes at the top of its folder; ``checkpoints/`` holds the rest.
 RUN_FILES = ("train.json", "history.json", "theta0.safetensors", "theta_hat.safetensors")
 _CHECKPOINT = re.compile(r"epoch_\d+\.safetensors")
-# A temporary name of an atomic write cut short: ".train.json.tmp123" (torch), "x.tmp" (JAX).
-_LEFTOVER = re.compile(r"\.?(?P<name>.+)\.tmp\d*")
+# The temporary name of an atomic write cut short (:func:`_write_atomic`): ".train.json.tmp123".
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.tmp\d+")
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

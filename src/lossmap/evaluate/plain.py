@@ -1,0 +1,107 @@
+"""Plain evaluation at a few points: ``functional_call`` batch by batch, nothing clever.
+
+The reference that faster paths are checked against: no first-layer reuse, no
+autocast, no vmap, batch means weighted by batch size and summed in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from ..data.splits import Split
+
+
+def as_float64(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float64 if it is floating point, else ``t`` (labels stay integers)."""
+    return t.double() if t.is_floating_point() else t
+
+
+@torch.no_grad()
+def plain_values(
+    model: nn.Module,
+    metrics: Mapping[str, Callable],
+    state: Mapping[str, torch.Tensor],
+    directions: Sequence[Mapping[str, torch.Tensor]],
+    splits: Sequence[Split],
+    points: np.ndarray,
+    device: torch.device,
+    batch_size: int,
+    *,
+    float64: bool = True,
+    first: int | None = None,
+    reverse: bool = False,
+    recalibrate: Callable | None = None,
+) -> np.ndarray:
+    """The metrics of every split at each point, evaluated plainly (float64 by default).
+
+    No first-layer reuse, no autocast, no vmap: the reference the scan's own
+    evaluator is measured against (:mod:`lossmap.evaluate.roundoff`), and the
+    probe a store records (:meth:`lossmap.backends.torch.TorchBackend.probe`).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Run through ``functional_call`` (its own tensors are never touched).
+    metrics : dict of str to callable
+        ``f(outputs, targets)`` returning the batch mean.
+    state : dict of str to Tensor
+        Every parameter and buffer of the centre.
+    directions : sequence of mappings
+        The scan's directions, keyed by tensor name.
+    splits : sequence of Split
+    points : ndarray, shape (K, ndim)
+    device : torch.device
+    batch_size : int
+        Samples per forward pass.
+    float64 : bool, default True
+        Cast the state, directions and floating-point data to float64; False
+        keeps their own dtype.
+    first : int, optional
+        Evaluate only the first ``first`` samples of each split.
+    reverse : bool, default False
+        Take the samples of each split in reversed order.
+    recalibrate : callable, optional
+        ``(model, state) -> state`` re-estimating BatchNorm statistics at each
+        point (``bn="recompute"``), run on float64 data.
+
+    Returns
+    -------
+    ndarray, shape (K, n_splits · n_metrics), float64
+        Columns in the order of :attr:`Evaluator.variables` (split-major).
+    """
+    cast = as_float64 if float64 else (lambda t: t)
+    centre = {k: cast(v.to(device)) for k, v in state.items()}
+    dirs = [{k: cast(d[k].to(device)).to(centre[k].dtype) for k in d if k in centre}
+            for d in directions]
+    batches = []  # each split's batches on the device, cast once for every point
+    for s in splits:
+        X, y = (s.X[:first], s.y[:first]) if first else (s.X, s.y)
+        X, y = (X.flip(0), y.flip(0)) if reverse else (X, y)
+        batches.append([(cast(xb.to(device)), cast(yb.to(device)))
+                        for xb, yb in zip(X.split(batch_size), y.split(batch_size), strict=True)])
+    rows = []
+    with torch.autocast(device.type, enabled=False):
+        for point in np.asarray(points, dtype=np.float64):
+            at = dict(centre)
+            for a, d in zip(point.tolist(), dirs, strict=True):
+                for k, v in d.items():
+                    if a != 0.0 and at[k].is_floating_point():
+                        at[k] = at[k] + a * v
+            if recalibrate is not None:
+                at = recalibrate(model, at)
+            row = []
+            for split in batches:
+                sums = torch.zeros(len(metrics), dtype=torch.float64, device=device)
+                for xb, yb in split:
+                    outputs = functional_call(model, at, (xb,))
+                    for j, fn in enumerate(metrics.values()):
+                        value = torch.as_tensor(fn(outputs, yb), device=device)
+                        sums[j] += value.to(torch.float64).reshape(()) * len(yb)
+                row += (sums / sum(len(yb) for _, yb in split)).tolist()
+            rows.append(row)
+    return np.asarray(rows, dtype=np.float64)
