@@ -77,17 +77,17 @@ def test_a_spec_stored_before_autocast_existed_reads_as_full_precision():
 def test_the_reused_first_layer_stays_full_precision_under_vmap(monkeypatch):
     """The combination Y_c + a·Y_1 + b·Y_2 is a matrix product on the vmap path,
     which autocast would run in bf16: it must stay float32, as on the loop path."""
-    from lossmap.evaluate import evaluator as evaluate
+    from lossmap.evaluate import firstlayer
 
     seen = []
-    original = evaluate._combine_many
+    original = firstlayer.combine_many
 
     def spy(Ys, A):
         out = original(Ys, A)
         seen.append(out.dtype)
         return out
 
-    monkeypatch.setattr(evaluate, "_combine_many", spy)
+    monkeypatch.setattr(firstlayer, "combine_many", spy)
     m, data, dirs = setup()
     lm.scan(m, nn.CrossEntropyLoss(), data=data, directions=dirs, autocast="bfloat16",
             strategy="vmap", **KW)

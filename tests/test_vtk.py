@@ -69,17 +69,22 @@ def floor_of(values: np.ndarray) -> float:
     return 0.0 if low is None else low
 
 
+def arrays(surf: Surface) -> dict[str, np.ndarray]:
+    """Every variable, then each one's standard error (``<name>_se``) where it was measured."""
+    return {**surf.values, **{f"{n}_se": e for n, e in (surf.errors or {}).items()}}
+
+
 def expected_plane(surf: Surface, height: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Points and point data of a plane, VTK's point k = i + n_alpha * j, built by a loop."""
     alpha, beta = surf.coords["alpha"], surf.coords["beta"]
     floor = floor_of(surf[height])
-    points, data = [], {name: [] for name in [*surf.values, "done"]}
+    points, data = [], {name: [] for name in [*arrays(surf), "done"]}
     for j in range(beta.size):
         for i in range(alpha.size):
             h = surf[height][i, j]
             points.append((alpha[i], beta[j], h if np.isfinite(h) else floor))
-            for name in surf.values:
-                data[name].append(surf[name][i, j])
+            for name, v in arrays(surf).items():
+                data[name].append(v[i, j])
             data["done"].append(int(surf.done[i, j]))
     return np.array(points), {k: np.array(v) for k, v in data.items()}
 
@@ -87,12 +92,12 @@ def expected_plane(surf: Surface, height: str) -> tuple[np.ndarray, dict[str, np
 def expected_line(surf: Surface, height: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     alpha = surf.coords["alpha"]
     floor = floor_of(surf[height])
-    points, data = [], {name: [] for name in [*surf.values, "done"]}
+    points, data = [], {name: [] for name in [*arrays(surf), "done"]}
     for i in range(alpha.size):
         h = surf[height][i]
         points.append((alpha[i], h if np.isfinite(h) else floor, 0.0))
-        for name in surf.values:
-            data[name].append(surf[name][i])
+        for name, v in arrays(surf).items():
+            data[name].append(v[i])
         data["done"].append(int(surf.done[i]))
     return np.array(points), {k: np.array(v) for k, v in data.items()}
 
@@ -111,7 +116,9 @@ def assert_file_holds(path: Path, surf: Surface, height: str) -> dict:
         np.testing.assert_array_equal(offsets, [0, surf.spec.shape[0]])
     assert got["points"].dtype == np.float64
     np.testing.assert_array_equal(got["points"], points)  # exact: float64 both ways
-    assert list(got["data"]) == [height, *(n for n in surf.values if n != height), "done"]
+    names = [height, *(n for n in surf.values if n != height)]
+    errors = surf.errors or {}
+    assert list(got["data"]) == [*names, *(f"{n}_se" for n in names if n in errors), "done"]
     assert got["scalars"] == height  # ParaView colours by the height on opening
     for name, want in data.items():
         assert got["data"][name].dtype == (np.uint8 if name == "done" else np.float64), name

@@ -29,6 +29,7 @@ from .backends.registry import backend_for
 from .data.splits import Split, as_splits
 from .directions.direction import Direction, as_direction
 from .errors import InputError, InputTypeError
+from .pathscan import coefficients, resolve_path
 from .spec import AUTOCAST, ScanSpec, check_axis, check_grid_size, check_name
 from .surface import Surface
 
@@ -78,6 +79,8 @@ class Plan:
     options : ScanOptions
     bn_data : Split, optional
         The samples BatchNorm statistics are re-estimated from (``bn="recompute"``).
+    path : Curve, optional
+        A scan along it: the grid is in t, :meth:`coefficients` maps it (lossmap.pathscan).
     """
 
     backend: Backend
@@ -92,6 +95,11 @@ class Plan:
     buffers: dict[str, torch.Tensor]
     options: ScanOptions = field(default_factory=ScanOptions)
     bn_data: Split | None = None
+    path: Any = None  # the Curve of a path scan (lossmap.pathscan), else None
+
+    def coefficients(self, points: Any) -> Any:
+        """The directions' coefficients at grid points: the points, or along a path basis(t)[1:]."""
+        return points if self.path is None else coefficients(self.path, points)
 
     def run(
         self,
@@ -122,17 +130,26 @@ class Plan:
             # A resumed store keeps the floor measured when it was made: not again.
             resuming = store is not None and is_store(store)
             roundoff = None if resuming else self.backend.roundoff(self, evaluator)
+            measured = None if resuming else self._measured()
             evaluator.timings = defaultdict(float, stages)  # the floor is no stage of the scan
             t_roundoff = time.perf_counter() - t0
             t0 = time.perf_counter()
             try:
                 surface = run(self.spec, self.fingerprints, self.directions, evaluator, store,
-                              progress, {**own, **(meta or {})}, probe=probe, roundoff=roundoff)
+                              progress, {**own, **(meta or {})}, probe=probe, roundoff=roundoff,
+                              to_coef=None if self.path is None else self.coefficients,
+                              measured=measured)
             finally:
                 if profile:
                     print(format_profile(evaluator, time.perf_counter() - t0), file=sys.stderr)
         prof = {**profile_of(evaluator, time.perf_counter() - t0), "roundoff_seconds": t_roundoff}
         return dataclasses.replace(surface, profile=prof)
+
+    def _measured(self) -> dict:
+        """Samples per split, and the per-sample slopes at the centre where the backend has them."""
+        slopes = getattr(self.backend, "centre_slopes", None)
+        return {"samples": {s.name: s.n for s in self.splits},
+                "slopes": slopes(self) if slopes is not None else None}
 
     def evaluator(self) -> Evaluator:
         """A new evaluator of this plan (use inside ``plan.backend.guard(plan.model)``)."""
@@ -144,7 +161,7 @@ def plan_scan(
     loss_fn: Callable,
     *,
     data: Mapping[str, Any],
-    directions: Any,
+    directions: Any = None,
     grid: Any,
     centre: Any = None,
     metrics: Any = DEFAULT_METRICS,
@@ -152,6 +169,7 @@ def plan_scan(
     seed: int = 0,
     bn_samples: int = 1024,
     bn_split: str | None = None,
+    path: Any = None,
     **options: Any,
 ) -> Plan:
     """Check and resolve the arguments of :func:`lossmap.scan` into a :class:`Plan`.
@@ -181,9 +199,12 @@ def plan_scan(
             f"loss_fn is a {type(loss_fn).__name__}; pass a callable "
             "loss_fn(outputs, targets), e.g. torch.nn.CrossEntropyLoss()"
         )
+    # along a Curve (path=): the centre θ0, the directions θj − θ0, the grid in t
+    curve, centre, directions, record = resolve_path(path, model, backend.name,
+                                                     directions=directions, centre=centre)
     params, buffers = backend.state(model, centre)
-    dirs = _resolve_directions(directions, params, buffers)
-    axes = _axes(grid, len(dirs))
+    dirs = _resolve_directions(directions, params, buffers, any_number=curve is not None)
+    axes = _axes(grid, 1 if curve is not None else len(dirs))
     _check_samples(samples)
     data = backend.convert_data(data)
     splits = as_splits(data, samples=samples, seed=seed)
@@ -204,6 +225,7 @@ def plan_scan(
         bn=opts.bn,
         bn_split=bn_data.name if bn_data is not None else None,
         bn_samples=bn_data.n if bn_data is not None else None,
+        path=record,
     )
     fps = {
         "centre": P.fingerprint({**params, **buffers}),
@@ -212,7 +234,7 @@ def plan_scan(
         **({"bn_data": bn_data.fingerprint()} if bn_data is not None else {}),
     }
     return Plan(backend, model, loss_fn, spec, fps, dirs, splits, mfns, params, buffers, opts,
-                bn_data)
+                bn_data, curve)
 
 
 # -- checks ------------------------------------------------------------------------------
@@ -289,7 +311,8 @@ def _bn_data(bn: str, data: Mapping, bn_split: str | None, bn_samples: Any,
     return as_splits({bn_split: (full.X, full.y)}, samples=min(bn_samples, full.n), seed=seed)[0]
 
 
-def _resolve_directions(directions: Any, params: dict, buffers: dict) -> list[Direction]:
+def _resolve_directions(directions: Any, params: dict, buffers: dict, *,
+                        any_number: bool = False) -> list[Direction]:
     if isinstance(directions, (Direction, Mapping)):
         directions = [directions]
     if not isinstance(directions, Sequence) or isinstance(directions, str):
@@ -297,12 +320,13 @@ def _resolve_directions(directions: Any, params: dict, buffers: dict) -> list[Di
             f"directions is a {type(directions).__name__}; pass a Direction or a list of "
             "1 (line) or 2 (plane) Directions"
         )
-    if len(directions) not in (1, 2):
+    if len(directions) not in (1, 2) and not any_number:  # a path has one per control point
         raise InputError(f"{len(directions)} directions given: pass 1 (a line) or 2 (a plane)")
     out = []
     for i, d in enumerate(directions):
         d = as_direction(d, name=f"direction {i}")
-        P.check_same_layout(params, d, what=f"direction {i}", allow_extra=buffers)
+        P.check_same_layout(params, d, what=f"direction {i}", allow_extra=buffers,  # subsets:
+                            allow_missing="params" in d.meta and len(d) > 0)  # meta["params"]
         for k in d:
             if k in buffers and buffers[k].shape != d[k].shape:
                 raise InputError(

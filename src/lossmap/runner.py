@@ -33,15 +33,20 @@ MAX_ROUND = 4096  # points per rank and round, at most
 
 def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: bool,
         extra_meta: dict | None, *, probe: dict[str, float] | None = None,
-        roundoff: dict[str, float] | None = None) -> Surface:
+        roundoff: dict[str, float] | None = None, to_coef=None,
+        measured: dict | None = None) -> Surface:
     """Run every point of ``spec`` not yet in the store; return the Surface.
 
     ``probe`` (the values at the centre on a fixed small sample) is recorded by a
     new store and compared by a resumed one, which refuses another computation.
     ``roundoff`` (the measured round-off floor per variable) is recorded by a new
     store and given to an in-memory Surface; a Surface read back from a store
-    has the store's.
+    has the store's. ``to_coef`` maps grid points (K, ndim) to the evaluator's
+    coefficients (a path scan: t → ``basis(t)[1:]``); None: the points themselves.
+    ``measured`` (``samples`` and ``slopes``) is recorded like ``roundoff``. Where
+    the evaluator gives standard errors they are stored beside the values.
     """
+    errors = bool(getattr(evaluator, "errors", False))
     grp = distributed.group(evaluator.device)
     writer = grp is None or grp.is_writer
     order = progressive_order(spec.shape, spec.centre_index())
@@ -52,7 +57,7 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
     if writer and store_path is not None:
         try:
             store = Store.create_or_resume(store_path, spec, fps, dirs, extra_meta, probe=probe,
-                                           roundoff=roundoff)
+                                           roundoff=roundoff, measured=measured)
             status = ("ok", sorted(store.done()))
         except LossmapError as exc:
             status = ("error", exc)
@@ -79,7 +84,11 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
                 own: list[tuple] = []
                 for i in range(0, len(mine), evaluator.chunk):  # within the memory bound
                     sub = mine[i : i + evaluator.chunk]
-                    vals = evaluator.evaluate(coords[sub])
+                    at = coords[sub] if to_coef is None else to_coef(coords[sub])
+                    if errors:  # values, then their standard errors
+                        vals = np.concatenate(evaluator.evaluate(at, errors=True), axis=1)
+                    else:
+                        vals = evaluator.evaluate(at)
                     own += [(int(j), coords[j], v, 0.0) for j, v in zip(sub, vals, strict=True)]
                     if writer:  # kept by the finally clause if the round is interrupted
                         pending = own
@@ -122,13 +131,19 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
     if writer:
         if store_path is None:
             surf = from_rows(spec, mem_idx, mem_rows, fingerprints=fps,
-                             meta=dict(extra_meta or {}), roundoff=roundoff)
+                             meta=dict(extra_meta or {}), roundoff=roundoff,
+                             **_measured(measured))
         else:
             surf = load(store_path)
     if grp is not None:
         surf = grp.broadcast(surf)
     _warn_diverged(surf)
     return surf
+
+
+def _measured(measured: dict | None) -> dict:
+    """``samples`` and ``slopes`` for an in-memory Surface."""
+    return {k: (measured or {}).get(k) for k in ("samples", "slopes")}
 
 
 def format_profile(evaluator: Evaluator, total: float) -> str:

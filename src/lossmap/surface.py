@@ -48,6 +48,20 @@ class Surface:
         None where it was not measured (a store of lossmap 0.1, the JAX
         backend, a Surface built by hand): the verdicts then assume round-off
         from the dtype's eps, and say so.
+    errors : dict of str to ndarray or None
+        The standard error of the mean at every point, per variable (same
+        shape as ``values``): the sample standard deviation of the per-sample
+        values over √n. Present for metrics that yield per-sample values (torch
+        losses with a ``reduction``, lossmap's built-in losses and accuracy, a
+        metric returning one value per sample); a variable without them is
+        absent, a point not computed is NaN. None where nothing was measured.
+    slopes : dict of str to list of dict, or None
+        Per variable, per direction: the directional derivative at the centre
+        from the per-sample directional slopes, ``{"slope", "se", "n"}``
+        (:mod:`lossmap.evaluate.slopes`). None where not measured.
+    samples : dict of str to int or None
+        The number of samples (or tokens, for a token metric) behind each
+        split's values, which ``errors`` are computed from.
     """
 
     spec: ScanSpec
@@ -58,6 +72,10 @@ class Surface:
     meta: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     roundoff: dict[str, float] | None = field(default=None, compare=False, repr=False)
+    errors: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
+    slopes: dict[str, list[dict[str, float]]] | None = field(default=None, compare=False,
+                                                             repr=False)
+    samples: dict[str, int] | None = field(default=None, compare=False, repr=False)
 
     # -- shape -------------------------------------------------------------
     @property
@@ -74,6 +92,11 @@ class Surface:
     def complete(self) -> bool:
         """Whether every grid point is finished."""
         return bool(self.done.all())
+
+    def se(self, variable: str) -> np.ndarray | None:
+        """The standard error of ``variable`` at every point, or None where not measured."""
+        self[variable]  # an unknown name is a KeyError naming the variables there are
+        return None if self.errors is None else self.errors.get(variable)
 
     def __getitem__(self, variable: str) -> np.ndarray:
         try:
@@ -120,9 +143,17 @@ class Surface:
         state = "complete" if self.complete else f"{s['done']}/{s['points']} points"
         extra = f", {s['diverged']} diverged" if s["diverged"] else ""
         return (
-            f"Surface({'line' if len(self.dims) == 1 else 'plane'} {grid}, {state}{extra}, "
+            f"Surface({self._kind()} {grid}, {state}{extra}, "
             f"variables={list(self.values)})"
         )
+
+    def _kind(self) -> str:
+        """``"line"``, ``"plane"``, or along a path ``"path (bezier, 1 bend)"``."""
+        if self.spec.path is not None:
+            from .pathspec import path_text
+
+            return f"path ({path_text(self.spec.path)})"
+        return "line" if len(self.dims) == 1 else "plane"
 
     def _repr_html_(self) -> str:
         """An HTML summary for Jupyter: the spec, progress, centre and minimum, a small picture.
@@ -214,18 +245,21 @@ class Surface:
             values[name] = filled
         meta = {**self.meta, "partial": {"done": int(self.done.sum()), "points": self.done.size}}
         return Surface(self.spec, values, self.done, self.fingerprints, self.path, meta,
-                       roundoff=self.roundoff)
+                       roundoff=self.roundoff, errors=self.errors, slopes=self.slopes,
+                       samples=self.samples)
 
     # -- export --------------------------------------------------------------
     def to_xarray(self):
         """An ``xarray.Dataset`` with dims ``alpha`` [, ``beta``], one variable per metric.
 
         ``attrs`` carry the spec (JSON), the fingerprints and the store path;
-        a boolean variable ``done`` marks finished points.
+        a boolean variable ``done`` marks finished points; a variable's standard
+        errors, where measured, are the variable ``<name>_se``.
         """
         import xarray as xr
 
         data = {name: (self.dims, v) for name, v in self.values.items()}
+        data.update({f"{name}_se": (self.dims, v) for name, v in (self.errors or {}).items()})
         data["done"] = (self.dims, self.done)
         attrs = {"spec": self.spec.to_json(), "lossmap_store": self.path or ""}
         attrs.update({f"fingerprint_{k}": v for k, v in self.fingerprints.items()})
@@ -269,14 +303,24 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def from_rows(spec: ScanSpec, idx: list[int], rows: list[list[float]], **kw: Any) -> Surface:
-    """Assemble a Surface from flat indices and value rows (in ``spec.variables`` order)."""
+    """Assemble a Surface from flat indices and value rows (in ``spec.variables`` order).
+
+    Rows twice as long hold each variable's standard error after the values:
+    they become ``Surface.errors`` (variables whose errors are all NaN are left out).
+    """
     size = math.prod(spec.shape)
-    flat = np.full((len(spec.variables), size), np.nan)
+    nv = len(spec.variables)
+    width = len(rows[0]) if rows else nv
+    flat = np.full((width, size), np.nan)
     done = np.zeros(size, dtype=bool)
     if idx:
         flat[:, idx] = np.asarray(rows, dtype=np.float64).T
         done[idx] = True
     values = {v: flat[i].reshape(spec.shape) for i, v in enumerate(spec.variables)}
+    if width == 2 * nv and kw.get("errors") is None:
+        errors = {v: flat[nv + i].reshape(spec.shape) for i, v in enumerate(spec.variables)
+                  if np.isfinite(flat[nv + i]).any()}
+        kw["errors"] = errors or None
     return Surface(spec, values, done.reshape(spec.shape), **kw)
 
 
@@ -301,7 +345,7 @@ def load(path: str | os.PathLike) -> Surface:
 
         return Surface(**read_surface(path))
     with Store.open(path) as store:
-        idx, rows = store.rows()
+        idx, rows = store.rows(errors=True)
         return from_rows(
             store.spec,
             idx,
@@ -310,4 +354,6 @@ def load(path: str | os.PathLike) -> Surface:
             path=str(path),
             meta=store.annotations(),
             roundoff=store.roundoff,
+            samples=store.samples,
+            slopes=store.slopes,
         )

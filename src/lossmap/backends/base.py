@@ -72,8 +72,13 @@ class Evaluator(Protocol):
     def reuses_first_layer(self) -> bool:
         """Whether exact first-layer reuse is active."""
 
-    def evaluate(self, points: np.ndarray) -> np.ndarray:
-        """Values (K, len(variables)) float64 at K points (K, ndim)."""
+    def evaluate(self, points: np.ndarray, *, errors: bool = False) -> Any:
+        """Values (K, len(variables)) float64 at K points (K, ndim).
+
+        With ``errors=True``: ``(values, standard_errors)``, two such arrays, NaN
+        where a metric has no per-example terms. An evaluator that cannot give
+        errors has ``errors`` False and is never asked for them.
+        """
 
 
 class ScanOptions(Protocol):
@@ -105,6 +110,9 @@ class Plan(Protocol):
     metrics: dict[str, Callable]
     bn_data: Any
     spec: Any
+
+    def coefficients(self, points: Any) -> Any:
+        """The evaluator's coefficients at grid points (a path scan maps t; else the same)."""
 
 
 def profile_of(evaluator: Evaluator, seconds: float | None = None) -> dict[str, Any]:

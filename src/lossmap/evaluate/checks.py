@@ -10,7 +10,7 @@ from torch.func import functional_call
 
 from ..data.splits import Split, check_samples
 from ..errors import InputError
-from .metrics import Metric
+from .metrics import Metric, check_result
 
 
 def check_on_sample(
@@ -51,7 +51,7 @@ def check_on_sample(
                         f"{s.name!r} has targets of dtype {y.dtype}: use metrics=('loss',)"
                     )
                 try:
-                    v = torch.as_tensor(fn(outputs, y))
+                    result = fn(outputs, y)
                 except (RuntimeError, ValueError, TypeError, IndexError) as exc:
                     raise InputError(
                         f"split {s.name!r}: metric {name!r} fails on model outputs of shape "
@@ -59,11 +59,7 @@ def check_on_sample(
                         f"{tuple(y.shape)} ({_first_line(exc)}){_label_range(outputs, y)}: the "
                         "targets do not match the model or the loss"
                     ) from exc
-                if v.numel() != 1:
-                    raise InputError(
-                        f"metric {name!r} returned {v.numel()} values; it must return the batch "
-                        "mean (a scalar), e.g. a loss with reduction='mean'"
-                    )
+                check_result(name, result, len(y))
 
 
 def _label_range(outputs: object, y: torch.Tensor) -> str:

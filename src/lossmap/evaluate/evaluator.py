@@ -37,7 +37,7 @@ from ..data.splits import Split
 from ..errors import InputError
 from . import batchnorm as bn
 from . import firstlayer
-from .metrics import Metered, Metric
+from .metrics import STATS, Metered, Metric, finish
 from .sizing import DEFAULT_BATCH, auto_batch_size
 
 DEVICE_DATA_BUDGET = 2 * 1024**3  # keep split data on an accelerator up to this size
@@ -277,18 +277,28 @@ class Evaluator:
         return functional_call(self.metered, {f"net.{k}": v for k, v in state.items()}, (X, y))
 
     # -- the work ------------------------------------------------------------
+    @property
+    def errors(self) -> bool:
+        """Whether :meth:`evaluate` can give standard errors (per metric, where it has terms)."""
+        return True
+
     @torch.no_grad()
-    def evaluate(self, points: np.ndarray) -> np.ndarray:
-        """Values at each point.
+    def evaluate(self, points: np.ndarray, *, errors: bool = False):
+        """Values at each point (and their standard errors).
 
         Parameters
         ----------
         points : ndarray, shape (K, ndim)
             Coordinates (a, b) of K points.
+        errors : bool, default False
+            Also return the standard error of every value
+            (:func:`lossmap.evaluate.metrics.finish`; NaN for a metric without
+            per-example terms).
 
         Returns
         -------
         ndarray, shape (K, len(variables)), float64
+            Or ``(values, errors)``, two such arrays, with ``errors=True``.
         """
         t = time.perf_counter
         K = len(points)
@@ -304,7 +314,8 @@ class Evaluator:
             states = [self.bn(self.net, st) for st in states]
             self.timings["bn_recompute"] += t() - t0
         nm = len(self.metrics)
-        sums = torch.zeros(K, len(self.batches) * nm, dtype=torch.float64, device=self.device)
+        sums = torch.zeros(K, len(self.batches), nm, STATS, dtype=torch.float64,
+                           device=self.device)
         coef = A.to(self.device)
         for s, batches in enumerate(self.batches):
             for b, (X, y) in enumerate(batches):
@@ -318,18 +329,16 @@ class Evaluator:
                     Ys = self.cache[s][b] if self.cache is not None else self._first_outputs(X, y)
                 self.timings["first_layer"] += t() - t0
                 t0 = t()
-                out = sums[:, s * nm : (s + 1) * nm]
+                out = sums[:, s]
                 with self._precision():
                     if self.vmap:
-                        out += self._vmapped(stacked, X, y, Ys, coef) * len(y)
+                        out += self._vmapped(stacked, X, y, Ys, coef)
                     else:
                         for k in range(K):
-                            out[k] += self._point(states[k], X, y, Ys, coef[k]) * len(y)
+                            out[k] += self._point(states[k], X, y, Ys, coef[k])
                 self.timings["forward"] += t() - t0
-        n = torch.tensor(
-            [n for n in self.n for _ in range(nm)], dtype=torch.float64, device=self.device
-        )
-        return (sums / n).cpu().numpy()
+        values, se = finish(sums.reshape(K, len(self.batches) * nm, STATS).cpu().numpy())
+        return (values, se) if errors else values
 
     def _point(self, state, X, y, Ys, a) -> torch.Tensor:
         """One point's metrics on one batch: compiled when asked, else eager."""
@@ -386,12 +395,6 @@ class Evaluator:
         if Ys is None:
             return vmap(one, in_dims=(0, None))(stacked, None)
         with torch.autocast(self.device.type, enabled=False):  # full precision, as the loop
-            Yk = _combine_many(Ys, coef)
+            Yk = firstlayer.combine_many(Ys, coef)
         return vmap(one)(stacked, Yk)
 
-
-def _combine_many(Ys: tuple[torch.Tensor, ...], A: torch.Tensor) -> torch.Tensor:
-    """Y_c + Σ aᵢ·Yᵢ for K points at once: (K, *Y.shape)."""
-    Y = torch.stack(Ys[1:]).flatten(1)  # (ndim, numel)
-    out = torch.addmm(Ys[0].reshape(1, -1), A.to(Y.dtype), Y)
-    return out.reshape(len(A), *Ys[0].shape)

@@ -327,3 +327,10 @@ def shadow(model: nn.Module, first: FirstLayer) -> tuple[nn.Module, _Given]:
         parent = child
     parent._modules[parts[-1]] = given
     return root, given
+
+
+def combine_many(Ys: tuple[torch.Tensor, ...], A: torch.Tensor) -> torch.Tensor:
+    """Y_c + Σ aᵢ·Yᵢ for K points at once: (K, *Y.shape)."""
+    Y = torch.stack(Ys[1:]).flatten(1)  # (ndim, numel)
+    out = torch.addmm(Ys[0].reshape(1, -1), A.to(Y.dtype), Y)
+    return out.reshape(len(A), *Ys[0].shape)

@@ -1,14 +1,40 @@
-"""Metrics: the built-in accuracy, and the network followed by the metrics as one module."""
+"""Metrics: the built-in accuracy, per-example terms, and the network followed by its metrics.
+
+Every metric's result on a batch is reduced to six float64 sums (:data:`STATS`):
+the total Σt and count Σc of its per-example terms, Σt², Σt·c, Σc² and the
+number of examples. A split's value is Σt / Σc over all its batches; where the
+metric gave per-example terms, the standard error of that value follows from
+the other sums (:func:`finish`). What a metric may return:
+
+* a scalar batch mean: t = mean · rows, c = rows (no per-example terms, no
+  standard error; the split's value is the row-weighted mean, as in 0.1);
+* a 1-D tensor of per-example values: tᵢ = vᵢ, cᵢ = 1;
+* a pair ``(totals, counts)`` of 1-D tensors: per-example totals and counts
+  (token losses summed per sequence and the number of real tokens in it), or
+  of two scalars: the batch's exact total and count (no standard error).
+
+Torch loss modules with a ``reduction`` (``nn.CrossEntropyLoss()``,
+``nn.MSELoss()``, …), their functional forms (``F.cross_entropy``, …) and
+:func:`accuracy` give per-example terms by themselves (:func:`per_example`),
+with the same value as their batch mean.
+"""
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable, Mapping
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-#: ``f(outputs, targets)`` returning the batch mean (a scalar tensor or a float).
-Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | float]
+#: ``f(outputs, targets)`` returning a batch mean, per-example values or ``(totals, counts)``.
+Metric = Callable[[torch.Tensor, torch.Tensor], object]
+
+#: The sums kept per metric, split and point: Σt, Σc, Σt², Σt·c, Σc², examples.
+STATS = 6
 
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -16,18 +42,152 @@ def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (outputs.argmax(dim=-1) == targets).to(outputs.dtype).mean()
 
 
+def _accuracy_terms(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return (outputs.argmax(dim=-1) == targets).to(outputs.dtype).reshape(len(targets), -1).mean(1)
+
+
+_FUNCTIONAL = {F.cross_entropy: nn.CrossEntropyLoss, F.nll_loss: nn.NLLLoss,
+               F.mse_loss: nn.MSELoss, F.l1_loss: nn.L1Loss,
+               F.smooth_l1_loss: nn.SmoothL1Loss, F.huber_loss: nn.HuberLoss,
+               F.binary_cross_entropy: nn.BCELoss,
+               F.binary_cross_entropy_with_logits: nn.BCEWithLogitsLoss}
+
+
+def per_example(fn: Callable) -> Callable | None:
+    """A function giving ``fn``'s per-example ``(totals, counts)`` with the same value, or None.
+
+    For a torch loss module whose ``reduction`` is ``"mean"`` (or ``"batchmean"``)
+    it evaluates a copy with ``reduction="none"``: class losses
+    (``CrossEntropyLoss``, ``NLLLoss``) count each target by its class weight
+    and drop ``ignore_index``, exactly as their mean does; element-wise losses
+    sum each example's elements and count them. :func:`accuracy` gives 1 or 0
+    per sample. Anything else (a user's function, ``reduction="sum"``,
+    ``CTCLoss``) returns None: its own result is used.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> terms = per_example(nn.CrossEntropyLoss())
+    >>> out, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0])
+    >>> t, c = terms(out, y)
+    >>> bool(torch.isclose(t.sum() / c.sum(), nn.CrossEntropyLoss()(out, y)))
+    True
+    >>> per_example(lambda out, y: (out - y).abs().mean()) is None
+    True
+    """
+    if fn is accuracy:
+        return lambda out, y: (_accuracy_terms(out, y), None)
+    if fn in _FUNCTIONAL:
+        fn = _FUNCTIONAL[fn]()
+    if not isinstance(fn, nn.modules.loss._Loss) or isinstance(fn, nn.CTCLoss):
+        return None
+    if fn.reduction == "batchmean" and isinstance(fn, nn.KLDivLoss):
+        none = copy.copy(fn)
+        none.reduction = "none"
+        return lambda out, y: (none(out, y).reshape(len(out), -1).sum(1), None)
+    if fn.reduction != "mean":
+        return None
+    none = copy.copy(fn)
+    none.reduction = "none"
+    if isinstance(fn, (nn.CrossEntropyLoss, nn.NLLLoss)):
+        return lambda out, y: _class_terms(none, fn, out, y)
+    return lambda out, y: _element_terms(none(out, y), len(out))
+
+
+def _element_terms(v: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    v = v.reshape(n, -1)
+    return (v.sum(1), None) if v.shape[1] == 1 else (v.sum(1), torch.full_like(v[:, 0], v.shape[1]))
+
+
+def _class_terms(none: nn.Module, fn: nn.Module, out: torch.Tensor, y: torch.Tensor):
+    """Per-example totals and counts of a class loss: weights and ignored targets as its mean."""
+    v = none(out, y)
+    if y.is_floating_point():  # class probabilities: the mean is over samples
+        return _element_terms(v, len(out))
+    w = torch.ones_like(v) if fn.weight is None else fn.weight.to(v.dtype)[y.clamp(min=0)]
+    w = torch.where(y == fn.ignore_index, torch.zeros_like(w), w)
+    return v.reshape(len(out), -1).sum(1), w.reshape(len(out), -1).sum(1)
+
+
+def batch_stats(result: object, rows: int, device: torch.device) -> torch.Tensor:
+    """A metric's result on a batch of ``rows`` examples as the :data:`STATS` float64 sums."""
+    if isinstance(result, (tuple, list)) and len(result) == 2:
+        t, c = result
+        t = torch.as_tensor(t, device=device).to(torch.float64)
+        if c is None:
+            c = torch.ones_like(t)
+        c = torch.as_tensor(c, device=device).to(torch.float64)
+        if t.dim() == 0:  # the batch's exact total and count
+            nan = torch.full_like(t, math.nan)
+            return torch.stack([t, c, nan, nan, nan, torch.full_like(t, rows)])
+        t, c = t.reshape(-1), c.reshape(-1)
+        return torch.stack([t.sum(), c.sum(), (t * t).sum(), (t * c).sum(), (c * c).sum(),
+                            torch.full_like(t[0], len(t))])
+    v = torch.as_tensor(result, device=device).to(torch.float64)
+    if v.dim() == 1 and len(v) == rows and rows > 1:  # per-example values
+        n = torch.full_like(v[0], rows)
+        s = v.sum()
+        return torch.stack([s, n, (v * v).sum(), s, n, n])
+    v = v.reshape(())  # a batch mean (a one-element mean of shape (1,) is the scalar)
+    n = torch.full_like(v, rows)
+    nan = torch.full_like(v, math.nan)
+    return torch.stack([v * n, n, nan, nan, nan, n])
+
+
+def check_result(name: str, result: object, rows: int) -> None:
+    """Refuse a metric result of a shape :func:`batch_stats` cannot read, saying what it can."""
+    def size(v: object) -> int:
+        return torch.as_tensor(v).numel() if v is not None else rows
+
+    if isinstance(result, (tuple, list)):
+        if len(result) == 2 and {size(result[0]), size(result[1])} <= {1, rows} and (
+            size(result[0]) == size(result[1]) or result[1] is None
+        ):
+            return
+        shapes = [tuple(torch.as_tensor(v).shape) if v is not None else None for v in result]
+    else:
+        n = size(result)
+        if n == 1 or (n == rows and torch.as_tensor(result).dim() == 1):
+            return
+        shapes = tuple(torch.as_tensor(result).shape)
+    from ..errors import InputError
+
+    raise InputError(
+        f"metric {name!r} returned shape {shapes} on a batch of {rows} examples; a metric "
+        "returns the batch mean (a scalar), one value per example (shape (N,)), or a pair "
+        "(totals, counts) of scalars or of shape (N,) each, e.g. a loss with reduction='mean'"
+    )
+
+
+def finish(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values Σt/Σc and their standard errors from summed stats (..., STATS).
+
+    The standard error is the ratio estimator's: with r = Σt/Σc, n examples and
+    c̄ = Σc/n, SE² = Σ(tᵢ − r·cᵢ)² / (n·(n − 1)·c̄²); for cᵢ = 1 it is the sample
+    standard deviation over √n. NaN where the terms were not per example or
+    n < 2.
+    """
+    sums = np.asarray(sums, dtype=np.float64)
+    t, c, tt, tc, cc, n = np.moveaxis(sums, -1, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = t / c
+        ss = np.maximum(tt - 2 * r * tc + r * r * cc, 0.0)
+        se = np.sqrt(ss / (n * (n - 1))) / (c / n)
+    se = np.where(n >= 2, se, np.nan)
+    return r, se
+
+
 class Metered(nn.Module):
-    """The network followed by the metrics: one call evaluates a point."""
+    """The network followed by the metrics: one call gives a batch's stats (M, STATS)."""
 
     def __init__(self, net: nn.Module, metrics: Mapping[str, Metric]):
         super().__init__()
         self.net = net
-        self._metric_fns = list(metrics.values())
+        fns = list(metrics.values())
+        self._metric_fns = [per_example(fn) or fn for fn in fns]
 
     def forward(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         outputs = self.net(X)
-        # reshape(()): a one-element mean of shape (1,) is the scalar it stands for
-        return torch.stack(
-            [torch.as_tensor(fn(outputs, y), device=X.device).to(torch.float64).reshape(())
-             for fn in self._metric_fns]
-        )
+        return torch.stack([batch_stats(fn(outputs, y), len(y), X.device)
+                            for fn in self._metric_fns])

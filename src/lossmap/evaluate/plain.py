@@ -6,6 +6,7 @@ autocast, no vmap, batch means weighted by batch size and summed in float64.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -14,6 +15,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..data.splits import Split
+from .metrics import STATS, batch_stats, finish
 
 
 def as_float64(t: torch.Tensor) -> torch.Tensor:
@@ -75,6 +77,9 @@ def plain_values(
         Columns in the order of :attr:`Evaluator.variables` (split-major).
     """
     cast = as_float64 if float64 else (lambda t: t)
+    if float64:  # a loss module's own tensors (class weights) in float64 too, on a copy
+        metrics = {k: copy.deepcopy(fn).double() if isinstance(fn, nn.Module) else fn
+                   for k, fn in metrics.items()}
     centre = {k: cast(v.to(device)) for k, v in state.items()}
     dirs = [{k: cast(d[k].to(device)).to(centre[k].dtype) for k in d if k in centre}
             for d in directions]
@@ -96,12 +101,11 @@ def plain_values(
                 at = recalibrate(model, at)
             row = []
             for split in batches:
-                sums = torch.zeros(len(metrics), dtype=torch.float64, device=device)
+                sums = torch.zeros(len(metrics), STATS, dtype=torch.float64, device=device)
                 for xb, yb in split:
                     outputs = functional_call(model, at, (xb,))
-                    for j, fn in enumerate(metrics.values()):
-                        value = torch.as_tensor(fn(outputs, yb), device=device)
-                        sums[j] += value.to(torch.float64).reshape(()) * len(yb)
-                row += (sums / sum(len(yb) for _, yb in split)).tolist()
+                    for j, fn in enumerate(metrics.values()):  # the metric's own reduction
+                        sums[j] += batch_stats(fn(outputs, yb), len(yb), device)
+                row += finish(sums.cpu().numpy())[0].tolist()
             rows.append(row)
     return np.asarray(rows, dtype=np.float64)

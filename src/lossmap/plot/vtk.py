@@ -11,7 +11,8 @@ it writes neither ``.vts`` nor ``.vtp``.
 - A **line** becomes a ``.vtp`` (``PolyData``) holding one poly-line through
   its ``n_alpha`` points: ``x = alpha``, ``y =`` the height variable, ``z = 0``.
 
-Every variable is point data (float64, exactly the Surface's values), with
+Every variable is point data (float64, exactly the Surface's values), with its
+standard error ``<name>_se`` where measured and
 ``done`` (uint8, 1 where the point is finished). The height variable comes
 first, so ParaView colours by it on opening.
 
@@ -94,9 +95,11 @@ def _floored(height: np.ndarray) -> np.ndarray:
 
 
 def _point_data(surface: _Surface, first: str) -> dict[str, np.ndarray]:
-    """Every variable as float64 (the height variable first), then ``done`` as uint8."""
+    """Every variable as float64 (the height variable first), its ``_se``, then ``done``."""
     names = [first, *(n for n in surface.values if n != first)]
     data = {n: np.asarray(surface.values[n], dtype=np.float64) for n in names}
+    errors = getattr(surface, "errors", None) or {}
+    data.update({f"{n}_se": np.asarray(errors[n], dtype=np.float64) for n in names if n in errors})
     data["done"] = np.asarray(surface.done, dtype=np.uint8)
     return data
 

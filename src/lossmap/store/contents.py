@@ -6,11 +6,17 @@ Layout (format 2)::
                                                  fingerprints, probe, versions, created,
                                                  roundoff (the measured round-off floor
                                                  per variable; absent before 0.2 or
-                                                 where not measured)
+                                                 where not measured), samples (split →
+                                                 count), slopes (per-sample slopes at the
+                                                 centre, per variable and direction)
     user_meta(key TEXT PRIMARY KEY, value TEXT)  the caller's ``meta=`` (JSON), keys as given
     directions(idx INTEGER PRIMARY KEY, data BLOB, file TEXT, sha TEXT)
     points(idx INTEGER PRIMARY KEY, alpha REAL, [beta REAL,] <variables> REAL,
-           seconds REAL, finished REAL)
+           <variable>_se REAL ..., seconds REAL, finished REAL)
+
+The ``_se`` columns (standard errors, NULL where a metric has no per-example
+terms) are absent in stores made before lossmap 0.2; such a store still reads
+and resumes, without errors.
 
 A row in ``points`` means the point is finished; a NULL value there is a
 non-finite result that SQLite cannot hold (NaN). A direction is kept inline
@@ -40,7 +46,7 @@ from typing import Any
 import torch
 
 from ..directions.direction import Direction
-from ..errors import InputTypeError, StoreError
+from ..errors import InputError, InputTypeError, StoreError
 from ..spec import ScanSpec
 from ..version import __version__
 from .files import APPLICATION_ID, side_name, side_name_problem, write_side
@@ -50,7 +56,14 @@ INLINE_LIMIT = 256 * 1024**2
 STORE_FORMAT = 2  # 1 (lossmap 0.1): the caller's meta shares the meta table
 # The store's own records (meta table); format 1 knew the first five.
 RECORDS = ("spec", "fingerprints", "lossmap_version", "torch_version", "created", "probe",
-           "store_format", "roundoff")
+           "store_format", "roundoff", "samples", "slopes")
+# Records that describe how values were computed, not annotations for the reader.
+MEASURED = ("samples", "slopes")
+
+
+def se_columns(spec: ScanSpec) -> list[str]:
+    """The standard-error column of every variable: ``train_loss`` → ``train_loss_se``."""
+    return [f"{v}_se" for v in spec.variables]
 # A probe value agrees with the stored one within this relative tolerance.
 PROBE_RTOL = 1e-4
 
@@ -66,7 +79,8 @@ def q(name: str) -> str:
 def write_contents(conn: sqlite3.Connection, final: Path, token: str, spec: ScanSpec,
                    fingerprints: dict[str, str], directions: Sequence[Direction],
                    user_meta: dict, probe: dict[str, float] | None, sides: list[Path], *,
-                   roundoff: dict[str, float] | None = None) -> None:
+                   roundoff: dict[str, float] | None = None,
+                   measured: dict[str, Any] | None = None) -> None:
     """Create the tables of a new store (at a temporary name) and fill them in one transaction.
 
     Side files are named for the store's final path ``final`` and this
@@ -83,7 +97,12 @@ def write_contents(conn: sqlite3.Connection, final: Path, token: str, spec: Scan
     conn.execute(
         "CREATE TABLE directions(idx INTEGER PRIMARY KEY, data BLOB, file TEXT, sha TEXT NOT NULL)"
     )
-    cols = ", ".join(f"{q(c)} REAL" for c in (*spec.dims, *spec.variables))
+    clash = sorted(set(se_columns(spec)) & set(spec.variables))
+    if clash:
+        raise InputError(f"the variable {clash[0]!r} has the name of another variable's "
+                         "standard-error column: rename the metric")
+    cols = ", ".join(f"{q(c)} REAL"
+                     for c in (*spec.dims, *spec.variables, *se_columns(spec)))
     conn.execute(
         f"CREATE TABLE points(idx INTEGER PRIMARY KEY, {cols}, seconds REAL, finished REAL)"
     )
@@ -99,14 +118,21 @@ def write_contents(conn: sqlite3.Connection, final: Path, token: str, spec: Scan
         records["probe"] = json.dumps(probe, sort_keys=True)
     if roundoff is not None:
         records["roundoff"] = json.dumps(roundoff, sort_keys=True)
+    for key, value in (measured or {}).items():
+        if key not in MEASURED:
+            raise ValueError(f"unknown measured record {key!r}")
+        if value is not None:
+            records[key] = json.dumps(value, sort_keys=True)
     conn.executemany("INSERT INTO meta VALUES (?, ?)", list(records.items()))
     conn.executemany(
         "INSERT INTO user_meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in user_meta.items()]
     )
     from safetensors.torch import save
 
+    from ..directions.storage import stored_form
+
     for i, d in enumerate(directions):
-        blob = save(dict(d.items()), metadata={"lossmap": json.dumps(d.meta)})
+        blob = save(*stored_form(d))  # a large random direction: its recipe, no tensors
         sha = hashlib.sha256(blob).hexdigest()
         if len(blob) <= INLINE_LIMIT:
             conn.execute("INSERT INTO directions VALUES (?, ?, NULL, ?)", (i, blob, sha))
@@ -169,6 +195,7 @@ def read_contents(conn: sqlite3.Connection, damaged: Damaged) -> Contents:
             for k, v in got.items()
         )):
             raise damaged(f"meta {key!r} is not a mapping of variable names to numbers")
+    _check_measured(records, damaged)
     _check_tables(conn, spec, damaged)
     return Contents(spec, fps, records.get("probe"), records, user, records.get("roundoff"))
 
@@ -201,8 +228,11 @@ def _check_tables(conn: sqlite3.Connection, spec: ScanSpec, damaged: Damaged) ->
     rows = conn.execute(
         "SELECT idx, typeof(data), file, typeof(sha) FROM directions ORDER BY idx"
     ).fetchall()
-    if [r[0] for r in rows] != list(range(len(spec.dims))):
-        raise damaged(f"it holds directions {[r[0] for r in rows]} for a {len(spec.dims)}-D grid")
+    # one direction per grid axis; along a path one per control point after the first
+    n = len(spec.dims) if spec.path is None else spec.path["control_points"] - 1
+    if [r[0] for r in rows] != list(range(n)):
+        raise damaged(f"it holds directions {[r[0] for r in rows]} for a {len(spec.dims)}-D grid"
+                      + ("" if spec.path is None else f" along a path of {n + 1} control points"))
     for idx, kind, file, sha in rows:
         problem = (
             f"its hash is a {sha} value" if sha != "text"
@@ -212,9 +242,26 @@ def _check_tables(conn: sqlite3.Connection, spec: ScanSpec, damaged: Damaged) ->
         )
         if problem:
             raise damaged(f"direction {idx}: {problem}")
-    bad = _bad_value(conn, spec.variables)
+    bad = _bad_value(conn, [*spec.variables, *[c for c in se_columns(spec) if c in cols]])
     if bad is not None:
         raise damaged(f"point {bad[0]} holds {bad[2]!r} in the column {bad[1]!r}, not a number")
+
+
+def _check_measured(records: dict[str, Any], damaged: Damaged) -> None:
+    """``samples`` maps splits to counts; ``slopes`` maps variables to lists of number dicts."""
+    def number(v: object) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    samples = records.get("samples")
+    if samples is not None and not (isinstance(samples, dict) and all(
+            isinstance(k, str) and number(v) for k, v in samples.items())):
+        raise damaged("meta 'samples' is not a mapping of split names to counts")
+    slopes = records.get("slopes")
+    if slopes is not None and not (isinstance(slopes, dict) and all(
+            isinstance(k, str) and isinstance(v, list) and all(
+                isinstance(e, dict) and all(number(x) for x in e.values()) for e in v)
+            for k, v in slopes.items())):
+        raise damaged("meta 'slopes' is not a mapping of variable names to lists of numbers")
 
 
 def _bad_value(conn: sqlite3.Connection, variables: Sequence[str]) -> tuple | None:
@@ -228,9 +275,17 @@ def _bad_value(conn: sqlite3.Connection, variables: Sequence[str]) -> tuple | No
                 if not isinstance(v, (int, float, type(None))))
 
 
-def read_directions(conn: sqlite3.Connection, path: Path, damaged: Damaged) -> list[Direction]:
-    """The directions of the store at ``path``, verified against their stored hash."""
+def read_directions(conn: sqlite3.Connection, path: Path, damaged: Damaged,
+                    centre: Any = None) -> list[Direction]:
+    """The directions of the store at ``path``, verified against their stored hash.
+
+    Directions kept as their recipe are drawn again around ``centre`` (without
+    it they come back without tensors; see :mod:`lossmap.directions.recipe`).
+    """
     from safetensors.torch import load
+
+    from ..directions.direction import from_stored
+    from ..directions.recipe import regenerate
 
     rows = conn.execute("SELECT idx, data, file, sha FROM directions ORDER BY idx").fetchall()
     out = []
@@ -252,11 +307,15 @@ def read_directions(conn: sqlite3.Connection, path: Path, damaged: Damaged) -> l
         if hashlib.sha256(blob).hexdigest() != sha:
             raise StoreError(f"direction {idx} of {str(path)!r} is corrupt (hash mismatch)")
         try:
-            meta = json.loads(_safetensors_meta(blob).get("lossmap", "{}"))
-            out.append(Direction(load(blob), meta))
+            out.append(from_stored(load(blob), _safetensors_meta(blob),
+                                   where=f"direction {idx} of {str(path)!r}"))
+        except StoreError:
+            raise
         except Exception as exc:  # hostile content with a matching hash: damage
             raise damaged(f"direction {idx} cannot be decoded ({exc})") from None
-    return out
+    if centre is None:
+        return out
+    return regenerate(out, centre, where=f"direction {{i}} of {str(path)!r}")
 
 
 def _safetensors_meta(blob: bytes) -> dict:

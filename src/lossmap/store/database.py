@@ -24,16 +24,19 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..directions.direction import Direction
 from ..errors import MissingFileError, StoreError
 from ..spec import ScanSpec
 from .contents import (
+    MEASURED,
     agree,
     probe_values,
     q,
     read_contents,
     read_directions,
+    se_columns,
     write_contents,
 )
 from .files import _is_store_header, connect_reader, publish
@@ -99,9 +102,14 @@ class Store:
         self.fingerprints: dict[str, str] = contents.fingerprints
         self.probe: dict[str, float] | None = contents.probe
         self.roundoff: dict[str, float] | None = contents.roundoff
+        self.samples: dict[str, int] | None = contents.records.get("samples")
+        self.slopes: dict[str, list[dict]] | None = contents.records.get("slopes")
         self._records, self._user = contents.records, contents.user
         self.coord_cols = list(self.spec.dims)
         self.var_cols = list(self.spec.variables)
+        with self._reading():  # a store of lossmap <= 0.2.0.dev has no standard errors
+            cols = {r[1] for r in conn.execute("PRAGMA table_info(points)")}
+        self.se_cols = [c for c in se_columns(self.spec) if c in cols]
 
     def _damaged(self, what: str) -> StoreError:
         return damaged(self.path, what)
@@ -188,6 +196,7 @@ class Store:
         *,
         probe: dict[str, float] | None = None,
         roundoff: dict[str, float] | None = None,
+        measured: dict[str, Any] | None = None,
     ) -> Store:
         """Create a new store, or reopen one made by the very same scan.
 
@@ -206,6 +215,9 @@ class Store:
             creation; at resume compared with the recorded one (where both exist).
         roundoff : dict of str to float, optional
             The measured round-off floor per variable; recorded at creation only.
+        measured : dict, optional
+            ``samples`` (split → count) and ``slopes`` (variable → per direction
+            ``{"slope", "se", "n"}``); recorded at creation only.
 
         Returns
         -------
@@ -223,7 +235,8 @@ class Store:
         path = Path(path)
         probe, roundoff = probe_values(probe), probe_values(roundoff, "roundoff")
         if not path.exists():
-            cls._create(path, spec, fingerprints, directions, extra_meta or {}, probe, roundoff)
+            cls._create(path, spec, fingerprints, directions, extra_meta or {}, probe, roundoff,
+                        measured)
         store = cls.open(path, write=True)
         try:
             store.check_same(spec, fingerprints)
@@ -234,7 +247,8 @@ class Store:
         return store
 
     @classmethod
-    def _create(cls, path, spec, fingerprints, directions, user_meta, probe, roundoff) -> None:
+    def _create(cls, path, spec, fingerprints, directions, user_meta, probe, roundoff,
+                measured=None) -> None:
         """Build the store under a temporary name and publish it (see :mod:`.files`)."""
         token = uuid.uuid4().hex[:12]
         tmp = path.with_name(f"{path.name}.{token}.tmp")
@@ -244,7 +258,7 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = cls._connect(tmp)
             write_contents(conn, path, token, spec, fingerprints, directions, user_meta, probe,
-                           sides, roundoff=roundoff)
+                           sides, roundoff=roundoff, measured=measured)
             conn.close()
             published = publish(tmp, path)
         except (OSError, sqlite3.OperationalError) as exc:
@@ -273,7 +287,8 @@ class Store:
     def annotations(self) -> dict:
         """Versions and creation time, overlaid by the caller's metadata (keys as given)."""
         own = {k: v for k, v in self._records.items()
-               if k not in ("spec", "fingerprints", "probe", "store_format", "roundoff")}
+               if k not in ("spec", "fingerprints", "probe", "store_format", "roundoff",
+                            *MEASURED)}
         return {**own, **self._user}
 
     # -- checks ------------------------------------------------------------
@@ -326,7 +341,9 @@ class Store:
     def write(self, rows: Iterable[tuple[int, Sequence[float], Sequence[float], float]]) -> int:
         """Insert finished points ``(idx, coords, values, seconds)`` in one transaction.
 
-        A point that is already stored is kept (first writer wins). Returns the
+        ``values`` holds every variable, optionally followed by their standard
+        errors (as many again; a store without error columns drops them). A
+        point that is already stored is kept (first writer wins). Returns the
         number of rows written.
         """
         if not self.writable:
@@ -334,7 +351,11 @@ class Store:
                 f"store {str(self.path)!r} was opened to read: open it with "
                 "Store.open(path, write=True) to add points"
             )
-        cols = ["idx", *self.coord_cols, *self.var_cols, "seconds", "finished"]
+        nv = len(self.var_cols)
+        rows = [(i, c, list(v)[: nv + len(self.se_cols)], s) for i, c, v, s in rows]
+        rows = [(i, c, v + [math.nan] * (nv + len(self.se_cols) - len(v)), s)
+                for i, c, v, s in rows]
+        cols = ["idx", *self.coord_cols, *self.var_cols, *self.se_cols, "seconds", "finished"]
         sql = (
             f"INSERT OR IGNORE INTO points ({', '.join(q(c) for c in cols)}) "
             f"VALUES ({', '.join('?' * len(cols))})"
@@ -367,9 +388,13 @@ class Store:
             raise
         return cur.rowcount
 
-    def rows(self) -> tuple[list[int], list[list[float]]]:
-        """All finished points: flat indices and values (NaN for NULL)."""
-        names = ", ".join(q(c) for c in self.var_cols)
+    def rows(self, *, errors: bool = False) -> tuple[list[int], list[list[float]]]:
+        """All finished points: flat indices and values (NaN for NULL).
+
+        With ``errors=True`` each row also holds the standard errors after the
+        values (NaN where none was stored; a store without them gives only values).
+        """
+        names = ", ".join(q(c) for c in (*self.var_cols, *(self.se_cols if errors else ())))
         with self._reading():  # the values' types were checked when the store opened
             idx, vals = [], []
             for r in self.conn.execute(f"SELECT idx, {names} FROM points ORDER BY idx"):
@@ -377,10 +402,11 @@ class Store:
                 vals.append([math.nan if v is None else float(v) for v in r[1:]])
         return idx, vals
 
-    def directions(self) -> list[Direction]:
-        """The directions the scan used, verified against their stored hash."""
+    def directions(self, centre: Any = None) -> list[Direction]:
+        """The directions the scan used, verified against their stored hash (those kept as
+        their recipe drawn again around ``centre``: see :func:`lossmap.load_directions`)."""
         with self._reading():
-            return read_directions(self.conn, self.path, self._damaged)
+            return read_directions(self.conn, self.path, self._damaged, centre)
 
     def close(self) -> None:
         """Close the connection (the file stays)."""

@@ -1,0 +1,216 @@
+"""Per-point standard errors (issue 15): every value's SE equals a brute-force computation."""
+
+from __future__ import annotations
+
+import copy
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import lossmap as lm
+from lossmap.evaluate.metrics import batch_stats, finish, per_example
+
+
+def _net(seed=0, n_in=5, n_out=3):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(n_in, 8), nn.Tanh(), nn.Linear(8, n_out))
+
+
+def _data(n=103, n_in=5, classes=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, n_in, generator=g), torch.randint(0, classes, (n,), generator=g)
+
+
+def _moved(net, dirs, coefs):
+    m = copy.deepcopy(net)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            for a, d in zip(coefs, dirs, strict=True):
+                p.add_(float(a) * d[name])
+    return m
+
+
+def _ratio_se(t: np.ndarray, c: np.ndarray) -> tuple[float, float]:
+    """The ratio estimator's value and SE, written out with a loop over examples."""
+    n = len(t)
+    r = t.sum() / c.sum()
+    cbar = c.sum() / n
+    ss = sum((ti - r * ci) ** 2 for ti, ci in zip(t, c, strict=True))
+    return r, float(np.sqrt(ss / (n * (n - 1))) / cbar)
+
+
+@pytest.mark.parametrize("strategy,reuse", [("loop", True), ("loop", False), ("vmap", True),
+                                            ("vmap", False)])
+def test_line_se_equals_brute_force_std_over_sqrt_n(strategy, reuse):
+    net = _net()
+    X, y = _data()
+    d = lm.random_direction(net, seed=3)
+    s = lm.scan(net, nn.CrossEntropyLoss(), data={"train": (X, y)}, directions=d,
+                grid=(-1, 1, 5), progress=False, batch_size=16, strategy=strategy,
+                reuse_first_layer=reuse)
+    for i, a in enumerate(s.coords["alpha"]):
+        with torch.no_grad():
+            out = _moved(net, [d], [a])(X).double()
+        losses = F.cross_entropy(out, y, reduction="none").numpy()
+        correct = (out.argmax(1) == y).double().numpy()
+        assert s["train_loss"][i] == pytest.approx(losses.mean(), rel=1e-6)
+        assert s.se("train_loss")[i] == pytest.approx(losses.std(ddof=1) / np.sqrt(len(y)),
+                                                      rel=1e-5)
+        assert s.se("train_accuracy")[i] == pytest.approx(
+            correct.std(ddof=1) / np.sqrt(len(y)), rel=1e-9)
+    assert s.samples == {"train": len(y)}
+
+
+def test_plane_se_two_splits_and_store_round_trip(tmp_path):
+    net = _net(seed=2)
+    (X, y), (Xt, yt) = _data(seed=4), _data(n=57, seed=5)
+    dirs = lm.random_directions(net, 2, seed=7)
+    path = tmp_path / "plane.lossmap"
+    s = lm.scan(net, nn.CrossEntropyLoss(), data={"train": (X, y), "test": (Xt, yt)},
+                directions=dirs, grid=[(-1, 1, 3), (-0.5, 0.5, 3)], progress=False,
+                batch_size=20, store=path)
+    back = lm.load(path)
+    for var in ("train_loss", "test_loss", "train_accuracy", "test_accuracy"):
+        np.testing.assert_array_equal(back.se(var), s.se(var))
+    for i, a in enumerate(s.coords["alpha"]):
+        for j, b in enumerate(s.coords["beta"]):
+            with torch.no_grad():
+                out = _moved(net, dirs, [a, b])(Xt).double()
+            losses = F.cross_entropy(out, yt, reduction="none").numpy()
+            assert back.se("test_loss")[i, j] == pytest.approx(
+                losses.std(ddof=1) / np.sqrt(len(yt)), rel=1e-5)
+    assert back.samples == {"train": len(y), "test": len(yt)}
+    ds = back.to_xarray()
+    assert "test_loss_se" in ds and "done" in ds
+    csv = back.to_csv(tmp_path / "p.csv").read_text().splitlines()[0]
+    assert "train_loss_se" in csv.split(",")
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # the round-off floor is measured too
+def test_weighted_and_ignored_class_loss_value_and_se_exact():
+    """CrossEntropyLoss(weight, ignore_index): the value is the loss's own mean, the SE the
+    ratio estimator over per-example (weighted loss, weight) terms."""
+    net = _net(seed=3)
+    X, y = _data(n=90, seed=8)
+    y[::7] = -1
+    w = torch.tensor([0.5, 2.0, 1.0])
+    loss = nn.CrossEntropyLoss(weight=w, ignore_index=-1)
+    d = lm.random_direction(net, seed=1)
+    s = lm.scan(net, loss, data={"train": (X, y)}, directions=d, grid=(-1, 1, 3),
+                metrics=("loss",), progress=False, batch_size=32)
+    for i, a in enumerate(s.coords["alpha"]):
+        with torch.no_grad():
+            out = _moved(net, [d], [a])(X).double()
+        assert s["train_loss"][i] == pytest.approx(
+            float(F.cross_entropy(out, y, weight=w.double(), ignore_index=-1)), rel=1e-6)
+        keep = y != -1
+        t = F.cross_entropy(out, y, weight=w.double(), ignore_index=-1,
+                            reduction="none").numpy()
+        c = np.where(keep.numpy(), w.double()[y.clamp(min=0)].numpy(), 0.0)
+        _, se = _ratio_se(t, c)
+        assert s.se("train_loss")[i] == pytest.approx(se, rel=1e-5)
+
+
+def test_mse_on_multi_output_targets_per_example_sums():
+    net = _net(seed=4, n_out=4)
+    X = torch.randn(50, 5)
+    Y = torch.randn(50, 4)
+    d = lm.random_direction(net, seed=2)
+    s = lm.scan(net, nn.MSELoss(), data={"train": (X, Y)}, directions=d, grid=(-1, 1, 3),
+                metrics=("loss",), progress=False, batch_size=16)
+    with torch.no_grad():
+        out = _moved(net, [d], [1.0])(X).double()
+    per = ((out - Y.double()) ** 2).mean(1).numpy()  # each example's mean over 4 outputs
+    assert s["train_loss"][2] == pytest.approx(per.mean(), rel=1e-6)
+    assert s.se("train_loss")[2] == pytest.approx(per.std(ddof=1) / np.sqrt(50), rel=1e-5)
+
+
+def test_user_metrics_per_sample_pairs_and_batch_means():
+    """A metric returning per-sample values or (totals, counts) has an SE; a batch mean has
+    none and keeps the row-weighted mean of 0.1."""
+    net = _net(seed=5)
+    X, y = _data(n=61, seed=9)
+    counts = (torch.arange(61) % 4 + 1).double()  # examples of unequal weight ("tokens")
+
+    def per_sample(out, yy):
+        return F.cross_entropy(out, yy, reduction="none")
+
+    # The pair metric needs each row's count: the target carries it as a second column.
+    def pair_metric(out, target):
+        cls, c = target[:, 0].long(), target[:, 1]
+        return F.cross_entropy(out, cls, reduction="none") * c, c
+
+    def batch_mean(out, yy):
+        return F.cross_entropy(out, yy[:, 0].long())
+
+    target = torch.stack([y.double(), counts], 1).float()
+    d = lm.random_direction(net, seed=4)
+    s = lm.scan(net, nn.CrossEntropyLoss(), data={"train": (X, y)}, directions=d,
+                grid=(-1, 1, 3), metrics=("loss", per_sample), progress=False, batch_size=16)
+    np.testing.assert_allclose(s.se("train_per_sample"), s.se("train_loss"), rtol=1e-9)
+    s2 = lm.scan(net, nn.CrossEntropyLoss(), data={"train": (X, target)}, directions=d,
+                 grid=(-1, 1, 3), metrics=(("tok", pair_metric), ("mean", batch_mean)),
+                 progress=False, batch_size=16)
+    with torch.no_grad():
+        out = _moved(net, [d], [-1.0])(X).double()
+    t = (F.cross_entropy(out, y, reduction="none") * counts).numpy()
+    r, se = _ratio_se(t, counts.numpy())
+    assert s2["train_tok"][0] == pytest.approx(r, rel=1e-6)
+    assert s2.se("train_tok")[0] == pytest.approx(se, rel=1e-5)
+    # a batch mean: value row-weighted over batches of 16, 16, 16, 13; no standard error
+    means = [float(F.cross_entropy(out[i:i + 16], y[i:i + 16])) * len(y[i:i + 16])
+             for i in range(0, 61, 16)]
+    assert s2["train_mean"][0] == pytest.approx(sum(means) / 61, rel=1e-6)
+    assert s2.se("train_mean") is None
+    assert "train_mean" not in s2.errors
+
+
+def test_functional_loss_gets_errors_and_sum_reduction_does_not():
+    assert per_example(F.cross_entropy) is not None
+    assert per_example(nn.CrossEntropyLoss(reduction="sum")) is None
+    assert per_example(nn.CTCLoss()) is None
+    out, y = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+    t, c = per_example(F.cross_entropy)(out, y)
+    assert float(t.sum() / c.sum()) == pytest.approx(float(F.cross_entropy(out, y)), rel=1e-6)
+
+
+def test_finish_matches_numpy_and_needs_two_examples():
+    v = np.array([0.3, 1.2, 0.7, 2.5])
+    sums = batch_stats(torch.tensor(v), 4, torch.device("cpu")).numpy()
+    r, se = finish(sums)
+    assert r == pytest.approx(v.mean())
+    assert se == pytest.approx(v.std(ddof=1) / 2)
+    r1, se1 = finish(batch_stats(torch.tensor([0.4]), 1, torch.device("cpu")).numpy())
+    assert r1 == pytest.approx(0.4) and np.isnan(se1)
+
+
+def test_bad_metric_shape_is_refused_naming_the_forms():
+    net = _net()
+    X, y = _data(n=20)
+    with pytest.raises(lm.InputError, match=r"metric 'two' returned shape .*\(totals, counts\)"):
+        lm.scan(net, nn.CrossEntropyLoss(), data={"train": (X, y)},
+                directions=lm.random_direction(net, seed=0), grid=(-1, 1, 3),
+                metrics=(("two", lambda out, yy: out[:, :2]),), progress=False)
+
+
+def test_store_without_error_columns_reads_and_resumes(tmp_path):
+    """A store made before standard errors existed opens (errors None) and resumes."""
+    net = _net(seed=6)
+    X, y = _data(n=40, seed=3)
+    d = lm.random_direction(net, seed=5)
+    path = tmp_path / "old.lossmap"
+    kw = dict(data={"train": (X, y)}, directions=d, grid=(-1, 1, 5), progress=False)
+    full = lm.scan(net, nn.CrossEntropyLoss(), store=path, **kw)
+    with sqlite3.connect(path) as conn:
+        for col in ("train_loss_se", "train_accuracy_se"):
+            conn.execute(f'ALTER TABLE points DROP COLUMN "{col}"')
+        conn.execute("DELETE FROM points WHERE idx IN (1, 3)")
+    old = lm.load(path)
+    assert old.errors is None and int(old.done.sum()) == 3
+    again = lm.scan(net, nn.CrossEntropyLoss(), store=path, **kw)
+    np.testing.assert_allclose(again["train_loss"], full["train_loss"], rtol=1e-12)
+    assert again.errors is None
