@@ -5,7 +5,9 @@
 - :func:`digits`: scikit-learn's 8x8 digits, always available;
 - :func:`load`: the three by name;
 - :func:`download`: fetch the IDX files (the only function that uses the network);
-- :func:`read_idx`: the IDX file reader.
+- :func:`read_idx`: the IDX file reader;
+- :func:`as_split`: what a scan makes of one split (tensors, or batches kept as given);
+- :func:`stream`: a split re-read at every pass instead of held in memory.
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ import os
 
 import torch
 
+from .batches import Batches, stream
 from .digits import digits
 from .fetch import ChecksumError, download
 from .idx import read_idx
 from .sources import cache_dir, fashion_mnist, find_files, mnist
+from .splits import Split, as_split
 
 __all__ = [
     "DATASETS",
+    "Batches",
     "ChecksumError",
+    "Split",
+    "as_split",
     "cache_dir",
     "digits",
     "download",
@@ -30,6 +37,7 @@ __all__ = [
     "load",
     "mnist",
     "read_idx",
+    "stream",
 ]
 
 #: Names accepted by :func:`load`.

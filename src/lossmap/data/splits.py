@@ -1,7 +1,8 @@
 """Data splits: turn what the user passes into fixed tensors read once.
 
 A split may be a ``DataLoader``, an ``(X, y)`` tuple of tensors, or any
-iterable of ``(X, y)`` batches. It is read once, concatenated on the CPU
+iterable of ``(X, y)`` batches (batches of other structures are kept as given:
+:mod:`lossmap.data.batches`). It is read once, concatenated on the CPU
 (samples from an iterable are put in a canonical order, so a shuffling loader
 gives the same scan every time), and optionally reduced to a fixed seeded
 subset of ``samples`` samples; the scan then evaluates exactly these samples
@@ -21,6 +22,7 @@ import torch
 from .. import params as P
 from ..errors import InputError, InputTypeError
 from ..spec import check_name
+from .batches import Batches, Stream, read_batches
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,6 @@ class Split:
 
 
 def _pair(batch: Any, name: str, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(batch, Mapping):
-        raise InputTypeError(
-            f"split {name!r}: batch {i} is a dict; lossmap expects (X, y) pairs — wrap your "
-            "loader, e.g. ((b['x'], b['y']) for b in loader)"
-        )
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise InputTypeError(
             f"split {name!r}: batch {i} is a {type(batch).__name__}, not an (X, y) pair"
@@ -87,12 +84,19 @@ def _canonical(X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return X[idx], y[idx]
 
 
-def as_split(obj: Any, name: str, *, samples: int | None = None, seed: int = 0) -> Split:
+def as_split(obj: Any, name: str, *, samples: int | None = None,
+             seed: int = 0) -> Split | Batches:
     """Read one split into memory and take its fixed subset.
+
+    ``(X, y)`` batches of one sample shape become one :class:`Split`. Batches
+    that are dicts, tuples of several inputs and a target, or pairs whose
+    shapes differ from batch to batch (dynamic padding), and a
+    :func:`~lossmap.data.batches.stream`, become a
+    :class:`~lossmap.data.batches.Batches`, kept in their given order.
 
     Parameters
     ----------
-    obj : DataLoader, (X, y) tuple of tensors, or iterable of (X, y) batches
+    obj : DataLoader, (X, y) tuple of tensors, iterable of batches, or a stream
         The data.
     name : str
         Split name (an identifier: it becomes part of variable names).
@@ -103,6 +107,8 @@ def as_split(obj: Any, name: str, *, samples: int | None = None, seed: int = 0) 
     """
     check_name(name, what="split")
     batch_size = None
+    if isinstance(obj, Stream):
+        return read_batches(obj, name, samples=samples, seed=seed)
     if isinstance(obj, tuple) and len(obj) == 2 and all(isinstance(t, torch.Tensor) for t in obj):
         X, y = _pair(obj, name, 0)
     elif isinstance(obj, (str, bytes, torch.Tensor)) or not isinstance(obj, Iterable):
@@ -112,15 +118,16 @@ def as_split(obj: Any, name: str, *, samples: int | None = None, seed: int = 0) 
         )
     else:
         batch_size = getattr(obj, "batch_size", None)
-        xs, ys = [], []
+        xs, ys, raw = [], [], []
         for i, batch in enumerate(obj):
+            raw.append(batch)
+            if isinstance(batch, Mapping) or (isinstance(batch, (tuple, list)) and len(batch) > 2):
+                # dicts, several inputs: kept as batches (the model is called model(**batch))
+                return read_batches(obj, name, samples=samples, seed=seed, first=raw)
             X, y = _pair(batch, name, i)
             if xs and (X.shape[1:] != xs[0].shape[1:] or y.shape[1:] != ys[0].shape[1:]):
-                raise InputError(
-                    f"split {name!r}: batch {i} has X {tuple(X.shape)}, y {tuple(y.shape)} but "
-                    f"batch 0 had X {tuple(xs[0].shape)}, y {tuple(ys[0].shape)}; every batch "
-                    "must have the same sample shape"
-                )
+                # dynamic padding: the batches are kept as given, in their order
+                return read_batches(obj, name, samples=samples, seed=seed, first=raw)
             xs.append(X)
             ys.append(y)
         if not xs:
@@ -176,7 +183,8 @@ def check_samples(split: Split, first: int = 2) -> list[int]:
     return sorted(keep)
 
 
-def as_splits(data: Any, *, samples: int | None = None, seed: int = 0) -> list[Split]:
+def as_splits(data: Any, *, samples: int | None = None,
+              seed: int = 0) -> list[Split | Batches]:
     """Validate the ``data`` argument of a scan: a dict of named splits."""
     if not isinstance(data, Mapping):
         raise InputTypeError(

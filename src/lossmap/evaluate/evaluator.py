@@ -37,6 +37,7 @@ from ..data.splits import Split
 from ..errors import InputError
 from . import batchnorm as bn
 from . import firstlayer
+from .build import build_points, directions_on
 from .metrics import STATS, Metered, Metric, finish
 from .sizing import DEFAULT_BATCH, auto_batch_size
 
@@ -113,16 +114,9 @@ class Evaluator:
         self.timings: dict[str, float] = defaultdict(float)
         self.autocast = autocast
         state = {k: v.to(device) for k, v in {**centre_params, **centre_buffers}.items()}
-        moved = [k for k in state if any(k in d for d in directions)]
-        # D[name][i]: direction i's tensor on the device — a view of the
-        # Direction's own tensor when it already has the right device and dtype.
-        self.D = {
-            k: [(d[k] if k in d else torch.zeros_like(state[k])).to(device, state[k].dtype)
-                for d in directions]
-            for k in moved
-        }
+        self.D = directions_on(device, state, directions)  # d[name][i], in the work dtype
         self.fixed = {k: v for k, v in state.items() if k not in self.D}
-        self.centre = {k: state[k] for k in moved}
+        self.centre = {k: state[k] for k in self.D}
         bytes_per_point = sum(v.numel() * v.element_size() for v in self.centre.values())
         self.chunk = chunk or int(max(1, min(MAX_CHUNK, PARAM_BUDGET // max(bytes_per_point, 1))))
         self._work: dict[str, torch.Tensor] = {}  # parameter buffers, reused across chunks
@@ -238,27 +232,11 @@ class Evaluator:
         return t
 
     def _build(self, points: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Stacked parameters (K, *shape) for every moved tensor: c + Σ aᵢ·dᵢ.
+        """Stacked parameters (K, *shape) c + Σ aᵢ·dᵢ (:func:`lossmap.evaluate.build.build_points`).
 
-        Written into buffers that are allocated once and reused; on the CPU
-        the point loop uses K = 1, so one extra parameter set is all it needs.
+        On the CPU the point loop uses K = 1, so one extra parameter set is all it needs.
         """
-        K = len(points)
-        coef = points.tolist()
-        out = {}
-        for name, dirs in self.D.items():
-            c = self.centre[name]
-            buf = self._work.get(name)
-            if buf is None or buf.shape[0] < K:
-                buf = self._work[name] = torch.empty((K, *c.shape), dtype=c.dtype, device=c.device)
-            buf = buf[:K]
-            for k in range(K):
-                buf[k].copy_(c)
-                for a, d in zip(coef[k], dirs, strict=True):
-                    if a != 0.0:
-                        buf[k].add_(d, alpha=a)
-            out[name] = buf
-        return out
+        return build_points(self.centre, self.D, self._work, points.tolist())
 
     def _raw_point(self, state, X, y, Ys, coef) -> torch.Tensor:
         """One point from the first-layer outputs and coefficients (the compiled unit)."""

@@ -14,8 +14,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..data.batches import rows_of
 from ..data.splits import Split
 from .metrics import STATS, batch_stats, finish
+from .structured import accepted, metric_input, model_kwargs, to_device
 
 
 def as_float64(t: torch.Tensor) -> torch.Tensor:
@@ -83,12 +85,20 @@ def plain_values(
     centre = {k: cast(v.to(device)) for k, v in state.items()}
     dirs = [{k: cast(d[k].to(device)).to(centre[k].dtype) for k in d if k in centre}
             for d in directions]
-    batches = []  # each split's batches on the device, cast once for every point
+    parts = []  # each split's kind and batches on the device, cast once for every point
     for s in splits:
-        X, y = (s.X[:first], s.y[:first]) if first else (s.X, s.y)
-        X, y = (X.flip(0), y.flip(0)) if reverse else (X, y)
-        batches.append([(cast(xb.to(device)), cast(yb.to(device)))
-                        for xb, yb in zip(X.split(batch_size), y.split(batch_size), strict=True)])
+        if isinstance(s, Split):
+            X, y = (s.X[:first], s.y[:first]) if first else (s.X, s.y)
+            X, y = (X.flip(0), y.flip(0)) if reverse else (X, y)
+            parts.append(("tuple", [(cast(xb.to(device)), cast(yb.to(device))) for xb, yb in
+                                    zip(X.split(batch_size), y.split(batch_size), strict=True)]))
+        elif s.streamed and not first:  # read again at each point, never held
+            parts.append((s.kind, _Cast(s, device, cast, reverse)))
+        else:
+            held = s.head(first) if first else list(s)
+            held = held[::-1] if reverse else held
+            parts.append((s.kind, [to_device(b, device, cast) for b in held]))
+    keys = accepted(model)
     rows = []
     with torch.autocast(device.type, enabled=False):
         for point in np.asarray(points, dtype=np.float64):
@@ -100,12 +110,28 @@ def plain_values(
             if recalibrate is not None:
                 at = recalibrate(model, at)
             row = []
-            for split in batches:
+            for kind, batches in parts:
                 sums = torch.zeros(len(metrics), STATS, dtype=torch.float64, device=device)
-                for xb, yb in split:
-                    outputs = functional_call(model, at, (xb,))
+                for batch in batches:
+                    if kind == "dict":
+                        outputs = functional_call(model, at, (), model_kwargs(batch, keys))
+                    else:
+                        outputs = functional_call(model, at, tuple(batch[:-1]))
+                    target = metric_input(batch, kind)
                     for j, fn in enumerate(metrics.values()):  # the metric's own reduction
-                        sums[j] += batch_stats(fn(outputs, yb), len(yb), device)
+                        sums[j] += batch_stats(fn(outputs, target), rows_of(batch), device)
                 row += finish(sums.cpu().numpy())[0].tolist()
             rows.append(row)
     return np.asarray(rows, dtype=np.float64)
+
+
+class _Cast:
+    """A streamed split's batches, moved and cast as they are read (``reverse``: not possible
+    without holding them, so a stream is read in its order)."""
+
+    def __init__(self, split, device, cast, reverse):
+        self.split, self.device, self.cast = split, device, cast
+
+    def __iter__(self):
+        for b in self.split:
+            yield to_device(b, self.device, self.cast)
