@@ -206,11 +206,70 @@ def test_store_without_error_columns_reads_and_resumes(tmp_path):
     kw = dict(data={"train": (X, y)}, directions=d, grid=(-1, 1, 5), progress=False)
     full = lm.scan(net, nn.CrossEntropyLoss(), store=path, **kw)
     with sqlite3.connect(path) as conn:
-        for col in ("train_loss_se", "train_accuracy_se"):
-            conn.execute(f'ALTER TABLE points DROP COLUMN "{col}"')
+        for (col,) in conn.execute("SELECT name FROM pragma_table_info('points')").fetchall():
+            if col.endswith(("_se", "_dse")):
+                conn.execute(f'ALTER TABLE points DROP COLUMN "{col}"')
         conn.execute("DELETE FROM points WHERE idx IN (1, 3)")
     old = lm.load(path)
     assert old.errors is None and int(old.done.sum()) == 3
     again = lm.scan(net, nn.CrossEntropyLoss(), store=path, **kw)
     np.testing.assert_allclose(again["train_loss"], full["train_loss"], rtol=1e-12)
     assert again.errors is None
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_paired_se_of_the_difference_from_the_centre_equals_brute_force(strategy):
+    """std(ℓᵢ(p) − ℓᵢ(c))/√n at every point; 0 at the centre; far below the unpaired bound."""
+    net = _net(seed=7)
+    X, y = _data(n=97, seed=11)
+    d = lm.random_direction(net, seed=8)
+    s = lm.scan(net, nn.CrossEntropyLoss(), data={"train": (X, y)}, directions=d,
+                grid=(-0.5, 0.5, 5), progress=False, batch_size=20, strategy=strategy)
+    with torch.no_grad():
+        centre = F.cross_entropy(net(X).double(), y, reduction="none")
+    for i, a in enumerate(s.coords["alpha"]):
+        with torch.no_grad():
+            here = F.cross_entropy(_moved(net, [d], [a])(X).double(), y, reduction="none")
+        diff = (here - centre).numpy()
+        want = diff.std(ddof=1) / np.sqrt(len(y))
+        assert s.paired["train_loss"][i] == pytest.approx(want, rel=1e-4, abs=1e-9)
+    assert s.paired["train_loss"][2] == pytest.approx(0.0, abs=1e-9)
+    unpaired = np.sqrt(s.se("train_loss") ** 2 + s.se("train_loss")[2] ** 2)
+    assert (s.paired["train_loss"][[0, 1, 3, 4]] < 0.5 * unpaired[[0, 1, 3, 4]]).all()
+    ds = s.to_xarray()
+    assert "train_loss_dse" in ds
+
+
+def test_paired_se_with_dict_batches_and_a_store(tmp_path):
+    torch.manual_seed(3)
+    net = nn.Linear(4, 3)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = net
+
+        def forward(self, x):
+            return self.lin(x)
+
+    model = Net()
+    g = torch.Generator().manual_seed(1)
+    batches = [{"x": torch.randn(n, 4, generator=g), "y": torch.randint(0, 3, (n,), generator=g)}
+               for n in (5, 7, 6)]
+
+    def loss(out, batch):
+        return F.cross_entropy(out, batch["y"], reduction="none")
+
+    d = lm.random_direction(model, seed=2)
+    path = tmp_path / "d.lossmap"
+    lm.scan(model, loss, data={"train": batches}, directions=d, grid=(-1, 1, 3), store=path,
+            progress=False)
+    s = lm.load(path)
+    X = torch.cat([b["x"] for b in batches])
+    Y = torch.cat([b["y"] for b in batches])
+    with torch.no_grad():
+        c = F.cross_entropy(model(X).double(), Y, reduction="none")
+        p = F.cross_entropy(_moved(model, [d], [1.0])(X).double(), Y, reduction="none")
+    want = (p - c).std() / np.sqrt(len(Y))
+    assert s.paired["train_loss"][2] == pytest.approx(float(want), rel=1e-5)
+    assert s.se("train_loss")[2] == pytest.approx(float(p.std() / np.sqrt(len(Y))), rel=1e-5)

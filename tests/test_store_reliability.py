@@ -659,7 +659,7 @@ def test_stores_of_lossmap_0_1_keep_their_user_meta(tmp_path):
     conn.execute("DELETE FROM meta WHERE key IN ('store_format', 'probe', 'roundoff', 'samples', "
                  "'slopes')")
     for (col,) in conn.execute("SELECT name FROM pragma_table_info('points')").fetchall():
-        if col.endswith("_se"):  # 0.1 kept no standard errors
+        if col.endswith(("_se", "_dse")):  # 0.1 kept no standard errors
             conn.execute(f'ALTER TABLE points DROP COLUMN "{col}"')
     conn.commit()
     conn.close()

@@ -70,6 +70,10 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
     done = set(status[1])
     todo = np.array([int(i) for i in order if int(i) not in done], dtype=np.int64)
     world, rank = (grp.world, grp.rank) if grp else (1, 0)
+    # A collective evaluator (a sharded model: lossmap.sharded) needs every rank at every
+    # point, in the same order; rank 0's results are the results.
+    collective = bool(getattr(evaluator, "collective", False))
+    share = 1 if collective else world
     pending: list[tuple] = []
     mem_idx: list[int] = []
     mem_rows: list[list[float]] = []
@@ -77,16 +81,18 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
         with bar(len(order), initial=len(order) - len(todo), enabled=progress and writer) as pbar:
             start, size = 0, 1
             while start < len(todo):
-                block = todo[start : start + size * world]
+                block = todo[start : start + size * share]
                 start += len(block)
-                mine = block[rank::world]
+                mine = block if collective else block[rank::world]
                 t0 = time.perf_counter()
                 own: list[tuple] = []
                 for i in range(0, len(mine), evaluator.chunk):  # within the memory bound
                     sub = mine[i : i + evaluator.chunk]
                     at = coords[sub] if to_coef is None else to_coef(coords[sub])
-                    if errors:  # values, then their standard errors
-                        vals = np.concatenate(evaluator.evaluate(at, errors=True), axis=1)
+                    if errors:  # values, their standard errors, the paired ones (or NaN)
+                        parts = list(evaluator.evaluate(at, errors=True))
+                        parts += [np.full_like(parts[0], np.nan)] * (3 - len(parts))
+                        vals = np.concatenate(parts, axis=1)
                     else:
                         vals = evaluator.evaluate(at)
                     own += [(int(j), coords[j], v, 0.0) for j, v in zip(sub, vals, strict=True)]
@@ -105,7 +111,7 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
                     grp.barrier()  # timed apart: waiting for a slower rank is not gather cost
                     evaluator.timings["wait"] += time.perf_counter() - t0
                     t0 = time.perf_counter()
-                    parts = grp.all_gather((own, size))
+                    parts = grp.all_gather((own if rank == 0 or not collective else [], size))
                     size = min(p[1] for p in parts)  # the slowest rank sets the next round
                     evaluator.timings["gather"] += time.perf_counter() - t0
                     rows = [r for part, _ in parts for r in part]

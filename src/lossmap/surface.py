@@ -55,6 +55,10 @@ class Surface:
         losses with a ``reduction``, lossmap's built-in losses and accuracy, a
         metric returning one value per sample); a variable without them is
         absent, a point not computed is NaN. None where nothing was measured.
+    paired : dict of str to ndarray or None
+        The standard error of each point's difference from the centre's value
+        (paired over the same samples: tight where the two values are
+        correlated, as nearby points are), per variable; None where not measured.
     slopes : dict of str to list of dict, or None
         Per variable, per direction: the directional derivative at the centre
         from the per-sample directional slopes, ``{"slope", "se", "n"}``
@@ -73,6 +77,7 @@ class Surface:
     profile: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     roundoff: dict[str, float] | None = field(default=None, compare=False, repr=False)
     errors: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
+    paired: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
     slopes: dict[str, list[dict[str, float]]] | None = field(default=None, compare=False,
                                                              repr=False)
     samples: dict[str, int] | None = field(default=None, compare=False, repr=False)
@@ -245,7 +250,8 @@ class Surface:
             values[name] = filled
         meta = {**self.meta, "partial": {"done": int(self.done.sum()), "points": self.done.size}}
         return Surface(self.spec, values, self.done, self.fingerprints, self.path, meta,
-                       roundoff=self.roundoff, errors=self.errors, slopes=self.slopes,
+                       roundoff=self.roundoff, errors=self.errors, paired=self.paired,
+                       slopes=self.slopes,
                        samples=self.samples)
 
     # -- export --------------------------------------------------------------
@@ -254,12 +260,14 @@ class Surface:
 
         ``attrs`` carry the spec (JSON), the fingerprints and the store path;
         a boolean variable ``done`` marks finished points; a variable's standard
-        errors, where measured, are the variable ``<name>_se``.
+        errors, where measured, are the variable ``<name>_se`` (``<name>_dse``: of
+        its difference from the centre).
         """
         import xarray as xr
 
         data = {name: (self.dims, v) for name, v in self.values.items()}
         data.update({f"{name}_se": (self.dims, v) for name, v in (self.errors or {}).items()})
+        data.update({f"{name}_dse": (self.dims, v) for name, v in (self.paired or {}).items()})
         data["done"] = (self.dims, self.done)
         attrs = {"spec": self.spec.to_json(), "lossmap_store": self.path or ""}
         attrs.update({f"fingerprint_{k}": v for k, v in self.fingerprints.items()})
@@ -305,8 +313,9 @@ def _short(value: Any, limit: int = 80) -> str:
 def from_rows(spec: ScanSpec, idx: list[int], rows: list[list[float]], **kw: Any) -> Surface:
     """Assemble a Surface from flat indices and value rows (in ``spec.variables`` order).
 
-    Rows twice as long hold each variable's standard error after the values:
-    they become ``Surface.errors`` (variables whose errors are all NaN are left out).
+    Longer rows hold each variable's standard error after the values, then the
+    paired one: they become ``Surface.errors`` and ``Surface.paired``
+    (variables whose errors are all NaN are left out).
     """
     size = math.prod(spec.shape)
     nv = len(spec.variables)
@@ -317,10 +326,12 @@ def from_rows(spec: ScanSpec, idx: list[int], rows: list[list[float]], **kw: Any
         flat[:, idx] = np.asarray(rows, dtype=np.float64).T
         done[idx] = True
     values = {v: flat[i].reshape(spec.shape) for i, v in enumerate(spec.variables)}
-    if width == 2 * nv and kw.get("errors") is None:
-        errors = {v: flat[nv + i].reshape(spec.shape) for i, v in enumerate(spec.variables)
-                  if np.isfinite(flat[nv + i]).any()}
-        kw["errors"] = errors or None
+    for key, block in (("errors", 1), ("paired", 2)):
+        if width >= (block + 1) * nv and kw.get(key) is None:
+            got = {v: flat[block * nv + i].reshape(spec.shape)
+                   for i, v in enumerate(spec.variables)
+                   if np.isfinite(flat[block * nv + i]).any()}
+            kw[key] = got or None
     return Surface(spec, values, done.reshape(spec.shape), **kw)
 
 

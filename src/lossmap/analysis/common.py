@@ -15,7 +15,11 @@ plotting, no evaluation). The rules, stated once:
       |slope| · (hi - lo)  <  tol · max(|L(0)|, 1)        (tol = 1e-2 by default)
 
   i.e. the linear term moves the loss by less than 1 % of its value (or of 1,
-  for losses below 1) from one end of the slice to the other.
+  for losses below 1) from one end of the slice to the other. This fixed rule
+  decides only where the slope's uncertainty was not measured; where the scan
+  measured the slope at the centre with its standard error
+  (``Surface.slopes``), the centre is on a slope when ``|slope| > z · se``
+  (:mod:`lossmap.analysis.uncertainty`).
 * **Convexity.** Second differences ``D[i] = L[i-1] - 2 L[i] + L[i+1]``. A
   slice is *not convex* when some ``D[i]`` is negative beyond round-off. The
   round-off is the scan's **measured floor** ``f`` (``Surface.roundoff``, per

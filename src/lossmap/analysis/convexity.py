@@ -19,6 +19,7 @@ from .common import (
     _floor,
     _values,
 )
+from .uncertainty import _sample_scope, _second_difference_noise
 
 
 def _second_differences(
@@ -153,7 +154,13 @@ def convexity(
         the most negative difference sits) and ``violating_alpha`` (array); a
         plane adds, per dimension ``"alpha"`` and ``"beta"``, a dict with
         ``lines``, ``lines_not_convex`` and the counts above for the grid lines
-        along that dimension.
+        along that dimension. Both add ``n`` (the samples behind the values,
+        None if unknown), ``scope`` (the sentence that the verdict is about the
+        empirical loss on these samples), and, where standard errors were
+        stored, ``se_typical`` (the median SE of one point), ``se_ratio``
+        (``|deepest| / se_typical``) and ``noise`` (a sentence; informative
+        only: the points share their samples, so a second difference varies
+        far less than one point); None otherwise.
 
     Notes
     -----
@@ -199,6 +206,7 @@ def convexity(
         r["alpha_min"] = float(inner[np.nanargmin(d2)]) if r["checked"] else math.nan
         _evidence(r, L, fl, eps, k)
         r["convex"], r["verdict"] = _verdict(r, "along this slice", assumed)
+        _sampling(r, surface, variable)
         return {"variable": variable, **r}
     out: dict[str, Any] = {"variable": variable}
     for axis, dim in enumerate(surface.dims):
@@ -226,4 +234,12 @@ def convexity(
             f"{b['lines_not_convex']} of {b['lines']} along beta have negative second "
             f"differences beyond round-off: {_beyond(out, assumed)})"
         )
+    _sampling(out, surface, variable)
     return out
+
+
+def _sampling(out: dict[str, Any], surface: Surface, variable: str) -> None:
+    """Add ``n``, ``scope``, ``se_typical``, ``se_ratio`` and ``noise`` (informative only)."""
+    scope = _sample_scope(surface, variable)
+    ratio, noise = _second_difference_noise(out["min_second_difference"], scope["se_typical"])
+    out.update(scope, se_ratio=ratio, noise=noise)

@@ -32,6 +32,7 @@ from .common import (
     _floor,
     _values,
 )
+from .uncertainty import Z, _basin_band, _basin_words, _check_z, _excess_noise
 
 __all__ = ["barrier", "basin_width", "convexity_map", "gradient_field"]
 
@@ -54,7 +55,7 @@ def _index(a: np.ndarray, at: float, what: str) -> int:
 
 
 def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY,
-            floor_safety: float = ROUNDOFF_SAFETY) -> dict[str, Any]:
+            floor_safety: float = ROUNDOFF_SAFETY, z: float = Z) -> dict[str, Any]:
     """Loss barrier and monotonicity of an interpolation line (α = 0 and 1 are the two models).
 
     The barrier is ``max over grid points α in [0, 1] of L(α) − [(1 − α)·L(0) + α·L(1)]``,
@@ -67,6 +68,14 @@ def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY,
     where none was measured ``safety · eps · (|L_prev| + |L_next|)``, and the
     verdict says so.
 
+    Where standard errors were stored, the barrier carries the conservative
+    standard error of ``L(t) − [(1 − t) L(0) + t L(1)]`` at its peak,
+    ``sqrt(se_t² + ((1 − t) se_0 + t se_1)²)``
+    (:mod:`lossmap.analysis.uncertainty`), and is *resolved* when it exceeds
+    ``z`` of them ("not resolved at this sample size" otherwise). The peak is
+    the largest of many noisy excesses, so a small barrier is biased upwards:
+    read an unresolved one as no evidence of a barrier.
+
     Parameters
     ----------
     surface : Surface
@@ -78,6 +87,8 @@ def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY,
         pass to count, where no floor was measured.
     floor_safety : float, default 2
         The safety ``k`` on a measured floor.
+    z : float, default 2
+        Standard errors the barrier must exceed to be resolved.
 
     Returns
     -------
@@ -88,7 +99,9 @@ def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY,
         (bool, None if undetermined), ``start`` (α of the worse end),
         ``max_rise`` and ``rise_alpha`` (the largest step up on that walk and
         where it ends), ``skipped`` (missing points in [0, 1]), ``floor`` (the
-        measured round-off floor, None if not measured), ``verdict`` (a sentence).
+        measured round-off floor, None if not measured), ``verdict`` (a sentence),
+        ``se`` (of the barrier, conservative; None where not measured), ``z``,
+        ``z_score``, ``resolved`` (None without SEs) and ``n`` (samples).
 
     Examples
     --------
@@ -103,6 +116,7 @@ def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY,
     (1.0, 0.5, False)
     """
     a, L = _line(surface, variable, "barrier")
+    z = _check_z(z)
     i0, i1 = _index(a, 0.0, "barrier"), _index(a, 1.0, "barrier")
     inside = np.flatnonzero((a >= a[i0]) & (a <= a[i1]))  # grid points of [0, 1]
     out: dict[str, Any] = {"variable": variable, "loss_a": float(L[i0]), "loss_b": float(L[i1])}
@@ -111,6 +125,7 @@ def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY,
     if not (np.isfinite(L[i0]) and np.isfinite(L[i1])):
         out.update(barrier=math.nan, alpha=None, chord=None, peak_over_ends=math.nan,
                    monotone=None, start=None, max_rise=math.nan, rise_alpha=None,
+                   se=None, z=z, z_score=None, resolved=None, n=None,
                    verdict=f"{variable}: undetermined, the loss at an end model is missing")
         return out
     eps, fl, k = _eps(surface.spec.dtype), _floor(surface, variable), float(floor_safety)
@@ -132,10 +147,13 @@ def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY,
                rise_alpha=float(a[walk[j + 1]]) if rise.size else None,
                monotone=bool((rise <= tol).all()))
     big = max(abs(L[i0]), abs(L[i1]), abs(L[idx[top]]))
+    noise, words = _excess_noise(surface, variable, int(idx[top]), i0, i1, float(t[top]), h, z)
+    out.update(noise)
     if h <= (safety * eps * big if fl is None else k * 2.0 * fl + EPS64 * big):
         text = "no barrier: the loss stays on or below the chord between the end losses"
+        out["resolved"] = False if out["se"] is not None else None
     else:
-        text = f"a barrier of {h:.4g} above the chord at alpha = {out['alpha']:.3g}"
+        text = f"a barrier of {h:.4g} above the chord at alpha = {out['alpha']:.3g}{words}"
     mono = (f"it decreases monotonically from alpha = {out['start']:g} (the worse end)"
             if out["monotone"] else
             f"it is not monotone (it rises by {out['max_rise']:.3g} at alpha = "
@@ -270,7 +288,7 @@ def gradient_field(surface: Any, variable: str) -> tuple[np.ndarray, ...]:
     return tuple(grads)
 
 
-def basin_width(surface: Any, variable: str, delta: float) -> dict[str, Any]:
+def basin_width(surface: Any, variable: str, delta: float, *, z: float = Z) -> dict[str, Any]:
     """Distance from the centre, each way along a line, until the loss exceeds L(0) + δ.
 
     Walking out from the centre's grid point, the first point with
@@ -280,6 +298,12 @@ def basin_width(surface: Any, variable: str, delta: float) -> dict[str, Any]:
     first. Distances are in α units (multiply by the direction's norm for
     weight-space units).
 
+    Where standard errors were stored, the same walk on ``L(α) − L(0) ± z · se``
+    (``se`` of the difference, conservative: ``sqrt(se_α² + se_0²)``) gives
+    the interval of widths the sample's noise allows: the upper band crosses
+    δ first (the narrowest), the lower band last (the widest). The width is
+    *resolved* when the lower band crosses on the grid on both sides.
+
     Parameters
     ----------
     surface : Surface
@@ -287,6 +311,8 @@ def basin_width(surface: Any, variable: str, delta: float) -> dict[str, Any]:
     variable : str
     delta : float
         The allowed rise δ > 0, in loss units.
+    z : float, default 2
+        Half-width of the band, in standard errors.
 
     Returns
     -------
@@ -295,7 +321,11 @@ def basin_width(surface: Any, variable: str, delta: float) -> dict[str, Any]:
         or None), ``left_alpha``, ``right_alpha`` (the crossings),
         ``centre_value``, ``threshold``, ``left_missing``, ``right_missing``
         (α of the missing point that stops a side, or None), ``note`` (why a
-        side is None, or None), ``verdict`` (a sentence).
+        side is None, or None), ``verdict`` (a sentence); ``z``, ``se_centre``,
+        ``left_range``, ``right_range`` (``[narrowest, widest]`` distance each
+        way, None parts where a band does not cross on the grid),
+        ``width_range`` (their sums), ``resolved`` (all None without SEs) and
+        ``uncertainty`` (a sentence: the interval, or that it was not measured).
 
     Examples
     --------
@@ -312,6 +342,7 @@ def basin_width(surface: Any, variable: str, delta: float) -> dict[str, Any]:
     if not (isinstance(delta, (int, float)) and not isinstance(delta, bool)
             and math.isfinite(delta) and delta > 0):
         raise InputError(f"delta={delta!r} must be a positive number (the allowed loss rise)")
+    z = _check_z(z)
     (i,), note = _centre_or_closest(surface)
     notes = [note] if note else []
     out: dict[str, Any] = {"variable": variable, "delta": float(delta),
@@ -319,6 +350,8 @@ def basin_width(surface: Any, variable: str, delta: float) -> dict[str, Any]:
     if not np.isfinite(L[i]):
         out.update(left=None, right=None, width=None, left_alpha=None, right_alpha=None,
                    left_missing=None, right_missing=None, note="the loss at the centre is missing",
+                   z=z, se_centre=None, left_range=None, right_range=None, width_range=None,
+                   resolved=None,
                    verdict=f"{variable}: undetermined, the loss at the centre is missing")
         return out
     thr = L[i] + delta
@@ -344,4 +377,7 @@ def basin_width(surface: Any, variable: str, delta: float) -> dict[str, Any]:
     fmt = lambda v: "beyond the grid" if v is None else f"{v:.4g}"  # noqa: E731
     out["verdict"] = (f"{variable}: the loss stays within {L[i]:.4g} + {delta:g} for "
                       f"{fmt(out['left'])} to the left and {fmt(out['right'])} to the right")
+    out.update(_basin_band(surface, variable, a, L, i, float(delta), z, out["width"]))
+    out["uncertainty"] = _basin_words(out, out["width"])
+    out["verdict"] += "; " + out["uncertainty"]
     return out

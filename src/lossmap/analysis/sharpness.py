@@ -118,7 +118,8 @@ def sharpness(
                        f"{n_directions} sampled directions"}
 
 
-def grid_sharpness(surface: Any, variable: str, epsilon: float) -> dict[str, Any]:
+def grid_sharpness(surface: Any, variable: str, epsilon: float, *, z: float = 2.0
+                   ) -> dict[str, Any]:
     """ε-sharpness read off a scanned line or plane: the worst rise within radius ε of the centre.
 
     ``max L(p) − L(c)`` over the finite grid points p with ``‖p − c‖ <= ε``,
@@ -129,6 +130,12 @@ def grid_sharpness(surface: Any, variable: str, epsilon: float) -> dict[str, Any
     :func:`sharpness` over the full ball. When the centre is not a grid point,
     the grid point closest to it stands in for it.
 
+    Where standard errors were stored, the rise at the worst point carries the
+    conservative standard error ``sqrt(se_worst² + se_c²)`` (same split,
+    :mod:`lossmap.analysis.uncertainty`) and is *resolved* when it exceeds
+    ``z`` of them. The worst of many noisy rises is biased upwards, so an
+    unresolved sharpness is no evidence of a rise.
+
     Parameters
     ----------
     surface : Surface
@@ -136,6 +143,8 @@ def grid_sharpness(surface: Any, variable: str, epsilon: float) -> dict[str, Any
     variable : str
     epsilon : float
         Radius, > 0, in α (and β) units.
+    z : float, default 2
+        Standard errors the rise must exceed to be resolved.
 
     Returns
     -------
@@ -145,7 +154,9 @@ def grid_sharpness(surface: Any, variable: str, epsilon: float) -> dict[str, Any
         ``centre_value``, ``worst`` (``{dim: coordinate}`` of the worst point),
         ``points`` (finite grid points in the disc, the centre excluded),
         ``missing`` (points in the disc that are not finite), ``covered``
-        (False when the disc reaches beyond the grid), ``epsilon``, ``verdict``.
+        (False when the disc reaches beyond the grid), ``epsilon``, ``verdict``;
+        ``se`` (of the rise, conservative; None where not measured), ``z``,
+        ``z_score``, ``resolved`` (None without SEs or without a sharpness), ``n``.
 
     Examples
     --------
@@ -160,8 +171,10 @@ def grid_sharpness(surface: Any, variable: str, epsilon: float) -> dict[str, Any
     (0.27, 28, True)
     """
     from .common import _centre_or_closest, _check_surface, _values
+    from .uncertainty import _check_z, _rise_noise
 
     _check_surface(surface, what="grid_sharpness")
+    z = _check_z(z)
     if not (isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool)
             and math.isfinite(epsilon) and epsilon > 0):
         raise InputError(f"epsilon={epsilon!r} must be a positive number (the disc's radius)")
@@ -180,6 +193,7 @@ def grid_sharpness(surface: Any, variable: str, epsilon: float) -> dict[str, Any
         "covered": all(x[0] <= ci - epsilon and x[-1] >= ci + epsilon
                        for x, ci in zip(coords, c, strict=True)),
         "sharpness": None, "relative": None, "worst": None,
+        "se": None, "z": z, "z_score": None, "resolved": None, "n": None,
     }
     if not np.isfinite(L[idx]) or not ok.any():
         why = ("the loss at the centre is missing" if not np.isfinite(L[idx]) else
@@ -196,6 +210,9 @@ def grid_sharpness(surface: Any, variable: str, epsilon: float) -> dict[str, Any
     out["verdict"] = (f"{variable}: rises by at most {s:.4g} ({out['relative']:.2%} of 1 + L(c)) "
                       f"over the {out['points']} grid points within {epsilon:g} of the centre, "
                       f"worst at {where}")
+    noise, words = _rise_noise(surface, variable, idx, w, s, z)
+    out.update(noise)
+    out["verdict"] += words
     if not out["covered"]:
         out["verdict"] += "; the disc reaches beyond the grid, only its scanned part counts"
     if out["missing"]:

@@ -16,13 +16,21 @@ from ..surface import Surface
 from .common import _centre_or_closest, _check_surface, _values
 from .convexity import convexity
 from .slope import slope_at_centre
+from .uncertainty import Z, _check_z, _diff_se, _n, _pm, _resolve, _se_array, _se_at, _tail
 
 __all__ = ["analyse", "direction_cosine", "minimum"]
 
 
 # -- minimum -------------------------------------------------------------------
-def minimum(surface: Surface, variable: str) -> dict[str, Any]:
-    """Value and coordinates of the grid minimum over the finite points.
+def minimum(surface: Surface, variable: str, *, z: float = Z) -> dict[str, Any]:
+    """Value and coordinates of the grid minimum over the finite points, and its drop below L(c).
+
+    Where standard errors were stored, the drop from the centre to an
+    off-centre minimum, ``L(c) − L(min)``, is compared with its conservative
+    standard error ``sqrt(se_c² + se_min²)`` (same split: shared samples,
+    :mod:`lossmap.analysis.uncertainty`): the minimum is off the centre
+    *resolved* when the drop exceeds ``z`` standard errors, else "not resolved
+    at this sample size".
 
     Parameters
     ----------
@@ -30,6 +38,8 @@ def minimum(surface: Surface, variable: str) -> dict[str, Any]:
         A line or a plane.
     variable : str
         A stored variable, e.g. ``"test_loss"``.
+    z : float, default 2
+        The drop is resolved when it exceeds ``z`` standard errors.
 
     Returns
     -------
@@ -38,7 +48,11 @@ def minimum(surface: Surface, variable: str) -> dict[str, Any]:
         or None), ``index`` (grid index tuple, or None), ``at_centre`` (bool:
         the minimum is at the centre, or at the grid point closest to it when
         0 is not on the grid; ties count as at the centre) and ``warning``
-        (a sentence, or None).
+        (a sentence, or None). Added: ``centre_value``, ``drop`` (``L(c) −
+        value`` >= 0, NaN when the centre is missing), ``se`` (of the drop,
+        conservative; None where not measured), ``z``, ``z_score``,
+        ``resolved`` (None at the centre or without SEs), ``n`` (samples) and
+        ``evidence`` (a sentence with the numbers).
 
     Examples
     --------
@@ -50,9 +64,14 @@ def minimum(surface: Surface, variable: str) -> dict[str, Any]:
     >>> r = minimum(surf, "train_loss")
     >>> r["coords"], r["warning"]
     ({'alpha': 0.5}, 'the minimum along this slice is not at the centre')
+    >>> noisy = Surface(spec, surf.values, surf.done, errors={"train_loss": np.full(21, 0.2)})
+    >>> r = minimum(noisy, "train_loss")  # drop 0.25 against a s.e. of sqrt(2) * 0.2
+    >>> round(r["drop"], 6), round(r["se"], 4), r["resolved"]
+    (0.25, 0.2828, False)
     """
     _check_surface(surface, what="minimum")
     L = _values(surface, variable)
+    z = _check_z(z)
     finite = np.isfinite(L)
     out: dict[str, Any] = {"variable": variable}
     if not finite.any():
@@ -62,6 +81,11 @@ def minimum(surface: Surface, variable: str) -> dict[str, Any]:
             index=None,
             at_centre=False,
             warning=f"{variable} has no finite point on this slice",
+            centre_value=math.nan,
+            drop=math.nan,
+            **_resolve(math.nan, None, z),
+            n=_n(surface, variable),
+            evidence=f"{variable} has no finite point on this slice",
         )
         return out
     flat = int(np.argmin(np.where(finite, L, np.inf)))
@@ -80,6 +104,28 @@ def minimum(surface: Surface, variable: str) -> dict[str, Any]:
     )
     if note:
         out["note"] = note
+    out.update(_off_centre(surface, variable, L, idx, centre, at_centre, z))
+    return out
+
+
+def _off_centre(surface: Surface, variable: str, L: np.ndarray, idx: tuple, centre: tuple,
+                at_centre: bool, z: float) -> dict[str, Any]:
+    """``centre_value``, ``drop``, its SE and resolution, ``n`` and ``evidence`` of a minimum."""
+    c, n = float(L[centre]), _n(surface, variable)
+    drop = c - float(L[idx])
+    se = _se_array(surface, variable)
+    r = _resolve(drop, _diff_se(_se_at(se, centre), _se_at(se, idx)), z)
+    out = {"centre_value": c, "drop": drop, **r, "n": n}
+    if at_centre:
+        out["resolved"] = None  # nothing off the centre to resolve
+        out["evidence"] = "the minimum along this slice is at the centre"
+    elif not math.isfinite(c):
+        out["evidence"] = "the minimum is off the centre; the value at the centre is missing"
+    else:
+        where = ", ".join(f"{d} = {surface.coords[d][i]:.3g}"
+                          for d, i in zip(surface.dims, idx, strict=True))
+        out["evidence"] = (f"the minimum is off the centre (at {where}), below the centre "
+                           f"by {_pm(drop, r, n, 's.e., conservative')}{_tail(r)}")
     return out
 
 
@@ -120,7 +166,7 @@ def direction_cosine(d1: Mapping[str, Any], d2: Mapping[str, Any]) -> float:
 
 
 # -- everything at once --------------------------------------------------------
-def analyse(surface: Surface, variables: Any = None) -> dict[str, dict[str, Any]]:
+def analyse(surface: Surface, variables: Any = None, *, z: float = Z) -> dict[str, dict[str, Any]]:
     """Slope (lines only), convexity and minimum of each variable.
 
     Parameters
@@ -129,6 +175,8 @@ def analyse(surface: Surface, variables: Any = None) -> dict[str, dict[str, Any]
         A line or a plane.
     variables : str or sequence of str, optional
         Default: every ``*_loss`` variable (every variable if there is none).
+    z : float, default 2
+        Standard errors an effect must exceed to count as resolved.
 
     Returns
     -------
@@ -146,8 +194,8 @@ def analyse(surface: Surface, variables: Any = None) -> dict[str, dict[str, Any]
     for v in variables:
         entry: dict[str, Any] = {}
         if len(surface.dims) == 1:
-            entry["slope"] = slope_at_centre(surface, v)
+            entry["slope"] = slope_at_centre(surface, v, z=z)
         entry["convexity"] = convexity(surface, v)
-        entry["minimum"] = minimum(surface, v)
+        entry["minimum"] = minimum(surface, v, z=z)
         out[v] = entry
     return out

@@ -21,7 +21,6 @@ Sums are kept in float64 on the device and read back once per chunk.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
 from collections import defaultdict
@@ -38,7 +37,8 @@ from ..errors import InputError
 from . import batchnorm as bn
 from . import firstlayer
 from .build import build_points, directions_on
-from .metrics import STATS, Metered, Metric, finish
+from .common import EvaluatorBase
+from .metrics import PAIRED, STATS, Metered, Metric, finish, finish_paired
 from .sizing import DEFAULT_BATCH, auto_batch_size
 
 DEVICE_DATA_BUDGET = 2 * 1024**3  # keep split data on an accelerator up to this size
@@ -47,7 +47,7 @@ PARAM_BUDGET = 512 * 1024**2  # K stacked parameter sets take at most this much
 MAX_CHUNK = 32
 
 
-class Evaluator:
+class Evaluator(EvaluatorBase):
     """Evaluate named metrics on every split at points of a line or plane.
 
     Parameters
@@ -121,6 +121,7 @@ class Evaluator:
         self.chunk = chunk or int(max(1, min(MAX_CHUNK, PARAM_BUDGET // max(bytes_per_point, 1))))
         self._work: dict[str, torch.Tensor] = {}  # parameter buffers, reused across chunks
         self._ybuf: dict[tuple, torch.Tensor] = {}  # first-layer outputs of the current point
+        self._tc: list | None = None  # per-example totals at the centre, per split and batch
 
         # Image batches in channels-last layout: oneDNN/cuDNN convolutions run
         # much faster on it (measured 1.4x on the example CNN, see benchmarks/).
@@ -188,19 +189,9 @@ class Evaluator:
 
     # -- pieces ------------------------------------------------------------
     @property
-    def variables(self) -> list[str]:
-        """Column names, ``split_metric``, in the order :meth:`evaluate` returns them."""
-        return [f"{s}_{m}" for s in self.split_names for m in self.metrics]
-
-    @property
     def strategy(self) -> str:
         """"vmap" (a chunk in one ``torch.func.vmap`` call) or "loop" (one point at a time)."""
         return "vmap" if self.vmap else "loop"
-
-    @property
-    def precision(self) -> str:
-        """"full", or the autocast dtype's name."""
-        return str(self.autocast).replace("torch.", "") if self.autocast else "full"
 
     def extra_profile(self) -> dict:
         """PyTorch-only facts for the profile: first-layer cache, channels-last, BatchNorm."""
@@ -238,28 +229,47 @@ class Evaluator:
         """
         return build_points(self.centre, self.D, self._work, points.tolist())
 
-    def _raw_point(self, state, X, y, Ys, coef) -> torch.Tensor:
+    def _raw_point(self, state, X, y, Ys, coef, tc) -> torch.Tensor:
         """One point from the first-layer outputs and coefficients (the compiled unit)."""
         if Ys is not None:
             Y = Ys[0]
             for i in range(len(Ys) - 1):
                 Y = Y + coef[i] * Ys[i + 1]
             self.given.value = Y
-        return functional_call(self.metered, {f"net.{k}": v for k, v in state.items()}, (X, y))
+        return functional_call(self.metered, {f"net.{k}": v for k, v in state.items()},
+                               (X, y, tc))
 
-    def _point_metrics(self, state, X, y, Y) -> torch.Tensor:
+    def _point_metrics(self, state, X, y, Y, tc=None, terms=False) -> torch.Tensor:
         if self.first is not None:
             self.given.value = Y
         # Metrics run inside functional_call too: while they run, the model's
         # attributes are lossmap's tensors, so a metric cannot touch the user's.
-        return functional_call(self.metered, {f"net.{k}": v for k, v in state.items()}, (X, y))
+        return functional_call(self.metered, {f"net.{k}": v for k, v in state.items()},
+                               (X, y, tc, terms))
+
+    @torch.no_grad()
+    def _centre_terms(self) -> list[list[torch.Tensor]]:
+        """Every batch's per-example totals at the centre (M, N_b), computed as a point is."""
+        stacked = self._build(torch.zeros(1, self._ndims, dtype=torch.float64))
+        state = {**self.fixed, **{n: v[0] for n, v in stacked.items()}}
+        if self.bn is not None:
+            state = self.bn(self.net, state)
+        zero = torch.zeros(self._ndims, dtype=torch.float64)
+        out = []
+        for s, batches in enumerate(self.batches):
+            out.append([])
+            for b, (X, y) in enumerate(batches):
+                X = self._layout(X.to(self.device))
+                y = y.to(self.device)
+                Y = None
+                if self.first is not None:
+                    Ys = self.cache[s][b] if self.cache is not None else self._first_outputs(X, y)
+                    Y = self._combine(Ys, zero)
+                with self._precision():
+                    out[s].append(self._point_metrics(state, X, y, Y, terms=True))
+        return out
 
     # -- the work ------------------------------------------------------------
-    @property
-    def errors(self) -> bool:
-        """Whether :meth:`evaluate` can give standard errors (per metric, where it has terms)."""
-        return True
-
     @torch.no_grad()
     def evaluate(self, points: np.ndarray, *, errors: bool = False):
         """Values at each point (and their standard errors).
@@ -269,18 +279,23 @@ class Evaluator:
         points : ndarray, shape (K, ndim)
             Coordinates (a, b) of K points.
         errors : bool, default False
-            Also return the standard error of every value
-            (:func:`lossmap.evaluate.metrics.finish`; NaN for a metric without
-            per-example terms).
+            Also return the standard error of every value and of its difference
+            from the centre's (:func:`~lossmap.evaluate.metrics.finish`,
+            :func:`~lossmap.evaluate.metrics.finish_paired`; NaN for a metric
+            without per-example terms).
 
         Returns
         -------
         ndarray, shape (K, len(variables)), float64
-            Or ``(values, errors)``, two such arrays, with ``errors=True``.
+            Or ``(values, errors, paired)``, three such arrays, with ``errors=True``.
         """
         t = time.perf_counter
         K = len(points)
         A = torch.as_tensor(np.asarray(points, dtype=np.float64))
+        if self._tc is None:  # the centre's per-example totals, for the paired errors
+            t0 = t()  # (first: this uses the parameter buffers the points are built in)
+            self._tc = self._centre_terms()
+            self.timings["centre_terms"] += t() - t0
         t0 = t()
         stacked = self._build(A)
         states = []
@@ -292,7 +307,7 @@ class Evaluator:
             states = [self.bn(self.net, st) for st in states]
             self.timings["bn_recompute"] += t() - t0
         nm = len(self.metrics)
-        sums = torch.zeros(K, len(self.batches), nm, STATS, dtype=torch.float64,
+        sums = torch.zeros(K, len(self.batches), nm, STATS + PAIRED, dtype=torch.float64,
                            device=self.device)
         coef = A.to(self.device)
         for s, batches in enumerate(self.batches):
@@ -310,19 +325,21 @@ class Evaluator:
                 out = sums[:, s]
                 with self._precision():
                     if self.vmap:
-                        out += self._vmapped(stacked, X, y, Ys, coef)
+                        out += self._vmapped(stacked, X, y, Ys, coef, self._tc[s][b])
                     else:
                         for k in range(K):
-                            out[k] += self._point(states[k], X, y, Ys, coef[k])
+                            out[k] += self._point(states[k], X, y, Ys, coef[k],
+                                                  self._tc[s][b])
                 self.timings["forward"] += t() - t0
-        values, se = finish(sums.reshape(K, len(self.batches) * nm, STATS).cpu().numpy())
-        return (values, se) if errors else values
+        flat = sums.reshape(K, len(self.batches) * nm, STATS + PAIRED).cpu().numpy()
+        values, se = finish(flat)
+        return (values, se, finish_paired(flat)) if errors else values
 
-    def _point(self, state, X, y, Ys, a) -> torch.Tensor:
+    def _point(self, state, X, y, Ys, a, tc) -> torch.Tensor:
         """One point's metrics on one batch: compiled when asked, else eager."""
         if self._compiled is not None:
             try:
-                return self._compiled(state, X, y, Ys, a)
+                return self._compiled(state, X, y, Ys, a, tc)
             except Exception as exc:
                 # torch._dynamo is loaded by now (importing it up front costs ~2 s).
                 from torch._dynamo.exc import BackendCompilerFailed
@@ -339,13 +356,7 @@ class Evaluator:
                     stacklevel=2,
                 )
         Y = self._combine(Ys, a) if Ys is not None else None
-        return self._point_metrics(state, X, y, Y)
-
-    def _precision(self) -> contextlib.AbstractContextManager:
-        """``torch.autocast`` with the chosen dtype, or nothing (full precision)."""
-        if self.autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast)
+        return self._point_metrics(state, X, y, Y, tc)
 
     def _combine(self, Ys: tuple[torch.Tensor, ...], a: torch.Tensor) -> torch.Tensor:
         """Y_c + Σ aᵢ·Yᵢ for one point, in a buffer reused across points and batches.
@@ -366,9 +377,9 @@ class Evaluator:
             out.add_(Yi, alpha=ai)
         return out
 
-    def _vmapped(self, stacked, X, y, Ys, coef) -> torch.Tensor:
+    def _vmapped(self, stacked, X, y, Ys, coef, tc) -> torch.Tensor:
         def one(params, Y):
-            return self._point_metrics({**self.fixed, **params}, X, y, Y)
+            return self._point_metrics({**self.fixed, **params}, X, y, Y, tc)
 
         if Ys is None:
             return vmap(one, in_dims=(0, None))(stacked, None)

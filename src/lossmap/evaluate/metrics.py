@@ -35,6 +35,9 @@ Metric = Callable[[torch.Tensor, torch.Tensor], object]
 
 #: The sums kept per metric, split and point: Σt, Σc, Σt², Σt·c, Σc², examples.
 STATS = 6
+#: With the centre's per-example totals t⁰ at hand, three more: Σδ, Σδ², Σδ·c for δ = t − t⁰,
+#: which give the standard error of the difference from the centre (:func:`finish_paired`).
+PAIRED = 3
 
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -110,29 +113,50 @@ def _class_terms(none: nn.Module, fn: nn.Module, out: torch.Tensor, y: torch.Ten
     return v.reshape(len(out), -1).sum(1), w.reshape(len(out), -1).sum(1)
 
 
-def batch_stats(result: object, rows: int, device: torch.device) -> torch.Tensor:
-    """A metric's result on a batch of ``rows`` examples as the :data:`STATS` float64 sums."""
+def _terms(result: object, rows: int, device: torch.device):
+    """``(t, c, per_example)``: a metric's result as totals and counts (float64)."""
     if isinstance(result, (tuple, list)) and len(result) == 2:
         t, c = result
         t = torch.as_tensor(t, device=device).to(torch.float64)
-        if c is None:
-            c = torch.ones_like(t)
-        c = torch.as_tensor(c, device=device).to(torch.float64)
+        c = torch.ones_like(t) if c is None else torch.as_tensor(c, device=device).to(t.dtype)
         if t.dim() == 0:  # the batch's exact total and count
-            nan = torch.full_like(t, math.nan)
-            return torch.stack([t, c, nan, nan, nan, torch.full_like(t, rows)])
-        t, c = t.reshape(-1), c.reshape(-1)
-        return torch.stack([t.sum(), c.sum(), (t * t).sum(), (t * c).sum(), (c * c).sum(),
-                            torch.full_like(t[0], len(t))])
+            return t, c, False
+        return t.reshape(-1), c.reshape(-1), True
     v = torch.as_tensor(result, device=device).to(torch.float64)
-    if v.dim() == 1 and len(v) == rows and rows > 1:  # per-example values
-        n = torch.full_like(v[0], rows)
-        s = v.sum()
-        return torch.stack([s, n, (v * v).sum(), s, n, n])
+    if v.dim() == 1 and len(v) == rows:  # per-example values
+        return v, torch.ones_like(v), True
     v = v.reshape(())  # a batch mean (a one-element mean of shape (1,) is the scalar)
     n = torch.full_like(v, rows)
-    nan = torch.full_like(v, math.nan)
-    return torch.stack([v * n, n, nan, nan, nan, n])
+    return v * n, n, False
+
+
+def example_terms(result: object, rows: int, device: torch.device) -> torch.Tensor:
+    """A metric's per-example totals (``rows`` of them; NaN where it has none)."""
+    t, _, per = _terms(result, rows, device)
+    return t if per else torch.full((rows,), math.nan, dtype=torch.float64, device=device)
+
+
+def batch_stats(result: object, rows: int, device: torch.device,
+                centre: torch.Tensor | None = None) -> torch.Tensor:
+    """A metric's result on a batch of ``rows`` examples as the :data:`STATS` float64 sums.
+
+    With ``centre``, the same examples' totals at the centre (:func:`example_terms`),
+    the :data:`PAIRED` sums of the differences follow (NaN without per-example terms).
+    """
+    t, c, per = _terms(result, rows, device)
+    n = torch.full_like(t.sum(), len(t) if per else rows)
+    if per:
+        stats = [t.sum(), c.sum(), (t * t).sum(), (t * c).sum(), (c * c).sum(), n]
+    else:
+        nan = torch.full_like(t, math.nan)
+        stats = [t, c, nan, nan, nan, n]
+    if centre is not None:
+        if per:
+            d = t - centre
+            stats += [d.sum(), (d * d).sum(), (d * c).sum()]
+        else:
+            stats += [torch.full_like(n, math.nan)] * PAIRED
+    return torch.stack(stats)
 
 
 def check_result(name: str, result: object, rows: int) -> None:
@@ -169,7 +193,7 @@ def finish(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n < 2.
     """
     sums = np.asarray(sums, dtype=np.float64)
-    t, c, tt, tc, cc, n = np.moveaxis(sums, -1, 0)
+    t, c, tt, tc, cc, n = np.moveaxis(sums[..., :STATS], -1, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = t / c
         ss = np.maximum(tt - 2 * r * tc + r * r * cc, 0.0)
@@ -178,8 +202,34 @@ def finish(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return r, se
 
 
+def finish_paired(sums: np.ndarray) -> np.ndarray:
+    """The standard error of each value's difference from the centre's, from summed stats.
+
+    With δᵢ = tᵢ − tᵢ⁰ (this point's per-example totals less the centre's, the
+    counts being the same), the difference of the two ratios is Σδ/Σc and its
+    standard error the ratio estimator's over the δᵢ: the paired standard
+    error, much smaller than the two points' own errors combined when their
+    per-example values are correlated (nearby points). NaN where not measured.
+    """
+    sums = np.asarray(sums, dtype=np.float64)
+    if sums.shape[-1] < STATS + PAIRED:
+        return np.full(sums.shape[:-1], np.nan)
+    c, n = sums[..., 1], sums[..., 5]
+    d, dd, dc = np.moveaxis(sums[..., STATS:STATS + PAIRED], -1, 0)
+    cc = sums[..., 4]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = d / c
+        ss = np.maximum(dd - 2 * r * dc + r * r * cc, 0.0)
+        se = np.sqrt(ss / (n * (n - 1))) / (c / n)
+    return np.where(n >= 2, se, np.nan)
+
+
 class Metered(nn.Module):
-    """The network followed by the metrics: one call gives a batch's stats (M, STATS)."""
+    """The network followed by the metrics: one call gives a batch's stats (M, STATS + PAIRED).
+
+    ``centre`` (M, N): the batch's per-example totals at the centre, for the
+    paired sums; ``terms=True`` returns those totals (M, N) instead.
+    """
 
     def __init__(self, net: nn.Module, metrics: Mapping[str, Metric]):
         super().__init__()
@@ -187,7 +237,12 @@ class Metered(nn.Module):
         fns = list(metrics.values())
         self._metric_fns = [per_example(fn) or fn for fn in fns]
 
-    def forward(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, X: torch.Tensor, y: torch.Tensor, centre: torch.Tensor | None = None,
+                terms: bool = False) -> torch.Tensor:
         outputs = self.net(X)
-        return torch.stack([batch_stats(fn(outputs, y), len(y), X.device)
-                            for fn in self._metric_fns])
+        if terms:
+            return torch.stack([example_terms(fn(outputs, y), len(y), X.device)
+                                for fn in self._metric_fns])
+        return torch.stack([batch_stats(fn(outputs, y), len(y), X.device,
+                                        None if centre is None else centre[i])
+                            for i, fn in enumerate(self._metric_fns)])

@@ -13,7 +13,6 @@ shape, so there is nothing to stack); parameters are formed as in
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import time
 from collections import defaultdict
@@ -29,7 +28,17 @@ from ..data.batches import Batches, rows_of
 from ..data.splits import Split
 from ..errors import InputError
 from .build import build_points, directions_on
-from .metrics import STATS, batch_stats, check_result, finish, per_example
+from .common import EvaluatorBase
+from .metrics import (
+    PAIRED,
+    STATS,
+    batch_stats,
+    check_result,
+    example_terms,
+    finish,
+    finish_paired,
+    per_example,
+)
 
 DEVICE_DATA_BUDGET = 2 * 1024**3  # batches kept on an accelerator up to this size
 
@@ -79,7 +88,7 @@ def metric_input(batch: Any, kind: str) -> Any:
 
 
 class Called(nn.Module):
-    """The network on a batch, followed by the metrics: (M, STATS) sums per call."""
+    """The network on a batch, followed by the metrics: (M, STATS + PAIRED) sums per call."""
 
     def __init__(self, net: nn.Module, metrics: Mapping[str, Callable], kind: str):
         super().__init__()
@@ -88,12 +97,18 @@ class Called(nn.Module):
         fns = list(metrics.values())
         self._fns = fns if kind == "dict" else [per_example(fn) or fn for fn in fns]
 
-    def forward(self, batch: Any) -> torch.Tensor:
+    def forward(self, batch: Any, centre: torch.Tensor | None = None,
+                terms: bool = False) -> torch.Tensor:
         outputs = call(self.net, batch, self.kind, self.keys)
         target, rows = metric_input(batch, self.kind), rows_of(batch)
         device = next(v for v in (batch.values() if isinstance(batch, Mapping) else batch)
                       if isinstance(v, torch.Tensor)).device
-        return torch.stack([batch_stats(fn(outputs, target), rows, device) for fn in self._fns])
+        if terms:  # the per-example totals (M, N), kept at the centre
+            return torch.stack([example_terms(fn(outputs, target), rows, device)
+                                for fn in self._fns])
+        return torch.stack([batch_stats(fn(outputs, target), rows, device,
+                                        None if centre is None else centre[i])
+                            for i, fn in enumerate(self._fns)])
 
 
 def check_batches(model: nn.Module, metrics: Mapping[str, Callable],
@@ -137,7 +152,7 @@ def _first(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
-class BatchEvaluator:
+class BatchEvaluator(EvaluatorBase):
     """Evaluate named metrics on splits of any batch structure, point by point.
 
     Implements the evaluator protocol of :mod:`lossmap.backends.base` (strategy
@@ -166,6 +181,8 @@ class BatchEvaluator:
         self.fixed = {k: v for k, v in state.items() if k not in self.D}
         self.centre = {k: state[k] for k in self.D}
         self._work: dict[str, torch.Tensor] = {}
+        self._tc: list | None = None  # per-example totals at the centre, per split and batch
+        self._ndims = len(directions)
         self.split_names = [s.name for s in splits]
         self.n = [s.n for s in splits]
         self.parts = []  # (Called, batches) per split; held batches moved to the device once
@@ -177,21 +194,6 @@ class BatchEvaluator:
                 batches = [to_device(b, device) for b in batches]
             self.parts.append((Called(model, self.metrics, kind), batches))
 
-    @property
-    def variables(self) -> list[str]:
-        """Column names, ``split_metric``, in the order :meth:`evaluate` returns them."""
-        return [f"{s}_{m}" for s in self.split_names for m in self.metrics]
-
-    @property
-    def precision(self) -> str:
-        """"full", or the autocast dtype's name."""
-        return str(self.autocast).replace("torch.", "") if self.autocast else "full"
-
-    @property
-    def errors(self) -> bool:
-        """Standard errors are given where a metric has per-example terms."""
-        return True
-
     def extra_profile(self) -> dict:
         """Facts for the profile: batches as given, streamed splits."""
         return {"structured_batches": True}
@@ -199,33 +201,42 @@ class BatchEvaluator:
     @torch.no_grad()
     def evaluate(self, points: np.ndarray, *, errors: bool = False) -> Any:
         """Values (K, len(variables)) at K points, and with ``errors=True`` their SEs."""
-        t = time.perf_counter
         coef = np.asarray(points, dtype=np.float64).tolist()
+        if self._tc is None:  # the centre's per-example totals, for the paired errors
+            t0 = time.perf_counter()
+            self._tc = self._pass([0.0] * self._ndims, terms=True)
+            self.timings["centre_terms"] += time.perf_counter() - t0
         nm = len(self.metrics)
-        sums = torch.zeros(len(coef), len(self.parts), nm, STATS, dtype=torch.float64,
+        sums = torch.zeros(len(coef), len(self.parts), nm, STATS + PAIRED, dtype=torch.float64,
                            device=self.device)
         for k, a in enumerate(coef):
-            t0 = t()
-            built = build_points(self.centre, self.D, self._work, [a])
-            state = {f"net.{n}": v for n, v in {**self.fixed,
-                                                **{n: b[0] for n, b in built.items()}}.items()}
-            self.timings["build"] += t() - t0
-            for s, (called, batches) in enumerate(self.parts):
-                for batch in batches:
-                    t0 = t()
-                    batch = to_device(batch, self.device)
-                    self.timings["data"] += t() - t0
-                    t0 = t()
-                    with self._precision():
-                        sums[k, s] += functional_call(called, state, (batch,))
-                    self.timings["forward"] += t() - t0
-        values, se = finish(sums.reshape(len(coef), len(self.parts) * nm, STATS).cpu().numpy())
-        return (values, se) if errors else values
+            for s, per in enumerate(self._pass(a)):
+                sums[k, s] = torch.stack(per).sum(0)
+        flat = sums.reshape(len(coef), len(self.parts) * nm, STATS + PAIRED).cpu().numpy()
+        values, se = finish(flat)
+        return (values, se, finish_paired(flat)) if errors else values
 
-    def _precision(self) -> contextlib.AbstractContextManager:
-        if self.autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast)
+    def _pass(self, a: list[float], *, terms: bool = False) -> list[list[torch.Tensor]]:
+        """One point over every batch of every split: stats (or, ``terms``, per-example totals)."""
+        t = time.perf_counter
+        t0 = t()
+        built = build_points(self.centre, self.D, self._work, [a])
+        state = {f"net.{n}": v for n, v in {**self.fixed,
+                                            **{n: b[0] for n, b in built.items()}}.items()}
+        self.timings["build"] += t() - t0
+        out = []
+        for s, (called, batches) in enumerate(self.parts):
+            out.append([])
+            for b, batch in enumerate(batches):
+                t0 = t()
+                batch = to_device(batch, self.device)
+                self.timings["data"] += t() - t0
+                t0 = t()
+                centre = None if terms else self._tc[s][b]
+                with self._precision():
+                    out[s].append(functional_call(called, state, (batch, centre, terms)))
+                self.timings["forward"] += t() - t0
+        return out
 
 
 def _nbytes(split: Any) -> int:

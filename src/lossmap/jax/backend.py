@@ -89,6 +89,34 @@ class JaxBackend(Backend):
                         for m, v in zip(plan.metrics, vals, strict=True)})
         return out
 
+    def centre_slopes(self, plan: Plan) -> dict[str, list[dict[str, float]]] | None:
+        """Per-example directional slopes at the centre, by ``jax.jvp`` (:mod:`lossmap.jax.slopes`).
+
+        Every sample of each split. None (not measured) for a path scan, above
+        the PyTorch round-off floor's size limit (``roundoff.BUDGET``), where
+        no metric has per-example terms, and, with a warning, for a model that
+        ``jax.jvp`` cannot differentiate (a ``jax.custom_vjp`` function).
+        """
+        import warnings
+
+        from ..evaluate.roundoff import BUDGET
+        from .slopes import centre_slopes
+
+        if getattr(plan, "path", None) is not None:
+            return None  # its directions are not the scan's axis
+        state = {**plan.params, **plan.buffers}
+        if 8 * sum(t.numel() for t in state.values()) * (1 + len(plan.directions)) > BUDGET:
+            return None
+        try:
+            out = centre_slopes(plan.model, plan.metrics, state, plan.directions, plan.splits,
+                                plan.options.batch_size, device=plan.options.device)
+        except (TypeError, ValueError, NotImplementedError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            warnings.warn(f"the slopes at the centre were not measured ({type(exc).__name__}: "
+                          f"{first[:200]})", RuntimeWarning, stacklevel=3)
+            return None
+        return out or None
+
 
 def _tensor(a: Any) -> Any:
     if isinstance(a, torch.Tensor) or not hasattr(a, "shape"):

@@ -9,6 +9,13 @@ padded to a fixed K and each split has at most two batch shapes, so XLA
 compiles a handful of programs for the whole scan. Per-batch means come back
 to the host and are summed there in float64, weighted by batch size, exactly
 as the PyTorch Evaluator does.
+
+Standard errors: a metric with per-example terms (the built-in metrics' per-sample
+values, a metric returning one value per example or ``(totals, counts)``, see
+:mod:`lossmap.jax.metrics`) also returns, per batch, Σt, Σc and the sums of
+squares about the batch's own ratio (accurate in float32); the host turns them
+into the float64 sums Σt, Σc, Σt², Σt·c, Σc², n that
+:func:`lossmap.evaluate.metrics.finish` reads, as the PyTorch Evaluator keeps them.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import torch
 from ..backends.base import check_strategy
 from ..data.splits import Split
 from ..errors import InputError
+from ..evaluate.metrics import STATS, finish
+from . import metrics as M
 from .model import JaxModel, to_jnp
 
 DEFAULT_BATCH = 512
@@ -55,7 +64,8 @@ class JaxEvaluator:
     ----------
     model : JaxModel
     metrics : dict of str to callable
-        ``f(outputs, targets)`` in ``jax.numpy``, returning the batch mean.
+        ``f(outputs, targets)`` in ``jax.numpy``, returning the batch mean, one
+        value per example or ``(totals, counts)`` (:mod:`lossmap.jax.metrics`).
     centre : dict of str to Tensor
         Every weight of the centre (parameters and buffers) by flattened name.
     directions : sequence of mappings
@@ -126,6 +136,7 @@ class JaxEvaluator:
             self.batches.append([(put(X[i : i + bs]), put(y[i : i + bs]))
                                  for i in range(0, s.n, bs)])
         self.timings["data"] += time.perf_counter() - t0
+        self._kinds: list[str] | None = None  # how each metric's result is read (lazily)
         self.chunk = chunk or self._auto_chunk()
         self._fn = jax.jit(self._program())
 
@@ -139,19 +150,55 @@ class JaxEvaluator:
         """Column names, ``split_metric``, in the order :meth:`evaluate` returns them."""
         return [f"{s}_{m}" for s in self.split_names for m in self.metrics]
 
-    def _point_fn(self):
+    @property
+    def kinds(self) -> list[str]:
+        """How each metric's result is read (:func:`lossmap.jax.metrics.metric_kind`).
+
+        Found from the shapes the metrics return on the first batch, by
+        ``jax.eval_shape`` (nothing is computed).
+        """
+        if self._kinds is None:
+            X, y = self.batches[0][0]
+            model, fns = self.model, list(self.metrics.values())
+
+            def results(X, y):
+                out = model(model.unflatten({**self._fixed, **self._C}), X)
+                return [fn(out, y) for fn in fns]
+
+            shapes = jax.eval_shape(results, X, y)
+            self._kinds = [M.metric_kind(name, fn, r, len(y)) for (name, fn), r
+                           in zip(self.metrics.items(), shapes, strict=True)]
+        return self._kinds
+
+    @property
+    def errors(self) -> bool:
+        """Whether :meth:`evaluate` gives standard errors: some metric has per-example terms."""
+        return any(k in M.PER_EXAMPLE for k in self.kinds)
+
+    def _parts_fn(self):
+        """``point(C, D, fixed, a, X, y) -> (values (M,), stats (M, 6))`` at one point."""
         model, fns = self.model, list(self.metrics.values())
 
         def point(C, D, fixed, a, X, y):
             moved = {k: C[k] + jnp.tensordot(a.astype(C[k].dtype), D[k], axes=1) for k in C}
             out = model(model.unflatten({**fixed, **moved}), X)
             kind = jnp.promote_types(out.dtype, jnp.float32)
-            return jnp.stack([jnp.asarray(fn(out, y)).astype(kind) for fn in fns])
+            values, stats = [], []
+            for fn, how in zip(fns, self.kinds, strict=True):
+                v, t, c = M.metric_terms(fn, how, out, y)
+                values.append(jnp.asarray(v).astype(kind))
+                stats.append(_batch_stats(t, c, how, kind))
+            return jnp.stack(values), jnp.stack(stats)
 
         return point
 
+    def _point_fn(self):
+        """``point(C, D, fixed, a, X, y) -> values (M,)``: every metric at one point."""
+        parts = self._parts_fn()
+        return lambda C, D, fixed, a, X, y: parts(C, D, fixed, a, X, y)[0]
+
     def _program(self):
-        point = self._point_fn()
+        point = self._parts_fn()
         if self.vmap:
             def program(C, D, fixed, A, X, y):
                 return jax.vmap(lambda a: point(C, D, fixed, a, X, y))(A)
@@ -175,17 +222,21 @@ class JaxEvaluator:
             per_point = int(np.prod(X.shape)) * X.dtype.itemsize * 64
         return int(max(1, min(MAX_CHUNK, ACTIVATION_BUDGET // per_point)))
 
-    def evaluate(self, points: np.ndarray) -> np.ndarray:
-        """Values at each point.
+    def evaluate(self, points: np.ndarray, *, errors: bool = False):
+        """Values at each point (and their standard errors).
 
         Parameters
         ----------
         points : ndarray, shape (K, ndim)
             Coordinates (a, b) of K ≤ ``chunk`` points.
+        errors : bool, default False
+            Also return the standard error of every value (NaN for a metric
+            without per-example terms).
 
         Returns
         -------
         ndarray, shape (K, len(variables)), float64
+            Or ``(values, errors)``, two such arrays, with ``errors=True``.
         """
         points = np.asarray(points, dtype=np.float64)
         K = len(points)
@@ -199,11 +250,56 @@ class JaxEvaluator:
         t0 = time.perf_counter()
         parts = [[(self._fn(self._C, self._D, self._fixed, A, X, y), len(y)) for X, y in b]
                  for b in self.batches]
+        kinds = self.kinds
         nm = len(self.metrics)
         out = np.zeros((K, len(self.batches) * nm))
+        sums = np.zeros((K, len(self.batches), nm, STATS))
         for s, batches in enumerate(parts):
-            for vals, n in batches:  # read back after all calls are queued
+            for (vals, stats), n in batches:  # read back after all calls are queued
                 out[:, s * nm : (s + 1) * nm] += np.asarray(vals, dtype=np.float64)[:K] * n
+                sums[:, s] += _raw_sums(np.asarray(stats, dtype=np.float64)[:K], n, kinds)
             out[:, s * nm : (s + 1) * nm] /= self.n[s]
+        ratio, se = finish(sums.reshape(K, len(self.batches) * nm, STATS))
+        # The batch means' weighted sum for a batch mean (as before standard errors existed);
+        # Σt/Σc for per-example values and (totals, counts), whose batch means would weigh
+        # examples by their batch's count.
+        exact = np.tile([k not in (M.MEAN, M.BUILTIN) for k in kinds], len(self.batches))
+        out[:, exact] = ratio[:, exact]
         self.timings["forward"] += time.perf_counter() - t0
-        return out
+        return (out, se) if errors else out
+
+
+def _batch_stats(t, c, kind: str, dtype) -> jax.Array:
+    """A batch's (6,) sums of one metric: Σt, Σc, Q, P, S, r (see :func:`_raw_sums`).
+
+    Q = Σ(t − r·c)², P = Σ(t − r·c)·c and S = Σc² are taken about the batch's own
+    ratio r = Σt/Σc, so that float32 keeps the spread (not the mean²) accurate.
+    """
+    nan = jnp.full((), jnp.nan, dtype)
+    if t is None:  # a batch mean: no terms
+        return jnp.stack([nan] * 6)
+    t, c = t.astype(dtype), c.astype(dtype)
+    T, C = t.sum(), c.sum()
+    if kind == M.TOTAL:
+        return jnp.stack([T, C, nan, nan, nan, nan])
+    r = jnp.where(C != 0, T / jnp.where(C != 0, C, 1), 0)
+    u = t - r * c
+    return jnp.stack([T, C, (u * u).sum(), (u * c).sum(), (c * c).sum(), r])
+
+
+def _raw_sums(stats: np.ndarray, rows: int, kinds: Sequence[str]) -> np.ndarray:
+    """(K, M, 6) batch stats as the float64 sums Σt, Σc, Σt², Σt·c, Σc², n of ``finish``.
+
+    Σt² = Q + 2rP + r²S and Σt·c = P + rS hold for any r; evaluated in float64,
+    the cancellation in ``finish`` costs nothing.
+    """
+    T, C, Q, P, S, r = np.moveaxis(stats, -1, 0)
+    n = np.full_like(T, rows)
+    raw = np.stack([T, C, Q + 2 * r * P + r * r * S, P + r * S, S, n], axis=-1)
+    for j, kind in enumerate(kinds):
+        if kind == M.TOTAL:
+            raw[:, j, 2:5] = np.nan
+        elif kind == M.MEAN:  # value only: t = mean · rows, c = rows
+            raw[:, j, :] = np.nan
+            raw[:, j, 1] = raw[:, j, 5] = rows
+    return raw

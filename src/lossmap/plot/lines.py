@@ -29,9 +29,16 @@ def plot_line(
     centre: bool = True,
     accuracy: bool = False,
     log: bool = False,
+    band: float | None = 2.0,
     **kwargs: Any,
 ) -> Axes:
-    """Draw a line scan: value against α, one curve per variable.
+    """Draw a line scan: value against α, one curve per variable, with ±2 s.e. bands.
+
+    Where the surface stores the standard error of a variable
+    (``surface.errors``: the sampling noise of each point), a shaded band of
+    ± ``band`` standard errors is drawn around its curve
+    (:meth:`~matplotlib.axes.Axes.fill_between`, labelled ``"<name> ± 2 s.e."``);
+    a variable without standard errors is drawn without one.
 
     Parameters
     ----------
@@ -48,6 +55,8 @@ def plot_line(
         y-axis (0 to 1) at the right.
     log : bool, default False
         Logarithmic y-axis for the left axis.
+    band : float or None, default 2
+        Half-width of the error band in standard errors; None or 0: no band.
     **kwargs
         Passed to :meth:`matplotlib.axes.Axes.plot` for every curve
         (defaults: ``linewidth=1.8``, ``marker="."``, one colour per split).
@@ -67,12 +76,20 @@ def plot_line(
     >>> surf = Surface(spec, {"train_loss": a**2}, np.ones(21, bool))
     >>> plot_line(surf).get_xlabel()
     'α'
+    >>> noisy = Surface(spec, surf.values, surf.done, errors={"train_loss": np.full(21, 0.01)})
+    >>> ax = plot_line(noisy, ax=plt.figure().gca())
+    >>> [c.get_label() for c in ax.collections]
+    ['train ± 2 s.e.']
     """
     C.check_surface(surface, "plot_line")
     C.require_line(surface, "plot_line")
+    if band is not None and (isinstance(band, bool) or not isinstance(band, (int, float))
+                             or not 0 <= band < np.inf):
+        raise InputError(f"plot_line: band={band!r} must be a number >= 0 (standard errors) "
+                         "or None")
     names = C.check_variables(surface, variables, "plot_line")
     ax = ax or plt.gca()
-    alpha = surface.coords["alpha"]
+    alpha = surface.coords[surface.dims[0]]  # α, or t along a path (lm.scan(path=...))
     metrics = {C.split_metric(surface, v)[1] for v in names}
     by_split = len(metrics) == 1
 
@@ -86,6 +103,15 @@ def plot_line(
             kw.setdefault(k, v)
         y = np.asarray(surface.values[var], dtype=np.float64)
         line = on.plot(alpha, np.where(np.isfinite(y), y, np.nan), **kw)[0]
+        se = surface.se(var) if band and surface.errors is not None else None
+        if se is not None:
+            se = np.asarray(se, dtype=np.float64)
+            ok = np.isfinite(y) & np.isfinite(se)
+            on.fill_between(alpha, np.where(ok, y - band * se, np.nan),
+                            np.where(ok, y + band * se, np.nan), where=ok,
+                            color=line.get_color(), alpha=0.2, linewidth=0,
+                            zorder=line.get_zorder() - 0.5,
+                            label=f"{kw.get('label', C.label(surface, var))} ± {band:g} s.e.")
         c0 = C.centre_value(surface, var) if centre else None
         if c0 is not None:
             on.plot(
@@ -101,7 +127,7 @@ def plot_line(
     for v in names:
         split = C.split_metric(surface, v)[0]
         draw(ax, v, label=split if by_split and not accuracy else C.label(surface, v))
-    ax.set_xlabel(ALPHA)
+    ax.set_xlabel(ALPHA if surface.dims[0] == "alpha" else surface.dims[0])
     ax.set_ylabel(next(iter(metrics)) if by_split else ", ".join(sorted(metrics)))
     if log:
         ax.set_yscale("log")

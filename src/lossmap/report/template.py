@@ -258,7 +258,9 @@ def numbers_table(surface: Surface, analysis: dict) -> Html:
         if a is None:
             row += ["—", "—"]
         elif line:
-            row += [format_value(a["slope"]["slope"], 3), _SHORT[a["convexity"]["convex"]]]
+            sl = a["slope"]
+            pm = f" ± {sl['se']:.2g}" if sl.get("se") is not None else ""
+            row += [format_value(sl["slope"], 3) + pm, _SHORT[a["convexity"]["convex"]]]
         else:
             cv = a["convexity"]
             row += [f"{cv[d]['lines_not_convex']} of {cv[d]['lines']}" for d in ("alpha", "beta")]
@@ -297,7 +299,8 @@ def basin_text(r: Mapping[str, Any]) -> str:
              f"undetermined to the {s} (a missing point at α = {r[s + '_missing']:.4g})"
              for s in ("left", "right")]
     text += f"exceeds L(c) + δ = {r['threshold']:.5g}): {', '.join(sides)}"
-    return text + ("" if r["width"] is None else f"; width {r['width']:.4g}")
+    text += "" if r["width"] is None else f"; width {r['width']:.4g}"
+    return text + (f"; {r['uncertainty']}" if r.get("uncertainty") else "")
 
 
 def sharpness_text(r: Mapping[str, Any]) -> str:

@@ -12,10 +12,10 @@ Layout (format 2)::
     user_meta(key TEXT PRIMARY KEY, value TEXT)  the caller's ``meta=`` (JSON), keys as given
     directions(idx INTEGER PRIMARY KEY, data BLOB, file TEXT, sha TEXT)
     points(idx INTEGER PRIMARY KEY, alpha REAL, [beta REAL,] <variables> REAL,
-           <variable>_se REAL ..., seconds REAL, finished REAL)
+           <variable>_se REAL ..., <variable>_dse REAL ..., seconds REAL, finished REAL)
 
-The ``_se`` columns (standard errors, NULL where a metric has no per-example
-terms) are absent in stores made before lossmap 0.2; such a store still reads
+The ``_se`` and ``_dse`` columns (standard errors of the value and of its
+difference from the centre's, NULL where a metric has no per-example terms) are absent in stores made before lossmap 0.2; such a store still reads
 and resumes, without errors.
 
 A row in ``points`` means the point is finished; a NULL value there is a
@@ -62,8 +62,9 @@ MEASURED = ("samples", "slopes")
 
 
 def se_columns(spec: ScanSpec) -> list[str]:
-    """The standard-error column of every variable: ``train_loss`` → ``train_loss_se``."""
-    return [f"{v}_se" for v in spec.variables]
+    """The error columns: each variable's standard error (``train_loss_se``), then the standard
+    error of its difference from the centre (``train_loss_dse``)."""
+    return [f"{v}_se" for v in spec.variables] + [f"{v}_dse" for v in spec.variables]
 # A probe value agrees with the stored one within this relative tolerance.
 PROBE_RTOL = 1e-4
 
@@ -245,6 +246,23 @@ def _check_tables(conn: sqlite3.Connection, spec: ScanSpec, damaged: Damaged) ->
     bad = _bad_value(conn, [*spec.variables, *[c for c in se_columns(spec) if c in cols]])
     if bad is not None:
         raise damaged(f"point {bad[0]} holds {bad[2]!r} in the column {bad[1]!r}, not a number")
+
+
+def scan_differences(spec: ScanSpec, fingerprints: dict[str, str], stored: ScanSpec,
+                     stored_fps: dict[str, str]) -> list[str]:
+    """Every difference between a new scan and a stored one, in words."""
+    diffs = spec.differences(stored)
+    labels = {"centre": "the centre weights", "spec": None}
+    for key, value in fingerprints.items():
+        if key == "spec" or stored_fps.get(key) == value:
+            continue
+        what = labels.get(key) or (
+            f"direction {key[4:]}" if key.startswith("dir_")
+            else f"the data of split {key[5:]!r}" if key.startswith("data_")
+            else key
+        )
+        diffs.append(f"{what} differ{'s' if not what.endswith('weights') else ''}")
+    return diffs
 
 
 def _check_measured(records: dict[str, Any], damaged: Damaged) -> None:

@@ -35,6 +35,7 @@ from .contents import (
     probe_values,
     q,
     read_contents,
+    scan_differences,
     read_directions,
     se_columns,
     write_contents,
@@ -294,20 +295,7 @@ class Store:
     # -- checks ------------------------------------------------------------
     def check_same(self, spec: ScanSpec, fingerprints: dict[str, str]) -> None:
         """Raise StoreError naming every difference between this store and a new scan."""
-        diffs = spec.differences(self.spec)
-        labels = {"centre": "the centre weights", "spec": None}
-        for key, value in fingerprints.items():
-            if key == "spec":
-                continue
-            if self.fingerprints.get(key) != value:
-                what = labels.get(key) or (
-                    f"direction {key[4:]}"
-                    if key.startswith("dir_")
-                    else f"the data of split {key[5:]!r}"
-                    if key.startswith("data_")
-                    else key
-                )
-                diffs.append(f"{what} differ{'s' if not what.endswith('weights') else ''}")
+        diffs = scan_differences(spec, fingerprints, self.spec, self.fingerprints)
         if diffs:
             raise StoreError(
                 f"store {str(self.path)!r} holds a different scan ({'; '.join(diffs)}): "
@@ -351,26 +339,16 @@ class Store:
                 f"store {str(self.path)!r} was opened to read: open it with "
                 "Store.open(path, write=True) to add points"
             )
-        nv = len(self.var_cols)
-        rows = [(i, c, list(v)[: nv + len(self.se_cols)], s) for i, c, v, s in rows]
-        rows = [(i, c, v + [math.nan] * (nv + len(self.se_cols) - len(v)), s)
-                for i, c, v, s in rows]
+        width = len(self.var_cols) + len(self.se_cols)  # values, then errors (NaN if none)
         cols = ["idx", *self.coord_cols, *self.var_cols, *self.se_cols, "seconds", "finished"]
-        sql = (
-            f"INSERT OR IGNORE INTO points ({', '.join(q(c) for c in cols)}) "
-            f"VALUES ({', '.join('?' * len(cols))})"
-        )
+        sql = (f"INSERT OR IGNORE INTO points ({', '.join(q(c) for c in cols)}) "
+               f"VALUES ({', '.join('?' * len(cols))})")
         now = time.time()
-        data = [
-            (
-                int(i),
-                *map(float, coords),
-                *(None if math.isnan(v) else float(v) for v in values),
-                float(s),
-                now,
-            )
-            for i, coords, values, s in rows
-        ]
+        data = [(int(i), *map(float, coords),
+                 *(None if math.isnan(v) else float(v)
+                   for v in [*list(values)[:width], *[math.nan] * (width - len(values))]),
+                 float(s), now)
+                for i, coords, values, s in rows]
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             cur = self.conn.executemany(sql, data)

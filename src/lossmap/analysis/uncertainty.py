@@ -1,0 +1,316 @@
+"""How far the findings are from the sample's noise: standard errors of values and differences.
+
+Every stored value is a mean over a finite sample (``Surface.samples``), and
+the scan may store its standard error at every point (``Surface.errors``,
+``Surface.se(variable)``). A finding is an *effect* (a difference of values, a
+slope) with a standard error; it is **resolved** when ``|effect| > z · se``
+(``z = 2`` by default, :data:`Z`), and otherwise "not resolved at this sample
+size". The rules for the standard error of a difference:
+
+* **Two points of the same split** share their samples, so their errors are
+  correlated. ``Var(A − B) = Var A + Var B − 2 Cov(A, B)`` is at most
+  ``se_A² + se_B²`` when the covariance is non-negative, which is practically
+  always the case for nearby points (the same images are hard at both), so
+  ``sqrt(se_A² + se_B²)`` is used: **conservative**, it may overstate the
+  error of a difference (and so call a real effect unresolved), never
+  understate it.
+* **A point and a chord** (a barrier ``L(t) − [(1 − t) L0 + t L1]``): the
+  chord's error is at most ``(1 − t) se0 + t se1`` whatever the correlation of
+  the ends (Cauchy-Schwarz), and with a non-negative covariance between
+  ``L(t)`` and the chord the excess has a standard error of at most
+  ``sqrt(se_t² + ((1 − t) se0 + t se1)²)`` (conservative).
+* **Train against test** are independent samples: ``sqrt(se_a² + se_b²)`` is
+  exact.
+
+These errors are of the sampling only (which n samples were drawn); round-off
+is the other, separate noise (:mod:`lossmap.analysis.common`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..surface import Surface
+from .common import _centre_or_closest, _check_surface, _values
+
+__all__ = ["Z", "gap"]
+
+Z = 2.0
+"""Default ``z``: an effect is resolved when it is more than ``z`` standard errors from zero."""
+
+NOT_RESOLVED = "not resolved at this sample size"
+NOT_MEASURED = "uncertainty not measured"
+
+
+def _check_z(z: Any) -> float:
+    if isinstance(z, bool) or not isinstance(z, (int, float)) or not (0 < z < math.inf):
+        raise InputError(f"z={z!r} must be a positive number (standard errors, e.g. 2)")
+    return float(z)
+
+
+def _split_of(surface: Surface, variable: str) -> str | None:
+    """``"train"`` for ``"train_loss"`` (splits and metrics may hold underscores)."""
+    for s in surface.spec.splits:
+        for m in surface.spec.metrics:
+            if variable == f"{s}_{m}":
+                return s
+    return None
+
+
+def _n(surface: Surface, variable: str) -> int | None:
+    """The samples behind ``variable``: ``surface.samples`` of its split, else ``spec.samples``."""
+    split = _split_of(surface, variable)
+    if surface.samples and split in surface.samples and surface.samples[split]:
+        return int(surface.samples[split])
+    return int(surface.spec.samples) if surface.spec.samples else None
+
+
+def _se_array(surface: Surface, variable: str) -> np.ndarray | None:
+    se = surface.se(variable) if surface.errors is not None else None
+    return None if se is None else np.asarray(se, dtype=np.float64)
+
+
+def _se_at(se: np.ndarray | None, idx: Any) -> float | None:
+    """The standard error at a grid index, None where not measured or not finite."""
+    if se is None:
+        return None
+    v = float(se[idx])
+    return v if math.isfinite(v) and v >= 0 else None
+
+
+def _diff_se(*ses: float | None) -> float | None:
+    """``sqrt(Σ se²)``; None when any is unknown (see the module docstring for when it bounds)."""
+    if any(s is None for s in ses):
+        return None
+    return math.sqrt(sum(s * s for s in ses))  # type: ignore[operator]
+
+
+def _chord_se(se_t: float | None, se0: float | None, se1: float | None, t: float) -> float | None:
+    """Conservative SE of ``L(t) − [(1 − t) L0 + t L1]`` (module docstring)."""
+    if se_t is None or se0 is None or se1 is None:
+        return None
+    return math.sqrt(se_t**2 + ((1 - t) * se0 + t * se1) ** 2)
+
+
+def _resolve(effect: float, se: float | None, z: float) -> dict[str, Any]:
+    """``se``, ``z``, ``z_score`` (``|effect| / se``) and ``resolved`` (None: not measured)."""
+    if se is None or not math.isfinite(effect):
+        return {"se": se, "z": z, "z_score": None, "resolved": None}
+    score = abs(effect) / se if se > 0 else (math.inf if effect else 0.0)
+    return {"se": se, "z": z, "z_score": score, "resolved": bool(abs(effect) > z * se)}
+
+
+def _samples_text(n: int | None, kind: str = "s.e.") -> str:
+    return f"{kind}, n={n} samples" if n else kind
+
+
+def _pm(value: float, r: dict[str, Any], n: int | None, kind: str = "s.e.") -> str:
+    """``"0.0031 ± 0.0002 (s.e., n=512 samples), 15 s.e. from zero"`` (no SE: the value only)."""
+    if r["se"] is None:
+        return f"{value:.3g}"
+    return (f"{value:.3g} ± {r['se']:.2g} ({_samples_text(n, kind)}), "
+            f"{r['z_score']:.3g} s.e. from zero")
+
+
+def _tail(r: dict[str, Any]) -> str:
+    """``""``, ``": not resolved at this sample size (within 2 s.e.)"`` or the unmeasured note."""
+    if r["resolved"] is None:
+        return f" ({NOT_MEASURED})"
+    if r["resolved"]:
+        return ""
+    return f": {NOT_RESOLVED} (within {r['z']:g} s.e. of zero)"
+
+
+def gap(surface: Surface, metric: str = "loss", *, splits: tuple[str, str] = ("train", "test"),
+        z: float = Z) -> dict[str, Any]:
+    """The gap between two splits at the centre (test above train), with its standard error.
+
+    ``gap = L_b(c) − L_a(c)`` at the centre (or the grid point closest to it).
+    The two splits are independent samples, so ``se = sqrt(se_a² + se_b²)``
+    is exact; the gap is resolved when ``|gap| > z · se``.
+
+    Parameters
+    ----------
+    surface : Surface
+        A line or a plane with both splits.
+    metric : str, default "loss"
+    splits : (str, str), default ("train", "test")
+        ``(a, b)``: the gap is b − a.
+    z : float, default 2
+
+    Returns
+    -------
+    dict
+        ``variable_a``, ``variable_b``, ``value_a``, ``value_b``, ``gap``,
+        ``coords`` (where), ``se`` (None when either split has no standard
+        errors), ``z``, ``z_score``, ``resolved`` (None without SEs),
+        ``n_a``, ``n_b`` (samples per split, None if unknown), ``verdict``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lossmap.spec import ScanSpec
+    >>> spec = ScanSpec(grid=((-1, 1, 5),), splits=("train", "test"), metrics=("loss",),
+    ...                 samples=400)
+    >>> ones = np.ones(5)
+    >>> surf = Surface(spec, {"train_loss": 0.30 * ones, "test_loss": 0.36 * ones},
+    ...                np.ones(5, bool), errors={"train_loss": 0.02 * ones,
+    ...                                          "test_loss": 0.02 * ones})
+    >>> r = gap(surf)
+    >>> round(r["gap"], 6), round(r["se"], 6), r["resolved"]
+    (0.06, 0.028284, True)
+    """
+    _check_surface(surface, what="gap")
+    z = _check_z(z)
+    if (not isinstance(splits, (tuple, list)) or len(splits) != 2
+            or splits[0] == splits[1]):
+        raise InputError(f"splits={splits!r} must be two different splits, e.g. ('train', 'test')")
+    names = [f"{s}_{metric}" for s in splits]
+    for s, v in zip(splits, names, strict=True):
+        if v not in surface.values:
+            raise InputError(f"gap needs {v!r} (split {s!r}, metric {metric!r}); this surface "
+                             f"has {', '.join(surface.values)}")
+    la, lb = (_values(surface, v) for v in names)
+    idx, note = _centre_or_closest(surface)
+    a, b = float(la[idx]), float(lb[idx])
+    g = b - a
+    se = _diff_se(_se_at(_se_array(surface, names[0]), idx), _se_at(_se_array(surface, names[1]),
+                                                                     idx))
+    r = _resolve(g, se, z)
+    na, nb = _n(surface, names[0]), _n(surface, names[1])
+    out: dict[str, Any] = {
+        "variable_a": names[0], "variable_b": names[1], "value_a": a, "value_b": b, "gap": g,
+        "coords": {d: float(surface.coords[d][i]) for d, i in zip(surface.dims, idx, strict=True)},
+        **r, "n_a": na, "n_b": nb,
+    }
+    lab_a, lab_b = (f"{s} {metric}" for s in splits)
+    where = "at the centre" if note is None else "at the grid point closest to the centre"
+    if not (math.isfinite(a) and math.isfinite(b)):
+        out["verdict"] = f"{lab_b} − {lab_a}: undetermined, a value {where} is missing"
+        return out
+    rel = "above" if g > 0 else "below" if g < 0 else "equal to"
+    ns = f"independent samples, n={na} and {nb}" if na and nb else "independent samples"
+    body = (f"{abs(g):.3g}" if r["se"] is None else
+            f"{abs(g):.3g} ± {r['se']:.2g} (s.e., exact: {ns}), {r['z_score']:.3g} s.e. from zero")
+    out["verdict"] = f"{lab_b} is {rel} {lab_a} {where} by {body}{_tail(r)}"
+    return out
+
+
+def _sample_scope(surface: Surface, variable: str) -> dict[str, Any]:
+    """What an empirical statement (convexity, monotonicity) is about, and the per-point SE.
+
+    ``n``, ``scope`` (a sentence), ``se_typical`` (the median finite SE of the
+    variable, None where not measured).
+    """
+    n, split = _n(surface, variable), _split_of(surface, variable)
+    what = variable.replace("_", " ")
+    on = f"these n={n} samples" if n else "this scan's samples"
+    if split:
+        on += f" of the {split} split"
+    scope = (f"the claim is about the empirical {what} on {on}: a non-convex slice of the "
+             "sample's loss proves that loss non-convex")
+    se = _se_array(surface, variable)
+    finite = se[np.isfinite(se)] if se is not None else np.empty(0)
+    return {"n": n, "scope": scope, "se_typical": float(np.median(finite)) if finite.size else None}
+
+
+def _second_difference_noise(deepest: float, se_typical: float | None) -> tuple[Any, str | None]:
+    """(``se_ratio``, a sentence) comparing the deepest second difference with a point's SE."""
+    if se_typical is None or not math.isfinite(deepest):
+        return None, None
+    ratio = abs(deepest) / se_typical if se_typical > 0 else math.inf
+    return ratio, (
+        f"informative only: the deepest second difference {deepest:.2g} is {ratio:.3g}× the "
+        f"typical s.e. of one point ({se_typical:.2g}); the points share their samples, so a "
+        "second difference varies far less from sample to sample than one point does")
+
+
+def _excess_noise(surface: Surface, variable: str, top: int, i0: int, i1: int, t: float,
+                  height: float, z: float) -> tuple[dict[str, Any], str]:
+    """A barrier's ``se`` (conservative, chord rule), resolution, ``n`` and the words to add."""
+    se = _se_array(surface, variable)
+    r = _resolve(height, _chord_se(_se_at(se, top), _se_at(se, i0), _se_at(se, i1), t), z)
+    n = _n(surface, variable)
+    if r["se"] is None:
+        return {**r, "n": n}, f" ({NOT_MEASURED})"
+    words = f" (± {r['se']:.2g}: {_samples_text(n, 's.e., conservative')}; "
+    words += f"{r['z_score']:.3g} s.e. from zero"
+    return {**r, "n": n}, words + ("" if r["resolved"] else f": {NOT_RESOLVED}") + ")"
+
+
+def _crossing(a: np.ndarray, D: np.ndarray, i: int, step: int, thr: float) -> float | None:
+    """α where ``D`` first rises above ``thr`` walking from ``i`` by ``step`` (None: never)."""
+    j = i
+    while 0 <= j + step < len(a):
+        j += step
+        if not np.isfinite(D[j]):
+            return None
+        if D[j] > thr:
+            p = j - step
+            return float(a[p] + (thr - D[p]) / (D[j] - D[p]) * (a[j] - a[p]))
+    return None
+
+
+def _basin_band(surface: Surface, variable: str, a: np.ndarray, L: np.ndarray, i: int,
+                delta: float, z: float, width: float | None) -> dict[str, Any]:
+    """Where ``L(α) − L(0) ± z·se`` crosses δ on each side: the width's interval.
+
+    ``se`` of ``L(α) − L(0)`` is the conservative ``sqrt(se_α² + se_0²)``. The
+    upper band crosses first (the narrowest width the noise allows), the lower
+    band last (the widest); a side whose lower band never crosses on the grid
+    has no upper end. ``resolved``: the width and the widest one are on the
+    grid (None when the width itself is beyond the grid: a matter of range,
+    not of sample size).
+    """
+    se = _se_array(surface, variable)
+    if se is None or not np.isfinite(se[i]):
+        return {"z": z, "se_centre": None, "left_range": None, "right_range": None,
+                "width_range": None, "resolved": None}
+    with np.errstate(invalid="ignore"):
+        D = L - L[i]
+        s = np.sqrt(se**2 + se[i] ** 2)
+        s[i] = 0.0
+    out: dict[str, Any] = {"z": z, "se_centre": float(se[i])}
+    for side, step in (("left", -1), ("right", 1)):
+        near = _crossing(a, D + z * s, i, step, delta)
+        far = _crossing(a, D - z * s, i, step, delta)
+        out[f"{side}_range"] = [None if x is None else abs(x - float(a[i])) for x in (near, far)]
+    lo = [out[f"{s}_range"][0] for s in ("left", "right")]
+    hi = [out[f"{s}_range"][1] for s in ("left", "right")]
+    out["width_range"] = [None if None in lo else sum(lo), None if None in hi else sum(hi)]
+    out["resolved"] = None if width is None else out["width_range"][1] is not None
+    return out
+
+
+def _basin_words(band: dict[str, Any], width: float | None) -> str:
+    """The words a basin width gains from its band (empty without standard errors)."""
+    if band["se_centre"] is None:
+        return NOT_MEASURED
+    lo, hi = band["width_range"]
+    z = band["z"]
+    if width is None:
+        if lo is None:
+            return f"within ±{z:g} s.e. (conservative) too, the crossing is beyond the grid"
+        return (f"within ±{z:g} s.e. (conservative) the width is at least {lo:.4g}; its upper "
+                "end is beyond the grid")
+    if hi is None:
+        return (f"the width is {width:.4g}, but the loss − {z:g} s.e. stays within L(0) + δ "
+                f"to an end of the grid: {NOT_RESOLVED}")
+    low = "—" if lo is None else f"{lo:.4g}"
+    return f"within ±{z:g} s.e. (conservative) the width is between {low} and {hi:.4g}"
+
+
+def _rise_noise(surface: Surface, variable: str, centre: Any, worst: Any, rise: float,
+                z: float) -> tuple[dict[str, Any], str]:
+    """A rise ``L(worst) − L(c)``'s ``se`` (conservative), resolution, ``n`` and words."""
+    se = _se_array(surface, variable)
+    r = _resolve(rise, _diff_se(_se_at(se, centre), _se_at(se, worst)), z)
+    n = _n(surface, variable)
+    if r["se"] is None:
+        return {**r, "n": n}, f" ({NOT_MEASURED})"
+    return {**r, "n": n}, (f"; the rise is {_pm(rise, r, n, 's.e., conservative')}"
+                           + ("" if r["resolved"] else f": {NOT_RESOLVED}"))
