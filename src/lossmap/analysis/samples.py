@@ -95,9 +95,10 @@ def samples_needed(
     * ``"barrier"`` — the barrier of an interpolation line above the chord.
     * ``"sharpness"`` — the ε-sharpness read off the grid (``epsilon``).
 
-    The standard errors are the conservative ones of
-    :mod:`lossmap.analysis.uncertainty` (exact for the gap), so the count may
-    be larger than needed, not smaller.
+    The standard errors are those of :mod:`lossmap.analysis.uncertainty`:
+    exact for the gap, paired where the scan measured differences from the
+    centre (``Surface.paired``), else conservative, so the count may be larger
+    than needed, not smaller.
 
     Parameters
     ----------

@@ -16,7 +16,7 @@ from ..surface import Surface
 from .common import _centre_or_closest, _check_surface, _values
 from .convexity import convexity
 from .slope import slope_at_centre
-from .uncertainty import Z, _check_z, _diff_se, _n, _pm, _resolve, _se_array, _se_at, _tail
+from .uncertainty import Z, _check_z, _n, _pair_se, _pm, _resolve, _tail
 
 __all__ = ["analyse", "direction_cosine", "minimum"]
 
@@ -113,8 +113,8 @@ def _off_centre(surface: Surface, variable: str, L: np.ndarray, idx: tuple, cent
     """``centre_value``, ``drop``, its SE and resolution, ``n`` and ``evidence`` of a minimum."""
     c, n = float(L[centre]), _n(surface, variable)
     drop = c - float(L[idx])
-    se = _se_array(surface, variable)
-    r = _resolve(drop, _diff_se(_se_at(se, centre), _se_at(se, idx)), z)
+    err, kind = _pair_se(surface, variable, tuple(idx), tuple(centre))
+    r = _resolve(drop, err, z)
     out = {"centre_value": c, "drop": drop, **r, "n": n}
     if at_centre:
         out["resolved"] = None  # nothing off the centre to resolve
@@ -125,7 +125,7 @@ def _off_centre(surface: Surface, variable: str, L: np.ndarray, idx: tuple, cent
         where = ", ".join(f"{d} = {surface.coords[d][i]:.3g}"
                           for d, i in zip(surface.dims, idx, strict=True))
         out["evidence"] = (f"the minimum is off the centre (at {where}), below the centre "
-                           f"by {_pm(drop, r, n, 's.e., conservative')}{_tail(r)}")
+                           f"by {_pm(drop, r, n, kind)}{_tail(r)}")
     return out
 
 

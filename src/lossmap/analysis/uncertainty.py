@@ -21,6 +21,13 @@ size". The rules for the standard error of a difference:
   ``sqrt(se_t² + ((1 − t) se0 + t se1)²)`` (conservative).
 * **Train against test** are independent samples: ``sqrt(se_a² + se_b²)`` is
   exact.
+* **A point against the centre**, where the scan measured it (``Surface.paired``,
+  the standard error of each point's difference from the centre over the same
+  samples): that **paired** error is used instead, exact and usually far
+  smaller than the bound above for nearby points. Two points neither of which
+  is the centre: ``sqrt(d_A² + d_B²)`` of their paired errors (conservative,
+  as above); a barrier's excess ``δ_t − t·δ_1`` about the centre at t = 0:
+  ``d_t + t·d_1`` (Cauchy-Schwarz: no assumption on the correlation).
 
 These errors are of the sampling only (which n samples were drawn); round-off
 is the other, separate noise (:mod:`lossmap.analysis.common`).
@@ -87,6 +94,27 @@ def _diff_se(*ses: float | None) -> float | None:
     if any(s is None for s in ses):
         return None
     return math.sqrt(sum(s * s for s in ses))  # type: ignore[operator]
+
+
+def _paired(surface: Surface, variable: str) -> np.ndarray | None:
+    got = surface.paired.get(variable) if surface.paired else None
+    return None if got is None else np.asarray(got, dtype=np.float64)
+
+
+def _pair_se(surface: Surface, variable: str, a: Any, b: Any) -> tuple[float | None, str]:
+    """The SE of ``L(a) − L(b)`` and how it was had (``"s.e., paired"`` or the bound's)."""
+    d = _paired(surface, variable)
+    centre = surface.centre_index()
+    if d is not None and centre is not None:
+        da, db = _se_at(d, a), _se_at(d, b)
+        if tuple(b) == tuple(centre) and da is not None:
+            return da, "s.e., paired"
+        if tuple(a) == tuple(centre) and db is not None:
+            return db, "s.e., paired"
+        if da is not None and db is not None:
+            return math.sqrt(da * da + db * db), "s.e., paired, conservative"
+    se = _se_array(surface, variable)
+    return _diff_se(_se_at(se, a), _se_at(se, b)), "s.e., conservative"
 
 
 def _chord_se(se_t: float | None, se0: float | None, se1: float | None, t: float) -> float | None:
@@ -233,11 +261,17 @@ def _excess_noise(surface: Surface, variable: str, top: int, i0: int, i1: int, t
                   height: float, z: float) -> tuple[dict[str, Any], str]:
     """A barrier's ``se`` (conservative, chord rule), resolution, ``n`` and the words to add."""
     se = _se_array(surface, variable)
-    r = _resolve(height, _chord_se(_se_at(se, top), _se_at(se, i0), _se_at(se, i1), t), z)
+    d, centre, kind = _paired(surface, variable), surface.centre_index(), "s.e., conservative"
+    if d is not None and centre is not None and tuple(centre) == (i0,) and np.isfinite(
+            d[top]) and np.isfinite(d[i1]):  # δ_t − t·δ_1 about the centre at t = 0
+        err, kind = float(d[top] + t * d[i1]), "s.e., paired, conservative"
+    else:
+        err = _chord_se(_se_at(se, top), _se_at(se, i0), _se_at(se, i1), t)
+    r = _resolve(height, err, z)
     n = _n(surface, variable)
     if r["se"] is None:
         return {**r, "n": n}, f" ({NOT_MEASURED})"
-    words = f" (± {r['se']:.2g}: {_samples_text(n, 's.e., conservative')}; "
+    words = f" (± {r['se']:.2g}: {_samples_text(n, kind)}; "
     words += f"{r['z_score']:.3g} s.e. from zero"
     return {**r, "n": n}, words + ("" if r["resolved"] else f": {NOT_RESOLVED}") + ")"
 
@@ -259,7 +293,8 @@ def _basin_band(surface: Surface, variable: str, a: np.ndarray, L: np.ndarray, i
                 delta: float, z: float, width: float | None) -> dict[str, Any]:
     """Where ``L(α) − L(0) ± z·se`` crosses δ on each side: the width's interval.
 
-    ``se`` of ``L(α) − L(0)`` is the conservative ``sqrt(se_α² + se_0²)``. The
+    ``se`` of ``L(α) − L(0)`` is the paired one where measured (``Surface.paired``),
+    else the conservative ``sqrt(se_α² + se_0²)``. The
     upper band crosses first (the narrowest width the noise allows), the lower
     band last (the widest); a side whose lower band never crosses on the grid
     has no upper end. ``resolved``: the width and the widest one are on the
@@ -270,9 +305,13 @@ def _basin_band(surface: Surface, variable: str, a: np.ndarray, L: np.ndarray, i
     if se is None or not np.isfinite(se[i]):
         return {"z": z, "se_centre": None, "left_range": None, "right_range": None,
                 "width_range": None, "resolved": None}
+    d, centre = _paired(surface, variable), surface.centre_index()
     with np.errstate(invalid="ignore"):
         D = L - L[i]
-        s = np.sqrt(se**2 + se[i] ** 2)
+        if d is not None and centre is not None and tuple(centre) == (i,):
+            s = d.copy()  # paired: each point's difference from the centre, measured
+        else:
+            s = np.sqrt(se**2 + se[i] ** 2)
         s[i] = 0.0
     out: dict[str, Any] = {"z": z, "se_centre": float(se[i])}
     for side, step in (("left", -1), ("right", 1)):
@@ -294,23 +333,24 @@ def _basin_words(band: dict[str, Any], width: float | None) -> str:
     z = band["z"]
     if width is None:
         if lo is None:
-            return f"within ±{z:g} s.e. (conservative) too, the crossing is beyond the grid"
-        return (f"within ±{z:g} s.e. (conservative) the width is at least {lo:.4g}; its upper "
+            return f"within ±{z:g} s.e. too, the crossing is beyond the grid"
+        return (f"within ±{z:g} s.e. the width is at least {lo:.4g}; its upper "
                 "end is beyond the grid")
     if hi is None:
         return (f"the width is {width:.4g}, but the loss − {z:g} s.e. stays within L(0) + δ "
                 f"to an end of the grid: {NOT_RESOLVED}")
     low = "—" if lo is None else f"{lo:.4g}"
-    return f"within ±{z:g} s.e. (conservative) the width is between {low} and {hi:.4g}"
+    return f"within ±{z:g} s.e. the width is between {low} and {hi:.4g}"
 
 
 def _rise_noise(surface: Surface, variable: str, centre: Any, worst: Any, rise: float,
                 z: float) -> tuple[dict[str, Any], str]:
     """A rise ``L(worst) − L(c)``'s ``se`` (conservative), resolution, ``n`` and words."""
-    se = _se_array(surface, variable)
-    r = _resolve(rise, _diff_se(_se_at(se, centre), _se_at(se, worst)), z)
+    err, kind = _pair_se(surface, variable, tuple(np.atleast_1d(worst)),
+                         tuple(np.atleast_1d(centre)))
+    r = _resolve(rise, err, z)
     n = _n(surface, variable)
     if r["se"] is None:
         return {**r, "n": n}, f" ({NOT_MEASURED})"
-    return {**r, "n": n}, (f"; the rise is {_pm(rise, r, n, 's.e., conservative')}"
+    return {**r, "n": n}, (f"; the rise is {_pm(rise, r, n, kind)}"
                            + ("" if r["resolved"] else f": {NOT_RESOLVED}"))
