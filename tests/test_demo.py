@@ -35,6 +35,7 @@ def _check_demo(out, summary) -> dict:
     saved = json.loads((out / "summary.json").read_text())
     assert saved == json.loads(json.dumps(summary, default=str))  # what run_demo returned
     assert set(saved) == {"dataset", "backend", "settings", "init", "notes", "final", "lines",
+                          "findings",
                           "files", "seconds"}
     assert saved["dataset"] == "digits" and saved["seconds"] > 0
     # which θ0 initialization was used: in summary.json and (as a note) in the report
@@ -80,6 +81,12 @@ def _check_demo(out, summary) -> dict:
             assert entry["centre"] == pytest.approx(line[var][line.centre_index()], rel=1e-12)
             assert entry["slope"] == facts[var]["slope"]["message"]
             assert entry["convexity"] == facts[var]["convexity"]["verdict"]
+            assert entry["minimum"] == facts[var]["minimum"]["evidence"]
+        # every finding with its evidence and uncertainty, as the store gives them
+        from lossmap.analysis.evidence import findings
+
+        assert saved["findings"][f"line_{tag}"] == json.loads(json.dumps(findings(line),
+                                                                          default=str))
     # ... and the training run's own last epoch
     history = json.loads((out / "train_after" / "history.json").read_text())
     assert set(saved["final"]) == {"after"}

@@ -238,6 +238,7 @@ def run_demo(
     "torch"); the summary's ``"init"`` says which was used.
     """
     from .analysis import summary as analysis
+    from .analysis.evidence import findings
     from .errors import InputError
     from .models.init import check_init
 
@@ -283,6 +284,9 @@ def run_demo(
         "notes": notes,
         "final": {t: r.final for t, r in runs.items()},
         "lines": {t: _line_facts(s, analysis.analyse(s)) for t, s in lines.items()},
+        # every finding with its evidence and uncertainty (lossmap.analysis.evidence)
+        "findings": {**{f"line_{t}": findings(s) for t, s in lines.items()},
+                     **{f"plane_{t}": findings(s) for t, s in planes.items()}},
         "files": [str(p) for p in [*figures, report]],
         "seconds": round(time.perf_counter() - t_start, 1),
     }
@@ -323,6 +327,7 @@ def _line_facts(surf: Surface, facts: dict) -> dict:
             "centre": centre[var]["centre"],
             "slope": facts[var]["slope"]["message"],
             "convexity": facts[var]["convexity"]["verdict"],
+            "minimum": facts[var]["minimum"].get("evidence"),
         }
         for var in ("train_loss", "test_loss")
     }
