@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, InputTypeError
+from .pathspec import PATH_DIM, check_path, path_differences
 
 FORMAT_VERSION = 1
 DIM_NAMES = ("alpha", "beta")
@@ -155,6 +156,11 @@ class ScanSpec:
     bn_split, bn_samples : str or None, int or None
         With ``bn="recompute"``: the split and the number of its samples the
         statistics are estimated from.
+    path : dict or None
+        A scan along a :class:`~lossmap.curves.Curve` (``lm.scan(path=...)``):
+        ``{"kind", "control_points", "knots" (polychain), "fingerprints"}``
+        (one fingerprint per control point), the grid one axis in ``t`` (dim
+        ``t``) and the directions θ_j − θ_0. None for a line or plane.
     format : int
         Version of the stored format.
     """
@@ -172,6 +178,7 @@ class ScanSpec:
     bn_split: str | None = None
     bn_samples: int | None = None
     format: int = FORMAT_VERSION
+    path: dict | None = None  # a scan along a curve (lossmap.pathscan); None: line or plane
 
     def __post_init__(self) -> None:
         if isinstance(self.grid, (str, Axis)):
@@ -201,6 +208,8 @@ class ScanSpec:
                              "'recompute' (re-estimated at every point)")
         if self.samples is not None and (not isinstance(self.samples, int) or self.samples < 1):
             raise InputError(f"samples={self.samples!r} must be a positive integer or None")
+        if self.path is not None:
+            object.__setattr__(self, "path", check_path(self.path, len(grid)))
 
     # -- derived ---------------------------------------------------------
     @property
@@ -212,8 +221,8 @@ class ScanSpec:
 
     @property
     def dims(self) -> tuple[str, ...]:
-        """Dimension names: ``("alpha",)`` or ``("alpha", "beta")``."""
-        return DIM_NAMES[: len(self.grid)]
+        """Dimension names: ``("alpha",)``, ``("alpha", "beta")``, or ``("t",)`` along a path."""
+        return (PATH_DIM,) if self.path is not None else DIM_NAMES[: len(self.grid)]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -252,6 +261,8 @@ class ScanSpec:
         d["splits"] = list(self.splits)
         d["metrics"] = list(self.metrics)
         d["directions"] = [dict(x) for x in self.directions]
+        if self.path is None:
+            del d["path"]  # a line or plane is stored as before paths existed
         return d
 
     def to_json(self) -> str:
@@ -282,9 +293,13 @@ class ScanSpec:
         """Human-readable list of what differs from ``other`` (empty if equal)."""
         a, b = self.to_dict(), other.to_dict()
         out = []
-        for key in a:
-            if a[key] != b.get(key):
-                if key == "grid":
+        for key in [*a, *(k for k in b if k not in a)]:
+            if a.get(key) != b.get(key):
+                if key == "directions" and "path" in a and "path" in b:
+                    continue  # made from the control points: the path's line says what differs
+                if key == "path":
+                    out += path_differences(b.get(key), a.get(key))
+                elif key == "grid":
                     out.append(
                         "grid "
                         + " x ".join(str(x) for x in other.grid)
@@ -293,7 +308,7 @@ class ScanSpec:
                         + " now"
                     )
                 else:
-                    out.append(f"{key} {b.get(key)!r} stored vs {a[key]!r} now")
+                    out.append(f"{key} {b.get(key)!r} stored vs {a.get(key)!r} now")
         return out
 
 

@@ -53,6 +53,12 @@ def _command(meta: dict) -> dict[str, Any]:
 
 def _directions(spec: ScanSpec, cmd: dict, notes: list[str]) -> dict[str, Any]:
     """The direction keys: a mode of the command, or random directions by their settings."""
+    if spec.path is not None:  # along a curve: its file, if `lossmap scan --path` recorded it
+        if cmd.get("path") is not None:
+            return {"path": cmd["path"]}
+        notes.append("path: the curve was given in Python; save it with Curve.save and add "
+                     "path: FILE")
+        return {}
     mode = next((m for m in MODES if cmd.get(m) is not None), None)
     if mode is not None:
         keys: dict[str, Any] = {mode: cmd[mode]}
@@ -60,15 +66,22 @@ def _directions(spec: ScanSpec, cmd: dict, notes: list[str]) -> dict[str, Any]:
             keys["dirs"] = len(spec.grid)
         if mode == "hessian_dirs" and cmd.get("hessian_split"):
             keys["hessian_split"] = cmd["hessian_split"]
+        if cmd.get("params") is not None:
+            keys["params"] = cmd["params"]
         return keys
     metas = list(spec.directions)
     settings = {(m.get("kind"), m.get("norm"), m.get("ignore"), m.get("seed"),
-                 bool(m.get("orthogonal"))) for m in metas}
-    if len(settings) == 1 and len(metas) == len(spec.grid):
-        kind, norm, ignore, seed, orthogonal = settings.pop()
+                 bool(m.get("orthogonal")), repr((m.get("params") or {}).get("pattern")))
+                for m in metas}
+    pattern = (metas[0].get("params") or {}).get("pattern") if metas else None
+    if len(settings) == 1 and len(metas) == len(spec.grid) and not (
+        isinstance(pattern, str) and pattern.startswith("callable:")
+    ):
+        kind, norm, ignore, seed, orthogonal, _ = settings.pop()
         if kind == "random" and seed == spec.seed:
             keys = {"dirs": len(metas), "norm": norm, "ignore": ignore or "none"}
-            return {**keys, **({"orthogonal": True} if orthogonal else {})}
+            return {**keys, **({"orthogonal": True} if orthogonal else {}),
+                    **({"params": pattern} if pattern is not None else {})}
     kinds = ", ".join(sorted({str(m.get("kind", "unknown")) for m in metas})) or "unknown"
     notes.append(
         f"directions: {kinds} directions made in Python cannot be given as keys (no file "

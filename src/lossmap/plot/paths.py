@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
-from ..analysis.geometry import barrier
+from ..analysis.barriers import barrier  # lines and paths (dim t) alike
 from ..errors import InputError, InputTypeError
 from ..surface import Surface
 from . import common as C
@@ -216,7 +216,7 @@ def plot_barrier(
     kwargs.setdefault("marker", ".")
     kwargs.setdefault("label", C.label(surface, variable))
     L = np.asarray(surface.values[variable], dtype=np.float64)
-    ax.plot(surface.coords["alpha"], np.where(np.isfinite(L), L, np.nan), **kwargs)
+    ax.plot(surface.coords[surface.dims[0]], np.where(np.isfinite(L), L, np.nan), **kwargs)
     ends = [r["loss_a"], r["loss_b"]]
     ax.plot([0.0, 1.0], ends, "--", color="0.4", label="linear interpolation of the ends")
     ax.plot([0.0, 1.0], ends, "o", color="black", zorder=5)
@@ -226,7 +226,7 @@ def plot_barrier(
     if r["alpha"] is not None and r["barrier"] > 0:
         ax.vlines(r["alpha"], r["chord"], r["chord"] + r["barrier"], color="C3", linewidth=2.5,
                   label=f"barrier {r['barrier']:.3g}", zorder=4)
-    ax.set_xlabel(ALPHA)
+    ax.set_xlabel(ALPHA if surface.dims[0] == "alpha" else surface.dims[0])
     ax.set_ylabel(C.split_metric(surface, variable)[1] or variable)
     if not ax.get_title():
         ax.set_title(f"{C.label(surface, variable)}: barrier {r['barrier']:.3g}"

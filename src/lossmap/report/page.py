@@ -29,6 +29,7 @@ from ..surface import Surface, load
 from ..version import __version__
 from . import template as T
 from .curvature import curvature_section, meta_findings
+from .evidence import band_note, convexity_text, sample_findings
 from .template import format_value
 
 __all__ = ["BASIN_DELTA", "SHARPNESS_EPSILON", "format_value", "write_report"]
@@ -131,6 +132,7 @@ def _static_figures(surface: Surface, names: list[str]) -> list[T.Html]:
         if acc:
             views.plot_line(surface, acc, ax=axes[1]).set_title("accuracy along the line")
         cap = "Values along α (the centre at α = 0 is marked); missing points break the curve."
+        cap += band_note(surface, names + acc)
         return [T.figure(_png(fig), "line plot", cap)]
     out = []
     fig = views.figure_planes(surface, variables=names, kind="contourf", figsize=(11, 4.4))
@@ -183,13 +185,13 @@ def _findings(
             out.append(("", name, r["slope"]["message"].removeprefix(f"{v}: ")))
             if r["slope"]["note"] and r["slope"]["method"] is not None:
                 out.append(("warn", name, r["slope"]["note"]))
-        out.append(("", name, r["convexity"]["verdict"]))
+        out.append(("", name, convexity_text(r["convexity"])))
         m = r["minimum"]
         if m["warning"]:
-            out.append(("", name, f"{m['warning']} (minimum at {T.format_at(m['coords'])})"))
+            out.append(("", name, m["evidence"]))
         geo = _geometry(surface, v, delta, epsilon)
         out += [("", name, text.removeprefix(f"{v}: ")) for text in geo]
-    return out + meta_findings(surface)
+    return out + sample_findings(surface, delta, epsilon) + meta_findings(surface)
 
 
 def _geometry(surface: Surface, variable: str, delta: float, epsilon: float) -> list[str]:
@@ -201,13 +203,16 @@ def _geometry(surface: Surface, variable: str, delta: float, epsilon: float) -> 
         return [geometry.convexity_map(surface, variable)["verdict"],
                 T.sharpness_text(grid_sharpness(surface, variable, epsilon))]
     out = []
-    if "interpolation" in {d.get("kind") for d in surface.spec.directions}:
+    if {"interpolation", "curve"} & {d.get("kind") for d in surface.spec.directions}:
         with contextlib.suppress(ValueError, TypeError):  # 0 or 1 not on the grid: no barrier
             out.append(geometry.barrier(surface, variable)["verdict"])
     return [*out, T.basin_text(geometry.basin_width(surface, variable, delta))]
 
 
 def _section(i: int, label: str, surface: Surface, delta: float, epsilon: float) -> str:
+    from ..analysis.barriers import as_line
+
+    path, surface = surface, as_line(surface)  # a path (dim t) is analysed as a line, α = t
     names = C.loss_variables(surface)
     analysis = analyse(surface, [v for v in names if v in surface.values])
     cosine = _cosine(surface)
@@ -224,7 +229,7 @@ def _section(i: int, label: str, surface: Surface, delta: float, epsilon: float)
             T.stat_cards(surface, names, cosine),
             f'<h3>Findings</h3><ul class="findings">{findings}</ul>',
             "<h3>Numbers</h3>" + T.numbers_table(surface, analysis),
-            "<h3>Figures</h3>" + "".join(_static_figures(surface, names) if drawn else empty),
+            "<h3>Figures</h3>" + "".join(_static_figures(path, names) if drawn else empty),
             "<h3>Interactive view</h3>" + "".join(_interactive(surface, names) if drawn else empty),
             f'<div class="cols"><div><h3>Scan specification</h3>{T.spec_table(surface)}</div>'
             f"<div><h3>Provenance</h3>{T.provenance_table(surface)}</div></div></section>",
@@ -262,6 +267,7 @@ def write_report(
     delta: float = BASIN_DELTA,
     epsilon: float = SHARPNESS_EPSILON,
     hessian: Mapping[str, Any] | None = None,
+    comparisons: Any = None,
 ) -> Path:
     """Write one self-contained HTML page describing one or more scans.
 
@@ -289,6 +295,11 @@ def write_report(
         A ``lossmap hessian -o FILE.json`` result
         (:func:`lossmap.report.curvature.load_hessian`): adds a curvature
         section with the eigenvalues, trace and spectral density.
+    comparisons : dict of str to Surface, or list of (str, Surface), optional
+        Paths between the same two models (``lm.scan(path=...)`` or
+        interpolation lines), e.g. ``{"linear": s1, "linear, aligned": s2,
+        "aligned + BN reset": s3, "trained curve": s4}``: adds one section with
+        them side by side, each with its barrier (:mod:`lossmap.report.between`).
 
     Returns
     -------
@@ -323,12 +334,18 @@ def write_report(
         f'<li><a href="#run-{i}">{T.esc(label)}</a> {T.status_tags(s)}</li>'
         for i, (label, s) in enumerate(items, 1)
     ]
+    if comparisons is not None:
+        toc.append('<li><a href="#between">Between the models</a></li>')
     if hessian is not None:
         toc.append('<li><a href="#curvature">Curvature</a></li>')
     if history is not None:
         toc.append('<li><a href="#history">Training history</a></li>')
     body.append(f'<nav class="card"><h2>Contents</h2><ol>{"".join(toc)}</ol></nav>')
     body += [_section(i, label, s, delta, epsilon) for i, (label, s) in enumerate(items, 1)]
+    if comparisons is not None:
+        from .between import comparison_section
+
+        body.append(comparison_section(comparisons, _png))
     if hessian is not None:
         body.append(curvature_section(dict(hessian), _png))
     if history is not None:
