@@ -2,10 +2,11 @@
 
 Keys (YAML) and flags (CLI) are the same names, ``batch_size`` ↔ ``--batch-size``:
 
-model, checkpoint, data, loss, dirs, norm, ignore, seed, orthogonal, grid,
+model, checkpoint, data, loss, dirs, norm, ignore, seed, orthogonal, params, grid,
 samples, device, batch_size, autocast, metrics, bn, bn_samples, bn_split, strategy,
 reuse_first_layer (``--no-reuse-first-layer``), out, and the exclusive direction options
-interpolate, plane, pca, hessian_dirs, hessian_split (see :mod:`lossmap.cli.directions`).
+interpolate, plane, pca, hessian_dirs, hessian_split (see :mod:`lossmap.cli.directions`), or
+path (a curve file: the scan runs along it, its grid in t).
 ``lossmap info STORE --spec`` prints a stored scan in these keys.
 
 Renamed in 0.2 (the old key still works, with a note on stderr): ``hessian`` →
@@ -28,7 +29,9 @@ from .specfile import axis_text
 RENAMED = {"hessian": "hessian_dirs"}  # YAML keys renamed in 0.2: old → new
 STRATEGIES = ("auto", "loop", "vmap")
 # The keys whose values are text (paths, entry points, names), checked by type.
-_TEXT = ("model", "data", "out", "checkpoint", "loss", "norm", "device", "pca", "hessian_split")
+_TEXT = ("model", "data", "out", "checkpoint", "loss", "norm", "device", "pca", "hessian_split",
+         "path")
+PATH_GRID = "0:1:21"  # --path without --grid: t from 0 to 1
 
 
 @dataclass
@@ -39,12 +42,13 @@ class ScanConfig:
     data: str | None = None  # MODULE:FUNCTION returning {split: data}
     out: str | None = None  # path of the store
     checkpoint: str | None = None  # centre weights; default: the model's own
-    loss: str = "cross_entropy"  # cross_entropy | mse | MODULE:NAME (the loss callable)
+    loss: str = "cross_entropy"  # cross_entropy|mse|causal_lm|masked_lm|model|MODULE:NAME
     dirs: int | None = None  # 1 = line, 2 = plane; default 2 (1 for --interpolate)
     norm: str = "filter"
     ignore: str | None = "biasbn"
     seed: int = 0  # seeds the directions and the samples subset
     orthogonal: bool = False
+    params: str | list[str] | None = None  # glob(s): directions over these tensors only
     grid: list = field(default_factory=list)  # one LO:HI:N per direction
     samples: int | None = None
     device: str | None = None
@@ -62,6 +66,7 @@ class ScanConfig:
     pca: str | None = None  # folder of checkpoints: the training path's PCA plane
     hessian_dirs: int | None = None  # K: top-K Hessian eigen-directions at the centre
     hessian_split: str | None = None  # the split the Hessian is of (default the first)
+    path: str | None = None  # CURVE.safetensors (Curve.save): scan along it, the grid in t
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -123,6 +128,14 @@ class ScanConfig:
             )
         if not isinstance(self.orthogonal, bool):
             raise InputTypeError(f"orthogonal {self.orthogonal!r} must be true or false")
+        p = self.params
+        if p is not None and not isinstance(p, str) and not (
+            isinstance(p, list) and p and all(isinstance(x, str) for x in p)
+        ):
+            raise InputTypeError(f"params {p!r} must be a glob or a list of globs, "
+                                 "e.g. params: '*lora_*'")
+        if isinstance(p, list) and len(p) == 1:
+            self.params = p[0]
 
     def validate(self) -> ScanConfig:
         """Check every field; returns self. Raises InputError naming the field and fix."""
@@ -132,6 +145,8 @@ class ScanConfig:
                 raise InputError(f"--{key} is required (or `{key}:` in the spec file)")
         from .directions import check_mode
 
+        if self.path is not None:
+            self._check_path()
         fitted_later = check_mode(self)  # exclusive options; their dirs and grid defaults
         self.dirs = 2 if self.dirs is None else self.dirs
         if self.dirs not in (1, 2) or isinstance(self.dirs, bool):
@@ -164,6 +179,20 @@ class ScanConfig:
             self.metrics = [m.strip() for m in self.metrics.split(",") if m.strip()]
         self._check_evaluation()
         return self
+
+    def _check_path(self) -> None:
+        """``--path CURVE``: no other way to make directions, one grid axis in t."""
+        others = [k for k in ("interpolate", "plane", "pca", "hessian_dirs", "checkpoint")
+                  if getattr(self, k) is not None]
+        if others:
+            raise InputError(f"--path cannot be combined with --{others[0].replace('_', '-')}: "
+                             "the curve gives the centre (its first control point) and the path")
+        if not Path(self.path).is_file():
+            raise MissingFileError(f"--path curve file {self.path!r} does not exist")
+        if self.dirs not in (None, 1):
+            raise InputError(f"--dirs {self.dirs!r} does not fit --path, which scans one axis (t)")
+        self.dirs = 1
+        self.grid = self.grid or [PATH_GRID]
 
     def _check_evaluation(self) -> None:
         """Check bn, bn_samples, bn_split, strategy and reuse_first_layer."""
