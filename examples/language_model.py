@@ -1,6 +1,6 @@
 """A small GPT-2 trained here, fine-tuned twice and with LoRA: the models a landscape study needs.
 
-    python examples/language_model.py [--out runs/lm] [--quick]
+    python examples/language_model.py [--out runs/lm] [--quick] [--landscape]
 
 Everything is made on this machine, nothing is downloaded: the texts ship with packages
 the project installs, the model is a ``transformers`` GPT-2 built from a config, the
@@ -11,7 +11,10 @@ tokenizer is the bytes of the text (256 tokens). The script
    library's ``this``) and on the MIT License (as shipped with PyYAML);
 3. fine-tunes a ``peft`` LoRA adapter (rank 4 on the attention projections) on the Zen;
 4. saves the four models (``base``, ``zen``, ``mit``, ``lora_zen``; safetensors, no
-   pickles), the model config and ``summary.json`` (losses before and after, seconds).
+   pickles), the model config and ``summary.json`` (losses before and after, seconds);
+5. with ``--landscape`` (:func:`landscape`), scans them with lossmap: a line and a plane
+   around each fine-tune, the interpolation between them, a plane over the LoRA
+   adapter alone, and a report.
 
 The batches are dicts, as a Hugging Face pipeline makes them: ``input_ids``,
 ``attention_mask`` and ``labels`` with -100 on padding, each batch padded to its own
@@ -303,11 +306,66 @@ def _run(out: Path, pretrain_steps: int, finetune_steps: int, lora_steps: int,
     return summary
 
 
+def landscape(folder: str | Path, out: str | Path | None = None, *, points: int = 11,
+              plane_points: int = 7, span: float = 1.0, seed: int = 0) -> dict:
+    """The loss landscape of the saved models (:func:`run`), scanned with lossmap, and a report.
+
+    Every scan evaluates the exact next-token loss over all real tokens of the Zen and
+    the MIT texts (``lm.metrics.causal_lm_loss`` on dict batches of different lengths):
+    variables ``zen_loss`` and ``mit_loss``, each with its standard error.
+
+    * a line and a plane around each fine-tune (``zen``, ``mit``): random directions
+      with filter-wise norm, α, β ∈ [−span, span];
+    * the interpolation from ``zen`` (α = 0) to ``mit`` (α = 1), with its barrier;
+    * a plane over the LoRA adapter of ``lora_zen`` only (``params="*lora_*"``: every
+      other weight stays the base model's);
+    * ``report.html`` with all of them.
+
+    Returns a dict: the Surfaces by name, the barrier, the report's path.
+    """
+    import lossmap as lm
+    from lossmap.report import write_report
+
+    folder = Path(folder)
+    out = Path(out) if out is not None else folder / "landscape"
+    out.mkdir(parents=True, exist_ok=True)
+    models = load_models(folder)
+    data = {name: eval_batches(text(name), seed=seed) for name in ("zen", "mit")}
+    loss = lm.metrics.causal_lm_loss
+    common = dict(data=data, progress=False)
+    surfaces = {}
+    for name in ("zen", "mit"):
+        m = models[name]
+        d1, d2 = lm.random_directions(m, 2, seed=seed)
+        surfaces[f"line_{name}"] = lm.scan(m, loss, directions=d1, grid=(-span, span, points),
+                                           store=out / f"line_{name}.lossmap", **common)
+        surfaces[f"plane_{name}"] = lm.scan(m, loss, directions=[d1, d2],
+                                            grid=[(-span, span, plane_points)] * 2,
+                                            store=out / f"plane_{name}.lossmap", **common)
+    between = lm.interpolation(models["zen"], models["mit"])  # the grid holds α = 0 and 1
+    surfaces["zen_to_mit"] = lm.scan(models["zen"], loss, directions=between,
+                                     grid=(-0.25, 1.25, 6 * max(2, round(points / 6)) + 1),
+                                     store=out / "zen_to_mit.lossmap", **common)
+    lora = models["lora_zen"]
+    adapters = lm.random_directions(lora, 2, seed=seed, params="*lora_*")
+    surfaces["plane_lora"] = lm.scan(lora, loss, directions=adapters,
+                                     grid=[(-span, span, plane_points)] * 2,
+                                     store=out / "plane_lora.lossmap", **common)
+    barrier = {v: lm.barrier(surfaces["zen_to_mit"], v) for v in ("zen_loss", "mit_loss")}
+    report = write_report(list(surfaces.items()), out / "report.html",
+                          title="lossmap: a small GPT-2, two fine-tunes and a LoRA adapter",
+                          notes=["losses: the exact next-token loss over all real tokens of "
+                                 "each text (nats)"])
+    return {"surfaces": surfaces, "barrier": barrier, "report": report}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/lm", help="folder for the models (default runs/lm)")
     p.add_argument("--quick", action="store_true", help="a fifth of the steps (for a test)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--landscape", action="store_true",
+                   help="then scan the models with lossmap and write landscape/report.html")
     args = p.parse_args()
     k = 5 if args.quick else 1
     t0 = time.perf_counter()
@@ -320,6 +378,12 @@ def main() -> None:
         print(f"{m:<10}" + "".join(f"{row[t]:>9.3f}" for t in TEXTS))
     print(f"seconds: {summary['seconds']}; total {time.perf_counter() - t0:.1f}")
     print(f"wrote {args.out}")
+    if args.landscape:
+        t0 = time.perf_counter()
+        result = landscape(args.out, seed=args.seed)
+        for v, b in result["barrier"].items():
+            print(f"zen → mit, {v}: {b['verdict']}")
+        print(f"landscape in {time.perf_counter() - t0:.1f} s: {result['report']}")
 
 
 if __name__ == "__main__":

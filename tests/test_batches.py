@@ -295,3 +295,16 @@ def test_half_precision_points_are_formed_in_float32():
     step = torch.full((4,), 3e-3, dtype=torch.bfloat16)
     naive = (c + step) + step
     assert naive[0] == 1.0  # each step rounded away: what the float32 formation avoids
+
+
+def test_interpolation_between_models_with_tied_weights():
+    """GPT-2 ties lm_head.weight to the token embedding: a direction between two such models
+    names the tied tensor once, as named_parameters() does, and scans."""
+    a, b = gpt2(seed=0), gpt2(seed=1)
+    d = lm.interpolation(a, b)
+    assert "lm_head.weight" not in d and "transformer.wte.weight" in d
+    data = [token_batch(2, 6, 1, seed=3)]
+    s = lm.scan(a, lm.metrics.causal_lm_loss, data={"train": data}, directions=d,
+                grid=(0, 1, 2), progress=False)
+    for i, m in enumerate((a, b)):
+        assert s["train_loss"][i] == pytest.approx(brute_tokens(m, data, shift=True), rel=1e-5)

@@ -25,7 +25,8 @@ from lossmap.spec import ScanSpec
 from lossmap.surface import Surface
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-NOTEBOOKS = ("your_model", "original_example", "transformer", "comparing_minima")
+NOTEBOOKS = ("your_model", "original_example", "transformer", "comparing_minima",
+             "language_model")
 
 
 # -- the notebooks ---------------------------------------------------------------------
@@ -128,6 +129,21 @@ def test_comparing_minima_notebook(tmp_path):
     # the verdict agrees with the printed barrier
     assert ("no barrier" in verdict.group(0)) == (barrier == 0.0), verdict.group(0)
     assert "'b': (1.0, 0.0)" in text and "81/81 points, complete" in text
+
+
+@pytest.mark.slow
+def test_language_model_notebook(tmp_path):
+    import shutil
+
+    shutil.copy(EXAMPLES / "language_model.py", tmp_path)  # the notebook imports it
+    text = run_notebook("language_model", tmp_path)
+    rows = dict(re.findall(r"^(\w+)\s+apache [\d.]+  zen ([\d.]+)", text, re.MULTILINE))
+    assert float(rows["zen"]) < float(rows["base"])  # the Zen fine-tune learned the Zen
+    centre = _number(r"Zen text: L\(0\) = (\d+\.\d+)", text)
+    assert abs(centre - float(rows["zen"])) <= 5e-4  # the model's own loss (printed to 3 places)
+    assert _number(r"± (\d+\.\d+) \(s\.e\.", text) > 0
+    assert "'pattern': '*lora_*'" in text or "*lora_*" in text
+    assert "zen_loss ->" in text and "report.html True" in text
 
 
 # -- Surface._repr_html_ -----------------------------------------------------------------

@@ -20,14 +20,15 @@ from .. import params as P
 from ..backends.registry import find_backend
 from ..errors import InputError, InputTypeError
 from .direction import Direction
+from .subset import Pattern, select_params, subset_meta
 
 ModelLike = nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike
 
 
 def full_state(obj: ModelLike, *, what: str) -> dict[str, torch.Tensor]:
     """Parameters and buffers of a model, a state dict, or a checkpoint file."""
-    if isinstance(obj, nn.Module):
-        return {k: v.detach() for k, v in obj.state_dict(keep_vars=True).items()}
+    if isinstance(obj, nn.Module):  # tied weights once, as named_parameters() names them
+        return {**P.parameters_of(obj), **P.buffers_of(obj)}
     backend = find_backend(obj)
     if backend is not None:  # another framework's model (JAX)
         params, buffers = backend.state(obj)
@@ -41,22 +42,22 @@ def full_state(obj: ModelLike, *, what: str) -> dict[str, torch.Tensor]:
     )
 
 
-def _moving(a: Mapping, b: Mapping, what: str) -> dict[str, torch.Tensor]:
-    """b − a over the floating tensors, after checking both have the same layout."""
+def _moving(a: Mapping, b: Mapping, what: str,
+            params: Pattern | None = None) -> dict[str, torch.Tensor]:
+    """b − a over the floating tensors (those ``params`` chooses), after a layout check."""
     P.check_same_layout(a, b, what=what, ref_what="the first model")
-    return {
-        k: (b[k].to(torch.float64) - a[k].to(torch.float64)).to(a[k].dtype)
-        for k in a
-        if a[k].is_floating_point()
-    }
+    names = select_params([k for k in a if a[k].is_floating_point()], params)
+    return {k: (b[k].to(torch.float64) - a[k].to(torch.float64)).to(a[k].dtype) for k in names}
 
 
-def interpolation(a: ModelLike, b: ModelLike) -> Direction:
+def interpolation(a: ModelLike, b: ModelLike, *, params: Pattern | None = None) -> Direction:
     """The direction from model ``a`` to model ``b`` (scan it with ``centre=a``).
 
     On the line ``a + α·(b − a)``, α = 0 is ``a`` and α = 1 is ``b``; the usual
     grid is α ∈ [−0.5, 1.5] with a count that puts 0 and 1 on it, e.g.
-    ``grid=(-0.5, 1.5, 41)``.
+    ``grid=(-0.5, 1.5, 41)``. ``params`` (a glob, a list of globs or a callable
+    on names, as for :func:`~lossmap.directions.random.random_directions`)
+    moves only those tensors: α = 1 is then ``a`` with them taken from ``b``.
 
     Examples
     --------
@@ -67,11 +68,16 @@ def interpolation(a: ModelLike, b: ModelLike) -> Direction:
     True
     """
     sa, sb = full_state(a, what="model a"), full_state(b, what="model b")
-    return Direction(_moving(sa, sb, "model b"), meta={"kind": "interpolation"})
+    d = _moving(sa, sb, "model b", params)
+    return Direction(d, meta={"kind": "interpolation", **subset_meta(params, d)})
 
 
-def plane(a: ModelLike, b: ModelLike, c: ModelLike) -> tuple[Direction, Direction, dict]:
+def plane(a: ModelLike, b: ModelLike, c: ModelLike, *,
+          params: Pattern | None = None) -> tuple[Direction, Direction, dict]:
     """The plane through three models, centred on ``a``.
+
+    ``params`` moves only the chosen tensors (see :func:`interpolation`); the
+    models then lie on the plane in those tensors.
 
     Returns
     -------
@@ -93,8 +99,9 @@ def plane(a: ModelLike, b: ModelLike, c: ModelLike) -> tuple[Direction, Directio
     (True, (1.0, 0.0))
     """
     sa = full_state(a, what="model a")
-    d1 = _moving(sa, full_state(b, what="model b"), "model b")
-    dc = _moving(sa, full_state(c, what="model c"), "model c")
+    d1 = _moving(sa, full_state(b, what="model b"), "model b", params)
+    dc = _moving(sa, full_state(c, what="model c"), "model c", params)
+    sub = subset_meta(params, d1)
     params = [k for k in d1 if not P.is_buffer_name(k)]
     d1p = {k: d1[k] for k in params}
     n11 = P.dot(d1p, d1p)
@@ -105,7 +112,7 @@ def plane(a: ModelLike, b: ModelLike, c: ModelLike) -> tuple[Direction, Directio
     if P.norm({k: d2[k] for k in params}) <= 1e-5 * n11**0.5:  # float32 round-off
         raise InputError("model c lies on the line through a and b: pick a third model off it")
     coords = {"a": (0.0, 0.0), "b": (1.0, 0.0), "c": (float(alpha_c), 1.0)}
-    meta = {"kind": "plane", "coords": coords}
+    meta = {"kind": "plane", "coords": coords, **sub}
     return (
         Direction(d1, meta={**meta, "index": 0}),
         Direction(d2, meta={**meta, "index": 1}),
