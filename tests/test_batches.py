@@ -308,3 +308,18 @@ def test_interpolation_between_models_with_tied_weights():
                 grid=(0, 1, 2), progress=False)
     for i, m in enumerate((a, b)):
         assert s["train_loss"][i] == pytest.approx(brute_tokens(m, data, shift=True), rel=1e-5)
+
+
+def test_report_shows_perplexity_beside_a_token_loss(tmp_path):
+    import math
+
+    from lossmap.report import write_report
+
+    spec = lm.ScanSpec(grid=((-1, 1, 3),), splits=("zen",), metrics=("loss",),
+                       loss="causal_lm_loss")
+    tok = lm.Surface(spec, {"zen_loss": np.array([2.0, 1.25, 1.5])}, np.ones(3, bool))
+    page = write_report([("tok", tok)], tmp_path / "r.html").read_text()
+    assert f"exp(L) = {math.exp(1.25):.4g} at the centre" in page
+    other = lm.Surface(lm.ScanSpec(grid=((-1, 1, 3),), splits=("zen",), metrics=("loss",),
+                                   loss="CrossEntropyLoss"), tok.values, tok.done)
+    assert "perplexity" not in write_report([("ce", other)], tmp_path / "c.html").read_text()

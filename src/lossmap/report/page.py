@@ -191,7 +191,28 @@ def _findings(
             out.append(("", name, m["evidence"]))
         geo = _geometry(surface, v, delta, epsilon)
         out += [("", name, text.removeprefix(f"{v}: ")) for text in geo]
-    return out + sample_findings(surface, delta, epsilon) + meta_findings(surface)
+    return (out + _perplexities(surface) + sample_findings(surface, delta, epsilon)
+            + meta_findings(surface))
+
+
+def _perplexities(surface: Surface) -> list[tuple[str, ...]]:
+    """Beside a token loss (``lm.metrics``' losses, the model's own): its perplexity exp(L)."""
+    from ..metrics import is_token_loss, perplexity
+
+    if not is_token_loss(surface.spec.loss):
+        return []
+    out = []
+    centre = surface.centre_index()
+    for split in surface.spec.splits:
+        v = f"{split}_loss"
+        if v not in surface.values or centre is None or not surface.done[centre]:
+            continue
+        L = surface.values[v]
+        low = float(np.nanmin(L)) if np.isfinite(L).any() else math.nan
+        out.append(("", f"{split} perplexity",
+                    f"exp(L) = {perplexity(float(L[centre])):.4g} at the centre, "
+                    f"{perplexity(low):.4g} at the grid minimum (L in nats per token)"))
+    return out
 
 
 def _geometry(surface: Surface, variable: str, delta: float, epsilon: float) -> list[str]:
