@@ -19,6 +19,7 @@ from torch import nn
 
 from .directions.direction import Direction
 from .plan import DEFAULT_METRICS, plan_scan
+from .sharded import is_sharded, scan_sharded
 from .store import Store
 from .surface import Surface
 
@@ -28,7 +29,7 @@ def scan(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     *,
     data: Mapping[str, Any],
-    directions: Direction | Mapping | Sequence[Direction | Mapping],
+    directions: Direction | Mapping | Sequence[Direction | Mapping] | None = None,
     grid: Any,
     centre: Any = None,
     metrics: Any = DEFAULT_METRICS,
@@ -48,13 +49,16 @@ def scan(
     autocast: str | torch.dtype | None = None,
     profile: bool = False,
     meta: dict | None = None,
+    path: Any = None,
 ) -> Surface:
-    """Evaluate loss and metrics on a line or plane through weight space.
+    """Evaluate loss and metrics on a line or plane through weight space, or along a path.
 
     Each point is ``L(c + a·d1 [+ b·d2])``: the exact mean over the samples of
     each split (weighted by batch sizes), in evaluation mode, without
     gradients. The model comes back bit-identical (parameters, buffers,
-    train/eval mode, ``requires_grad``), also after an error or Ctrl-C.
+    train/eval mode, ``requires_grad``), also after an error or Ctrl-C. A model
+    sharded with FSDP2 (``fully_shard``) is scanned inside its torchrun job,
+    each rank forming its own shard (:func:`lossmap.sharded.scan_sharded`).
 
     Parameters
     ----------
@@ -71,8 +75,10 @@ def scan(
         an iterable of ``(X, y)`` batches. Read once and kept in memory.
     directions : Direction or list of 1 or 2 Directions
         One direction → a line (dim ``alpha``), two → a plane (``alpha``, ``beta``).
+        Leave it out with ``path``.
     grid : list of (lo, hi, n) or "lo:hi:n"
-        One axis per direction; for a line a single ``(lo, hi, n)`` also works.
+        One axis per direction; for a line a single ``(lo, hi, n)`` also works;
+        along a path one axis in t, e.g. ``(0, 1, 21)``.
     centre : None, dict, nn.Module or path, optional
         Centre of the slice; default the model's current weights.
     metrics : sequence, default ("loss", "accuracy")
@@ -134,6 +140,13 @@ def scan(
     meta : dict, optional
         JSON-serializable annotations kept with the result (``Surface.meta``) and in
         the store, e.g. a projected training path or model coordinates.
+    path : Curve or path, optional
+        Scan along this :class:`~lossmap.curves.Curve` (or the file
+        ``Curve.save`` wrote) instead of a line or plane: the Surface has one
+        dimension, ``t``, with t = 0 and 1 the curve's endpoints; the centre
+        is its first control point (no ``centre``, no ``directions``). With
+        ``bn="recompute"`` the BatchNorm statistics are re-estimated at every
+        t (the REPAIR-style reset). See :mod:`lossmap.pathscan`.
 
     Returns
     -------
@@ -150,17 +163,46 @@ def scan(
     >>> surf["train_loss"].shape
     (5,)
     """
+    if is_sharded(model):  # FSDP2 / DTensor weights: each rank forms its shard (lossmap.sharded)
+        args = dict(locals())
+        return scan_sharded(args.pop("model"), args.pop("loss_fn"), **args)
     plan = plan_scan(
         model, loss_fn, data=data, directions=directions, grid=grid, centre=centre,
         metrics=metrics, samples=samples, seed=seed, bn_samples=bn_samples, bn_split=bn_split,
         device=device, batch_size=batch_size, strategy=strategy,
         reuse_first_layer=reuse_first_layer, channels_last=channels_last, compile=compile,
-        autocast=autocast, bn=bn,
+        autocast=autocast, bn=bn, path=path,
     )
     return plan.run(store=store, progress=progress, meta=meta, profile=profile)
 
 
-def load_directions(path: str | os.PathLike) -> list[Direction]:
-    """The directions stored with a scan."""
+def load_directions(path: str | os.PathLike, centre: Any = None) -> list[Direction]:
+    """The directions stored with a scan.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The store.
+    centre : nn.Module or dict of str to Tensor, optional
+        The scan's centre. Needed for directions the store keeps as their
+        recipe (random directions above
+        :data:`lossmap.directions.storage.RECIPE_ELEMENTS` values, or made with
+        ``storage="recipe"``): they are drawn again around it and checked bit
+        for bit. Without it such directions come back without tensors.
+
+    Examples
+    --------
+    >>> import tempfile, torch, lossmap as lm
+    >>> net = torch.nn.Linear(3, 2)
+    >>> X, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
+    >>> d = lm.random_direction(net, seed=0, storage="recipe")
+    >>> path = tempfile.mkdtemp() + "/line.lossmap"
+    >>> _ = lm.scan(net, torch.nn.CrossEntropyLoss(), data={"train": (X, y)}, directions=d,
+    ...             grid=(-1, 1, 3), store=path, progress=False)
+    >>> len(lm.load_directions(path)[0])  # kept as its recipe: no tensors without the centre
+    0
+    >>> lm.load_directions(path, centre=net)[0].fingerprint() == d.fingerprint()
+    True
+    """
     with Store.open(Path(path)) as store:
-        return store.directions()
+        return store.directions(centre)

@@ -1,0 +1,399 @@
+"""Scans of a model sharded with ``torch.distributed`` FSDP2 (``fully_shard``, DTensor parameters).
+
+Every rank forms its own shard of c + Σ aᵢ·dᵢ, in place, in the local shard
+of each parameter (``p.to_local()``), and runs the model's ordinary forward
+pass, in which FSDP all-gathers each layer as in training. Nothing of the
+full model is ever held by one rank during the scan: per rank, its shard of
+the model, a copy of its shard of the centre (to restore the model) and its
+shard of each direction, i.e. (2 + k)/world of the parameter bytes for k
+directions (directions of half-precision models are kept in float32), plus
+FSDP's transient all-gathered layer.
+
+All ranks evaluate the same point together. The batches of each split are
+dealt out, batch i to rank i % world; the per-metric sums
+(:mod:`lossmap.evaluate.metrics`) are added across ranks by one ``all_reduce``
+per point: the values and standard errors of one process reading every batch.
+A rank with fewer batches runs a one-row forward pass and discards it (FSDP
+needs every rank in every forward). The evaluator is ``collective``: the
+driver (:mod:`lossmap.runner`) runs every point on every rank in the same
+order; rank 0 alone writes the store. ``lm.scan`` sends a sharded model here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .backends.base import PROBE_SAMPLES, profile_of
+from .data.batches import Batches, rows_of
+from .data.splits import Split, as_splits
+from .errors import InputError, InputTypeError
+from .evaluate.build import HALF, work_dtype
+from .evaluate.metrics import STATS, accuracy, finish
+from .evaluate.structured import Called, batches_of, call, to_device
+from .metrics_of import default_loss, loss_name, no_accuracy, resolve_metrics
+from .plan import DEFAULT_METRICS, _axes, _check_meta, _check_samples, _resolve_directions
+from .spec import ScanSpec
+from .surface import Surface
+
+#: lm.scan's options and the values a sharded scan accepts for each (any value: None).
+ACCEPTED = {"centre": (None,), "device": (None,), "path": (None,), "strategy": ("auto", "loop"),
+            "reuse_first_layer": (True, False), "bn": ("eval",), "bn_samples": None,
+            "bn_split": None, "channels_last": (None, False), "compile": (False,),
+            "autocast": (None,)}
+WHY = {"centre": "load the centre into the model before sharding it",
+       "device": "the model's shards stay where they are",
+       "path": "path scans are not supported for sharded models",
+       "strategy": "points run one after another (strategy='loop')",
+       "bn": "BatchNorm statistics are not re-estimated per point for sharded models",
+       "channels_last": "inputs are fed as given", "compile": "torch.compile is not applied",
+       "autocast": "autocast is not supported for sharded models"}
+
+
+def _fsdp_module_type() -> type | None:
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    return getattr(fsdp, "FSDPModule", None) if fsdp is not None else None
+
+
+def is_sharded(model: Any) -> bool:
+    """Whether ``model`` is a torch module sharded with ``fully_shard`` (or has DTensor weights).
+
+    Cheap: a process that never imported ``torch.distributed.fsdp`` or
+    ``torch.distributed.tensor`` has no sharded models.
+    """
+    if not isinstance(model, nn.Module):
+        return False
+    fsdp, tensor = _fsdp_module_type(), sys.modules.get("torch.distributed.tensor")
+    if fsdp is not None and any(isinstance(m, fsdp) for m in model.modules()):
+        return True
+    dtensor = getattr(tensor, "DTensor", None)
+    return dtensor is not None and any(isinstance(p, dtensor) for p in model.parameters())
+
+
+def _reshard(model: nn.Module) -> None:
+    """Every FSDP module back to its sharded parameters (the root keeps its unsharded
+    parameters after a forward pass; the next one must all-gather the new values)."""
+    fsdp = _fsdp_module_type()
+    for m in model.modules():
+        if fsdp is not None and isinstance(m, fsdp):
+            m.reshard()
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of a DTensor (the tensor itself for a plain one)."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's parameters (sharded) and buffers, by name, after resharding."""
+    _reshard(model)
+    return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+
+def _check_layout(state: Mapping[str, torch.Tensor], world: int) -> None:
+    """Refuse DTensors that are not FSDP2 over one 1-D mesh of every rank."""
+    for name, t in state.items():
+        mesh = getattr(t, "device_mesh", None)
+        if mesh is not None and (mesh.ndim != 1 or mesh.size() != world):
+            raise InputError(
+                f"parameter {name!r} is sharded over a mesh of shape {tuple(mesh.shape)}; "
+                f"lossmap scans models sharded by fully_shard over one 1-D mesh of all {world} "
+                "ranks (HSDP and tensor parallelism are not supported)")
+
+
+def centre_fingerprint(state: Mapping[str, torch.Tensor]) -> str:
+    """:func:`lossmap.params.fingerprint` of the full tensors, gathered one at a time.
+
+    Collective: every rank calls it, in the same order. The same hash as an
+    unsharded scan of the same weights, so the stores of both are one scan.
+    """
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name]
+        t = (t.full_tensor() if hasattr(t, "full_tensor") else t).detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def _shard_of(d: torch.Tensor, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """This rank's shard of the full tensor ``d``, cut as ``like`` is (no communication)."""
+    d = d.detach().to(_local(like).device, dtype)
+    if hasattr(like, "device_mesh"):
+        from torch.distributed.tensor import distribute_tensor
+
+        d = distribute_tensor(d, like.device_mesh, like.placements, src_data_rank=None).to_local()
+    return d.clone()  # its own memory: the full tensor may go
+
+
+def _one_row(batch: Any) -> Any:
+    """The first example of a batch (a filler pass: FSDP needs every rank in each forward)."""
+    n = rows_of(batch)
+
+    def pick(v):
+        return v[:1] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == n else v
+
+    return {k: pick(v) for k, v in batch.items()} if isinstance(batch, Mapping) else tuple(
+        pick(v) for v in batch)
+
+
+class ShardedEvaluator:
+    """Evaluate a sharded model at grid points; implements :mod:`lossmap.backends.base`'s protocol.
+
+    Writes each point into the model's local shards; :meth:`restore` writes
+    the centre back (call it in a ``finally``). ``collective``: every rank
+    evaluates every point, in the same order.
+    """
+
+    chunk = 1
+    compiled = False
+    reuses_first_layer = False
+    bn = None
+    strategy = "loop"
+    precision = "full"
+    errors = True
+    collective = True
+
+    def __init__(self, model: nn.Module, metrics: Mapping[str, Callable],
+                 directions: Sequence[Mapping[str, torch.Tensor]], splits: Sequence[Any],
+                 batch_size: int | None = None):
+        self.model, self.metrics = model, dict(metrics)
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.timings: dict[str, float] = defaultdict(float)
+        self.ndirs = len(directions)
+        state = _state(model)
+        self.device = _local(next(iter(state.values()))).device
+        moved = [k for k in state if any(k in d for d in directions)]
+        self.centre = {k: _local(state[k]).detach().clone() for k in moved}
+        self.D = {k: [_shard_of(d[k], state[k], work_dtype(state[k].dtype)) if k in d
+                      else torch.zeros_like(self.centre[k], dtype=work_dtype(state[k].dtype))
+                      for d in directions] for k in moved}
+        for k in moved:
+            if self.D[k][0].shape != self.centre[k].shape:
+                raise InputError(f"the shard of {k!r} cut from the direction has shape "
+                                 f"{tuple(self.D[k][0].shape)}, the model's local shard "
+                                 f"{tuple(self.centre[k].shape)}: an unsupported sharding")
+        half = [self.centre[k].numel() for k in moved if self.centre[k].dtype in HALF]
+        self._wide = torch.empty(max(half, default=0), dtype=torch.float32, device=self.device)
+        self.batch_size = batch_size or 256
+        self.split_names = [s.name for s in splits]
+        self.n = [s.n for s in splits]
+        self.parts = [self._part(s, batch_size) for s in splits]
+        self.probe_parts = [self._part(_head(s), PROBE_SAMPLES) for s in splits]
+
+    def _part(self, split: Any, batch_size: int | None) -> tuple[Called, Any]:
+        kind, batches = batches_of(split, batch_size or getattr(split, "batch_size", None)
+                                   or self.batch_size)
+        if not getattr(split, "streamed", False):  # held: this rank's batches on the device
+            batches = [to_device(b, self.device) if i % self.world == self.rank or i == 0
+                       else b for i, b in enumerate(batches)]
+        return Called(self.model, self.metrics, kind), batches
+
+    @property
+    def variables(self) -> list[str]:
+        """Column names, ``split_metric``, in the order :meth:`evaluate` returns them."""
+        return [f"{s}_{m}" for s in self.split_names for m in self.metrics]
+
+    def extra_profile(self) -> dict:
+        """Facts for the profile: sharded over ``world`` ranks."""
+        return {"sharded": True, "world": self.world}
+
+    @torch.no_grad()
+    def _write(self, a: Sequence[float]) -> None:
+        """c + Σ aᵢ·dᵢ into every moved tensor's local shard (float32 for half dtypes)."""
+        state = _state(self.model)  # resharded: the next forward gathers the new values
+        for name, dirs in self.D.items():
+            dst, c = _local(state[name]), self.centre[name]
+            acc = self._wide[: c.numel()].view(c.shape) if c.dtype in HALF else dst
+            acc.copy_(c)
+            for ai, d in zip(a, dirs, strict=True):
+                if ai != 0.0:
+                    acc.add_(d, alpha=ai)
+            if acc is not dst:
+                dst.copy_(acc)  # one rounding to the model's dtype
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """The centre's values back in the model's shards, bit for bit."""
+        state = _state(self.model)
+        for name, c in self.centre.items():
+            _local(state[name]).copy_(c)
+        _reshard(self.model)
+
+    @torch.no_grad()
+    def _sums(self, parts: list, coef: list[list[float]]) -> torch.Tensor:
+        t = time.perf_counter
+        sums = torch.zeros(len(coef), len(parts), len(self.metrics), STATS, dtype=torch.float64,
+                           device=self.device)
+        for k, a in enumerate(coef):
+            t0 = t()
+            self._write(a)
+            self.timings["build"] += t() - t0
+            for s, (called, batches) in enumerate(parts):
+                first, mine, i = None, 0, -1
+                for i, batch in enumerate(batches):
+                    if first is None:
+                        first = batch
+                    if i % self.world != self.rank:
+                        continue
+                    t0 = t()
+                    batch = to_device(batch, self.device)
+                    self.timings["data"] += t() - t0
+                    t0 = t()
+                    sums[k, s] += called(batch)
+                    self.timings["forward"] += t() - t0
+                    mine += 1
+                t0 = t()
+                for _ in range(-(-(i + 1) // self.world) - mine):  # as many forwards as rank 0
+                    call(called.net, to_device(_one_row(first), self.device), called.kind,
+                         called.keys)
+                self.timings["forward"] += t() - t0
+        t0 = t()
+        dist.all_reduce(sums)  # one collective per call: the sums of every rank's batches
+        self.timings["gather"] += t() - t0
+        return sums.reshape(len(coef), -1, STATS)
+
+    def evaluate(self, points: np.ndarray, *, errors: bool = False) -> Any:
+        """Values (K, len(variables)) at K points, and with ``errors=True`` their SEs."""
+        coef = np.asarray(points, dtype=np.float64).tolist()
+        values, se = finish(self._sums(self.parts, coef).cpu().numpy())
+        return (values, se) if errors else values
+
+    def probe(self) -> dict[str, float]:
+        """Every variable at the centre on the first ``PROBE_SAMPLES`` samples of each split."""
+        values, _ = finish(self._sums(self.probe_parts, [[0.0] * self.ndirs]).cpu().numpy())
+        return dict(zip(self.variables, values[0].tolist(), strict=True))
+
+
+def _head(split: Any) -> Any:
+    """The first ``PROBE_SAMPLES`` samples of a split, as one batch (as the torch backend)."""
+    if isinstance(split, Split):
+        return Split(split.name, split.X[:PROBE_SAMPLES], split.y[:PROBE_SAMPLES],
+                     PROBE_SAMPLES)
+    head = split.head(PROBE_SAMPLES)
+    return Batches(split.name, tuple(head), sum(rows_of(b) for b in head), split.kind)
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    for key, value in options.items():
+        if key not in ACCEPTED:
+            raise InputTypeError(f"scan_sharded() got an unknown option {key!r}")
+        ok = ACCEPTED[key]
+        if ok is not None and not any(value is v or value == v for v in ok):
+            raise InputError(f"{key}={value!r} is not supported for a model sharded with "
+                             f"FSDP2: {WHY[key]}")
+
+
+def _same_everywhere(fps: dict[str, str]) -> None:
+    """Refuse directions or data that differ between ranks (an unseeded direction, say)."""
+    every: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(every, fps)
+    for key in fps:
+        if len({f[key] for f in every}) > 1:
+            what = "direction" if key.startswith("dir_") else "split"
+            raise InputError(f"{what} {key.split('_', 1)[1]!r} differs between ranks: every rank "
+                             "must pass the same directions and data (seed the directions)")
+
+
+def scan_sharded(model: nn.Module, loss_fn: Callable | None, *, data: Mapping[str, Any],
+                 directions: Any, grid: Any, metrics: Any = ("loss",),
+                 samples: int | None = None, seed: int = 0, store: Any = None,
+                 batch_size: int | None = None, progress: bool = True, meta: dict | None = None,
+                 profile: bool = False, **options: Any) -> Surface:
+    """Scan a line or plane of a model sharded with FSDP2, every rank forming its own shard.
+
+    Call it on every rank of the job (``lm.scan`` on a sharded model comes
+    here by itself). The arguments mean what they mean for
+    :func:`lossmap.scan`; ``directions`` are full tensors, the same on every
+    rank (e.g. ``lm.random_direction(unsharded_model, seed=0)`` made before
+    sharding). Refused: ``centre`` (load it before sharding), ``path``,
+    ``bn="recompute"``, ``strategy="vmap"``, ``compile``, ``autocast``,
+    ``device``; meshes other than one 1-D mesh of all ranks. The round-off
+    floor and the slopes at the centre are not measured. The model's shards
+    are restored bit for bit at the end, also after an error or Ctrl-C.
+
+    Returns
+    -------
+    Surface
+        The same on every rank; rank 0 alone writes ``store``.
+
+    Examples
+    --------
+    >>> import torch, torch.distributed as dist, lossmap as lm
+    >>> from torch.distributed.fsdp import fully_shard
+    >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> d = lm.random_direction(net, seed=0)  # full tensors, before sharding
+    >>> _ = fully_shard(net)
+    >>> X, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+    >>> surf = lm.scan(net, torch.nn.CrossEntropyLoss(), data={"train": (X, y)},
+    ...                directions=d, grid=(-1, 1, 5), progress=False)
+    >>> surf["train_loss"].shape, surf.profile["sharded"]
+    ((5,), True)
+    >>> dist.destroy_process_group()
+    """
+    from .runner import format_profile, run
+    from .store import is_store
+
+    if not dist.is_available() or not dist.is_initialized():
+        raise InputError("a sharded model is scanned inside its process group: call "
+                         "torch.distributed.init_process_group() (torchrun) first")
+    _check_options(options)
+    _check_meta(meta)
+    _check_samples(samples)
+    state = _state(model)
+    _check_layout(state, dist.get_world_size())
+    params = dict(model.named_parameters())
+    buffers = {k: v for k, v in state.items() if k not in params}
+    dirs = _resolve_directions(directions, params, buffers)
+    axes = _axes(grid, len(dirs))
+    splits = as_splits(data, samples=samples, seed=seed)
+    loss_fn = default_loss(loss_fn, splits)
+    mfns = resolve_metrics(metrics, loss_fn, {"accuracy": accuracy})
+    if metrics == DEFAULT_METRICS and any(map(no_accuracy, splits)):
+        mfns.pop("accuracy")  # regression targets, dict batches: no class accuracy
+    spec = ScanSpec(grid=axes, splits=tuple(s.name for s in splits), metrics=tuple(mfns),
+                    loss=loss_name(loss_fn), samples=samples, seed=seed,
+                    directions=tuple(d.meta for d in dirs),
+                    dtype=str(next(iter(params.values())).dtype).replace("torch.", ""),
+                    autocast=None, bn="eval", bn_split=None, bn_samples=None, path=None)
+    fps = {**{f"dir_{i}": d.fingerprint() for i, d in enumerate(dirs)},
+           **{f"data_{s.name}": s.fingerprint() for s in splits}}
+    _same_everywhere(fps)
+    fps = {"centre": centre_fingerprint(state), **fps}
+    modules = list(model.modules())
+    training = [m.training for m in modules]
+    evaluator = None
+    try:
+        model.eval()
+        evaluator = ShardedEvaluator(model, mfns, dirs, splits, batch_size)
+        probe = evaluator.probe()
+        resuming = store is not None and is_store(store)
+        measured = None if resuming else {"samples": {s.name: s.n for s in splits},
+                                          "slopes": None}
+        t0 = time.perf_counter()
+        try:
+            surface = run(spec, fps, dirs, evaluator, store, progress, dict(meta or {}),
+                          probe=probe, measured=measured)
+        finally:
+            if profile and dist.get_rank() == 0:
+                print(format_profile(evaluator, time.perf_counter() - t0), file=sys.stderr)
+    finally:
+        if evaluator is not None:
+            evaluator.restore()
+        for m, flag in zip(modules, training, strict=True):
+            m.training = flag
+    return dataclasses.replace(surface, profile=profile_of(evaluator,
+                                                           time.perf_counter() - t0))
