@@ -24,8 +24,8 @@ def test_scan_a_gpt2_with_token_loss_and_its_own_loss_agree_with_the_api(tmp_pat
     for loss in ("causal_lm", "model"):
         out[loss] = tmp_path / f"{loss}.lossmap"
         code, _, err = run_cli(capsys, "scan", "--model", f"{GPT}:model", "--data",
-                               f"{GPT}:data", "--loss", loss, "--dirs", 1, "--grid", "-1:1:3", "--seed", 2,
-                               "-o", out[loss], "--no-progress")
+                               f"{GPT}:data", "--loss", loss, "--dirs", 1, "--grid", "-1:1:3",
+                               "--seed", 2, "-o", out[loss], "--no-progress")
         assert code == 0, err
     a, b = lm.load(out["causal_lm"]), lm.load(out["model"])
     assert a.spec.metrics == ("loss",) and a.spec.splits == ("train", "test")

@@ -136,6 +136,15 @@ class Batches:
     kind : {"dict", "tuple"}
     source : Stream or None
         The loader re-read at every pass, for a streamed split.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lossmap.data import as_split
+    >>> batches = [{"input_ids": torch.ones(2, n, dtype=torch.long)} for n in (5, 7)]
+    >>> s = as_split(batches, "train")  # dicts of two lengths: kept as given
+    >>> type(s).__name__, s.kind, s.n, [b["input_ids"].shape[1] for b in s]
+    ('Batches', 'dict', 4, [5, 7])
     """
 
     name: str

@@ -27,7 +27,15 @@ from .batches import Batches, Stream, read_batches
 
 @dataclass(frozen=True)
 class Split:
-    """One named split held as two CPU tensors: inputs ``X`` (N, ...) and targets ``y`` (N, ...)."""
+    """One named split held as two CPU tensors: inputs ``X`` (N, ...) and targets ``y`` (N, ...).
+
+    Examples
+    --------
+    >>> import torch
+    >>> s = Split("train", torch.zeros(6, 3), torch.arange(6))
+    >>> s.n, len(s.fingerprint())
+    (6, 16)
+    """
 
     name: str
     X: torch.Tensor
@@ -104,6 +112,14 @@ def as_split(obj: Any, name: str, *, samples: int | None = None,
         Keep a fixed random subset of this many samples (seeded by ``seed``).
     seed : int
         Seed of the subset; the subset is the same on every call.
+
+    Examples
+    --------
+    >>> import torch
+    >>> X, y = torch.randn(10, 3), torch.arange(10)
+    >>> s = as_split((X, y), "train", samples=4, seed=0)  # a fixed seeded subset
+    >>> s.n, bool(torch.equal(s.y, as_split((X, y), "train", samples=4, seed=0).y))
+    (4, True)
     """
     check_name(name, what="split")
     batch_size = None

@@ -15,8 +15,9 @@ Layout (format 2)::
            <variable>_se REAL ..., <variable>_dse REAL ..., seconds REAL, finished REAL)
 
 The ``_se`` and ``_dse`` columns (standard errors of the value and of its
-difference from the centre's, NULL where a metric has no per-example terms) are absent in stores made before lossmap 0.2; such a store still reads
-and resumes, without errors.
+difference from the centre's, NULL where a metric has no per-example terms)
+are absent in stores made before lossmap 0.2; such a store still reads and
+resumes, without errors.
 
 A row in ``points`` means the point is finished; a NULL value there is a
 non-finite result that SQLite cannot hold (NaN). A direction is kept inline

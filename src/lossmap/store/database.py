@@ -35,8 +35,8 @@ from .contents import (
     probe_values,
     q,
     read_contents,
-    scan_differences,
     read_directions,
+    scan_differences,
     se_columns,
     write_contents,
 )
