@@ -137,13 +137,16 @@ def check_same_layout(
     what: str,
     ref_what: str = "the model",
     allow_extra: Iterable[str] = (),
+    allow_missing: bool = False,
 ) -> None:
     """Raise if ``other`` does not have exactly the names and shapes of ``reference``.
 
-    ``allow_extra`` lists names ``other`` may hold beyond ``reference`` (buffers).
+    ``allow_extra`` lists names ``other`` may hold beyond ``reference`` (buffers);
+    ``allow_missing`` lets ``other`` cover only some of ``reference``'s names
+    (a direction over a parameter subset).
     """
     extra_ok = set(allow_extra)
-    missing = [n for n in reference if n not in other]
+    missing = [] if allow_missing else [n for n in reference if n not in other]
     unexpected = [n for n in other if n not in reference and n not in extra_ok]
     if missing or unexpected:
         parts = []
@@ -157,7 +160,7 @@ def check_same_layout(
             f"{what} was made for another model"
         )
     for name, t in reference.items():
-        if tuple(other[name].shape) != tuple(t.shape):
+        if name in other and tuple(other[name].shape) != tuple(t.shape):
             raise InputError(
                 f"{what} has shape {tuple(other[name].shape)} for {name!r} but {ref_what} has "
                 f"{tuple(t.shape)}: {what} was made for another model"
@@ -172,7 +175,7 @@ def fingerprint(tensors: Mapping[str, torch.Tensor]) -> str:
         h.update(name.encode())
         h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b"")  # no copy
     return h.hexdigest()[:16]
 
 

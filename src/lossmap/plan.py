@@ -29,8 +29,9 @@ from .backends.registry import backend_for
 from .data.splits import Split, as_splits
 from .directions.direction import Direction, as_direction
 from .errors import InputError, InputTypeError
+from .metrics_of import default_loss, loss_name, no_accuracy, resolve_metrics
 from .pathscan import coefficients, resolve_path
-from .spec import AUTOCAST, ScanSpec, check_axis, check_grid_size, check_name
+from .spec import AUTOCAST, ScanSpec, check_axis, check_grid_size
 from .surface import Surface
 
 DEFAULT_METRICS = ("loss", "accuracy")
@@ -194,7 +195,7 @@ def plan_scan(
     backend = backend_for(model)
     opts = _check_options(options)
     backend.check_options(opts)
-    if not callable(loss_fn):
+    if loss_fn is not None and not callable(loss_fn):
         raise InputTypeError(
             f"loss_fn is a {type(loss_fn).__name__}; pass a callable "
             "loss_fn(outputs, targets), e.g. torch.nn.CrossEntropyLoss()"
@@ -209,14 +210,15 @@ def plan_scan(
     data = backend.convert_data(data)
     splits = as_splits(data, samples=samples, seed=seed)
     bn_data = _bn_data(opts.bn, data, bn_split, bn_samples, seed)
-    mfns = _resolve_metrics(metrics, loss_fn, backend.builtin_metrics())
-    if metrics == DEFAULT_METRICS and any(s.y.is_floating_point() for s in splits):
-        mfns.pop("accuracy")  # regression targets: accuracy is meaningless
+    loss_fn = default_loss(loss_fn, splits)
+    mfns = resolve_metrics(metrics, loss_fn, backend.builtin_metrics())
+    if metrics == DEFAULT_METRICS and any(no_accuracy(s) for s in splits):
+        mfns.pop("accuracy")  # regression targets, dict batches: no class accuracy
     spec = ScanSpec(
         grid=axes,
         splits=tuple(s.name for s in splits),
         metrics=tuple(mfns),
-        loss=_loss_name(loss_fn),
+        loss=loss_name(loss_fn),
         samples=samples,
         seed=seed,
         directions=tuple(d.meta for d in dirs),
@@ -335,40 +337,6 @@ def _resolve_directions(directions: Any, params: dict, buffers: dict, *,
                 )
         out.append(d)
     return out
-
-
-def _resolve_metrics(metrics: Any, loss_fn: Callable,
-                     builtin: Mapping[str, Callable]) -> dict[str, Callable]:
-    if isinstance(metrics, (str, Mapping)) or callable(metrics):
-        metrics = metrics.items() if isinstance(metrics, Mapping) else [metrics]
-    out: dict[str, Callable] = {}
-    for m in metrics:
-        if isinstance(m, tuple) and len(m) == 2:
-            name, fn = m
-        elif m == "loss":
-            name, fn = "loss", loss_fn
-        elif isinstance(m, str) and m in builtin:
-            name, fn = m, builtin[m]
-        elif isinstance(m, str):
-            raise InputError(
-                f"unknown metric {m!r}: use 'loss', {', '.join(map(repr, builtin))} or a "
-                "callable f(outputs, targets) returning the batch mean"
-            )
-        elif callable(m):
-            name, fn = getattr(m, "__name__", type(m).__name__), m
-        else:
-            raise InputTypeError(f"metric {m!r} is neither a name nor a callable")
-        check_name(name, what="metric")
-        if name in out:
-            raise InputError(f"metric {name!r} given twice")
-        out[name] = fn
-    if not out:
-        raise InputError("metrics is empty: pass at least ('loss',)")
-    return out
-
-
-def _loss_name(loss_fn: Callable) -> str:
-    return getattr(loss_fn, "__name__", None) or type(loss_fn).__name__
 
 
 def _axes(grid: Any, ndirs: int) -> tuple:

@@ -147,8 +147,10 @@ class Surface:
         s = self.summary()
         state = "complete" if self.complete else f"{s['done']}/{s['points']} points"
         extra = f", {s['diverged']} diverged" if s["diverged"] else ""
+        sub = next((d["params"] for d in self.spec.directions if d.get("params")), None)
+        over = f" over params {sub.get('pattern')!r}" if isinstance(sub, dict) else ""
         return (
-            f"Surface({self._kind()} {grid}, {state}{extra}, "
+            f"Surface({self._kind()}{over} {grid}, {state}{extra}, "
             f"variables={list(self.values)})"
         )
 

@@ -13,14 +13,32 @@ import torch
 from torch import nn
 
 from .. import params as P
+from ..data.batches import Batches
+from ..errors import InputError
 from ..evaluate.checks import check_on_sample
 from ..evaluate.evaluator import Evaluator
 from ..evaluate.metrics import accuracy
 from ..evaluate.plain import as_float64, plain_values
 from ..evaluate.restore import preserved
+from ..evaluate.structured import BatchEvaluator, check_batches
 from .base import PROBE_SAMPLES, Backend, Plan, ScanOptions
 
 MEASURED = (RuntimeError, TypeError, ValueError)  # a model that cannot run in float64
+
+
+def _check_structured(plan: Plan) -> None:
+    """Refuse the options that need every split as one tensor, naming the split."""
+    o = plan.options
+    name = next(s.name for s in plan.splits if isinstance(s, Batches))
+    why = (f"split {name!r} is kept as its batches (dicts, several inputs or shapes that "
+           "differ between batches)")
+    if o.strategy == "vmap":
+        raise InputError(f"{why}: strategy='vmap' needs batches of one shape; use "
+                         "strategy='auto' or 'loop'")
+    if o.compile:
+        raise InputError(f"{why}: compile=True is not supported there; drop it")
+    if plan.bn_data is not None:
+        raise InputError(f"{why}: bn='recompute' is not supported there; use bn='eval'")
 
 
 class TorchBackend(Backend):
@@ -53,6 +71,14 @@ class TorchBackend(Backend):
     def evaluator(self, plan: Plan) -> Evaluator:
         o = plan.options
         device = P.resolve_device(plan.model, o.device)
+        if any(isinstance(s, Batches) for s in plan.splits):  # dicts, several inputs, padding
+            _check_structured(plan)
+            check_batches(plan.model, plan.metrics, {**plan.params, **plan.buffers},
+                          plan.splits, device)
+            return BatchEvaluator(
+                plan.model, plan.metrics, plan.params, plan.buffers, plan.directions,
+                plan.splits, device, o.batch_size,
+                autocast=getattr(torch, o.autocast) if o.autocast else None)
         check_on_sample(plan.model, plan.metrics, {**plan.params, **plan.buffers}, plan.splits,
                         device)
         return Evaluator(
@@ -93,7 +119,7 @@ class TorchBackend(Backend):
         from ..evaluate import roundoff as R
 
         state = {**plan.params, **plan.buffers}
-        if 8 * sum(t.numel() for t in state.values()) * (1 + len(plan.directions)) > R.BUDGET:
+        if R.float64_bytes(state, len(plan.directions)) > R.BUDGET:
             return None  # a float64 copy of a large model is not worth a floor
         device = P.resolve_device(plan.model, plan.options.device)
         dtype = next(iter(plan.params.values())).dtype
@@ -110,10 +136,49 @@ class TorchBackend(Backend):
 
         try:
             return R.measure_floor(evaluator, reference, evaluator.variables,
-                                   R.floor_points(plan.spec.coords()), dtype)
+                                   plan.coefficients(R.floor_points(plan.spec.coords())), dtype)
         except MEASURED as exc:
             warnings.warn(f"the round-off floor was not measured ({type(exc).__name__}: "
                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
                           "verdicts assume round-off from the dtype's eps", RuntimeWarning,
                           stacklevel=3)
             return None
+
+    def centre_slopes(self, plan: Plan) -> dict[str, list[dict[str, float]]] | None:
+        """Per-example directional slopes at the centre (:mod:`lossmap.evaluate.slopes`).
+
+        Every sample of each split, BatchNorm in eval mode. None (not measured)
+        for a path scan (its directions are not the scan's axis), with
+        ``bn="recompute"`` (the statistics would move with α), for directions that
+        move buffers (between models: BatchNorm's running statistics have no
+        forward-mode rule), for batches of
+        dicts, above the round-off floor's size limit (``roundoff.BUDGET``),
+        where no metric has per-example terms, and, with a warning, for a model
+        that forward-mode differentiation cannot run.
+        """
+        from ..data.splits import Split
+        from ..evaluate import roundoff as R
+        from ..evaluate.sizing import auto_batch_size
+        from ..evaluate.slopes import centre_slopes
+
+        splits = list(plan.splits)
+        if (getattr(plan, "path", None) is not None or plan.bn_data is not None
+                or not all(isinstance(s, Split) for s in splits)):
+            return None
+        if any(k in plan.buffers for d in plan.directions for k in d):
+            return None  # directions that move BatchNorm statistics: no forward-mode rule
+        state = {**plan.params, **plan.buffers}
+        if 8 * sum(t.numel() for t in state.values()) * (1 + len(plan.directions)) > R.BUDGET:
+            return None  # the same limit as the round-off floor's
+        device = P.resolve_device(plan.model, plan.options.device)
+        batch = plan.options.batch_size or auto_batch_size(plan.model, state, splits[0].X[:2],
+                                                           device)
+        try:
+            out = centre_slopes(plan.model, plan.metrics, plan.params, plan.buffers,
+                                plan.directions, splits, device, batch)
+        except (*MEASURED, NotImplementedError) as exc:
+            warnings.warn(f"the slopes at the centre were not measured ({type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})",
+                          RuntimeWarning, stacklevel=3)
+            return None
+        return out or None

@@ -18,7 +18,9 @@ the scan (``Surface.meta``); where the grid has a natural default it is set:
 
 A, B, C and the files of DIR are ``.safetensors`` or torch state-dict files of
 ``--model``. The options are exclusive; ``--norm``, ``--ignore`` and
-``--orthogonal`` apply to random directions only.
+``--orthogonal`` apply to random directions only. ``--params PATTERN`` (a glob
+on parameter names, repeatable) restricts random directions, ``--interpolate``
+and ``--plane`` to the matching tensors; the scan leaves the others at the centre.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ def check_mode(cfg: Any) -> bool:
     mode = given[0] if given else None
     if cfg.hessian_split is not None and mode != "hessian_dirs":
         raise InputError("--hessian-split needs --hessian-dirs K")
+    if getattr(cfg, "params", None) is not None and mode in ("pca", "hessian_dirs"):
+        raise InputError(f"--params cannot be combined with {_flag(mode)}: it restricts random "
+                         "directions, --interpolate and --plane")
     if mode is None:
         return False
     if mode in COUNTS:
@@ -119,14 +124,29 @@ def load_model(text: str) -> Any:
     return model
 
 
-def load_loss(text: str, *, model: Any = None) -> Any:
-    """``cross_entropy``, ``mse``, or the ``MODULE:NAME`` loss (a class is instantiated).
+TOKEN_LOSSES = {"causal_lm": "causal_lm_loss", "masked_lm": "masked_lm_loss"}
 
-    The two names mean the loss of ``model``'s backend (PyTorch's by default).
+
+def load_loss(text: str, *, model: Any = None, own_loss: bool = False) -> Any:
+    """``cross_entropy``, ``mse``, ``causal_lm``, ``masked_lm``, ``model``, or ``MODULE:NAME``.
+
+    ``cross_entropy`` and ``mse`` mean the loss of ``model``'s backend (PyTorch's
+    by default); ``causal_lm`` and ``masked_lm`` the token losses of
+    :mod:`lossmap.metrics` (for dict batches); ``model`` the model's own
+    ``outputs.loss`` (None; where ``own_loss`` allows it). A class is instantiated.
     """
     from ..backends.registry import backend_named, find_backend
     from .entry import load_entry
 
+    if text in TOKEN_LOSSES:
+        from .. import metrics
+
+        return getattr(metrics, TOKEN_LOSSES[text])
+    if text == "model":
+        if not own_loss:
+            raise InputError("--loss model (the model's own outputs.loss) is for lossmap scan "
+                             "with dict batches; name a loss here, e.g. --loss causal_lm")
+        return None
     if text in ("cross_entropy", "mse"):
         return (find_backend(model) or backend_named("torch")).loss(text)
     loss_fn = load_entry(text, what="--loss")
@@ -201,7 +221,8 @@ def _random(cfg: Any, model: Any, trust_pickle: bool) -> tuple:
     # checkpoint's own order (sorted in .safetensors) would give other directions.
     base = backend.state(model, centre)[0] if centre is not None else model
     dirs = random_directions(base, cfg.dirs, norm=cfg.norm, ignore=cfg.ignore, seed=cfg.seed,
-                             orthogonal=bool(cfg.orthogonal), filter_axis=backend.filter_axis)
+                             orthogonal=bool(cfg.orthogonal), filter_axis=backend.filter_axis,
+                             params=getattr(cfg, "params", None))
     return centre, dirs, {}
 
 
@@ -254,11 +275,12 @@ def build_directions(cfg: Any, model: torch.nn.Module, loss_fn: Any, data: Any, 
         a, b = (checkpoint_of(model, p, what=f"--interpolate {n}", **kw)
                 for n, p in zip("AB", cfg.interpolate, strict=True))
         files = dict(zip("ab", cfg.interpolate, strict=True))
-        return a, [interpolation(a, b)], {"models": {"a": [0.0], "b": [1.0]}, "model_files": files}
+        d = interpolation(a, b, params=getattr(cfg, "params", None))
+        return a, [d], {"models": {"a": [0.0], "b": [1.0]}, "model_files": files}
     if cfg.plane is not None:
         a, b, c = (checkpoint_of(model, p, what=f"--plane {n}", **kw)
                    for n, p in zip("ABC", cfg.plane, strict=True))
-        d1, d2, coords = plane(a, b, c)
+        d1, d2, coords = plane(a, b, c, params=getattr(cfg, "params", None))
         xy = np.asarray(list(coords.values()))  # (3, 2)
         if not cfg.grid:
             cfg.grid = [check_axis(nice_axis(float(xy[:, i].min()), float(xy[:, i].max())))

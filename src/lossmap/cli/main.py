@@ -70,7 +70,9 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trust-pickle", action="store_true",
                    help="allow a --checkpoint that needs pickle (only for files you trust)")
     s.add_argument("--data", help="MODULE:FUNCTION returning {split: (X, y) | DataLoader}")
-    s.add_argument("--loss", help="cross_entropy (default), mse, or MODULE:NAME of a loss")
+    s.add_argument("--loss", help="cross_entropy (default), mse, causal_lm or masked_lm (token "
+                   "losses for dict batches), model (the model's own outputs.loss), or "
+                   "MODULE:NAME of a loss")
     s.add_argument("--dirs", type=int, help="1 (line) or 2 (plane, default)")
     s.add_argument("--norm", help="filter (default) | layer | model | none")
     s.add_argument("--ignore", help="biasbn (default) | none")
@@ -81,6 +83,9 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="make the second direction exactly orthogonal to the first",
     )
+    s.add_argument("--params", action="append", metavar="PATTERN",
+                   help="directions over the parameters whose names match this glob only, "
+                        "e.g. '*lora_*' (repeat for several; the others stay at the centre)")
     s.add_argument("--grid", action="append", help="LO:HI:N, once per direction")
     s.add_argument("--samples", type=int, help="fixed random subset size per split")
     s.add_argument("--metrics", help="comma-separated, default loss,accuracy")
@@ -99,6 +104,9 @@ def _build_parser() -> argparse.ArgumentParser:
                         "scanned; --hessian: the old spelling, deprecated)")
     s.add_argument("--hessian-split", dest="hessian_split", metavar="SPLIT",
                    help="the split the Hessian is of (default the first)")
+    s.add_argument("--path", metavar="CURVE",
+                   help="scan along a curve file (Curve.save, lossmap curve); --grid in t, "
+                        "default 0:1:21")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.add_argument("--compile", action="store_true",
                    help="evaluate each point through torch.compile (pays off on long scans)")
@@ -148,6 +156,8 @@ def _build_parser() -> argparse.ArgumentParser:
 def _plugins() -> dict:
     """Subcommands that live in their own modules (each has add_parser and run)."""
     from .. import demo
+    from . import align as align_cli
+    from . import curve as curve_cli
     from . import hessian as hessian_cli
     from . import import_li as import_cli
     from . import plot as plot_cli
@@ -155,7 +165,8 @@ def _plugins() -> dict:
     from . import train as train_cli
 
     return {"plot": plot_cli, "report": report_cli, "train": train_cli, "demo": demo,
-            "hessian": hessian_cli, "import": import_cli}
+            "hessian": hessian_cli, "import": import_cli, "align": align_cli,
+            "curve": curve_cli}
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -182,10 +193,16 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     check_out_file(out, flag="--out", overwrite=True)  # a store: resumed, never replaced
     model = load_model(cfg.model)
     data = call_entry(cfg.data, what="--data")
-    loss_fn = load_loss(cfg.loss, model=model)
-    centre, dirs, extra_meta = build_directions(
-        cfg, model, loss_fn, data, trust_pickle=bool(args.trust_pickle)
-    )
+    loss_fn = load_loss(cfg.loss, model=model, own_loss=True)
+    path = None
+    if cfg.path is not None:  # along a curve: it gives the centre and the directions
+        from ..pathscan import as_curve
+
+        centre, dirs, extra_meta, path = None, None, {}, as_curve(cfg.path)
+    else:
+        centre, dirs, extra_meta = build_directions(
+            cfg, model, loss_fn, data, trust_pickle=bool(args.trust_pickle)
+        )
     metrics = tuple(cfg.metrics)
     surf = scan(
         model,
@@ -206,6 +223,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         **cfg.scan_options(),
         seed=cfg.seed,
         meta={"command": cfg.to_dict(), **extra_meta},
+        path=path,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{out}: {surf!r}")
@@ -238,6 +256,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "summary": surf.summary(),
             "roundoff": store.roundoff,
         }
+    from ..analysis.evidence import finding_sentences, findings
+    from ..surface import load
+
+    info["findings"] = findings(load(args.path))  # every finding, its evidence and uncertainty
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -245,6 +267,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
     s = info["summary"]
     print(f"{args.path}")
     print(f"  grid        {' x '.join(str(a) for a in spec.grid)}  ({', '.join(spec.dims)})")
+    if spec.path is not None:
+        from ..pathspec import path_text
+
+        print(f"  path        {path_text(spec.path)}")
     print(f"  points      {s['done']}/{s['points']} done, {s['diverged']} diverged")
     print(
         f"  splits      {', '.join(spec.splits)}; metrics {', '.join(spec.metrics)}; "
@@ -263,6 +289,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
         centre = "n/a" if e["centre"] is None else f"{e['centre']:.6g}"
         low = f"{e['min']:.6g} at {e['argmin']}" if "min" in e else "n/a"
         print(f"  {var:<16} centre {centre}, min {low}")
+    found = info["findings"]
+    errors = "measured" if found["standard_errors"] else "not measured (none stored)"
+    print(f"  findings    (resolved beyond {found['z']:g} s.e.; standard errors {errors})")
+    for label, text in finding_sentences(found):
+        print(f"    {label} · {text}")
     return 0
 
 

@@ -4,6 +4,9 @@
 * :mod:`.random` — Gaussian directions normalized per filter, tensor or model.
 * :mod:`.between` — the line between two models, the plane through three.
 * :mod:`.trajectory` — principal components of a training trajectory, and its projection.
+* :mod:`.subset` — ``params=``: directions over part of the model, chosen by name.
+* :mod:`.recipe` — a random direction kept as its recipe and regenerated bit-identically
+  (:mod:`.storage`: the threshold and the saved form).
 
 Hessian eigen-directions come from :func:`lossmap.hessian.hessian_eigenpairs`.
 """
@@ -11,6 +14,8 @@ Hessian eigen-directions come from :func:`lossmap.hessian.hessian_eigenpairs`.
 from .between import interpolation, plane
 from .direction import Direction, as_direction
 from .random import IGNORES, NORMS, check_ignore, check_norm, random_direction, random_directions
+from .recipe import regenerate
+from .subset import select_params
 from .trajectory import fitted_grid, pca_directions, project
 
 __all__ = [
@@ -27,4 +32,6 @@ __all__ = [
     "project",
     "random_direction",
     "random_directions",
+    "regenerate",
+    "select_params",
 ]

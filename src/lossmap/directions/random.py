@@ -23,6 +23,8 @@ from ..backends.registry import find_backend
 from ..errors import InputError, InputTypeError
 from ..seeding import check_seed
 from .direction import Direction
+from .storage import check_storage, make_recipe
+from .subset import Pattern, select_params, subset_meta
 
 NORMS = ("filter", "layer", "model", "none")
 IGNORES = ("biasbn", None)
@@ -90,6 +92,8 @@ def random_directions(
     seed: int = 0,
     orthogonal: bool = False,
     filter_axis: int | None = None,
+    params: Pattern | None = None,
+    storage: str = "auto",
 ) -> list[Direction]:
     """Draw ``n`` Gaussian directions, normalized to the given centre.
 
@@ -117,6 +121,18 @@ def random_directions(
         units: 0 for PyTorch, -1 for JAX/Flax (Dense kernels are (in, out),
         Conv kernels HWIO). Default: -1 for a JAX model or a flat dict of its
         weights (names ``"params/…"``), else 0.
+    params : str, list of str or callable, optional
+        Build the directions over these parameter tensors only: a glob on the
+        names (``"*lora_*"``, ``"transformer.h.0.*"``), a list of globs, or a
+        callable ``name -> bool`` (see :mod:`lossmap.directions.subset`). The
+        directions have no entry for the other tensors, so a scan leaves them
+        at the centre; ``norm`` and ``ignore`` apply within the subset.
+        Recorded in ``meta["params"]``.
+    storage : {"auto", "recipe", "tensors"}, default "auto"
+        How a store (or :meth:`Direction.save`) keeps the direction: as its
+        tensors, or as its recipe (seed, settings, centre fingerprint and a
+        checksum), regenerated exactly on load; ``"auto"`` keeps a recipe
+        above :data:`lossmap.directions.storage.RECIPE_ELEMENTS` values.
 
     Returns
     -------
@@ -132,12 +148,44 @@ def random_directions(
     True
     >>> bool(torch.allclose(d1["weight"].norm(dim=1), net.weight.detach().norm(dim=1)))
     True
+    >>> d, = random_directions(net, 1, params="weight")  # the weight only: no bias entry
+    >>> list(d), d.meta["params"]["tensors"]
+    (['weight'], 1)
     """
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise InputError(f"n={n!r} must be an integer >= 1 (number of directions)")
     check_norm(norm)
     ignore = check_ignore(ignore)
     seed = check_seed(seed)
+    storage = check_storage(storage)
+    centre, axis = centre_of(model_or_state, filter_axis)
+    centre = {k: centre[k] for k in select_params(centre, params)}
+    out = draw(centre, n, norm=norm, ignore=ignore, seed=seed, orthogonal=orthogonal, axis=axis)
+    sub = subset_meta(params, centre)
+    recipe = make_recipe(centre, n=n, norm=norm, ignore=ignore, seed=seed,
+                         orthogonal=bool(orthogonal), axis=axis, params=sub.get("params"))
+    return [
+        Direction._adopt(
+            out[i],
+            {
+                "kind": "random",
+                "norm": norm,
+                "ignore": ignore,
+                "seed": seed,
+                "index": i,
+                "orthogonal": bool(orthogonal),
+                **({"filter_axis": axis} if axis != 0 else {}),
+                **sub,
+            },
+            recipe={**recipe, "index": i},
+            storage=storage,
+        )
+        for i in range(n)
+    ]
+
+
+def centre_of(model_or_state: P.StateLike, filter_axis: int | None) -> tuple[dict, int]:
+    """The centre's parameters (in the model's order) and the filter axis of its weights."""
     backend = find_backend(model_or_state)
     if backend is not None:  # a model: its backend names its weights and filter axis
         centre = backend.state(model_or_state)[0]
@@ -148,6 +196,16 @@ def random_directions(
         axis = (-1 if jax_names else 0) if filter_axis is None else filter_axis
     if not isinstance(axis, int) or isinstance(axis, bool):
         raise InputTypeError(f"filter_axis={filter_axis!r} must be an integer (0 or -1)")
+    return centre, axis
+
+
+def draw(centre: dict, n: int, *, norm: str, ignore: str | None, seed: int, orthogonal: bool,
+         axis: int) -> list[dict[str, torch.Tensor]]:
+    """The tensors of ``n`` directions around ``centre`` (checked arguments), in its order.
+
+    The draws follow the order of ``centre``'s names; a recipe regenerates a
+    direction by calling this again with the same arguments.
+    """
     gens = [torch.Generator(device="cpu").manual_seed(_seed(seed, i)) for i in range(n)]
     kept = [name for name, t in centre.items() if not (ignore == "biasbn" and t.dim() <= 1)]
     # Output tensors in the centre's dtype; float64 only for one tensor at a time,
@@ -180,27 +238,17 @@ def random_directions(
             if norm == "filter" and len(shape) >= 2 and not -len(shape) <= axis < len(shape):
                 raise InputError(f"filter_axis={axis} is out of range for {k!r} of shape "
                                  f"{tuple(shape)}")
+            if not orthogonal:  # one direction at a time, scaled in place: the float64
+                # copies stay one tensor's (bit-identical to scaling the stack of all n)
+                _scale_each(centre[k], gens, [o[k] for o in out], norm, axis)
+                continue
             C = _unit_rows(centre[k].double(), norm, axis)
             D = torch.stack([_unit_rows(torch.randn(shape, generator=g, dtype=torch.float64),
                                         norm, axis) for g in gens])
-            D = _orthonormalize_units(D, C) if orthogonal else _scale_only(D, C)
+            D = _orthonormalize_units(D, C)
             for i in range(n):
                 out[i][k].copy_(_from_rows(D[i], shape, norm, axis))
-    return [
-        Direction._adopt(
-            out[i],
-            {
-                "kind": "random",
-                "norm": norm,
-                "ignore": ignore,
-                "seed": seed,
-                "index": i,
-                "orthogonal": bool(orthogonal),
-                **({"filter_axis": axis} if axis != 0 else {}),
-            },
-        )
-        for i in range(n)
-    ]
+    return out
 
 
 def _seed(seed: int, index: int) -> int:
@@ -222,12 +270,15 @@ def _whitening(G: torch.Tensor, target: torch.Tensor, orthogonal: bool) -> torch
     return torch.diag(target) @ torch.linalg.inv(L)
 
 
-def _scale_only(D: torch.Tensor, C: torch.Tensor | None) -> torch.Tensor:
-    """Rescale each unit of each direction to the centre's unit norm (no-op if C is None)."""
-    if C is None:
-        return D
-    have = D.norm(dim=-1, keepdim=True)
-    return torch.where(have > 0, D * (C.norm(dim=-1, keepdim=True) / have.clamp_min(1e-300)), 0.0)
+def _scale_each(c: torch.Tensor, gens: list, outs: list[torch.Tensor], norm: str,
+                axis: int) -> None:
+    """Draw each direction's tensor and rescale its units to the centre's, into ``outs``."""
+    target = _unit_rows(c.double(), norm, axis).norm(dim=-1, keepdim=True)
+    for g, o in zip(gens, outs, strict=True):
+        D = _unit_rows(torch.randn(c.shape, generator=g, dtype=torch.float64), norm, axis)
+        have = D.norm(dim=-1, keepdim=True)
+        D.mul_(torch.where(have > 0, target / have.clamp_min(1e-300), 0.0))
+        o.copy_(_from_rows(D, c.shape, norm, axis))
 
 
 def random_direction(
@@ -237,6 +288,8 @@ def random_direction(
     ignore: str | None = "biasbn",
     seed: int = 0,
     filter_axis: int | None = None,
+    params: Pattern | None = None,
+    storage: str = "auto",
 ) -> Direction:
     """Draw one Gaussian direction normalized to the centre.
 
@@ -254,4 +307,4 @@ def random_direction(
     0.0
     """
     return random_directions(model_or_state, 1, norm=norm, ignore=ignore, seed=seed,
-                             filter_axis=filter_axis)[0]
+                             filter_axis=filter_axis, params=params, storage=storage)[0]

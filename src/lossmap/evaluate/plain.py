@@ -101,12 +101,16 @@ def plain_values(
     keys = accepted(model)
     rows = []
     with torch.autocast(device.type, enabled=False):
+        moved = {k for d in dirs for k in d if centre[k].is_floating_point()}
+        work = {k: torch.empty_like(centre[k]) for k in moved}  # one state, formed in place
         for point in np.asarray(points, dtype=np.float64):
             at = dict(centre)
-            for a, d in zip(point.tolist(), dirs, strict=True):
-                for k, v in d.items():
-                    if a != 0.0 and at[k].is_floating_point():
-                        at[k] = at[k] + a * v
+            for k, buf in work.items():
+                buf.copy_(centre[k])
+                for a, d in zip(point.tolist(), dirs, strict=True):
+                    if a != 0.0 and k in d:
+                        buf.add_(d[k], alpha=a)
+                at[k] = buf
             if recalibrate is not None:
                 at = recalibrate(model, at)
             row = []

@@ -45,10 +45,16 @@ import torch
 
 #: Points at which the floor is measured, at most.
 MAX_POINTS = 5
-#: The float64 reference keeps float64 copies of the centre and the directions: above this
-#: many bytes of them (a model of about 20M parameters with two directions) the floor is
-#: not measured, and verdicts say that they assume it from the dtype's eps.
+#: The float64 reference keeps float64 copies of the centre and the directions and forms
+#: each point in one more float64 state: above this many bytes of them (a model of about
+#: 22M parameters with one direction, 17M with two) the floor is not measured, and verdicts
+#: say that they assume it from the dtype's eps.
 BUDGET = 512 * 1024**2
+
+
+def float64_bytes(state: dict, ndirs: int) -> int:
+    """Bytes of the float64 reference's copies: centre, directions and one working state."""
+    return 8 * sum(t.numel() for t in state.values()) * (2 + ndirs)
 
 
 def floor_points(coords: Sequence[np.ndarray]) -> np.ndarray:

@@ -185,7 +185,8 @@ def _split_slopes(model, metrics, primal, fixed, tangents, split, device, batch_
             return tuple(out)
 
         for i, tangent in enumerate(tangents):
-            values, dots = jvp(terms, (primal,), (tangent,))
+            with _math_attention():  # fused attention kernels have no forward-mode rule
+                values, dots = jvp(terms, (primal,), (tangent,))
             for j, n in enumerate(names):
                 if n in kept:
                     slopes[n][i].append(as_numpy(dots[2 * j]))
@@ -195,3 +196,14 @@ def _split_slopes(model, metrics, primal, fixed, tangents, split, device, batch_
             break
     return {n: ([np.concatenate(p) for p in slopes[n]], np.concatenate(counts[n]))
             for n in names if n in kept}
+
+
+def _math_attention():
+    """Scaled dot-product attention on its plain (math) kernel, which forward AD supports."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # an older torch: nothing to choose
+        import contextlib
+
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
