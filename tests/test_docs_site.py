@@ -32,8 +32,8 @@ DOCS = ROOT / "docs"
 SRC = ROOT / "src" / "lossmap"
 
 # Packages with an API page; each public function and class of their __all__ must be on it.
-API_PACKAGES = ("analysis", "callbacks", "data", "directions", "hessian", "interop", "jax",
-                "models", "plot", "report", "store", "train")
+API_PACKAGES = ("align", "analysis", "callbacks", "data", "directions", "hessian", "interop",
+                "jax", "metrics", "models", "plot", "report", "store", "train")
 
 
 def _load(name: str):

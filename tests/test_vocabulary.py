@@ -166,6 +166,7 @@ WRITERS = {
     "report": (["report", "s.lossmap"], "output"),
     "plot": (["plot", "s.lossmap"], "output"),
     "hessian": (["hessian", "--model", "m:f", "--data", "m:d"], "output"),
+    "align": (["align", "a.safetensors", "b.safetensors", "--model", "m:f"], "out"),
 }
 
 

@@ -5,9 +5,17 @@
 '0.1.0'
 """
 
-from .analysis.geometry import barrier, basin_width, convexity_map, gradient_field
+from . import metrics  # lm.metrics: token-exact losses for dict batches (torch only)
+from .align import align
+from .analysis.barriers import barrier
+from .analysis.geometry import basin_width, convexity_map, gradient_field
+from .analysis.minima import BarrierMatrix, barrier_matrix
+from .analysis.samples import samples_needed
 from .analysis.sharpness import grid_sharpness, sharpness
 from .callbacks.recorder import TrajectoryRecorder
+from .curves.band import neb
+from .curves.curve import Curve
+from .curves.train import curve
 from .directions.between import interpolation, plane
 from .directions.direction import Direction
 from .directions.random import random_direction, random_directions
@@ -15,6 +23,7 @@ from .directions.trajectory import fitted_grid, pca_directions, project
 from .errors import InputError, InputTypeError, LossmapError, StoreError
 from .hessian.eigen import curvature, hessian_eigenpairs, hvp
 from .hessian.spectral import broaden, hessian_density, hessian_trace, slq_nodes_weights
+from .pathscan import curve_plane
 from .plan import Plan, ScanOptions, plan_scan
 from .scan import load_directions, scan
 from .spec import Axis, ScanSpec
@@ -23,6 +32,8 @@ from .version import __version__
 
 __all__ = [
     "Axis",
+    "BarrierMatrix",
+    "Curve",
     "Direction",
     "InputError",
     "InputTypeError",
@@ -34,11 +45,15 @@ __all__ = [
     "Surface",
     "TrajectoryRecorder",
     "__version__",
+    "align",
     "barrier",
+    "barrier_matrix",
     "basin_width",
     "broaden",
     "convexity_map",
     "curvature",
+    "curve",
+    "curve_plane",
     "fitted_grid",
     "gradient_field",
     "grid_sharpness",
@@ -49,12 +64,15 @@ __all__ = [
     "interpolation",
     "load",
     "load_directions",
+    "metrics",
+    "neb",
     "pca_directions",
     "plan_scan",
     "plane",
     "project",
     "random_direction",
     "random_directions",
+    "samples_needed",
     "scan",
     "sharpness",
     "slq_nodes_weights",

@@ -5,31 +5,50 @@
 * :mod:`.convexity` — second differences of a line and the convexity verdict.
 * :mod:`.summary` — the grid minimum, the cosine of two directions, :func:`analyse`.
 * :mod:`.geometry` — barriers, basin widths, convexity maps, gradient fields.
+* :mod:`.barriers` — the barrier of a line or a path (dim t).
+* :mod:`.minima` — pairwise barriers of N models and their minimum spanning tree.
 * :mod:`.sharpness` — ε-sharpness, on a model or read off a plane.
+* :mod:`.uncertainty` — standard errors of differences, resolved or not; the train-test gap.
+* :mod:`.samples` — :func:`samples_needed`: how many samples would resolve a finding.
+* :mod:`.evidence` — :func:`findings`: every finding with its evidence, JSON-safe.
 
 Nothing here draws or evaluates a model (except :func:`sharpness`, which scans).
 """
 
+from .barriers import barrier
 from .common import CONVEXITY_SAFETY, ROUNDOFF_SAFETY, SLOPE_TOL
 from .convexity import convexity
-from .geometry import barrier, basin_width, convexity_map, gradient_field
+from .evidence import finding_sentences, findings
+from .geometry import basin_width, convexity_map, gradient_field
+from .minima import BarrierMatrix, barrier_matrix, minimum_spanning_tree
+from .samples import FINDINGS, samples_needed
 from .sharpness import grid_sharpness, sharpness
 from .slope import slope_at_centre
 from .summary import analyse, direction_cosine, minimum
+from .uncertainty import Z, gap
 
 __all__ = [
     "CONVEXITY_SAFETY",
+    "FINDINGS",
     "ROUNDOFF_SAFETY",
     "SLOPE_TOL",
+    "BarrierMatrix",
+    "Z",
     "analyse",
     "barrier",
+    "barrier_matrix",
     "basin_width",
     "convexity",
     "convexity_map",
     "direction_cosine",
+    "finding_sentences",
+    "findings",
+    "gap",
     "gradient_field",
     "grid_sharpness",
     "minimum",
+    "minimum_spanning_tree",
+    "samples_needed",
     "sharpness",
     "slope_at_centre",
 ]

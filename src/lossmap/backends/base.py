@@ -3,7 +3,7 @@
 The core (:mod:`lossmap.plan`, :mod:`lossmap.scan`, the direction builders)
 speaks to a model only through a :class:`Backend`, found at run time by
 :func:`lossmap.backends.registry.find_backend`; it never imports a backend's
-module. A backend does five things:
+module. A backend does six things:
 
 1. **Weights.** :meth:`Backend.state` turns a model (and an optional centre) into
    ``(params, buffers)``: CPU ``torch.Tensor`` dicts keyed by the names the
@@ -21,6 +21,9 @@ module. A backend does five things:
 5. **Round-off.** :meth:`Backend.roundoff` measures the evaluation's own
    numerical error per variable (the round-off floor the convexity verdicts
    use), or returns None where it is not measured.
+6. **Slopes.** :meth:`Backend.centre_slopes` gives the slope at the centre
+   along each direction with its standard error, from per-example
+   derivatives, or None where it is not measured.
 """
 
 from __future__ import annotations
@@ -183,6 +186,15 @@ class Backend(ABC):
         A backend that measures it re-evaluates a few grid points (at most 5)
         with ``evaluator`` and in higher precision and returns, per variable,
         the largest difference (:mod:`lossmap.evaluate.roundoff`).
+        """
+        return None
+
+    def centre_slopes(self, plan: Plan) -> dict[str, list[dict[str, float]]] | None:
+        """Per variable and direction, the slope at the centre with its standard error, or None.
+
+        ``{"train_loss": [{"slope", "se", "n"}, …one per direction], …}`` from the
+        per-example directional derivatives (:mod:`lossmap.evaluate.slopes`), for
+        the metrics with per-example terms; None where not measured (the default).
         """
         return None
 

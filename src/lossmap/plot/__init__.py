@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .animate import centre_animation, path_animation, save_animation
     from .animate_mpl import centre_animation_mpl, path_animation_mpl
+    from .between import curve_on_plane, figure_paths, plot_barrier_matrix
     from .extra import plot_convexity_map, plot_density, plot_eigenvalues, plot_gradient
     from .figures import figure_lines, figure_planes, save
     from .interactive import contour_figure, line_figure, surface_figure, to_html
@@ -33,6 +34,9 @@ _WHERE = {
     "path_animation": "animate",
     "path_animation_mpl": "animate_mpl",
     "save_animation": "animate",
+    "curve_on_plane": "between",
+    "figure_paths": "between",
+    "plot_barrier_matrix": "between",
     "figure_lines": "figures",
     "figure_planes": "figures",
     "plot_contour": "planes",
@@ -60,13 +64,16 @@ __all__ = [
     "centre_animation",
     "centre_animation_mpl",
     "contour_figure",
+    "curve_on_plane",
     "figure_lines",
+    "figure_paths",
     "figure_planes",
     "line_figure",
     "path_animation",
     "path_animation_mpl",
     "plot_annotations",
     "plot_barrier",
+    "plot_barrier_matrix",
     "plot_contour",
     "plot_contourf",
     "plot_convexity_map",
