@@ -162,8 +162,8 @@ def test_sigkill_then_resume_evaluates_each_point_once(tmp_path, monkeypatch, ca
     # Forwards of the resumed run, in order: set-up checks on a few samples of the
     # split (check_on_sample at the centre; first-layer reuse's safety check at the
     # centre and at one point off it); the probe at the centre on the first
-    # min(PROBE_SAMPLES, N) samples (here the whole split); then one full-batch
-    # forward per point still missing.
+    # min(PROBE_SAMPLES, N) samples (here the whole split); one full-batch forward at the
+    # centre for its per-example losses; then one full-batch forward per point still missing.
     from lossmap.backends.base import PROBE_SAMPLES
     from lossmap.evaluate.firstlayer import CHECK_POINT
 
@@ -184,7 +184,9 @@ def test_sigkill_then_resume_evaluates_each_point_once(tmp_path, monkeypatch, ca
         assert min(abs(w - float(w_c.sum())), abs(w - float(off.sum()))) < 1e-5, w
     assert PROBE_SAMPLES >= N_SAMPLES
     np.testing.assert_allclose(full[0], float(w_c.sum()), rtol=1e-6)  # the probe
-    points = full[1:]
+    # the centre's per-example losses, which the paired standard errors subtract
+    np.testing.assert_allclose(full[1], float(w_c.sum()), rtol=1e-6)
+    points = full[2:]
     assert len(points) == N_POINTS - n_kill, (
         f"the resumed run evaluated {len(points)} grid points; {N_POINTS - n_kill} were missing"
     )
