@@ -197,10 +197,12 @@ def test_curve_plane_holds_the_curve_and_draws_it(data, tmp_path):
                    store=store, progress=False)
     import lossmap.plot as lp
 
-    ax = lp.curve_on_plane(surf)
-    stored = ax.lines[0].get_xydata()
-    ax2 = lp.curve_on_plane(surf, curve, ax=matplotlib.pyplot.figure().gca())
-    projected = ax2.lines[0].get_xydata()  # read back from the store's directions
+    def drawn(ax):
+        return next(ln for ln in ax.lines if ln.get_label() == "curve").get_xydata()
+
+    stored = drawn(lp.curve_on_plane(surf))
+    # read back from the store's directions
+    projected = drawn(lp.curve_on_plane(surf, curve, ax=matplotlib.pyplot.figure().gca()))
     np.testing.assert_allclose(projected[[0, 50, 100]], stored[[0, 5, 10]], atol=1e-5)
     with pytest.raises(InputError, match="no bend"):
         lm.curve_plane(Curve.line(a, b))
