@@ -52,7 +52,7 @@ test: setup
 # The unit tests only, in under a minute: no slow end-to-end runs, no browser,
 # no JAX, no Fashion-MNIST files (markers in tests/conftest.py). `make test`
 # runs everything.
-FAST   ?= not slow and not browser and not jax and not data
+FAST   ?= not slow and not browser and not jax and not hf and not data
 
 test-fast: $(VENV)/.stamp
 	$(PY) -m pytest -q -m "$(FAST)"

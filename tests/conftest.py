@@ -5,12 +5,13 @@ Markers (registered in ``pyproject.toml``; ``--strict-markers`` is on):
 - ``slow``: end-to-end tests of several seconds or more;
 - ``browser``: needs Chromium and playwright;
 - ``jax``: imports JAX/Flax (the ``jax`` extra);
+- ``hf``: builds ``transformers``/``peft`` models (the ``hf`` extra);
 - ``data``: needs the Fashion-MNIST files in ``/usr/share/datasets/fashion-mnist``;
 - ``gpu``: needs CUDA. The one legitimate skip: where no GPU exists, a ``gpu``
   test is skipped and says why.
 
 ``make test`` runs everything; ``make test-fast`` runs the unit tests, leaving
-out ``slow``, ``browser``, ``jax`` and ``data``.
+out ``slow``, ``browser``, ``jax``, ``hf`` and ``data``.
 """
 
 from __future__ import annotations

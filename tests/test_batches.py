@@ -9,30 +9,36 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import transformers  # installed by make setup (the hf extra)
 from torch import nn
 
 import lossmap as lm
 from lossmap.errors import LossmapError
 
-transformers.logging.set_verbosity_error()
+
+def _tf():
+    """transformers (the hf extra), imported when a test runs, not at collection."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    return transformers
+
 VOCAB = 64
 
 
 def gpt2(seed=0):
     torch.manual_seed(seed)
-    cfg = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=VOCAB,
+    cfg = _tf().GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=VOCAB,
                                   n_positions=32, bos_token_id=0, eos_token_id=0)
-    return transformers.GPT2LMHeadModel(cfg).eval()
+    return _tf().GPT2LMHeadModel(cfg).eval()
 
 
 def bert(kind="mlm", seed=0):
     torch.manual_seed(seed)
-    cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
+    cfg = _tf().BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
                                   num_attention_heads=2, intermediate_size=64,
                                   max_position_embeddings=32, num_labels=3)
-    cls = transformers.BertForMaskedLM if kind == "mlm" else \
-        transformers.BertForSequenceClassification
+    tf = _tf()
+    cls = tf.BertForMaskedLM if kind == "mlm" else tf.BertForSequenceClassification
     return cls(cfg).eval()
 
 
@@ -79,6 +85,7 @@ def brute_tokens(model, batches, *, shift):
 
 
 @pytest.mark.slow
+@pytest.mark.hf
 def test_gpt2_dict_batches_of_two_lengths_line_and_plane_equal_brute_force():
     model = gpt2()
     data = [token_batch(3, 9, 3, seed=1), token_batch(2, 14, 6, seed=2)]
@@ -103,6 +110,7 @@ def test_gpt2_dict_batches_of_two_lengths_line_and_plane_equal_brute_force():
 
 
 @pytest.mark.slow
+@pytest.mark.hf
 def test_bert_masked_lm_and_sequence_classifier_with_attention_masks():
     mlm = bert("mlm")
     data = [token_batch(3, 10, 4, seed=5, mask_prob=0.3), token_batch(2, 7, 2, seed=6,
@@ -297,6 +305,7 @@ def test_half_precision_points_are_formed_in_float32():
     assert naive[0] == 1.0  # each step rounded away: what the float32 formation avoids
 
 
+@pytest.mark.hf
 def test_interpolation_between_models_with_tied_weights():
     """GPT-2 ties lm_head.weight to the token embedding: a direction between two such models
     names the tied tensor once, as named_parameters() does, and scans."""

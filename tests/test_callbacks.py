@@ -362,6 +362,7 @@ def test_lossmap_and_its_callbacks_package_import_no_training_framework():
 
 
 @pytest.mark.slow
+@pytest.mark.hf
 def test_the_hugging_face_callback_records_a_trajectory_pca_reads(tmp_path,
                                                                    assert_docstring_matches_signature):
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments

@@ -14,6 +14,7 @@ GPT = Path(__file__).parent / "cli_fixtures" / "tinygpt.py"
 
 
 @pytest.mark.slow
+@pytest.mark.hf
 def test_scan_a_gpt2_with_token_loss_and_its_own_loss_agree_with_the_api(tmp_path, capsys):
     import importlib.util
 

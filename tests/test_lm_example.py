@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from peft import PeftModel
 
 from lossmap.metrics import causal_lm_loss
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# the example imports transformers and peft: hf tests (left out by `make test-fast`)
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.hf]
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "language_model.py"
 
 
@@ -27,7 +27,18 @@ def _example():
     return module
 
 
-LM = _example()
+class _Lazy:
+    """The example module, loaded at the first test that uses it (not at collection)."""
+
+    module = None
+
+    def __getattr__(self, name):
+        if _Lazy.module is None:
+            _Lazy.module = _example()
+        return getattr(_Lazy.module, name)
+
+
+LM = _Lazy()
 
 
 @torch.no_grad()
@@ -90,6 +101,8 @@ def test_reduced_run_fine_tunes_lower_their_own_texts_loss(tmp_path):
     assert set(summary["files"]) == {"config.json", "base.safetensors", "zen.safetensors",
                                      "mit.safetensors", "lora_zen.safetensors"}
     models = LM.load_models(tmp_path)
+    from peft import PeftModel
+
     assert isinstance(models["lora_zen"], PeftModel)
     evals = {t: LM.eval_batches(LM.text(t)) for t in LM.TEXTS}
     loss = {m: {t: _loss(model, evals[t]) for t in LM.TEXTS} for m, model in models.items()}

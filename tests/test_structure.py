@@ -13,6 +13,8 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src" / "lossmap"
 MAX_LINES = 400
 HEAVY = ("matplotlib", "plotly", "jax", "jaxlib", "flax", "optax")
@@ -43,6 +45,7 @@ LIGHT_SCAN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a fresh interpreter (an end-to-end process)
 def test_import_and_a_small_scan_load_no_plotting_library_and_no_jax(tmp_path):
     script = tmp_path / "light.py"
     script.write_text(LIGHT_SCAN)

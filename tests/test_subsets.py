@@ -201,6 +201,7 @@ def lora_gpt2() -> nn.Module:
 
 
 @pytest.mark.slow
+@pytest.mark.hf
 def test_lora_only_plane_equals_a_brute_force_loop_and_leaves_the_base_weights():
     model = lora_gpt2()
     g = torch.Generator().manual_seed(2)

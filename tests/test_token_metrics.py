@@ -13,20 +13,20 @@ import math
 import numpy as np
 import pytest
 import torch
-import transformers
-from transformers import (
-    BertConfig,
-    BertForMaskedLM,
-    BertForSequenceClassification,
-    GPT2Config,
-    GPT2LMHeadModel,
-)
 
 import lossmap as lm
 from lossmap import metrics
 from lossmap.errors import InputError, InputTypeError
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.hf]
+
+
+def _tf():
+    """transformers, imported when a test runs (not at collection: `make test-fast` skips hf)."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    return transformers
 V = 64
 
 
@@ -68,15 +68,16 @@ def _ratio(pairs) -> float:
 @pytest.fixture(scope="module")
 def gpt2():
     torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=V, n_positions=32,
+    cfg = _tf().GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=V, n_positions=32,
                      bos_token_id=0, eos_token_id=0)
-    return GPT2LMHeadModel(cfg).eval()
+    return _tf().GPT2LMHeadModel(cfg).eval()
 
 
 @pytest.fixture(scope="module")
 def bert_config():
-    return BertConfig(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=64, max_position_embeddings=32)
+    return _tf().BertConfig(vocab_size=V, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=64,
+                            max_position_embeddings=32)
 
 
 def test_causal_lm_loss_is_the_exact_token_mean_over_padded_batches_of_two_lengths(gpt2):
@@ -165,7 +166,7 @@ def test_labels_may_come_from_input_ids_or_shift_labels(gpt2):
 
 def test_masked_lm_loss_is_exact_over_padded_batches(bert_config):
     torch.manual_seed(1)
-    model = BertForMaskedLM(bert_config).eval()
+    model = _tf().BertForMaskedLM(bert_config).eval()
     pairs, brute_total, brute_count, own = [], 0.0, 0, []
     g = torch.Generator().manual_seed(7)
     with torch.no_grad():
@@ -192,8 +193,8 @@ def test_masked_lm_loss_is_exact_over_padded_batches(bert_config):
 
 def test_sequence_classifier_with_attention_masks(bert_config):
     torch.manual_seed(2)
-    model = BertForSequenceClassification(
-        BertConfig(**{**bert_config.to_dict(), "num_labels": 3})).eval()
+    model = _tf().BertForSequenceClassification(
+        _tf().BertConfig(**{**bert_config.to_dict(), "num_labels": 3})).eval()
     values, own, brute = [], [], []
     with torch.no_grad():
         for batch in _two_batches(seed=21):
@@ -277,7 +278,7 @@ def test_model_loss_reads_the_shift_from_transformers_output_classes():
     assert metrics.model_loss(MaskedLMOutput(loss=loss), {"labels": labels})[1] == 3
     with pytest.raises(InputError, match=r"cannot tell whether .*shift=True"):
         metrics.model_loss({"loss": loss}, {"labels": labels})
-    assert transformers  # imported plainly: the hf extra is installed for the tests
+    assert _tf()  # imported plainly: the hf extra is installed for the tests
 
 
 def test_errors_name_the_problem_and_the_fix():

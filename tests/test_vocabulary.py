@@ -414,6 +414,7 @@ def _round_trip(capsys, tmp_path: Path, store: Path) -> dict:
     return yaml.safe_load(text)
 
 
+@pytest.mark.slow  # several CLI runs end to end
 def test_checkpoint_directions_round_trip_by_their_files(ckpt, tmp_path, capsys):
     # --plane without --grid: the fitted grid is not round, and must come back exactly.
     store = tmp_path / "abc.lossmap"
