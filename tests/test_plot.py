@@ -417,6 +417,22 @@ def test_contour_and_line_figures(plane_surface, line_surface):
         lp.line_figure(plane_surface)
 
 
+def test_interactive_line_draws_two_standard_error_bands_where_measured(line_surface):
+    import dataclasses
+
+    plain = lp.line_figure(line_surface, "train_loss")
+    assert not any(t.fill == "tonexty" for t in plain.data)  # no errors, no band
+    se = np.full(line_surface.spec.shape, 0.05)
+    with_se = dataclasses.replace(line_surface, errors={"train_loss": se})
+    fig = lp.line_figure(with_se, "train_loss")
+    upper, lower = (t for t in fig.data if t.name == "train loss ± 2 s.e.")
+    v = line_surface["train_loss"]
+    ok = np.isfinite(v)
+    np.testing.assert_allclose(np.array(upper.y, dtype=float)[ok], (v + 0.1)[ok])
+    np.testing.assert_allclose(np.array(lower.y, dtype=float)[ok], (v - 0.1)[ok])
+    assert lower.fill == "tonexty" and upper.showlegend is False
+
+
 def test_html_is_self_contained(tmp_path, plane_surface):
     figs = [lp.surface_figure(plane_surface), lp.contour_figure(plane_surface)]
     path = lp.to_html(figs, tmp_path / "p.html", title="plane <1>")

@@ -275,6 +275,9 @@ def line_figure(
 ) -> go.Figure:
     """A line scan: value against α, one trace per variable, the centre marked.
 
+    Where the surface has standard errors (``surface.errors``), a shaded band of
+    ± 2 s.e. is drawn under each variable's trace, as :func:`lossmap.plot.plot_line` does.
+
     Parameters
     ----------
     surface : Surface
@@ -310,6 +313,13 @@ def line_figure(
         raise InputTypeError(f"line_figure: fig must be a plotly Figure, got {type(fig).__name__}")
     alpha = surface.coords["alpha"]
     for v in names:
+        se = surface.se(v) if surface.errors is not None else None
+        if se is not None:  # ± 2 s.e.: the upper edge, then the lower filled up to it
+            for sign in (2.0, -2.0):
+                fig.add_trace(go.Scatter(
+                    x=alpha, y=_nulls(surface.values[v] + sign * se), mode="lines",
+                    line={"width": 0}, fill="tonexty" if sign < 0 else None, hoverinfo="skip",
+                    showlegend=False, name=f"{C.label(surface, v)} ± 2 s.e."))
         kw = dict(kwargs)
         kw.setdefault("mode", "lines+markers")
         kw.setdefault("name", C.label(surface, v))
