@@ -38,7 +38,7 @@ def check_path(path: Any, naxes: int) -> dict:
         raise InputError(f"path control_points={n!r} must be an integer >= 2")
     if naxes != 1:
         raise InputError(f"a scan along a path has one grid axis (t), got {naxes}")
-    return _plain(dict(path))
+    return plain(dict(path))
 
 
 def path_text(path: dict | None) -> str:
@@ -84,10 +84,10 @@ def path_differences(stored: dict | None, now: dict | None) -> list[str]:
     return out or [f"path {stored!r} stored vs {now!r} now"]
 
 
-def _plain(x: Any) -> Any:
+def plain(x: Any) -> Any:
     """``x`` with every tuple, at any depth, made a list (what a JSON round trip gives)."""
     if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
+        return {k: plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
+        return [plain(v) for v in x]
     return x

@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import InputError, InputTypeError
 from .pathspec import PATH_DIM, check_path, path_differences
+from .pathspec import plain as _plain
 
 FORMAT_VERSION = 1
 DIM_NAMES = ("alpha", "beta")
@@ -331,13 +332,6 @@ def _accept_axes_keyword(init: Any) -> Any:
 ScanSpec.__init__ = _accept_axes_keyword(ScanSpec.__init__)  # type: ignore[method-assign]
 
 
-def _plain(x: Any) -> Any:
-    """``x`` with every tuple, at any depth, made a list (what a JSON round trip gives)."""
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x
 
 
 def _levels(n: int) -> np.ndarray:

@@ -12,12 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from ..data.batches import rows_of
 from ..data.splits import Split
 from .metrics import STATS, batch_stats, finish
-from .structured import accepted, metric_input, model_kwargs, to_device
+from .structured import accepted, call_at, metric_input, to_device
 
 
 def as_float64(t: torch.Tensor) -> torch.Tensor:
@@ -117,10 +116,7 @@ def plain_values(
             for kind, batches in parts:
                 sums = torch.zeros(len(metrics), STATS, dtype=torch.float64, device=device)
                 for batch in batches:
-                    if kind == "dict":
-                        outputs = functional_call(model, at, (), model_kwargs(batch, keys))
-                    else:
-                        outputs = functional_call(model, at, tuple(batch[:-1]))
+                    outputs = call_at(model, at, batch, kind, keys)
                     target = metric_input(batch, kind)
                     for j, fn in enumerate(metrics.values()):  # the metric's own reduction
                         sums[j] += batch_stats(fn(outputs, target), rows_of(batch), device)

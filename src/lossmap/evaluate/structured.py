@@ -82,6 +82,14 @@ def call(model: nn.Module, batch: Any, kind: str, keys: set[str] | None = None) 
     return model(**model_kwargs(batch, keys)) if kind == "dict" else model(*batch[:-1])
 
 
+def call_at(model: nn.Module, state: Mapping[str, torch.Tensor], batch: Any, kind: str,
+            keys: set[str] | None = None) -> Any:
+    """The model at ``state`` on a batch (through ``functional_call``), called as :func:`call`."""
+    if kind == "dict":
+        return functional_call(model, state, (), model_kwargs(batch, keys))
+    return functional_call(model, state, tuple(batch[:-1]))
+
+
 def metric_input(batch: Any, kind: str) -> Any:
     """What a metric gets beside the outputs: the dict batch, or a tuple's target."""
     return batch if kind == "dict" else batch[-1]
@@ -125,11 +133,7 @@ def check_batches(model: nn.Module, metrics: Mapping[str, Callable],
             batch = to_device(first, device)
             keys = list(batch) if kind == "dict" else f"{len(batch) - 1} inputs and a target"
             try:
-                if kind == "dict":
-                    outputs = functional_call(model, state, (),
-                                              model_kwargs(batch, accepted(model)))
-                else:
-                    outputs = functional_call(model, state, tuple(batch[:-1]))
+                outputs = call_at(model, state, batch, kind, accepted(model))
             except (RuntimeError, ValueError, TypeError, IndexError, KeyError) as exc:
                 raise InputError(
                     f"split {s.name!r}: the model fails on a batch of {keys} ({_first(exc)}): "
