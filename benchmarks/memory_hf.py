@@ -17,7 +17,7 @@ size (``VmRSS``) and its peak (``VmHWM``, reset before each stage through
 5. ``grid``: evaluating every grid point with that evaluator;
 6. ``run``: ``plan.run`` as ``lm.scan`` does it — a new evaluator, the probe,
    the round-off floor (float64 copies of centre and directions, skipped above
-   ``lossmap.evaluate.roundoff.BUDGET``), the grid, and the store if any.
+   ``lossmap.backends.torch.roundoff.BUDGET``), the grid, and the store if any.
 
 Every figure is divided by the parameter bytes P. glibc is told to map every
 large block on its own (``MALLOC_MMAP_THRESHOLD_``), so that freed tensors

@@ -33,8 +33,8 @@ if "lossmap" not in sys.modules:
     sys.path.insert(0, str(HERE.parent / "src"))
 
 import lossmap as lm  # noqa: E402
+from lossmap.backends.torch import firstlayer  # noqa: E402
 from lossmap.data import fashion_mnist  # noqa: E402
-from lossmap.evaluate import firstlayer  # noqa: E402
 from lossmap.models import count_parameters, fashion_cnn, mlp  # noqa: E402
 
 import hardware  # noqa: E402

@@ -6,7 +6,7 @@
   reads the source, so it would see the placeholder; this takes those
   functions' docstrings from the imported objects, exactly what ``help()`` shows.
 - :class:`SphinxRoles`: the docstrings cross-reference in Sphinx's way,
-  ``:func:`lossmap.scan``` or ``:mod:`.direction```. Markdown would show the
+  ``:func:`lossmap.scan.api``` or ``:mod:`.direction```. Markdown would show the
   role literally; this turns each into inline code that links to the object's
   API entry when the site has one (an *optional* autorefs link: a target the
   site does not document stays plain code, and is no error). A line ending in

@@ -16,7 +16,7 @@ from lossmap.analysis import (
     minimum,
     slope_at_centre,
 )
-from lossmap.spec import Axis, ScanSpec
+from lossmap.scan.spec import Axis, ScanSpec
 from lossmap.surface import Surface
 
 

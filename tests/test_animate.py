@@ -23,7 +23,7 @@ from plotly.offline import get_plotlyjs
 
 import lossmap.plot as lp
 from lossmap.errors import InputError, InputTypeError
-from lossmap.spec import Axis, ScanSpec
+from lossmap.scan.spec import Axis, ScanSpec
 from lossmap.surface import Surface
 
 # an animation made only to see it refused is never drawn, and matplotlib says so

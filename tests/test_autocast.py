@@ -7,7 +7,7 @@ from torch import nn
 
 import lossmap as lm
 from lossmap.errors import StoreError
-from lossmap.spec import ScanSpec
+from lossmap.scan.spec import ScanSpec
 
 
 def setup():
@@ -77,7 +77,7 @@ def test_a_spec_stored_before_autocast_existed_reads_as_full_precision():
 def test_the_reused_first_layer_stays_full_precision_under_vmap(monkeypatch):
     """The combination Y_c + a·Y_1 + b·Y_2 is a matrix product on the vmap path,
     which autocast would run in bf16: it must stay float32, as on the loop path."""
-    from lossmap.evaluate import firstlayer
+    from lossmap.backends.torch import firstlayer
 
     seen = []
     original = firstlayer.combine_many

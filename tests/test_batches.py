@@ -293,7 +293,7 @@ def test_clear_errors_for_structured_batches():
 
 def test_half_precision_points_are_formed_in_float32():
     """bfloat16 weights: c + a·d formed in float32 and cast once, not rounded step by step."""
-    from lossmap.evaluate.build import build_points
+    from lossmap.backends.torch.build import build_points
 
     c = torch.full((4,), 1.0, dtype=torch.bfloat16)
     d = [torch.full((4,), 3e-3), torch.full((4,), 3e-3)]  # bfloat16's step at 1 is 2^-7

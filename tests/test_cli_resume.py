@@ -165,7 +165,7 @@ def test_sigkill_then_resume_evaluates_each_point_once(tmp_path, monkeypatch, ca
     # min(PROBE_SAMPLES, N) samples (here the whole split); one full-batch forward at the
     # centre for its per-example losses; then one full-batch forward per point still missing.
     from lossmap.backends.base import PROBE_SAMPLES
-    from lossmap.evaluate.firstlayer import CHECK_POINT
+    from lossmap.backends.torch.firstlayer import CHECK_POINT
 
     model = load_entry(f"{SLOW}:make_model", what="test")()
     d1, d2 = lm.load_directions(store)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import lossmap as lm
-from lossmap.evaluate.firstlayer import CHECK_POINT
+from lossmap.backends.torch.firstlayer import CHECK_POINT
 
 USER = """
 import os, time

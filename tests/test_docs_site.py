@@ -99,8 +99,8 @@ def test_api_pages_document_the_public_names(site):
     for page in (site / "api").rglob("index.html"):
         ids |= _ids(page)
     assert "lossmap.directions.random_directions" in ids
-    assert "lossmap.plan.plan_scan" in ids
-    assert "lossmap.scan.scan" in ids and "lossmap.surface.Surface" in ids
+    assert "lossmap.scan.plan.plan_scan" in ids
+    assert "lossmap.scan.api.scan" in ids and "lossmap.surface.Surface" in ids
     missing = []
     for pkg in API_PACKAGES:
         for name in _all_of(SRC / pkg / "__init__.py"):

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import lossmap as lm
-from lossmap.evaluate import firstlayer
+from lossmap.backends.torch import firstlayer
 
 
 class Doubling(nn.Module):
@@ -178,7 +178,7 @@ def test_compiled_points_equal_the_eager_loop_and_leave_the_model_alone(reuse):
 def test_batch_rule_counts_only_written_activations_when_compiled():
     """Eager: the largest layer output bounds the batch; compiled: only outputs of
     layers with weights are written, and the fused first layer not even those."""
-    from lossmap.evaluate import sizing
+    from lossmap.backends.torch import sizing
     from lossmap.models import fashion_cnn
 
     model = fashion_cnn().eval()

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import lossmap as lm
-from lossmap.evaluate import firstlayer
+from lossmap.backends.torch import firstlayer
 
 # -- models ------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import lossmap as lm
 from lossmap.cli import main
-from lossmap.spec import ScanSpec
+from lossmap.scan.spec import ScanSpec
 
 FIXTURE = str(Path(__file__).parent / "cli_fixtures" / "tinynet.py")
 

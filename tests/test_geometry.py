@@ -9,7 +9,7 @@ from torch import nn
 
 import lossmap as lm
 from lossmap.errors import InputError, InputTypeError
-from lossmap.spec import Axis, ScanSpec
+from lossmap.scan.spec import Axis, ScanSpec
 from lossmap.surface import Surface
 
 

@@ -164,7 +164,7 @@ def test_theta0_line_is_much_wider_under_flax_init_than_torch_init():
     """
     from lossmap.data import fashion_mnist
     from lossmap.directions.random import random_directions
-    from lossmap.scan import scan
+    from lossmap.scan.api import scan
 
     train = fashion_mnist("train")
     for seed in (228, 0):

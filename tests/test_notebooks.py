@@ -21,7 +21,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 
-from lossmap.spec import ScanSpec
+from lossmap.scan.spec import ScanSpec
 from lossmap.surface import Surface
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

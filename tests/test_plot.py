@@ -22,7 +22,7 @@ import lossmap as lm
 import lossmap.plot as lp
 from lossmap.cli import plot as plot_cli
 from lossmap.errors import InputError
-from lossmap.spec import Axis, ScanSpec
+from lossmap.scan.spec import Axis, ScanSpec
 from lossmap.surface import Surface
 
 NA, NB = 21, 15

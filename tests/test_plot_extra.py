@@ -19,7 +19,7 @@ import lossmap as lm
 import lossmap.plot as lp
 from lossmap.cli import plot as plot_cli
 from lossmap.errors import InputError, InputTypeError
-from lossmap.spec import Axis, ScanSpec
+from lossmap.scan.spec import Axis, ScanSpec
 from lossmap.surface import Surface
 
 PATH = [[-0.8, 0.6], [-0.5, 0.3], [-0.2, 0.1], [0.0, 0.0]]

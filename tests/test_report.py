@@ -382,7 +382,7 @@ def test_basin_width_and_grid_sharpness_on_analytic_surfaces(page, stores, tmp_p
     from lossmap.analysis import geometry
     from lossmap.analysis.sharpness import grid_sharpness
     from lossmap.report import template as report_template
-    from lossmap.spec import ScanSpec
+    from lossmap.scan.spec import ScanSpec
 
     # The default page: δ = 0.1 on every line, ε = 0.1 on the plane, each stated.
     line, plane, partial = _sections(page[1])

@@ -22,8 +22,8 @@ from torch import nn
 import lossmap as lm
 from lossmap.analysis import convexity
 from lossmap.analysis.geometry import barrier
+from lossmap.backends.torch.roundoff import floor_points
 from lossmap.cli.main import main as cli
-from lossmap.evaluate.roundoff import floor_points
 from lossmap.store import Store
 
 N = 64  # samples
@@ -295,7 +295,7 @@ def test_demo_theta0_line_float32_verdict_agrees_with_float64(init):
 
 def test_no_floor_for_a_model_whose_float64_copy_exceeds_the_budget(monkeypatch):
     """Large models skip the measurement (no float64 copy), and verdicts say 'assumed'."""
-    from lossmap.evaluate import roundoff as R
+    from lossmap.backends.torch import roundoff as R
 
     net = torch.nn.Linear(3, 2)
     X, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
@@ -313,7 +313,7 @@ def test_no_floor_for_a_model_whose_float64_copy_exceeds_the_budget(monkeypatch)
 
 
 def test_a_resumed_store_keeps_its_floor_and_does_not_measure_again(tmp_path, monkeypatch):
-    from lossmap.backends.torch import TorchBackend
+    from lossmap.backends.torch.backend import TorchBackend
 
     net = torch.nn.Linear(3, 2)
     X, y = torch.randn(16, 3), torch.randint(0, 2, (16,))

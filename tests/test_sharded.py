@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import lossmap as lm
-from lossmap.sharded import is_sharded
+from lossmap.backends.sharded import is_sharded
 
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 
@@ -47,7 +47,7 @@ import torch, torch.distributed as dist
 from torch import nn
 from torch.distributed.fsdp import fully_shard
 import lossmap as lm
-from lossmap.sharded import scan_sharded
+from lossmap.backends.sharded import scan_sharded
 from common import BATCH, LINE, PLANE, data, directions, model
 
 out = sys.argv[1]

@@ -18,11 +18,11 @@ from torch import nn
 from torch.func import functional_call
 
 import lossmap as lm
+from lossmap.backends.torch import roundoff
+from lossmap.backends.torch.metrics import accuracy
+from lossmap.backends.torch.persample import per_example_terms, per_sample_losses
+from lossmap.backends.torch.slopes import centre_slopes
 from lossmap.data.splits import Split
-from lossmap.evaluate import roundoff
-from lossmap.evaluate.metrics import accuracy
-from lossmap.evaluate.persample import per_example_terms, per_sample_losses
-from lossmap.evaluate.slopes import centre_slopes
 
 CPU = torch.device("cpu")
 H = 1e-5  # central differences in float64: error ~H² · third derivative, far below 1e-4
@@ -211,7 +211,7 @@ def classification(n=40, seed=0):
 @pytest.mark.jax
 def test_jax_slopes_equal_float64_finite_differences():
     from lossmap import jax as lmj
-    from lossmap.jax.slopes import centre_slopes as jax_slopes
+    from lossmap.backends.jax.slopes import centre_slopes as jax_slopes
 
     model, v, numpy_fn = jax_mlp()
     X, y = classification()
@@ -243,7 +243,7 @@ def test_jax_evaluator_standard_errors_equal_brute_force_at_every_point_of_a_lin
     import jax.numpy as jnp
 
     from lossmap import jax as lmj
-    from lossmap.jax.evaluate import JaxEvaluator
+    from lossmap.backends.jax.evaluate import JaxEvaluator
 
     model, v, numpy_fn = jax_mlp()
     X, y = classification(n=45)
@@ -292,7 +292,7 @@ def test_jax_values_are_the_batch_means_weighted_as_before():
     import jax.numpy as jnp
 
     from lossmap import jax as lmj
-    from lossmap.jax.evaluate import JaxEvaluator
+    from lossmap.backends.jax.evaluate import JaxEvaluator
 
     model, v, _ = jax_mlp()
     X, y = classification(n=45)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import lossmap as lm
-from lossmap.evaluate.metrics import batch_stats, finish, per_example
+from lossmap.backends.torch.metrics import batch_stats, finish, per_example
 
 
 def _net(seed=0, n_in=5, n_out=3):

@@ -466,7 +466,7 @@ RACE_SCRIPT = textwrap.dedent("""
     import lossmap as lm
     import lossmap.store.contents
     from lossmap.errors import StoreError
-    from lossmap.spec import ScanSpec
+    from lossmap.scan.spec import ScanSpec
     from lossmap.store import Store
 
     lossmap.store.contents.INLINE_LIMIT = 0  # every direction to a side file

@@ -28,7 +28,7 @@ from lossmap.analysis import (
     slope_at_centre,
 )
 from lossmap.errors import InputError
-from lossmap.spec import Axis, ScanSpec
+from lossmap.scan.spec import Axis, ScanSpec
 from lossmap.surface import Surface
 
 matplotlib.use("Agg")

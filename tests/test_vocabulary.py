@@ -34,7 +34,7 @@ import lossmap as lm
 from cli_run import run_cli as run
 from lossmap.cli.main import _build_parser
 from lossmap.cli.specfile import axis_text, spec_keys
-from lossmap.spec import Axis, ScanSpec
+from lossmap.scan.spec import Axis, ScanSpec
 
 TINY = Path(__file__).parent / "cli_fixtures" / "tinynet.py"
 _spec = importlib.util.spec_from_file_location("lossmap_test_vocabulary_tinynet", TINY)
@@ -223,7 +223,7 @@ def _api_bn_surface(bn_model: str, **kw) -> lm.Surface:
 
 
 def test_bn_flags_reach_the_scan(bn_model, tmp_path, capsys, monkeypatch):
-    module = sys.modules["lossmap.scan"]  # `lossmap.scan` is the function
+    module = sys.modules["lossmap.scan.api"]  # `lossmap.scan.api` is the function
     seen: dict = {}
     real = module.scan
 

@@ -24,7 +24,7 @@ import lossmap as lm
 from cli_run import run_cli as cli
 from lossmap.errors import InputError
 from lossmap.plot import vtk as lvtk
-from lossmap.spec import ScanSpec
+from lossmap.scan.spec import ScanSpec
 from lossmap.surface import Surface, from_rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")

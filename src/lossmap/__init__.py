@@ -23,10 +23,10 @@ from .directions.trajectory import fitted_grid, pca_directions, project
 from .errors import InputError, InputTypeError, LossmapError, StoreError
 from .hessian.eigen import curvature, hessian_eigenpairs, hvp
 from .hessian.spectral import broaden, hessian_density, hessian_trace, slq_nodes_weights
-from .pathscan import curve_plane
-from .plan import Plan, ScanOptions, plan_scan
-from .scan import load_directions, scan
-from .spec import Axis, ScanSpec
+from .scan.api import load_directions, scan
+from .scan.path import curve_plane
+from .scan.plan import Plan, ScanOptions, plan_scan
+from .scan.spec import Axis, ScanSpec
 from .surface import Surface, load
 from .version import __version__
 

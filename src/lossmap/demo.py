@@ -37,7 +37,7 @@ from . import data as datasets
 from . import models
 from .directions.random import random_directions
 from .models.init import INITS
-from .scan import scan
+from .scan.api import scan
 from .surface import Surface
 
 LOSS = nn.CrossEntropyLoss()

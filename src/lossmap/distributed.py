@@ -1,6 +1,6 @@
 """Many processes or machines through ``torch.distributed`` (launched by ``torchrun``).
 
-Inside a torchrun job, :func:`lossmap.scan` shards each round of grid points
+Inside a torchrun job, :func:`lossmap.scan.api` shards each round of grid points
 across the ranks, gathers the results on rank 0, which alone writes the
 store (a store never has two writers), and hands every rank the same
 Surface. A restarted job resumes from the store. Backend: NCCL when the

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .spec import ScanSpec
+from .scan.spec import ScanSpec
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Surface:
     roundoff : dict of str to float or None
         The scan's round-off floor per variable: the largest difference between
         the scan's own values and a float64 evaluation at a few grid points
-        (:mod:`lossmap.evaluate.roundoff`), which the convexity verdicts use.
+        (:mod:`lossmap.backends.torch.roundoff`), which the convexity verdicts use.
         None where it was not measured (a store of lossmap 0.1, the JAX
         backend, a Surface built by hand): the verdicts then assume round-off
         from the dtype's eps, and say so.
@@ -62,7 +62,7 @@ class Surface:
     slopes : dict of str to list of dict, or None
         Per variable, per direction: the directional derivative at the centre
         from the per-sample directional slopes, ``{"slope", "se", "n"}``
-        (:mod:`lossmap.evaluate.slopes`). None where not measured.
+        (:mod:`lossmap.backends.torch.slopes`). None where not measured.
     samples : dict of str to int or None
         The number of samples (or tokens, for a token metric) behind each
         split's values, which ``errors`` are computed from.
@@ -157,7 +157,7 @@ class Surface:
     def _kind(self) -> str:
         """``"line"``, ``"plane"``, or along a path ``"path (bezier, 1 bend)"``."""
         if self.spec.path is not None:
-            from .pathspec import path_text
+            from .scan.pathspec import path_text
 
             return f"path ({path_text(self.spec.path)})"
         return "line" if len(self.dims) == 1 else "plane"

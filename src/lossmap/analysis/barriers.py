@@ -40,7 +40,7 @@ def barrier(surface: Any, variable: str, **kwargs: Any) -> dict[str, Any]:
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> from lossmap.surface import Surface
     >>> spec = ScanSpec(grid=((0, 1, 21),), splits=("train",), metrics=("loss",),
     ...                 path={"kind": "bezier", "control_points": 3})
@@ -65,7 +65,7 @@ def as_line(surface: Any) -> Any:
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> from lossmap.surface import Surface
     >>> spec = ScanSpec(grid=((0, 1, 3),), splits=("s",), metrics=("loss",),
     ...                 path={"kind": "polychain", "control_points": 2})

@@ -25,7 +25,7 @@ plotting, no evaluation). The rules, stated once:
   round-off is the scan's **measured floor** ``f`` (``Surface.roundoff``, per
   variable): the largest difference between the scan's own values and a
   float64 evaluation at the centre-most grid point and the grid's corners
-  (:mod:`lossmap.evaluate.roundoff`). Each of the four unit weights of ``D``
+  (:mod:`lossmap.backends.torch.roundoff`). Each of the four unit weights of ``D``
   can carry ``f``, so a second difference counts as negative when::
 
       D[i]  <  -k · 4 · f  -  eps64 · (|L[i-1]| + 2 |L[i]| + |L[i+1]|)     (k = 2)

@@ -171,7 +171,7 @@ def convexity(
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> spec = ScanSpec(grid=((-1, 1, 41),), splits=("train",), metrics=("loss",))
     >>> a = spec.coords()[0]
     >>> surf = Surface(spec, {"train_loss": a**4 - a**2}, np.ones(41, bool),

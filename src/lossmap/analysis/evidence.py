@@ -96,7 +96,7 @@ def findings(surface: Surface, *, z: float = Z, delta: float = 0.1,
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> spec = ScanSpec(grid=((-1, 1, 21),), splits=("train", "test"), metrics=("loss",))
     >>> a = spec.coords()[0]
     >>> se = np.full(21, 0.01)
@@ -179,7 +179,7 @@ def finding_sentences(found: dict[str, Any]) -> list[tuple[str, str]]:
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> spec = ScanSpec(grid=((-1, 1, 21),), splits=("train",), metrics=("loss",))
     >>> a = spec.coords()[0]
     >>> surf = Surface(spec, {"train_loss": 1 + 0.0031 * a + a**2}, np.ones(21, bool),

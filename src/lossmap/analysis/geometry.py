@@ -106,7 +106,7 @@ def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY,
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> from lossmap.surface import Surface
     >>> spec = ScanSpec(grid=((-0.5, 1.5, 41),), splits=("train",), metrics=("loss",))
     >>> a = spec.coords()[0]
@@ -267,7 +267,7 @@ def gradient_field(surface: Any, variable: str) -> tuple[np.ndarray, ...]:
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> from lossmap.surface import Surface
     >>> spec = ScanSpec(grid=((-1, 1, 5), (-1, 1, 5)), splits=("train",), metrics=("loss",))
     >>> A, B = np.meshgrid(*spec.coords(), indexing="ij")
@@ -330,7 +330,7 @@ def basin_width(surface: Any, variable: str, delta: float, *, z: float = Z) -> d
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> from lossmap.surface import Surface
     >>> spec = ScanSpec(grid=((-2, 2, 41),), splits=("train",), metrics=("loss",))
     >>> a = spec.coords()[0]

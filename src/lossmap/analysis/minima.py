@@ -148,7 +148,7 @@ def barrier_matrix(
     loss_fn : callable
         ``loss_fn(outputs, targets)`` returning the batch mean.
     data : dict of str to split
-        As for :func:`lossmap.scan`; the barrier is of the first split's loss
+        As for :func:`lossmap.scan.api`; the barrier is of the first split's loss
         unless ``variable`` says otherwise.
     align : {None, "weights", "activations"}, default None
         Permute model j's hidden units to match model i first (``lm.align``;
@@ -164,7 +164,7 @@ def barrier_matrix(
     progress : bool, default False
         Progress bars of the scans.
     **scan_options
-        Passed to every :func:`lossmap.scan` (``bn="recompute"`` for BatchNorm
+        Passed to every :func:`lossmap.scan.api` (``bn="recompute"`` for BatchNorm
         networks — the REPAIR-style reset — ``samples``, ``device``, …).
 
     Returns
@@ -181,7 +181,7 @@ def barrier_matrix(
     ((3, 3), 2)
     """
     from ..curves.curve import Curve
-    from ..scan import scan
+    from ..scan.api import scan
 
     names, nets = _models(models)
     if path not in PATHS:

@@ -1,7 +1,7 @@
 """ε-sharpness: the worst loss increase over sampled directions in a small ball (Keskar et al.).
 
 :func:`sharpness` evaluates the model: each sampled direction is one short
-line scanned by :func:`lossmap.scan`. :func:`grid_sharpness` only reads a
+line scanned by :func:`lossmap.scan.api`. :func:`grid_sharpness` only reads a
 stored :class:`~lossmap.surface.Surface` (no evaluation): the worst increase
 over the grid points within ε of the centre, i.e. within the scanned line or
 plane only.
@@ -38,7 +38,7 @@ def sharpness(
 
     Draws ``n_directions`` random directions d_i and scans each as a line
     ``c + α·d_i``, α on ``n_points`` evenly spaced values in [−ε, ε] (both
-    ways, so 2·n_directions rays), with :func:`lossmap.scan`; the sharpness is
+    ways, so 2·n_directions rays), with :func:`lossmap.scan.api`; the sharpness is
     ``max L(c + α·d_i) − L(c)`` over all those points. Sampling gives a lower
     bound on the true maximum over the ball. Direction i is
     ``random_directions(centre, n_directions, norm=..., ignore=ignore, seed=seed)[i]``;
@@ -49,7 +49,7 @@ def sharpness(
     Parameters
     ----------
     model, loss_fn
-        As in :func:`lossmap.scan`.
+        As in :func:`lossmap.scan.api`.
     data : dict of str to split, or one split
         With several splits, ``split`` (default ``"train"``, else the first) is used.
     epsilon : float
@@ -62,7 +62,7 @@ def sharpness(
     split : str, optional
     seed : int, default 0
     **scan_options
-        Passed to :func:`lossmap.scan` (``centre``, ``device``, ``samples``, ``batch_size``…).
+        Passed to :func:`lossmap.scan.api` (``centre``, ``device``, ``samples``, ``batch_size``…).
 
     Returns
     -------
@@ -75,7 +75,7 @@ def sharpness(
     from .. import params as P
     from ..directions.direction import Direction
     from ..directions.random import random_directions
-    from ..scan import scan
+    from ..scan.api import scan
 
     if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
         raise InputError(f"epsilon={epsilon!r} must be a positive number (the ball's radius)")
@@ -161,7 +161,7 @@ def grid_sharpness(surface: Any, variable: str, epsilon: float, *, z: float = 2.
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> from lossmap.surface import Surface
     >>> spec = ScanSpec(grid=((-1, 1, 21), (-1, 1, 21)), splits=("train",), metrics=("loss",))
     >>> A, B = np.meshgrid(*spec.coords(), indexing="ij")

@@ -61,7 +61,7 @@ def slope_at_centre(surface: Surface, variable: str, *, tol: float = SLOPE_TOL,
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> spec = ScanSpec(grid=((-1, 1, 21),), splits=("train",), metrics=("loss",))
     >>> a = spec.coords()[0]
     >>> surf = Surface(spec, {"train_loss": 2 + 3 * a + 5 * a**2}, np.ones(21, bool))

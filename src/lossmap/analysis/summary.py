@@ -57,7 +57,7 @@ def minimum(surface: Surface, variable: str, *, z: float = Z) -> dict[str, Any]:
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> spec = ScanSpec(grid=((-1, 1, 21),), splits=("train",), metrics=("loss",))
     >>> a = spec.coords()[0]
     >>> surf = Surface(spec, {"train_loss": (a - 0.5) ** 2}, np.ones(21, bool))

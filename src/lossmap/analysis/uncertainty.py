@@ -181,7 +181,7 @@ def gap(surface: Surface, metric: str = "loss", *, splits: tuple[str, str] = ("t
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> spec = ScanSpec(grid=((-1, 1, 5),), splits=("train", "test"), metrics=("loss",),
     ...                 samples=400)
     >>> ones = np.ones(5)

@@ -1,6 +1,6 @@
 """The interface between lossmap's core and a framework (PyTorch, JAX).
 
-The core (:mod:`lossmap.plan`, :mod:`lossmap.scan`, the direction builders)
+The core (:mod:`lossmap.scan.plan`, :mod:`lossmap.scan.api`, the direction builders)
 speaks to a model only through a :class:`Backend`, found at run time by
 :func:`lossmap.backends.registry.find_backend`; it never imports a backend's
 module. A backend does six things:
@@ -12,7 +12,7 @@ module. A backend does six things:
    that indexes its output units (0 for PyTorch, -1 for Flax kernels), for
    ``norm="filter"``.
 3. **Evaluator.** :meth:`Backend.evaluator` builds an object with the
-   :class:`Evaluator` attributes from a :class:`~lossmap.plan.Plan`, after
+   :class:`Evaluator` attributes from a :class:`~lossmap.scan.plan.Plan`, after
    running the model and metrics on a few samples so a mismatch is named
    before anything is computed.
 4. **Probe.** :meth:`Backend.probe` evaluates every variable at the centre on a
@@ -85,7 +85,7 @@ class Evaluator(Protocol):
 
 
 class ScanOptions(Protocol):
-    """The speed options a backend reads (:class:`lossmap.plan.ScanOptions`)."""
+    """The speed options a backend reads (:class:`lossmap.scan.plan.ScanOptions`)."""
 
     device: Any
     batch_size: int | None
@@ -98,7 +98,7 @@ class ScanOptions(Protocol):
 
 
 class Plan(Protocol):
-    """What a backend reads from a scan's plan (:class:`lossmap.plan.Plan`).
+    """What a backend reads from a scan's plan (:class:`lossmap.scan.plan.Plan`).
 
     Declared here, not imported, so that backends depend on this interface
     only and the plan module can depend on the backends.
@@ -185,7 +185,7 @@ class Backend(ABC):
 
         A backend that measures it re-evaluates a few grid points (at most 5)
         with ``evaluator`` and in higher precision and returns, per variable,
-        the largest difference (:mod:`lossmap.evaluate.roundoff`).
+        the largest difference (:mod:`lossmap.backends.torch.roundoff`).
         """
         return None
 
@@ -193,7 +193,7 @@ class Backend(ABC):
         """Per variable and direction, the slope at the centre with its standard error, or None.
 
         ``{"train_loss": [{"slope", "se", "n"}, …one per direction], …}`` from the
-        per-example directional derivatives (:mod:`lossmap.evaluate.slopes`), for
+        per-example directional derivatives (:mod:`lossmap.backends.torch.slopes`), for
         the metrics with per-example terms; None where not measured (the default).
         """
         return None

@@ -18,8 +18,8 @@ from .base import Backend
 
 #: name -> (module, class, a module that must already be imported for the backend to apply)
 BACKENDS: dict[str, tuple[str, str, str | None]] = {
-    "torch": ("lossmap.backends.torch", "TorchBackend", None),
-    "jax": ("lossmap.jax.backend", "JaxBackend", "jax"),
+    "torch": ("lossmap.backends.torch.backend", "TorchBackend", None),
+    "jax": ("lossmap.backends.jax.backend", "JaxBackend", "jax"),
 }
 
 

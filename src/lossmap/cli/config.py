@@ -22,7 +22,7 @@ from typing import Any
 
 from ..directions.random import check_ignore, check_norm
 from ..errors import InputError, InputTypeError, MissingFileError
-from ..spec import AUTOCAST, check_axis, check_grid_size
+from ..scan.spec import AUTOCAST, check_axis, check_grid_size
 from .options import deprecated
 from .specfile import axis_text
 

@@ -264,7 +264,7 @@ def build_directions(cfg: Any, model: torch.nn.Module, loss_fn: Any, data: Any, 
     """
     from ..directions.between import interpolation, plane
     from ..directions.trajectory import fitted_grid, pca_directions, project
-    from ..spec import check_axis
+    from ..scan.spec import check_axis
 
     kw = {"trust_pickle": trust_pickle}
     if not isinstance(model, torch.nn.Module) and (cfg.pca is not None

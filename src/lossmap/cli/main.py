@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, LossmapError
-from ..spec import AUTOCAST
+from ..scan.spec import AUTOCAST
 from .options import Renamed, add_out
 from .outputs import add_overwrite
 
@@ -171,7 +171,7 @@ def _plugins() -> dict:
 
 def _cmd_scan(args: argparse.Namespace) -> int:
     from ..distributed import local_device
-    from ..scan import scan
+    from ..scan.api import scan
     from ..store import is_store
     from .config import ScanConfig
     from .directions import build_directions, load_loss, load_model
@@ -196,7 +196,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     loss_fn = load_loss(cfg.loss, model=model, own_loss=True)
     path = None
     if cfg.path is not None:  # along a curve: it gives the centre and the directions
-        from ..pathscan import as_curve
+        from ..scan.path import as_curve
 
         centre, dirs, extra_meta, path = None, None, {}, as_curve(cfg.path)
     else:
@@ -268,7 +268,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"{args.path}")
     print(f"  grid        {' x '.join(str(a) for a in spec.grid)}  ({', '.join(spec.dims)})")
     if spec.path is not None:
-        from ..pathspec import path_text
+        from ..scan.pathspec import path_text
 
         print(f"  path        {path_text(spec.path)}")
     print(f"  points      {s['done']}/{s['points']} done, {s['diverged']} diverged")

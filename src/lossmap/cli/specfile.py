@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..spec import Axis, ScanSpec
+from ..scan.spec import Axis, ScanSpec
 
 MODES = ("interpolate", "plane", "pca", "hessian_dirs")  # as in lossmap.cli.directions
 SPEED_ONLY = ("device", "batch_size", "strategy", "reuse_first_layer")  # not part of the spec

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .. import params as P
-from ..evaluate.restore import preserved
+from ..backends.torch.restore import preserved
 from ..seeding import check_seed, seeded_rng
 from .common import batch_loss, check_int, check_loss, check_models, train_tensors
 from .curve import Curve

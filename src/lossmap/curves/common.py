@@ -4,7 +4,7 @@ Both evaluate the model through ``torch.func.functional_call`` with a state of
 their own (parameters along the path, copies of ``model_a``'s buffers) in
 train mode, so BatchNorm normalizes each batch with its own statistics (as
 Garipov et al. do) and the user's tensors are never written. The user's model
-is held by :func:`lossmap.evaluate.restore.preserved`, which puts back its
+is held by :func:`lossmap.backends.torch.restore.preserved`, which puts back its
 modes and tensors whatever happens.
 """
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, InputTypeError
-from ..progress import bar
+from ..scan.progress import bar
 from .common import check_float, check_int
 from .curve import Curve
 

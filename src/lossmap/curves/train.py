@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from .. import params as P
+from ..backends.torch.restore import preserved
 from ..errors import InputError
-from ..evaluate.restore import preserved
-from ..progress import bar
+from ..scan.progress import bar
 from ..seeding import check_seed, seeded_rng
 from .basis import KINDS, basis_matrix, combine
 from .common import (

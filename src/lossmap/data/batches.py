@@ -44,7 +44,7 @@ def stream(loader: Iterable, *, n: int | None = None) -> Stream:
     ----------
     loader : iterable
         Re-iterable batches (a ``DataLoader`` without shuffling), of any
-        structure :func:`lossmap.scan` accepts.
+        structure :func:`lossmap.scan.api` accepts.
     n : int, optional
         The number of examples, if known (else counted on the first pass).
 

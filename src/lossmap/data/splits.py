@@ -21,7 +21,7 @@ import torch
 
 from .. import params as P
 from ..errors import InputError, InputTypeError
-from ..spec import check_name
+from ..scan.spec import check_name
 from .batches import Batches, Stream, read_batches
 
 

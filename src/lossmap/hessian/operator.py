@@ -18,9 +18,9 @@ from torch import nn
 from torch.func import functional_call
 
 from .. import params as P
+from ..backends.torch.restore import preserved
 from ..directions.direction import Direction, as_direction
 from ..errors import InputError
-from ..evaluate.restore import preserved
 from .checks import (
     _centre_state,
     _check_int,

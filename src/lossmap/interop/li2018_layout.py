@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, MissingFileError
-from ..spec import Axis, ScanSpec
+from ..scan.spec import Axis, ScanSpec
 
 SUFFIXES = (".h5", ".hdf5")
 NOT_COMPUTED = -1.0

@@ -31,6 +31,7 @@ Examples
 (5,)
 """
 
+from ..backends.jax.metrics import accuracy, cross_entropy, mse
 from .cnn import CNN, digits_cnn, fashion_cnn, init, to_nhwc
 from .convert import (
     direction_to_flax,
@@ -40,7 +41,6 @@ from .convert import (
     torch_to_flax,
     unflatten_variables,
 )
-from .metrics import accuracy, cross_entropy, mse
 from .model import JaxModel, as_model, is_jax_model
 from .train import TrainResult, load_variables, save_variables
 

@@ -117,7 +117,7 @@ def path_animation(
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import Axis, ScanSpec
+    >>> from lossmap.scan.spec import Axis, ScanSpec
     >>> from lossmap.surface import Surface
     >>> spec = ScanSpec(grid=(Axis(-1, 1, 5), Axis(-1, 1, 5)), splits=("train",),
     ...                 metrics=("loss",))
@@ -206,7 +206,7 @@ def centre_animation(
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import Axis, ScanSpec
+    >>> from lossmap.scan.spec import Axis, ScanSpec
     >>> from lossmap.surface import Surface
     >>> spec = ScanSpec(grid=(Axis(-1, 1, 5), Axis(-1, 1, 5)), splits=("train",),
     ...                 metrics=("loss",))
@@ -292,7 +292,7 @@ def save_animation(
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import Axis, ScanSpec
+    >>> from lossmap.scan.spec import Axis, ScanSpec
     >>> from lossmap.surface import Surface
     >>> spec = ScanSpec(grid=(Axis(-1, 1, 5), Axis(-1, 1, 5)), splits=("train",),
     ...                 metrics=("loss",))

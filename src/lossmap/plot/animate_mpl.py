@@ -87,7 +87,7 @@ def path_animation_mpl(
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import Axis, ScanSpec
+    >>> from lossmap.scan.spec import Axis, ScanSpec
     >>> from lossmap.surface import Surface
     >>> spec = ScanSpec(grid=(Axis(-1, 1, 5), Axis(-1, 1, 5)), splits=("train",),
     ...                 metrics=("loss",))
@@ -164,7 +164,7 @@ def centre_animation_mpl(
     Examples
     --------
     >>> import numpy as np
-    >>> from lossmap.spec import Axis, ScanSpec
+    >>> from lossmap.scan.spec import Axis, ScanSpec
     >>> from lossmap.surface import Surface
     >>> spec = ScanSpec(grid=(Axis(-1, 1, 5), Axis(-1, 1, 5)), splits=("train",),
     ...                 metrics=("loss",))

@@ -68,7 +68,7 @@ def figure_paths(comparisons: Any, variable: str | None = None, *, fig: Figure |
     --------
     >>> import numpy as np, matplotlib
     >>> matplotlib.use("Agg")
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> spec = ScanSpec(grid=((0, 1, 11),), splits=("train",), metrics=("loss",),
     ...                 path={"kind": "polychain", "control_points": 2})
     >>> t = spec.coords()[0]
@@ -106,7 +106,7 @@ def figure_paths(comparisons: Any, variable: str | None = None, *, fig: Figure |
 
 def curve_on_plane(surface: Surface, curve: Any = None, *, variable: str | None = None,
                    ax: Axes | None = None, **kwargs: Any) -> Axes:
-    """A plane through a curve (:func:`lossmap.pathscan.curve_plane`) with the curve drawn on it.
+    """A plane through a curve (:func:`lossmap.scan.path.curve_plane`) with the curve drawn on it.
 
     Parameters
     ----------
@@ -135,7 +135,7 @@ def curve_on_plane(surface: Surface, curve: Any = None, *, variable: str | None 
     --------
     >>> import numpy as np, matplotlib
     >>> matplotlib.use("Agg")
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> spec = ScanSpec(grid=((-0.5, 1.5, 9), (-0.5, 1.5, 9)), splits=("train",),
     ...                 metrics=("loss",))
     >>> a, b = np.meshgrid(*spec.coords(), indexing="ij")
@@ -175,8 +175,8 @@ def curve_on_plane(surface: Surface, curve: Any = None, *, variable: str | None 
 
 def _projected(surface: Surface, curve: Any) -> np.ndarray:
     """The curve's (α, β) on the plane of the surface's stored directions."""
-    from ..pathscan import curve_coordinates
-    from ..scan import load_directions
+    from ..scan.api import load_directions
+    from ..scan.path import curve_coordinates
 
     if not surface.path:
         raise InputError("curve_on_plane: to project a curve the plane must come from a store "

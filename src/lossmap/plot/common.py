@@ -68,7 +68,7 @@ def check_surface(surface: Any, what: str) -> Surface:
     """The surface itself, or ``TypeError`` naming the function."""
     if not isinstance(surface, Surface):
         raise InputTypeError(
-            f"{what} takes a lossmap Surface (from lossmap.scan or lossmap.load), "
+            f"{what} takes a lossmap Surface (from lossmap.scan.api or lossmap.load), "
             f"got {type(surface).__name__}"
         )
     return surface

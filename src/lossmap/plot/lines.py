@@ -70,7 +70,7 @@ def plot_line(
     --------
     >>> import numpy as np, matplotlib
     >>> matplotlib.use("Agg")
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> spec = ScanSpec(grid=((-1, 1, 21),), splits=("train",), metrics=("loss",))
     >>> a = spec.coords()[0]
     >>> surf = Surface(spec, {"train_loss": a**2}, np.ones(21, bool))

@@ -181,7 +181,7 @@ def to_vtk(surface: _Surface, path: str | os.PathLike, variable: str | None = No
 
     Examples
     --------
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> from lossmap.surface import from_rows
     >>> spec = ScanSpec(grid=((-1, 1, 3), (0, 1, 2)), splits=("train",), metrics=("loss",))
     >>> plane = from_rows(spec, [0, 1, 2, 3, 4], [[0.5], [0.1], [0.3], [0.2], [0.9]])

@@ -43,7 +43,7 @@ def comparison_section(comparisons: Any, png: Callable[[Any], str], *,
     --------
     >>> import numpy as np, matplotlib
     >>> matplotlib.use("Agg")
-    >>> from lossmap.spec import ScanSpec
+    >>> from lossmap.scan.spec import ScanSpec
     >>> from lossmap.surface import Surface
     >>> spec = ScanSpec(grid=((0, 1, 5),), splits=("train",), metrics=("loss",),
     ...                 path={"kind": "polychain", "control_points": 2})
@@ -87,7 +87,7 @@ def comparison_section(comparisons: Any, png: Callable[[Any], str], *,
 
 def _kind(surface: Any) -> str:
     """``"bezier, 1 bend"``, ``"straight line"`` (a two-point polychain or an α line)."""
-    from ..pathspec import path_text
+    from ..scan.pathspec import path_text
 
     path = surface.spec.path
     if path is None or (path["kind"] == "polychain" and path["control_points"] == 2):

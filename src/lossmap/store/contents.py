@@ -48,7 +48,7 @@ import torch
 
 from ..directions.direction import Direction
 from ..errors import InputError, InputTypeError, StoreError
-from ..spec import ScanSpec
+from ..scan.spec import ScanSpec
 from ..version import __version__
 from .files import APPLICATION_ID, side_name, side_name_problem, write_side
 

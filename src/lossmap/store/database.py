@@ -28,7 +28,7 @@ from typing import Any
 
 from ..directions.direction import Direction
 from ..errors import MissingFileError, StoreError
-from ..spec import ScanSpec
+from ..scan.spec import ScanSpec
 from .contents import (
     MEASURED,
     agree,

@@ -1,7 +1,10 @@
-"""Evaluating many grid points at once: the evaluator and what it relies on.
+"""The PyTorch backend: the evaluator and what it relies on.
 
+* :mod:`.backend` — :class:`TorchBackend`, the interface the scan core calls.
 * :mod:`.evaluator` — the PyTorch evaluator (fused parameter build, batch-outer chunks).
-* :mod:`.metrics` — the built-in accuracy; the network and its metrics as one module.
+* :mod:`.structured` — batches kept as given (dicts, several inputs, dynamic padding).
+* :mod:`.build` — the points c + Σ aᵢdᵢ formed in the working precision.
+* :mod:`.metrics` — the network and its metrics as one module.
 * :mod:`.checks` — the model and metrics run on a few samples first; failures named.
 * :mod:`.sizing` — the batch size, fitted to the cache.
 * :mod:`.plain` — plain evaluation at a few points: the reference (probe, round-off).

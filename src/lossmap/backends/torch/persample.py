@@ -1,14 +1,14 @@
 """A metric's per-example terms on a batch, as tensors (for derivatives and tests).
 
 The evaluator reduces every metric's result on a batch to float64 sums
-(:func:`lossmap.evaluate.metrics.batch_stats`); the per-sample directional
-slopes (:mod:`lossmap.evaluate.slopes`) need the terms themselves, as
+(:func:`lossmap.backends.torch.metrics.batch_stats`); the per-sample directional
+slopes (:mod:`lossmap.backends.torch.slopes`) need the terms themselves, as
 tensors that forward-mode differentiation can see through. Both read a
-metric the same way (:mod:`lossmap.evaluate.metrics`):
+metric the same way (:mod:`lossmap.backends.torch.metrics`):
 
 * a torch loss module with a ``reduction`` (and its functional form) and
   lossmap's accuracy give per-example totals and counts by themselves
-  (:func:`lossmap.evaluate.metrics.per_example`: a copy with
+  (:func:`lossmap.backends.torch.metrics.per_example`: a copy with
   ``reduction="none"``; a class ``weight`` and ``ignore_index`` are counted
   exactly as the loss's mean counts them);
 * a metric returning a 1-D tensor of one value per example: tᵢ = vᵢ, cᵢ = 1;

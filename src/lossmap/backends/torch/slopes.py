@@ -9,7 +9,7 @@ so its uncertainty is measured the way a mean's is:
    direction d, ``gᵢ = d/dα tᵢ(c + α·d)`` at α = 0 by forward-mode automatic
    differentiation (``torch.func.jvp`` through ``torch.func.functional_call``:
    one forward pass with tangents per batch and direction), where tᵢ are the
-   metric's per-example terms (:func:`lossmap.evaluate.persample.per_example_terms`;
+   metric's per-example terms (:func:`lossmap.backends.torch.persample.per_example_terms`;
    their counts cᵢ do not depend on the weights).
 2. **Slope and standard error.** The split's value is Σt/Σc, so its slope is
    ``Σg / Σc`` and its standard error the ratio estimator's,
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jvp
 
-from ..data.splits import Split
+from ...data.splits import Split
 from .metrics import accuracy
 from .persample import per_example_terms
 from .restore import preserved

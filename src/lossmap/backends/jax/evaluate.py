@@ -12,10 +12,10 @@ as the PyTorch Evaluator does.
 
 Standard errors: a metric with per-example terms (the built-in metrics' per-sample
 values, a metric returning one value per example or ``(totals, counts)``, see
-:mod:`lossmap.jax.metrics`) also returns, per batch, Σt, Σc and the sums of
+:mod:`lossmap.backends.jax.metrics`) also returns, per batch, Σt, Σc and the sums of
 squares about the batch's own ratio (accurate in float32); the host turns them
 into the float64 sums Σt, Σc, Σt², Σt·c, Σc², n that
-:func:`lossmap.evaluate.metrics.finish` reads, as the PyTorch Evaluator keeps them.
+:func:`lossmap.backends.torch.metrics.finish` reads, as the PyTorch Evaluator keeps them.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from ..backends.base import check_strategy
-from ..data.splits import Split
-from ..errors import InputError
-from ..evaluate.metrics import STATS, finish
+from ...data.splits import Split
+from ...errors import InputError
+from ...jax.model import JaxModel, to_jnp
+from ..base import check_strategy
+from ..torch.metrics import STATS, finish
 from . import metrics as M
-from .model import JaxModel, to_jnp
 
 DEFAULT_BATCH = 512
 ACTIVATION_BUDGET = 256 * 1024**2  # bytes of network activations per jitted call, about
@@ -65,7 +65,7 @@ class JaxEvaluator:
     model : JaxModel
     metrics : dict of str to callable
         ``f(outputs, targets)`` in ``jax.numpy``, returning the batch mean, one
-        value per example or ``(totals, counts)`` (:mod:`lossmap.jax.metrics`).
+        value per example or ``(totals, counts)`` (:mod:`lossmap.backends.jax.metrics`).
     centre : dict of str to Tensor
         Every weight of the centre (parameters and buffers) by flattened name.
     directions : sequence of mappings
@@ -152,7 +152,7 @@ class JaxEvaluator:
 
     @property
     def kinds(self) -> list[str]:
-        """How each metric's result is read (:func:`lossmap.jax.metrics.metric_kind`).
+        """How each metric's result is read (:func:`lossmap.backends.jax.metrics.metric_kind`).
 
         Found from the shapes the metrics return on the first batch, by
         ``jax.eval_shape`` (nothing is computed).

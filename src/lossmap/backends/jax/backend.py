@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import params as P
-from ..backends.base import PROBE_SAMPLES, Backend, Plan, ScanOptions
-from ..errors import InputError, InputTypeError, LossmapError
+from ... import params as P
+from ...errors import InputError, InputTypeError, LossmapError
+from ...jax.model import JaxModel, as_model, is_jax_model
+from ..base import PROBE_SAMPLES, Backend, Plan, ScanOptions
 from . import metrics as M
 from .evaluate import JaxEvaluator
-from .model import JaxModel, as_model, is_jax_model
 
 
 class JaxBackend(Backend):
@@ -90,7 +90,9 @@ class JaxBackend(Backend):
         return out
 
     def centre_slopes(self, plan: Plan) -> dict[str, list[dict[str, float]]] | None:
-        """Per-example directional slopes at the centre, by ``jax.jvp`` (:mod:`lossmap.jax.slopes`).
+        """Per-example directional slopes at the centre, by ``jax.jvp``.
+
+        See :mod:`lossmap.backends.jax.slopes`.
 
         Every sample of each split. None (not measured) for a path scan, above
         the PyTorch round-off floor's size limit (``roundoff.BUDGET``), where
@@ -99,7 +101,7 @@ class JaxBackend(Backend):
         """
         import warnings
 
-        from ..evaluate.roundoff import BUDGET
+        from ..torch.roundoff import BUDGET
         from .slopes import centre_slopes
 
         if getattr(plan, "path", None) is not None:

@@ -1,12 +1,12 @@
 """The slope of the loss at the centre along each direction, with its standard error (JAX).
 
-The JAX twin of :mod:`lossmap.evaluate.slopes`, with the same output: for
+The JAX twin of :mod:`lossmap.backends.torch.slopes`, with the same output: for
 every example i and direction d, ``gᵢ = d/dα tᵢ(c + α·d)`` at α = 0 by
 ``jax.jvp`` (one jitted forward pass with tangents per batch and direction),
-where tᵢ are the metric's per-example terms (:func:`lossmap.jax.metrics.metric_terms`);
+where tᵢ are the metric's per-example terms (:func:`lossmap.backends.jax.metrics.metric_terms`);
 the slope is Σg/Σc and its standard error the ratio estimator's (std(g)/√n
 when every count is 1), summed in float64 by
-:func:`lossmap.evaluate.slopes.slope_summary`. Metrics returning only a batch
+:func:`lossmap.backends.torch.slopes.slope_summary`. Metrics returning only a batch
 mean, and accuracy (zero derivative almost everywhere), get no entry. The
 model runs as its ``apply_fn`` runs it: in evaluation mode, BatchNorm with
 the centre's statistics.
@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from ..data.splits import Split
-from ..evaluate.slopes import slope_summary
+from ...data.splits import Split
+from ...jax.model import as_model, to_jnp
+from ..torch.slopes import slope_summary
 from . import metrics as M
 from .evaluate import DEFAULT_BATCH, jax_device
-from .model import as_model, to_jnp
 
 
 def centre_slopes(
@@ -62,7 +62,7 @@ def centre_slopes(
     -------
     dict of str to list of dict
         Keyed by variable ``split_metric``, one ``{"slope", "se", "n"}`` per
-        direction, as :func:`lossmap.evaluate.slopes.centre_slopes` returns.
+        direction, as :func:`lossmap.backends.torch.slopes.centre_slopes` returns.
 
     Examples
     --------

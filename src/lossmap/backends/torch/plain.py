@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.batches import rows_of
-from ..data.splits import Split
+from ...data.batches import rows_of
+from ...data.splits import Split
 from .metrics import STATS, batch_stats, finish
 from .structured import accepted, call_at, metric_input, to_device
 
@@ -43,8 +43,8 @@ def plain_values(
     """The metrics of every split at each point, evaluated plainly (float64 by default).
 
     No first-layer reuse, no autocast, no vmap: the reference the scan's own
-    evaluator is measured against (:mod:`lossmap.evaluate.roundoff`), and the
-    probe a store records (:meth:`lossmap.backends.torch.TorchBackend.probe`).
+    evaluator is measured against (:mod:`lossmap.backends.torch.roundoff`), and the
+    probe a store records (:meth:`lossmap.backends.torch.backend.TorchBackend.probe`).
 
     Parameters
     ----------

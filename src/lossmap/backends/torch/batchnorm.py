@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..data.splits import Split
-from ..errors import InputError
+from ...data.splits import Split
+from ...errors import InputError
 
 _BN = nn.modules.batchnorm._BatchNorm
 

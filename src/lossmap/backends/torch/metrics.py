@@ -175,7 +175,7 @@ def check_result(name: str, result: object, rows: int) -> None:
         if n == 1 or (n == rows and torch.as_tensor(result).dim() == 1):
             return
         shapes = tuple(torch.as_tensor(result).shape)
-    from ..errors import InputError
+    from ...errors import InputError
 
     raise InputError(
         f"metric {name!r} returned shape {shapes} on a batch of {rows} examples; a metric "

@@ -1,7 +1,7 @@
 """The plan of a scan: every argument of ``lm.scan`` checked and resolved once, for any backend.
 
 :func:`plan_scan` turns the user's arguments into a :class:`Plan` — the
-:class:`~lossmap.spec.ScanSpec` (what is computed), the fingerprints (what is
+:class:`~lossmap.scan.spec.ScanSpec` (what is computed), the fingerprints (what is
 read), the directions, the data splits, the metrics and the speed options —
 and :meth:`Plan.run` hands it to the model's backend, the scan driver and the
 store. ``lm.scan`` is ``plan_scan(...).run(...)``; benchmarks and tools use
@@ -23,16 +23,16 @@ from typing import Any
 
 import torch
 
-from . import params as P
-from .backends.base import Backend, Evaluator, check_strategy, profile_of
-from .backends.registry import backend_for
-from .data.splits import Split, as_splits
-from .directions.direction import Direction, as_direction
-from .errors import InputError, InputTypeError
-from .metrics_of import default_loss, loss_name, no_accuracy, resolve_metrics
-from .pathscan import coefficients, resolve_path
+from .. import params as P
+from ..backends.base import Backend, Evaluator, check_strategy, profile_of
+from ..backends.registry import backend_for
+from ..data.splits import Split, as_splits
+from ..directions.direction import Direction, as_direction
+from ..errors import InputError, InputTypeError
+from ..surface import Surface
+from .metrics import default_loss, loss_name, no_accuracy, resolve_metrics
+from .path import coefficients, resolve_path
 from .spec import AUTOCAST, ScanSpec, check_axis, check_grid_size
-from .surface import Surface
 
 DEFAULT_METRICS = ("loss", "accuracy")
 BN_MODES = ("eval", "recompute")
@@ -42,7 +42,7 @@ BN_MODES = ("eval", "recompute")
 class ScanOptions:
     """How a scan runs (not what it computes, except ``autocast``, which is in the spec).
 
-    Every field is an argument of :func:`lossmap.scan` of the same name.
+    Every field is an argument of :func:`lossmap.scan.api` of the same name.
     """
 
     device: Any = None  # None: the model's device
@@ -81,7 +81,7 @@ class Plan:
     bn_data : Split, optional
         The samples BatchNorm statistics are re-estimated from (``bn="recompute"``).
     path : Curve, optional
-        A scan along it: the grid is in t, :meth:`coefficients` maps it (lossmap.pathscan).
+        A scan along it: the grid is in t, :meth:`coefficients` maps it (lossmap.scan.path).
     """
 
     backend: Backend
@@ -96,7 +96,7 @@ class Plan:
     buffers: dict[str, torch.Tensor]
     options: ScanOptions = field(default_factory=ScanOptions)
     bn_data: Split | None = None
-    path: Any = None  # the Curve of a path scan (lossmap.pathscan), else None
+    path: Any = None  # the Curve of a path scan (lossmap.scan.path), else None
 
     def coefficients(self, points: Any) -> Any:
         """The directions' coefficients at grid points: the points, or along a path basis(t)[1:]."""
@@ -119,8 +119,8 @@ class Plan:
         prints them. The backend's round-off floor (:meth:`Backend.roundoff`)
         is measured first and recorded by a new store (``Surface.roundoff``).
         """
+        from ..store import is_store
         from .runner import format_profile, run
-        from .store import is_store
 
         _check_meta(meta)
         own = {"backend": self.backend.name} if self.backend.name != "torch" else {}
@@ -173,9 +173,9 @@ def plan_scan(
     path: Any = None,
     **options: Any,
 ) -> Plan:
-    """Check and resolve the arguments of :func:`lossmap.scan` into a :class:`Plan`.
+    """Check and resolve the arguments of :func:`lossmap.scan.api` into a :class:`Plan`.
 
-    The parameters are those of :func:`lossmap.scan`, less ``store``,
+    The parameters are those of :func:`lossmap.scan.api`, less ``store``,
     ``progress``, ``profile`` and ``meta`` (which :meth:`Plan.run` takes);
     ``options`` are the fields of :class:`ScanOptions`.
 

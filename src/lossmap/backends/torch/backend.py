@@ -12,16 +12,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import params as P
-from ..data.batches import Batches
-from ..errors import InputError
-from ..evaluate.checks import check_on_sample
-from ..evaluate.evaluator import Evaluator
-from ..evaluate.metrics import accuracy
-from ..evaluate.plain import as_float64, plain_values
-from ..evaluate.restore import preserved
-from ..evaluate.structured import BatchEvaluator, check_batches
-from .base import PROBE_SAMPLES, Backend, Plan, ScanOptions
+from ... import params as P
+from ...data.batches import Batches
+from ...errors import InputError
+from ..base import PROBE_SAMPLES, Backend, Plan, ScanOptions
+from .checks import check_on_sample
+from .evaluator import Evaluator
+from .metrics import accuracy
+from .plain import as_float64, plain_values
+from .restore import preserved
+from .structured import BatchEvaluator, check_batches
 
 MEASURED = (RuntimeError, TypeError, ValueError)  # a model that cannot run in float64
 
@@ -111,12 +111,12 @@ class TorchBackend(Backend):
     def roundoff(self, plan: Plan, evaluator: Evaluator) -> dict[str, float] | None:
         """Measured against float64 at the centre-most point and the grid's corners.
 
-        See :mod:`lossmap.evaluate.roundoff`. Not measured (None) where the float64
+        See :mod:`lossmap.backends.torch.roundoff`. Not measured (None) where the float64
         copies of the centre and directions would exceed ``roundoff.BUDGET``. A
         model that cannot run in float64 (a tensor it makes in float32 itself)
         gives None, with a warning.
         """
-        from ..evaluate import roundoff as R
+        from . import roundoff as R
 
         state = {**plan.params, **plan.buffers}
         if R.float64_bytes(state, len(plan.directions)) > R.BUDGET:
@@ -145,7 +145,7 @@ class TorchBackend(Backend):
             return None
 
     def centre_slopes(self, plan: Plan) -> dict[str, list[dict[str, float]]] | None:
-        """Per-example directional slopes at the centre (:mod:`lossmap.evaluate.slopes`).
+        """Per-example directional slopes at the centre (:mod:`lossmap.backends.torch.slopes`).
 
         Every sample of each split, BatchNorm in eval mode. None (not measured)
         for a path scan (its directions are not the scan's axis), with
@@ -156,10 +156,10 @@ class TorchBackend(Backend):
         where no metric has per-example terms, and, with a warning, for a model
         that forward-mode differentiation cannot run.
         """
-        from ..data.splits import Split
-        from ..evaluate import roundoff as R
-        from ..evaluate.sizing import auto_batch_size
-        from ..evaluate.slopes import centre_slopes
+        from ...data.splits import Split
+        from . import roundoff as R
+        from .sizing import auto_batch_size
+        from .slopes import centre_slopes
 
         splits = list(plan.splits)
         if (getattr(plan, "path", None) is not None or plan.bn_data is not None

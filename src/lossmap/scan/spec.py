@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError
 from .pathspec import PATH_DIM, check_path, path_differences
 from .pathspec import plain as _plain
 
@@ -109,7 +109,7 @@ def check_grid_size(axes: Any) -> None:
     if points > MAX_POINTS:
         raise InputError(
             f"grid {' x '.join(str(a) for a in axes)} has {points:,} points, more than the "
-            f"{MAX_POINTS:,} a scan may have (lossmap.spec.MAX_POINTS): use fewer points, or "
+            f"{MAX_POINTS:,} a scan may have (lossmap.scan.spec.MAX_POINTS): use fewer points, or "
             "split the range into several scans, e.g. -1:0:N and 0:1:N, each its own store"
         )
 
@@ -179,7 +179,7 @@ class ScanSpec:
     bn_split: str | None = None
     bn_samples: int | None = None
     format: int = FORMAT_VERSION
-    path: dict | None = None  # a scan along a curve (lossmap.pathscan); None: line or plane
+    path: dict | None = None  # a scan along a curve (lossmap.scan.path); None: line or plane
 
     def __post_init__(self) -> None:
         if isinstance(self.grid, (str, Axis)):

@@ -4,11 +4,11 @@ The model is called ``model(**batch)`` for a dict batch (with the keys its
 ``forward`` takes: a ``y`` it does not take goes to the metrics only) and ``model(*inputs)``
 for a tuple ``(*inputs, target)``; a metric is called ``f(outputs, batch)``
 for a dict and ``f(outputs, target)`` for a tuple. Every metric's result is
-reduced to per-example sums (:mod:`lossmap.evaluate.metrics`), so token losses
+reduced to per-example sums (:mod:`lossmap.backends.torch.metrics`), so token losses
 returning ``(totals, counts)`` give the exact mean over all tokens of a split
 whatever the padding. Points run one after another (the batches differ in
 shape, so there is nothing to stack); parameters are formed as in
-:mod:`lossmap.evaluate.build`.
+:mod:`lossmap.backends.torch.build`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..data.batches import Batches, rows_of
-from ..data.splits import Split
-from ..errors import InputError
+from ...data.batches import Batches, rows_of
+from ...data.splits import Split
+from ...errors import InputError
 from .build import build_points, directions_on
 from .common import EvaluatorBase
 from .metrics import (

@@ -1,7 +1,7 @@
 """Losses and metrics for the JAX backend, and how a metric's result on a batch is read.
 
 A metric is ``f(outputs, targets)`` and may return (as on the PyTorch path,
-:mod:`lossmap.evaluate.metrics`):
+:mod:`lossmap.backends.torch.metrics`):
 
 * a scalar batch mean: the split's value is the mean weighted by batch size,
   with no standard error (:data:`MEAN`);
@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ..errors import InputError
+from ...errors import InputError
 
 #: How a metric's result is read (see the module docstring).
 MEAN, BUILTIN, VALUES, PAIR, TOTAL = "mean", "builtin", "values", "pair", "total"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .data.batches import Batches
-from .data.splits import Split
-from .errors import InputError, InputTypeError
+from ..data.batches import Batches
+from ..data.splits import Split
+from ..errors import InputError, InputTypeError
 from .spec import check_name
 
 
@@ -46,7 +46,7 @@ def default_loss(loss_fn: Callable | None, splits: list) -> Callable:
     if loss_fn is not None:
         return loss_fn
     if any(isinstance(s, Batches) and s.kind == "dict" for s in splits):
-        from .metrics import model_loss
+        from ..metrics import model_loss
 
         return model_loss
     raise InputTypeError("loss_fn is None: pass a callable loss_fn(outputs, targets), e.g. "

@@ -5,8 +5,8 @@ the evaluator computes for the centre θ_0, the directions θ_j − θ_0 and the
 coefficients ``basis(t)[1:]`` — first-layer reuse, ``bn="recompute"``, the
 store and its resume included. So ``lm.scan(model, loss_fn, data=...,
 path=curve, grid=(0, 1, n))`` is a scan with one grid dimension, ``t``, whose
-points are mapped to coefficients (:meth:`lossmap.plan.Plan.coefficients`).
-The spec records the curve (:mod:`lossmap.pathspec`), so a resume checks
+points are mapped to coefficients (:meth:`lossmap.scan.plan.Plan.coefficients`).
+The spec records the curve (:mod:`lossmap.scan.pathspec`), so a resume checks
 that it is the same one.
 
 A curve has parameters only: its buffers (BatchNorm running statistics) are
@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from . import params as P
-from .directions.direction import Direction
-from .errors import InputError, InputTypeError
+from .. import params as P
+from ..directions.direction import Direction
+from ..errors import InputError, InputTypeError
 
 if TYPE_CHECKING:
-    from .curves.curve import Curve
+    from ..curves.curve import Curve
 
 CURVE_POINTS = 101  # how many points of a curve curve_plane projects onto its plane
 
@@ -51,7 +51,7 @@ def as_curve(path: Any) -> Curve:
     ...
     lossmap.errors.InputTypeError: path is a int; pass a lossmap Curve or the .safetensors ...
     """
-    from .curves.curve import Curve
+    from ..curves.curve import Curve
 
     if isinstance(path, Curve):
         return path
@@ -178,7 +178,7 @@ def curve_plane(curve: Curve, *, points: int = CURVE_POINTS
     >>> meta["models"]["bend"], meta["curve"][1]
     ([0.5, 1.0], [0.5, 0.5])
     """
-    from .directions.between import plane
+    from ..directions.between import plane
 
     if len(curve) < 3:
         raise InputError("the curve has no bend (it is a straight line): a plane needs a "

@@ -17,13 +17,13 @@ import warnings
 
 import numpy as np
 
-from . import distributed
-from .backends.base import Evaluator, profile_of
-from .errors import LossmapError
+from .. import distributed
+from ..backends.base import Evaluator, profile_of
+from ..errors import LossmapError
+from ..store import Store
+from ..surface import Surface, from_rows, load
 from .progress import bar
 from .spec import ScanSpec, progressive_order
-from .store import Store
-from .surface import Surface, from_rows, load
 
 # A round of points is evaluated and committed together: about this much work
 # per rank, so a killed scan loses at most that and the gather stays cheap.
@@ -70,7 +70,7 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
     done = set(status[1])
     todo = np.array([int(i) for i in order if int(i) not in done], dtype=np.int64)
     world, rank = (grp.world, grp.rank) if grp else (1, 0)
-    # A collective evaluator (a sharded model: lossmap.sharded) needs every rank at every
+    # A collective evaluator (a sharded model: lossmap.backends.sharded) needs every rank at every
     # point, in the same order; rank 0's results are the results.
     collective = bool(getattr(evaluator, "collective", False))
     share = 1 if collective else world

@@ -1,9 +1,9 @@
 """``lm.scan``, the front door: plan the scan, run it on the model's backend, return a Surface.
 
 Every door (the Python API, the ``lossmap`` command line, ``torchrun``) comes
-through here. :func:`lossmap.plan.plan_scan` checks and resolves the
-arguments once, for any backend; :meth:`lossmap.plan.Plan.run` builds the
-backend's evaluator, drives it over the grid (:mod:`lossmap.runner`) and
+through here. :func:`lossmap.scan.plan.plan_scan` checks and resolves the
+arguments once, for any backend; :meth:`lossmap.scan.plan.Plan.run` builds the
+backend's evaluator, drives it over the grid (:mod:`lossmap.scan.runner`) and
 writes the store.
 """
 
@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .directions.direction import Direction
+from ..backends.sharded import is_sharded, scan_sharded
+from ..directions.direction import Direction
+from ..store import Store
+from ..surface import Surface
 from .plan import DEFAULT_METRICS, plan_scan
-from .sharded import is_sharded, scan_sharded
-from .store import Store
-from .surface import Surface
 
 
 def scan(
@@ -58,7 +58,7 @@ def scan(
     gradients. The model comes back bit-identical (parameters, buffers,
     train/eval mode, ``requires_grad``), also after an error or Ctrl-C. A model
     sharded with FSDP2 (``fully_shard``) is scanned inside its torchrun job,
-    each rank forming its own shard (:func:`lossmap.sharded.scan_sharded`).
+    each rank forming its own shard (:func:`lossmap.backends.sharded.scan_sharded`).
 
     Parameters
     ----------
@@ -146,7 +146,7 @@ def scan(
         dimension, ``t``, with t = 0 and 1 the curve's endpoints; the centre
         is its first control point (no ``centre``, no ``directions``). With
         ``bn="recompute"`` the BatchNorm statistics are re-estimated at every
-        t (the REPAIR-style reset). See :mod:`lossmap.pathscan`.
+        t (the REPAIR-style reset). See :mod:`lossmap.scan.path`.
 
     Returns
     -------
@@ -163,7 +163,7 @@ def scan(
     >>> surf["train_loss"].shape
     (5,)
     """
-    if is_sharded(model):  # FSDP2 / DTensor weights: each rank forms its shard (lossmap.sharded)
+    if is_sharded(model):  # FSDP2 / DTensor weights: each rank forms its shard (backends.sharded)
         args = dict(locals())
         return scan_sharded(args.pop("model"), args.pop("loss_fn"), **args)
     plan = plan_scan(

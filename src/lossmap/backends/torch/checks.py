@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..data.splits import Split, check_samples
-from ..errors import InputError
+from ...data.splits import Split, check_samples
+from ...errors import InputError
 from .metrics import Metric, check_result
 
 

@@ -8,7 +8,7 @@ How a chunk of K grid points is evaluated:
    ``torch.func.functional_call``.
 2. **Batch-outer.** Data is moved to the device once; each data batch serves
    all K points of the chunk.
-3. **Exact first-layer reuse** (:mod:`lossmap.evaluate.firstlayer`): the first layer's
+3. **Exact first-layer reuse** (:mod:`lossmap.backends.torch.firstlayer`): the first layer's
    outputs Y_c, Y_1, Y_2 are computed once (cached for the whole scan when
    they fit the memory budget, else once per batch and chunk) and each point
    gets ``Y_c + a·Y_1 + b·Y_2``.
@@ -31,9 +31,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from ..backends.base import check_strategy
-from ..data.splits import Split
-from ..errors import InputError
+from ...data.splits import Split
+from ...errors import InputError
+from ..base import check_strategy
 from . import batchnorm as bn
 from . import firstlayer
 from .build import build_points, directions_on
@@ -54,7 +54,7 @@ class Evaluator(EvaluatorBase):
     ----------
     model : nn.Module
         Evaluated through ``functional_call``; put it in eval mode beforehand
-        (``lossmap.evaluate.restore.preserved`` does that and restores it).
+        (``lossmap.backends.torch.restore.preserved`` does that and restores it).
     metrics : dict of str to callable
         ``f(outputs, targets)`` returning the batch mean.
     centre_params, centre_buffers : dict of str to Tensor
@@ -223,7 +223,7 @@ class Evaluator(EvaluatorBase):
         return t
 
     def _build(self, points: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Stacked parameters (K, *shape) c + Σ aᵢ·dᵢ (:func:`lossmap.evaluate.build.build_points`).
+        """Stacked parameters (K, *shape) c + Σ aᵢ·dᵢ (:func:`.build.build_points`).
 
         On the CPU the point loop uses K = 1, so one extra parameter set is all it needs.
         """
@@ -280,8 +280,8 @@ class Evaluator(EvaluatorBase):
             Coordinates (a, b) of K points.
         errors : bool, default False
             Also return the standard error of every value and of its difference
-            from the centre's (:func:`~lossmap.evaluate.metrics.finish`,
-            :func:`~lossmap.evaluate.metrics.finish_paired`; NaN for a metric
+            from the centre's (:func:`~lossmap.backends.torch.metrics.finish`,
+            :func:`~lossmap.backends.torch.metrics.finish_paired`; NaN for a metric
             without per-example terms).
 
         Returns

@@ -8,7 +8,7 @@ import torch
 
 
 class EvaluatorBase:
-    """Shared by :class:`~lossmap.evaluate.evaluator.Evaluator` and the batch evaluator.
+    """Shared by :class:`~lossmap.backends.torch.evaluator.Evaluator` and the batch evaluator.
 
     Subclasses set ``metrics`` (dict), ``split_names`` (list), ``device`` and
     ``autocast`` (a dtype or None).

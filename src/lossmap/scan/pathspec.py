@@ -1,18 +1,18 @@
-"""The record of a scan along a path: what :attr:`lossmap.spec.ScanSpec.path` holds, in words.
+"""The record of a scan along a path: what :attr:`lossmap.scan.spec.ScanSpec.path` holds, in words.
 
 A scan along a :class:`~lossmap.curves.Curve` (``lm.scan(path=curve)``) has
 one grid dimension, ``t``, and records its curve in the spec as
 ``{"kind", "control_points", "knots" (polychain only), "fingerprints"}``, one
 fingerprint per control point, so that a resumed store checks that it is the
 same curve and names the control point that differs. The scan itself is
-:mod:`lossmap.pathscan`.
+:mod:`lossmap.scan.path`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 PATH_DIM = "t"  # the one dimension of a scan along a Curve
 PATH_KINDS = ("bezier", "polychain")

@@ -11,11 +11,11 @@ FSDP's transient all-gathered layer.
 
 All ranks evaluate the same point together. The batches of each split are
 dealt out, batch i to rank i % world; the per-metric sums
-(:mod:`lossmap.evaluate.metrics`) are added across ranks by one ``all_reduce``
+(:mod:`lossmap.backends.torch.metrics`) are added across ranks by one ``all_reduce``
 per point: the values and standard errors of one process reading every batch.
 A rank with fewer batches runs a one-row forward pass and discards it (FSDP
 needs every rank in every forward). The evaluator is ``collective``: the
-driver (:mod:`lossmap.runner`) runs every point on every rank in the same
+driver (:mod:`lossmap.scan.runner`) runs every point on every rank in the same
 order; rank 0 alone writes the store. ``lm.scan`` sends a sharded model here.
 """
 
@@ -34,17 +34,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .backends.base import PROBE_SAMPLES, profile_of
-from .data.batches import Batches, rows_of
-from .data.splits import Split, as_splits
-from .errors import InputError, InputTypeError
-from .evaluate.build import HALF, work_dtype
-from .evaluate.metrics import STATS, accuracy, finish
-from .evaluate.structured import Called, batches_of, call, to_device
-from .metrics_of import default_loss, loss_name, no_accuracy, resolve_metrics
-from .plan import DEFAULT_METRICS, _axes, _check_meta, _check_samples, _resolve_directions
-from .spec import ScanSpec
-from .surface import Surface
+from ..data.batches import Batches, rows_of
+from ..data.splits import Split, as_splits
+from ..errors import InputError, InputTypeError
+from ..scan.metrics import default_loss, loss_name, no_accuracy, resolve_metrics
+from ..scan.plan import DEFAULT_METRICS, _axes, _check_meta, _check_samples, _resolve_directions
+from ..scan.spec import ScanSpec
+from ..surface import Surface
+from .base import PROBE_SAMPLES, profile_of
+from .torch.build import HALF, work_dtype
+from .torch.metrics import STATS, accuracy, finish
+from .torch.structured import Called, batches_of, call, to_device
 
 #: lm.scan's options and the values a sharded scan accepts for each (any value: None).
 ACCEPTED = {"centre": (None,), "device": (None,), "path": (None,), "strategy": ("auto", "loop"),
@@ -316,7 +316,7 @@ def scan_sharded(model: nn.Module, loss_fn: Callable | None, *, data: Mapping[st
 
     Call it on every rank of the job (``lm.scan`` on a sharded model comes
     here by itself). The arguments mean what they mean for
-    :func:`lossmap.scan`; ``directions`` are full tensors, the same on every
+    :func:`lossmap.scan.api`; ``directions`` are full tensors, the same on every
     rank (e.g. ``lm.random_direction(unsharded_model, seed=0)`` made before
     sharding). Refused: ``centre`` (load it before sharding), ``path``,
     ``bn="recompute"``, ``strategy="vmap"``, ``compile``, ``autocast``,
@@ -344,8 +344,8 @@ def scan_sharded(model: nn.Module, loss_fn: Callable | None, *, data: Mapping[st
     ((5,), True)
     >>> dist.destroy_process_group()
     """
-    from .runner import format_profile, run
-    from .store import is_store
+    from ..scan.runner import format_profile, run
+    from ..store import is_store
 
     if not dist.is_available() or not dist.is_initialized():
         raise InputError("a sharded model is scanned inside its process group: call "
