@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 import lossmap as lm
+from lossmap.scan import spec as S
 
 FIXTURES = Path(__file__).parent / "cli_fixtures"
 FAULTY = FIXTURES / "faulty.py"
@@ -230,15 +231,15 @@ def test_absurd_grid_is_refused_before_anything_is_allocated(tmp_path, grid, poi
     argv = [a for a in argv if not a.startswith("--grid=")]
     argv += ["--dirs", str(len(grid))] + [x for g in grid for x in ("--grid", g)]
     proc = lossmap(tmp_path, *argv, timeout=60)  # the old code ran out of memory or time
-    one_line_error(proc, "scan", f"{points} points", f"{lm.spec.MAX_POINTS:,}", "MAX_POINTS",
+    one_line_error(proc, "scan", f"{points} points", f"{S.MAX_POINTS:,}", "MAX_POINTS",
                    "split the range into several scans")
     assert not (tmp_path / "big.lossmap").exists()
 
 
 def test_grid_limit_applies_to_new_scans_not_to_stored_specs():
-    side = int(lm.spec.MAX_POINTS**0.5)
+    side = int(S.MAX_POINTS**0.5)
     at = [(-1, 1, side), (-1, 1, side)]
-    lm.spec.check_grid_size([lm.spec.check_axis(a) for a in at])  # exactly at the limit: fine
+    S.check_grid_size([S.check_axis(a) for a in at])  # exactly at the limit: fine
     over = [(-1, 1, side + 1), (-1, 1, side)]
     net = torch.nn.Linear(2, 2)
     X, y = torch.randn(4, 2), torch.randint(0, 2, (4,))
@@ -247,7 +248,7 @@ def test_grid_limit_applies_to_new_scans_not_to_stored_specs():
                      directions=lm.random_directions(net, 2, seed=0), grid=over)
     # A stored spec of any size still reads (a store made before the limit existed).
     spec = lm.ScanSpec(grid=over, splits=("train",), metrics=("loss",))
-    assert np.prod(spec.shape) > lm.spec.MAX_POINTS
+    assert np.prod(spec.shape) > S.MAX_POINTS
 
 
 def test_closed_stdout_pipe_ends_quietly(store, tmp_path):

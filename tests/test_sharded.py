@@ -47,7 +47,7 @@ import torch, torch.distributed as dist
 from torch import nn
 from torch.distributed.fsdp import fully_shard
 import lossmap as lm
-from lossmap.backends.sharded import scan_sharded
+from lossmap.backends.sharded import is_sharded, scan_sharded
 from common import BATCH, LINE, PLANE, data, directions, model
 
 out = sys.argv[1]
@@ -61,7 +61,7 @@ def shards():
     return {k: p.to_local().clone() for k, p in net.named_parameters()}
 
 before = shards()
-checks = {"sharded": lm.sharded.is_sharded(net), "dtensor": all(
+checks = {"sharded": is_sharded(net), "dtensor": all(
     type(p).__name__ == "DTensor" for p in net.parameters())}
 
 def unchanged():  # bit for bit, and the training flag
