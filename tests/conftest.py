@@ -69,3 +69,16 @@ def _assert_docstring_matches_signature(fn: Callable) -> None:
 def assert_docstring_matches_signature() -> Callable[[Callable], None]:
     """``check(fn)``: the Parameters section of ``fn``'s docstring names exactly its parameters."""
     return _assert_docstring_matches_signature
+
+
+@pytest.fixture
+def close_figures() -> Iterator[None]:
+    """Close every matplotlib figure after the test.
+
+    A plotting test file opts in with
+    ``pytestmark = pytest.mark.usefixtures("close_figures")``.
+    """
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

@@ -27,17 +27,14 @@ from lossmap.scan.spec import Axis, ScanSpec
 from lossmap.surface import Surface
 
 # an animation made only to see it refused is never drawn, and matplotlib says so
-pytestmark = pytest.mark.filterwarnings("ignore:Animation was deleted without rendering")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Animation was deleted without rendering"),
+    pytest.mark.usefixtures("close_figures"),
+]
 
 NA, NB = 7, 5
 # a path that leaves the grid (α = 1.5 > 1): the axes must still hold it
 PATH = np.array([[1.5, 0.9], [0.9, 0.6], [0.5, 0.2], [0.2, -0.1], [0.0, 0.0]])
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 @pytest.fixture

@@ -35,10 +35,7 @@ PLANE_FUNCS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")
 
 
 def make_line(n: int = 21) -> Surface:
@@ -94,10 +91,10 @@ def test_plot_line_returns_the_axes_labelled_with_a_legend(line_surface):
     assert sorted(float(ln.get_ydata()[0]) for ln in centre_points) == [0.3, 0.4]
 
 
-def test_plot_line_defaults_to_the_current_axes(line_surface):
+def test_plot_line_defaults_to_a_new_figure_not_the_current_axes(line_surface):
     plt.figure()
     ax = plt.gca()
-    assert lp.plot_line(line_surface) is ax
+    assert lp.plot_line(line_surface).figure is not ax.figure
 
 
 def test_plot_line_accuracy_on_a_twin_axis_and_log(line_surface):
@@ -292,11 +289,11 @@ def test_surface3d_makes_its_own_3d_axes(plane_surface):
     plt.figure()
     ax = lp.plot_surface3d(plane_surface)
     assert ax.name == "3d"
-    # the current figure has a 2-D axes: a new figure is made rather than drawing over it
+    # a new figure each time: never drawn over the current 2-D or 3D axes
     fig2d, _ = plt.subplots()
     ax3 = lp.plot_surface3d(plane_surface)
     assert ax3.figure is not fig2d and ax3.name == "3d"
-    assert lp.plot_surface3d(plane_surface) is ax3  # the current 3D axes is reused
+    assert lp.plot_surface3d(plane_surface).figure is not ax3.figure
 
 
 # -- history -----------------------------------------------------------------------

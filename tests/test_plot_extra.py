@@ -26,10 +26,7 @@ PATH = [[-0.8, 0.6], [-0.5, 0.3], [-0.2, 0.1], [0.0, 0.0]]
 MODELS = {"a": [0.0, 0.0], "b": [1.0, 0.0], "c": [0.37, 1.0]}
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")
 
 
 def plane(fn, meta=None, na=21, nb=17) -> Surface:

@@ -1,7 +1,7 @@
 """Views between minima: paths side by side, a curve on its plane, a barrier matrix and its tree.
 
 Same contract as every view in :mod:`lossmap.plot`: the ``plot_*`` functions
-take ``ax=None`` (→ ``plt.gca()``) and return the Axes; the ``figure_*`` ones
+take ``ax=None`` (→ a new figure) and return the Axes; the ``figure_*`` ones
 and :func:`plot_barrier_matrix` take ``fig=None`` and return the Figure.
 They only read results: the barriers are :func:`lossmap.analysis.barriers.barrier`.
 """
@@ -20,7 +20,7 @@ from ..analysis.barriers import barrier
 from ..errors import InputError, InputTypeError
 from ..surface import Surface
 from . import common as C
-from .style import ALPHA
+from .style import ALPHA, _new_axes
 
 __all__ = ["curve_on_plane", "figure_paths", "plot_barrier_matrix"]
 
@@ -120,7 +120,7 @@ def curve_on_plane(surface: Surface, curve: Any = None, *, variable: str | None 
     variable : str, optional
         Default the first ``<split>_loss``.
     ax : Axes, optional
-        Default ``plt.gca()``.
+        Default a new figure.
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.plot` of the curve (defaults
         ``color="white"``, ``linewidth=2``).
@@ -159,7 +159,7 @@ def curve_on_plane(surface: Surface, curve: Any = None, *, variable: str | None 
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise InputError(f"curve_on_plane: the curve's coordinates have shape {xy.shape}; "
                          "they must be (T, 2)")
-    ax = ax or plt.gca()
+    ax = _new_axes(ax)
     plot_contourf(surface, variable, ax=ax, centre=False)
     kwargs.setdefault("color", "white")
     kwargs.setdefault("linewidth", 2.0)

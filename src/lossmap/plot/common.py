@@ -26,7 +26,7 @@ surface : Surface
 variable : str, optional
     Default the first ``<split>_loss``, e.g. ``"train_loss"``.
 ax : Axes, optional
-    Where to draw; default ``plt.gca()``."""
+    Where to draw; default a new figure."""
 
 _PLACEHOLDER = re.compile(r"^(\s*)\{(\w+)\}$")
 

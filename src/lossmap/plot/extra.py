@@ -1,7 +1,7 @@
 """Matplotlib views of curvature: Hessian spectra, convexity maps, gradient fields.
 
 Same contract as every view in :mod:`lossmap.plot`: ``plot_x(..., *, ax=None, **kwargs) -> Axes``
-draws on ``ax`` (default ``plt.gca()``), passes ``kwargs`` to the one
+draws on ``ax`` (default a new figure), passes ``kwargs`` to the one
 matplotlib call its docstring names after library defaults set with
 ``setdefault``, and returns the Axes. The numbers come from
 :mod:`lossmap.analysis.geometry` and the Hessian functions; nothing here evaluates a
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
@@ -23,7 +22,7 @@ from ..errors import InputError
 from ..surface import Surface
 from . import common as C
 from .planes import _mark_centre, plot_contour
-from .style import ALPHA, BETA
+from .style import ALPHA, BETA, _new_axes
 
 __all__ = ["plot_convexity_map", "plot_density", "plot_eigenvalues", "plot_gradient"]
 
@@ -51,7 +50,7 @@ def plot_eigenvalues(eigenvalues: Any, *, ax: Axes | None = None, **kwargs: Any)
     eigenvalues : array_like, shape (k,)
         E.g. the first output of ``lm.hessian_eigenpairs``.
     ax : Axes, optional
-        Default ``plt.gca()``.
+        Default a new figure.
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.bar` (default ``color="C0"``).
 
@@ -67,7 +66,7 @@ def plot_eigenvalues(eigenvalues: Any, *, ax: Axes | None = None, **kwargs: Any)
     [3.0, 1.5]
     """
     vals = _vector(eigenvalues, "eigenvalues")
-    ax = ax or plt.gca()
+    ax = _new_axes(ax)
     kwargs.setdefault("color", "C0")
     idx = np.arange(1, vals.size + 1)
     ax.bar(idx, vals, **kwargs)
@@ -88,7 +87,7 @@ def plot_density(
     grid, density : array_like, shape (G,)
         E.g. the outputs of ``lm.hessian_density``.
     ax : Axes, optional
-        Default ``plt.gca()``.
+        Default a new figure.
     log : bool, default True
         Logarithmic density axis, from 1e-8 of the peak up (the bulk near 0
         and the outliers both show).
@@ -102,7 +101,7 @@ def plot_density(
     x, p = _vector(grid, "grid"), _vector(density, "density")
     if x.shape != p.shape:
         raise InputError(f"grid {x.shape} and density {p.shape} must have the same length")
-    ax = ax or plt.gca()
+    ax = _new_axes(ax)
     kwargs.setdefault("color", "C0")
     ax.plot(x, p, **kwargs)
     if log:
@@ -146,7 +145,7 @@ def plot_convexity_map(
     """
     variable = C.check_plane(surface, variable, "plot_convexity_map")
     r = convexity_map(surface, variable)
-    ax = ax or plt.gca()
+    ax = _new_axes(ax)
     a, b = r["alpha"], r["beta"]
     ea = np.r_[a - (a[1] - a[0]) / 2, a[-1] + (a[1] - a[0]) / 2]
     eb = np.r_[b - (b[1] - b[0]) / 2, b[-1] + (b[1] - b[0]) / 2]
@@ -206,7 +205,7 @@ def plot_gradient(
     if not isinstance(step, int) or isinstance(step, bool) or step < 1:
         raise InputError(f"plot_gradient: step={step!r} must be a positive integer")
     ga, gb = gradient_field(surface, variable)
-    ax = ax or plt.gca()
+    ax = _new_axes(ax)
     if contour:
         plot_contour(surface, variable, ax=ax, levels=20)
     a, b = surface.coords["alpha"], surface.coords["beta"]

@@ -10,7 +10,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
 from matplotlib.ticker import MaxNLocator
 
 from ..errors import InputError, InputTypeError
@@ -155,7 +155,7 @@ def save(fig: Figure | Axes, path: str | os.PathLike, *, dpi: int = 150, **kwarg
     Parameters
     ----------
     fig : Figure or Axes
-        What to write (an Axes writes its whole figure).
+        What to write (an Axes or a subfigure writes its whole figure).
     path : str or PathLike
         Ends in ``.png``, ``.svg`` or ``.pdf``; missing parent folders are made.
     dpi : int, default 150
@@ -168,9 +168,18 @@ def save(fig: Figure | Axes, path: str | os.PathLike, *, dpi: int = 150, **kwarg
     -------
     Path
         ``path``.
+
+    Notes
+    -----
+    The figure is closed once written (``plt.close``): pyplot forgets it, so
+    the next view drawn without ``ax=`` starts afresh and a script that saves
+    many figures does not keep them all in memory. The Figure object itself
+    can still be saved again.
     """
     if isinstance(fig, Axes):
         fig = fig.figure
+    if isinstance(fig, SubFigure):
+        fig = fig.figure  # the figure at the root
     if not isinstance(fig, Figure):
         raise InputTypeError(f"save takes a matplotlib Figure or Axes, got {type(fig).__name__}")
     suffix = C.check_suffix(path, C.SUFFIXES, "save")
@@ -178,4 +187,5 @@ def save(fig: Figure | Axes, path: str | os.PathLike, *, dpi: int = 150, **kwarg
     path.parent.mkdir(parents=True, exist_ok=True)
     kwargs.setdefault("bbox_inches", "tight")
     fig.savefig(path, format=suffix[1:], dpi=dpi, **kwargs)
+    plt.close(fig)
     return path

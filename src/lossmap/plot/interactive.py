@@ -265,6 +265,15 @@ def contour_figure(
     return fig
 
 
+def _colourway(fig: go.Figure) -> list[str]:
+    """The trace colours of ``fig``'s template (plotly's default ten if it sets none)."""
+    import plotly.colors
+
+    template = fig.layout.template
+    colours = template.layout.colorway if template is not None else None
+    return list(colours or plotly.colors.qualitative.Plotly)
+
+
 def line_figure(
     surface: Surface,
     variables: str | Sequence[str] | None = None,
@@ -312,19 +321,26 @@ def line_figure(
     elif not isinstance(fig, go.Figure):
         raise InputTypeError(f"line_figure: fig must be a plotly Figure, got {type(fig).__name__}")
     alpha = surface.coords["alpha"]
-    for v in names:
+    colours = _colourway(fig)
+    shown = sum(t.showlegend is not False for t in fig.data)  # traces drawn before these
+    for i, v in enumerate(names):
+        kw = dict(kwargs)
+        kw.setdefault("mode", "lines+markers")
+        kw.setdefault("name", C.label(surface, v))
+        kw.setdefault("connectgaps", False)
+        line = go.Scatter(x=alpha, y=_nulls(surface.values[v]), **kw)
+        if line.line.color is None:  # an explicit colour, so its band can share it
+            line.line.color = colours[(shown + i) % len(colours)]
         se = surface.se(v) if surface.errors is not None else None
         if se is not None:  # ± 2 s.e.: the upper edge, then the lower filled up to it
             for sign in (2.0, -2.0):
                 fig.add_trace(go.Scatter(
                     x=alpha, y=_nulls(surface.values[v] + sign * se), mode="lines",
-                    line={"width": 0}, fill="tonexty" if sign < 0 else None, hoverinfo="skip",
-                    showlegend=False, name=f"{C.label(surface, v)} ± 2 s.e."))
-        kw = dict(kwargs)
-        kw.setdefault("mode", "lines+markers")
-        kw.setdefault("name", C.label(surface, v))
-        kw.setdefault("connectgaps", False)
-        fig.add_trace(go.Scatter(x=alpha, y=_nulls(surface.values[v]), **kw))
+                    line={"width": 0, "color": line.line.color},
+                    fill="tonexty" if sign < 0 else None, fillcolor=line.line.color,
+                    opacity=0.25, hoverinfo="skip", showlegend=False,
+                    name=f"{C.label(surface, v)} ± 2 s.e."))
+        fig.add_trace(line)
         c0 = C.centre_value(surface, v) if centre else None
         if c0 is not None:
             fig.add_trace(

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
@@ -16,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 from ..errors import InputError, InputTypeError
 from ..surface import Surface
 from . import common as C
-from .style import ALPHA, _colour, _split_colour
+from .style import ALPHA, _colour, _new_axes, _split_colour
 
 __all__ = ["plot_history", "plot_line"]
 
@@ -47,7 +46,7 @@ def plot_line(
     variables : str or sequence of str, optional
         Variables to draw on the left axis; default every ``<split>_loss``.
     ax : Axes, optional
-        Where to draw; default ``plt.gca()``.
+        Where to draw; default a new figure.
     centre : bool, default True
         Mark α = 0: a dotted vertical line and a point on each curve.
     accuracy : bool, default False
@@ -77,7 +76,7 @@ def plot_line(
     >>> plot_line(surf).get_xlabel()
     'α'
     >>> noisy = Surface(spec, surf.values, surf.done, errors={"train_loss": np.full(21, 0.01)})
-    >>> ax = plot_line(noisy, ax=plt.figure().gca())
+    >>> ax = plot_line(noisy)
     >>> [c.get_label() for c in ax.collections]
     ['train ± 2 s.e.']
     """
@@ -88,7 +87,7 @@ def plot_line(
         raise InputError(f"plot_line: band={band!r} must be a number >= 0 (standard errors) "
                          "or None")
     names = C.check_variables(surface, variables, "plot_line")
-    ax = ax or plt.gca()
+    ax = _new_axes(ax)
     alpha = surface.coords[surface.dims[0]]  # α, or t along a path (lm.scan(path=...))
     metrics = {C.split_metric(surface, v)[1] for v in names}
     by_split = len(metrics) == 1
@@ -175,7 +174,7 @@ def plot_history(
         ``"epoch"`` series gives the x values (default 1, 2, …). A list of
         per-epoch records (dicts) works too.
     ax : Axes, optional
-        Where to draw; default ``plt.gca()``.
+        Where to draw; default a new figure.
     accuracy : bool, default True
         Draw ``*_accuracy`` series, dashed, on a twin y-axis when present.
     log : bool, default False
@@ -211,7 +210,7 @@ def plot_history(
         )
     n = lengths.pop()
     x = series.pop("epoch", np.arange(1, n + 1, dtype=np.float64))
-    ax = ax or plt.gca()
+    ax = _new_axes(ax)
     split_names = [k.removesuffix("_loss") for k in losses]
 
     def draw(on: Axes, key: str, split: str, **extra: Any) -> None:

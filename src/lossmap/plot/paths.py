@@ -1,6 +1,6 @@
 """Matplotlib views of models and paths: a training path, models on a plane, a barrier.
 
-Same contract as every view in :mod:`lossmap.plot` (``ax=None`` → ``plt.gca()``, kwargs
+Same contract as every view in :mod:`lossmap.plot` (``ax=None`` → a new figure, kwargs
 with ``setdefault`` defaults to one named call, the Axes returned). Path and
 models come from ``Surface.meta`` as ``lossmap scan --pca`` / ``--plane``
 store them, or are passed directly; the barrier is
@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
@@ -21,7 +20,7 @@ from ..errors import InputError, InputTypeError
 from ..surface import Surface
 from . import common as C
 from .extra import label_plane
-from .style import ALPHA
+from .style import ALPHA, _new_axes
 
 __all__ = ["annotate_plotly", "plot_annotations", "plot_barrier", "plot_models", "plot_path"]
 
@@ -51,7 +50,7 @@ def plot_path(surface_or_coords: Any, *, ax: Axes | None = None, **kwargs: Any) 
         A plane with ``meta["path"]`` (as ``lossmap scan --pca`` stores it),
         or the (α, β) of each step.
     ax : Axes, optional
-        Default ``plt.gca()``; draw :func:`~lossmap.plot.plot_contour` on it first.
+        Default a new figure; draw :func:`~lossmap.plot.plot_contour` on it first.
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.plot` of the path (defaults
         ``color="C3"``, ``marker="."``, ``label="training path"``).
@@ -70,7 +69,7 @@ def plot_path(surface_or_coords: Any, *, ax: Axes | None = None, **kwargs: Any) 
     [[1.0, 2.0], [0.0, 0.0]]
     """
     path = _path_of(surface_or_coords)
-    ax = ax or plt.gca()
+    ax = _new_axes(ax)
     kwargs.setdefault("color", "C3")
     kwargs.setdefault("marker", ".")
     kwargs.setdefault("linewidth", 1.5)
@@ -92,7 +91,7 @@ def plot_models(surface_or_models: Any, *, ax: Axes | None = None, **kwargs: Any
         A plane with ``meta["models"]`` (as ``lossmap scan --plane`` stores
         it), or name → (α, β).
     ax : Axes, optional
-        Default ``plt.gca()``.
+        Default a new figure.
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.plot` of the markers (defaults
         ``marker="o"``, ``color="white"``, ``markeredgecolor="black"``).
@@ -111,7 +110,7 @@ def plot_models(surface_or_models: Any, *, ax: Axes | None = None, **kwargs: Any
     xy = np.asarray([np.asarray(v, dtype=np.float64).reshape(-1) for v in models.values()])
     if xy.ndim != 2 or xy.shape[1] != 2 or not np.isfinite(xy).all():
         raise InputError("plot_models: every model needs two finite coordinates (α, β)")
-    ax = ax or plt.gca()
+    ax = _new_axes(ax)
     for k, v in (("marker", "o"), ("color", "white"), ("markeredgecolor", "black"),
                  ("markersize", 9), ("linestyle", "none"), ("zorder", 6)):
         kwargs.setdefault(k, v)
@@ -130,13 +129,13 @@ def plot_annotations(surface: Surface, *, ax: Axes | None = None) -> Axes:
     ----------
     surface : Surface
     ax : Axes, optional
-        Default ``plt.gca()``.
+        Default a new figure.
 
     Returns
     -------
     Axes
     """
-    ax = ax or plt.gca()
+    ax = _new_axes(ax)
     if isinstance(surface, Surface) and len(surface.dims) == 2:
         if "path" in surface.meta:
             plot_path(surface, ax=ax)
@@ -196,7 +195,7 @@ def plot_barrier(
     variable : str, optional
         Default the first ``<split>_loss``.
     ax : Axes, optional
-        Default ``plt.gca()``.
+        Default a new figure.
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.plot` of the loss curve
         (defaults ``color="C0"``, ``marker="."``).
@@ -211,7 +210,7 @@ def plot_barrier(
     C.require_line(surface, "plot_barrier")
     variable = C.first_loss(surface, variable, "plot_barrier")
     r = barrier(surface, variable)
-    ax = ax or plt.gca()
+    ax = _new_axes(ax)
     kwargs.setdefault("color", "C0")
     kwargs.setdefault("marker", ".")
     kwargs.setdefault("label", C.label(surface, variable))

@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
 from ..surface import Surface
 from . import common as C
-from .style import ALPHA, BETA, _colour_kwargs, _log_ticks
+from .style import ALPHA, BETA, _colour_kwargs, _log_ticks, _new_axes
 
 __all__ = ["plot_contour", "plot_contourf", "plot_heatmap"]
 
@@ -44,7 +43,7 @@ def _prepare(
 ) -> tuple[str, Axes, np.ndarray, np.ndarray, np.ma.MaskedArray]:
     """The checked variable, the axes to draw on, and α (na,), β (nb,), values (nb, na)."""
     variable = C.check_plane(surface, variable, what)
-    return variable, ax or plt.gca(), *C.grid(surface, variable)
+    return variable, _new_axes(ax), *C.grid(surface, variable)
 
 
 def _mark_centre(surface: Surface, ax: Axes, centre: bool) -> None:

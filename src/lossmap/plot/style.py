@@ -15,6 +15,18 @@ from . import common as C
 ALPHA, BETA = "α", "β"
 
 
+def _new_axes(ax: Any, *, three_d: bool = False) -> Any:
+    """``ax`` itself, or the axes of a new figure when ``ax`` is None.
+
+    Never matplotlib's current axes: a view drawn without ``ax=`` must not
+    land on (or add a legend to) a figure drawn earlier.
+    """
+    if ax is not None:
+        return ax
+    _, new = plt.subplots(subplot_kw={"projection": "3d"} if three_d else None)
+    return new
+
+
 def _colour(i: int) -> str:
     """The i-th colour of the current property cycle (one colour per split)."""
     cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
@@ -15,7 +14,7 @@ from matplotlib.ticker import MaxNLocator
 from ..errors import InputTypeError
 from ..surface import Surface
 from . import common as C
-from .style import ALPHA, BETA, _colour_kwargs, _log_ticks
+from .style import ALPHA, BETA, _colour_kwargs, _log_ticks, _new_axes
 
 __all__ = ["plot_surface3d"]
 
@@ -43,9 +42,8 @@ def plot_surface3d(
     variable : str, optional
         Default the first ``<split>_loss``, e.g. ``"train_loss"``.
     ax : Axes3D, optional
-        A 3D axes (``fig.add_subplot(projection="3d")``). Default: the current
-        axes if it is 3D, a new 3D axes on the current figure if that figure
-        is empty, else a new figure.
+        A 3D axes (``fig.add_subplot(projection="3d")``). Default: the 3D
+        axes of a new figure.
     log : bool, default False
         Log colour scale (values must be > 0); the z axis stays linear.
     centre : bool, default True
@@ -68,12 +66,7 @@ def plot_surface3d(
 
     variable = C.check_plane(surface, variable, "plot_surface3d")
     if ax is None:
-        fig = plt.gcf()
-        if fig.axes and isinstance(fig.gca(), Axes3D):
-            ax = fig.gca()
-        else:
-            fig = fig if not fig.axes else plt.figure()
-            ax = fig.add_subplot(projection="3d")
+        ax = _new_axes(None, three_d=True)
     elif not isinstance(ax, Axes3D):
         raise InputTypeError(
             "plot_surface3d needs a 3D axes, got a 2-D one: pass "
