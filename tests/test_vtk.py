@@ -69,6 +69,24 @@ def floor_of(values: np.ndarray) -> float:
     return 0.0 if low is None else low
 
 
+def height_of(surf: Surface, height: str, idx) -> float:
+    """Where point ``idx`` sits, by the documented rule, from plain loops over the values.
+
+    Finite: its value. Not computed: the lowest finite value. Computed +inf or
+    NaN (diverged): a tenth of the finite span above the highest; -inf as far
+    below the lowest.
+    """
+    v = float(surf[height][idx])
+    if np.isfinite(v):
+        return v
+    lo = floor_of(surf[height])
+    hi = -floor_of(-surf[height])
+    gap = 0.1 * (hi - lo) or 0.1 * abs(hi) or 1.0
+    if not surf.done[idx]:
+        return lo
+    return lo - gap if v == -np.inf else hi + gap
+
+
 def arrays(surf: Surface) -> dict[str, np.ndarray]:
     """Every variable, then each one's standard error (``<name>_se``) where it was measured."""
     return {**surf.values, **{f"{n}_se": e for n, e in (surf.errors or {}).items()}}
@@ -77,28 +95,26 @@ def arrays(surf: Surface) -> dict[str, np.ndarray]:
 def expected_plane(surf: Surface, height: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Points and point data of a plane, VTK's point k = i + n_alpha * j, built by a loop."""
     alpha, beta = surf.coords["alpha"], surf.coords["beta"]
-    floor = floor_of(surf[height])
-    points, data = [], {name: [] for name in [*arrays(surf), "done"]}
+    points, data = [], {name: [] for name in [*arrays(surf), "done", "finite"]}
     for j in range(beta.size):
         for i in range(alpha.size):
-            h = surf[height][i, j]
-            points.append((alpha[i], beta[j], h if np.isfinite(h) else floor))
+            points.append((alpha[i], beta[j], height_of(surf, height, (i, j))))
             for name, v in arrays(surf).items():
                 data[name].append(v[i, j])
             data["done"].append(int(surf.done[i, j]))
+            data["finite"].append(int(np.isfinite(surf[height][i, j])))
     return np.array(points), {k: np.array(v) for k, v in data.items()}
 
 
 def expected_line(surf: Surface, height: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     alpha = surf.coords["alpha"]
-    floor = floor_of(surf[height])
-    points, data = [], {name: [] for name in [*arrays(surf), "done"]}
+    points, data = [], {name: [] for name in [*arrays(surf), "done", "finite"]}
     for i in range(alpha.size):
-        h = surf[height][i]
-        points.append((alpha[i], h if np.isfinite(h) else floor, 0.0))
+        points.append((alpha[i], height_of(surf, height, (i,)), 0.0))
         for name, v in arrays(surf).items():
             data[name].append(v[i])
         data["done"].append(int(surf.done[i]))
+        data["finite"].append(int(np.isfinite(surf[height][i])))
     return np.array(points), {k: np.array(v) for k, v in data.items()}
 
 
@@ -118,10 +134,12 @@ def assert_file_holds(path: Path, surf: Surface, height: str) -> dict:
     np.testing.assert_array_equal(got["points"], points)  # exact: float64 both ways
     names = [height, *(n for n in surf.values if n != height)]
     errors = surf.errors or {}
-    assert list(got["data"]) == [*names, *(f"{n}_se" for n in names if n in errors), "done"]
+    assert list(got["data"]) == [
+        *names, *(f"{n}_se" for n in names if n in errors), "done", "finite"]
     assert got["scalars"] == height  # ParaView colours by the height on opening
     for name, want in data.items():
-        assert got["data"][name].dtype == (np.uint8 if name == "done" else np.float64), name
+        flag = name in ("done", "finite")
+        assert got["data"][name].dtype == (np.uint8 if flag else np.float64), name
         np.testing.assert_array_equal(got["data"][name], want, err_msg=name)  # NaN == NaN here
     return got
 
@@ -238,7 +256,7 @@ def test_partial_store_keeps_nan_and_floors_the_height(tmp_path, grid):
 
 
 def test_diverged_points_keep_inf_and_nan_in_point_data(tmp_path):
-    """Finished points whose loss is inf or NaN: point data as stored, height on the floor."""
+    """Finished points whose loss is inf or NaN: point data as stored, height off the sheet."""
     spec = ScanSpec(grid=((-1, 1, 3), (-1, 1, 2)), splits=("train",), metrics=("loss", "acc"))
     rows = [[2.0, 0.5], [np.inf, 0.1], [0.25, 0.7], [np.nan, np.nan], [-np.inf, 0.2], [3.0, 1]]
     surf = from_rows(spec, list(range(6)), rows)
@@ -246,10 +264,31 @@ def test_diverged_points_keep_inf_and_nan_in_point_data(tmp_path):
     got = assert_file_holds(surf.to_vtk(tmp_path / "div.vts"), surf, "train_loss")
     z = got["points"][:, 2]
     k = {(i, j): i + 3 * j for i in range(3) for j in range(2)}
-    assert [z[k[0, 1]], z[k[1, 1]], z[k[2, 0]]] == [0.25, 0.25, 0.25]  # inf, NaN, -inf
+    # finite 0.25 .. 3: inf and NaN a tenth of the span above 3, -inf as far below 0.25
+    np.testing.assert_allclose([z[k[0, 1]], z[k[1, 1]], z[k[2, 0]]], [3.275, 3.275, -0.025])
     assert got["data"]["train_loss"][k[0, 1]] == np.inf
     assert got["data"]["train_loss"][k[2, 0]] == -np.inf
     assert got["data"]["train_acc"][k[0, 1]] == 0.1 and (got["data"]["done"] == 1).all()
+    assert got["data"]["finite"].tolist() == [1, 1, 0, 0, 0, 1]  # VTK order: k = i + 3 j
+
+
+@pytest.mark.parametrize("suffix", [".vts", ".vtp"])
+def test_blown_up_points_sit_above_every_finite_one_and_missing_ones_below(tmp_path, suffix):
+    """A diverged (+inf) region is a plateau on top, never the deepest valley (issue 21 item 7)."""
+    grid = ((-1, 1, 4), (-1, 1, 3)) if suffix == ".vts" else ((-1, 1, 12),)
+    spec = ScanSpec(grid=grid, splits=("train",), metrics=("loss",))
+    values = [5.0, 1.0, np.inf, 0.5, np.inf, 2.0, 7.0, np.inf, 0.1, np.nan, 3.0]
+    surf = from_rows(spec, list(range(11)), [[v] for v in values])  # the last point: missing
+    got = read(surf.to_vtk(tmp_path / f"blow{suffix}"))
+    height = got["points"][:, len(grid)]
+    done, finite = got["data"]["done"] == 1, got["data"]["finite"] == 1
+    loss = got["data"]["train_loss"]
+    assert done.sum() == 11 and finite.sum() == 7 and np.isposinf(loss).sum() == 3
+    diverged = done & ~finite
+    assert np.isfinite(height).all()
+    assert (height[diverged] > height[finite].max()).all()  # inf and NaN above 7
+    assert (height[~done] == height[finite].min()).all()  # not computed: on the floor, 0.1
+    np.testing.assert_array_equal(height[finite], loss[finite])
 
 
 def test_a_surface_with_no_point_done_sits_at_zero(tmp_path):
@@ -336,6 +375,6 @@ def test_a_failed_write_leaves_the_old_file_and_no_partial_one(plane, tmp_path, 
     assert out.read_text() == "old" and list(tmp_path.iterdir()) == [out]
 
 
-@pytest.mark.parametrize("fn", [lvtk.to_vtk, lvtk.height_variable])
+@pytest.mark.parametrize("fn", [lvtk.to_vtk, lvtk.height_variable, lvtk.vtk_heights])
 def test_docstrings_match_signatures(fn, assert_docstring_matches_signature):
     assert_docstring_matches_signature(fn)

@@ -12,16 +12,24 @@ it writes neither ``.vts`` nor ``.vtp``.
   its ``n_alpha`` points: ``x = alpha``, ``y =`` the height variable, ``z = 0``.
 
 Every variable is point data (float64, exactly the Surface's values), with its
-standard error ``<name>_se`` where measured and
-``done`` (uint8, 1 where the point is finished). The height variable comes
-first, so ParaView colours by it on opening.
+standard error ``<name>_se`` where measured, ``done`` (uint8, 1 where the
+point is finished) and ``finite`` (uint8, 1 where the height variable is a
+finite number). The height variable comes first, so ParaView colours by it on
+opening.
 
-Missing points (not computed yet, or diverged: NaN or ±inf) keep their NaN/inf
-in the point data, where ParaView draws them in its NaN colour; their *height*
-(a coordinate, which must be finite for VTK's bounds, camera and filters) is
-put at the lowest finite height of the surface, or 0 when no point has one. So
-a partial plane is a whole sheet with the missing points on its floor; use
-Threshold on ``done`` to keep only finished points.
+A point's *height* is a coordinate, which must be finite for VTK's bounds,
+camera and filters; where the height variable is not finite it is put where
+the point belongs, and its NaN/inf stays in the point data (ParaView's NaN
+colour):
+
+- a **missing** point (not computed yet: ``done`` 0) sits on the floor, the
+  lowest finite height (0 when no point has one);
+- a **diverged** point (computed, +inf or NaN: ``done`` 1, ``finite`` 0) sits
+  on the roof, a tenth of the finite span above the highest finite height
+  (see :func:`vtk_heights`), so a blown-up region is a plateau above the
+  surface, never a valley; a point at -inf sits as far below the floor.
+
+Threshold on ``done`` keeps the finished points, on ``finite`` the finite ones.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["height_variable", "to_vtk"]
+__all__ = ["height_variable", "to_vtk", "vtk_heights"]
 
 #: The suffix a surface of each number of dimensions is written to.
 SUFFIXES = {1: ".vtp", 2: ".vts"}
@@ -86,21 +94,54 @@ def height_variable(values: Mapping[str, np.ndarray], variable: str | None = Non
     return variable
 
 
-def _floored(height: np.ndarray) -> np.ndarray:
-    """``height`` (float64) with every non-finite value put at the lowest finite one (or 0)."""
-    height = np.asarray(height, dtype=np.float64)
-    finite = np.isfinite(height)
-    floor = float(height[finite].min()) if finite.any() else 0.0
-    return np.where(finite, height, floor)
+def vtk_heights(values: np.ndarray, done: np.ndarray) -> np.ndarray:
+    """The finite height of each point: its value, or where a missing or diverged point sits.
+
+    Parameters
+    ----------
+    values : ndarray
+        The height variable, any shape.
+    done : ndarray of bool
+        Same shape: True where the point was computed.
+
+    Returns
+    -------
+    ndarray of float64
+        Same shape. A finite value is its own height. With ``lo``, ``hi`` the
+        lowest and highest finite values (both 0 when there is none) and
+        ``gap`` a tenth of ``hi - lo`` (a tenth of ``|hi|``, or 1, when that
+        is 0): a point not computed sits at ``lo``; a computed point at +inf
+        or NaN (diverged) at ``hi + gap``, above every finite height; one at
+        -inf at ``lo - gap``.
+
+    Examples
+    --------
+    >>> vtk_heights(np.array([1.0, 3.0, np.inf, np.nan, np.nan]),
+    ...             np.array([True, True, True, True, False])).tolist()
+    [1.0, 3.0, 3.2, 3.2, 1.0]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    done = np.asarray(done, dtype=bool)
+    finite = np.isfinite(values)
+    lo = float(values[finite].min()) if finite.any() else 0.0
+    hi = float(values[finite].max()) if finite.any() else 0.0
+    gap = 0.1 * (hi - lo) or 0.1 * abs(hi) or 1.0
+    top = min(hi + gap, float(np.finfo(np.float64).max))
+    bottom = max(lo - gap, -float(np.finfo(np.float64).max))
+    heights = np.where(finite, values, lo)  # missing: on the floor
+    heights[done & (np.isnan(values) | np.isposinf(values))] = top
+    heights[done & np.isneginf(values)] = bottom
+    return heights
 
 
 def _point_data(surface: _Surface, first: str) -> dict[str, np.ndarray]:
-    """Every variable as float64 (the height variable first), its ``_se``, then ``done``."""
+    """Every variable as float64 (the height variable first), its ``_se``, ``done``, ``finite``."""
     names = [first, *(n for n in surface.values if n != first)]
     data = {n: np.asarray(surface.values[n], dtype=np.float64) for n in names}
     errors = getattr(surface, "errors", None) or {}
     data.update({f"{n}_se": np.asarray(errors[n], dtype=np.float64) for n in names if n in errors})
     data["done"] = np.asarray(surface.done, dtype=np.uint8)
+    data["finite"] = np.isfinite(data[first]).astype(np.uint8)
     return data
 
 
@@ -111,7 +152,7 @@ def _write_plane(stem: str, surface: _Surface, first: str) -> None:
     shape = (alpha.size, beta.size, 1)  # (I, J, K); written x-fastest (Fortran order)
     x = np.ascontiguousarray(np.broadcast_to(alpha[:, None, None], shape), dtype=np.float64)
     y = np.ascontiguousarray(np.broadcast_to(beta[None, :, None], shape), dtype=np.float64)
-    z = np.ascontiguousarray(_floored(surface.values[first]).reshape(shape))
+    z = np.ascontiguousarray(vtk_heights(surface.values[first], surface.done).reshape(shape))
     data = _point_data(surface, first)
     data = {n: np.ascontiguousarray(v.reshape(shape)) for n, v in data.items()}
     gridToVTK(stem, x, y, z, pointData=data)
@@ -121,7 +162,7 @@ def _write_line(stem: str, surface: _Surface, first: str) -> None:
     from pyevtk.vtk import VtkFile, VtkPolyData
 
     x = np.ascontiguousarray(surface.coords["alpha"], dtype=np.float64)  # (n,)
-    y = _floored(surface.values[first])  # (n,)
+    y = vtk_heights(surface.values[first], surface.done)  # (n,)
     z = np.zeros_like(x)
     connectivity = np.arange(x.size, dtype=np.int64)  # one poly-line through every point
     offsets = np.array([x.size], dtype=np.int64)  # where each line's connectivity ends
@@ -154,8 +195,9 @@ def to_vtk(surface: _Surface, path: str | os.PathLike, variable: str | None = No
 
     The plane's points are ``(alpha, beta, height)``, the line's
     ``(alpha, height, 0)``; every variable is point data (float64), with
-    ``done`` (uint8). A missing or diverged point keeps NaN/inf in its point
-    data and sits at the lowest finite height (see the module's notes). The
+    ``done`` and ``finite`` (uint8). A missing or diverged point keeps NaN/inf
+    in its point data; a missing one sits at the lowest finite height, a
+    diverged one (+inf, NaN) above the highest (see :func:`vtk_heights`). The
     file is written next to ``path`` and then renamed onto it, so a failed
     write leaves no half file; an existing file is replaced.
 
