@@ -375,7 +375,6 @@ def test_the_input_models_are_never_changed(method):
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"method": "greedy"}, InputError, "method='greedy' is not one of"),
     ({"method": "activations"}, InputError, "needs data"),
-    ({"data": (torch.zeros(2, 20), torch.zeros(2))}, InputError, "only by method='activations'"),
     ({"max_iter": 0}, InputError, "max_iter=0 must be"),
     ({"seed": -1}, InputError, "seed=-1 must be"),
 ])
@@ -431,12 +430,15 @@ def test_cli_writes_the_aligned_copy(checkpoints, capsys):
                            "-o", out, "--model", model, "--method", "activations",
                            "--data", f"{TINY}:make_data", "--samples", "32")
     assert code == 0, err  # its own earlier output is replaced without --overwrite
+    code, _, err = run_cli(capsys, "align", tmp / "a.safetensors", tmp / "b.safetensors",
+                           "-o", out, "--model", model, "--data", f"{TINY}:make_data")
+    assert code == 0, err  # weight matching, its copy checked on the inputs of --data
 
 
 @pytest.mark.parametrize(("extra", "match"), [
     (["-o", "x.pt"], "use -o FILE.safetensors"),
     (["--method", "activations"], "--method activations needs --data"),
-    (["--data", f"{TINY}:make_data"], "are for --method activations"),
+    (["--samples", "4"], "add --data"),
     (["--model", f"{TINY}:make_model"], "A '.*a.safetensors'.*another model"),
 ])
 def test_cli_errors_are_one_line_exit_2(checkpoints, capsys, extra, match):

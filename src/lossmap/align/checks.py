@@ -35,7 +35,7 @@ def need_first(node: fx.Node, what: str, x: Space, *, flat_ok: bool = False) -> 
     if x.block != 1:
         refuse(node, what, "its input is a flattened feature map (each channel spans several "
                            "features), which this layer would treat as separate channels")
-    if x.ndim == 2 and flat_ok:
+    if x.ndim == 2 and flat_ok and x.first() == 1:
         return dataclasses.replace(x, axis=1)
     if x.first() == 1 and x.ndim != 2:
         return x

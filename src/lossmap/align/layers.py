@@ -39,6 +39,8 @@ CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
              nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+NORM_TENSORS = ("weight", "bias", "running_mean", "running_var")
+
 
 def module_rule(node: fx.Node, mod: nn.Module, args: list, rec: Recorder) -> object:
     """The output value of the layer ``mod`` called by ``node`` on ``args`` (values)."""
@@ -62,15 +64,12 @@ def module_rule(node: fx.Node, mod: nn.Module, args: list, rec: Recorder) -> obj
     groupwise = isinstance(mod, nn.GroupNorm) and mod.num_groups in (1, mod.num_channels)
     if isinstance(mod, BATCHNORM) or groupwise:
         if isinstance(x, Fixed):
-            return x
+            return _record(path, mod, NORM_TENSORS, x, rec)
         count = mod.num_channels if isinstance(mod, nn.GroupNorm) else mod.num_features
         x = need_first(node, what, x, flat_ok=isinstance(mod, (nn.BatchNorm1d, nn.GroupNorm,
                                                                 nn.SyncBatchNorm)))
         need_count(node, what, x, count)
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            if getattr(mod, name, None) is not None:
-                rec.axis(f"{path}.{name}", 0, x, buffer=name.startswith("running"))
-        return x
+        return _record(path, mod, NORM_TENSORS, x, rec)
     if isinstance(mod, nn.GroupNorm):
         refuse(node, what, f"GroupNorm with {mod.num_groups} groups of channels normalizes "
                            "each group together, so channels cannot move between groups",
@@ -78,12 +77,12 @@ def module_rule(node: fx.Node, mod: nn.Module, args: list, rec: Recorder) -> obj
     if isinstance(mod, nn.LayerNorm):
         return _layernorm(node, what, path, mod, x, rec)
     if isinstance(mod, nn.PReLU):
-        if mod.num_parameters == 1 or isinstance(x, Fixed):
+        if mod.num_parameters == 1:
             return x
-        x = need_first(node, what, x, flat_ok=True)
-        need_count(node, what, x, mod.num_parameters)
-        rec.axis(f"{path}.weight", 0, x)
-        return x
+        if isinstance(x, Space):
+            x = need_first(node, what, x, flat_ok=True)
+            need_count(node, what, x, mod.num_parameters)
+        return _record(path, mod, ("weight",), x, rec)
     if isinstance(mod, nn.Embedding):
         out = Space(rec.units.new(mod.embedding_dim), -1, None)
         rec.axis(f"{path}.weight", 1, out)
@@ -94,7 +93,7 @@ def module_rule(node: fx.Node, mod: nn.Module, args: list, rec: Recorder) -> obj
 def _linear(node: fx.Node, what: str, path: str, mod: nn.Linear, x: object,
             rec: Recorder) -> Space:
     if isinstance(x, Space):
-        if x.last() != -1 and x.ndim != 2:
+        if x.last() != -1:
             refuse(node, what, "a Linear layer works on the last axis, but its input's "
                                f"channels are on axis {x.axis} of a tensor of rank "
                                f"{x.ndim or 'unknown'}",
@@ -106,7 +105,7 @@ def _linear(node: fx.Node, what: str, path: str, mod: nn.Linear, x: object,
                                    "flattened into it")
             x = dataclasses.replace(x, block=mod.in_features // x.n)
         need_count(node, what, x, mod.in_features, block=x.block)
-        rec.axis(f"{path}.weight", 1, x)
+    rec.axis(f"{path}.weight", 1, x if isinstance(x, Space) else Fixed())
     ndim = x.ndim if isinstance(x, (Space, Fixed)) else None
     out = Space(rec.units.new(mod.out_features), -1, ndim)
     rec.axis(f"{path}.weight", 0, out)
@@ -128,15 +127,10 @@ def _conv(node: fx.Node, what: str, path: str, mod: nn.Module, x: object,
             refuse(node, what, f"a grouped convolution (groups={mod.groups}) only mixes "
                                "channels within each group",
                    "align supports groups=1 and depthwise (groups=in=out channels)")
-        if isinstance(x, Space):
-            rec.axis(f"{path}.weight", 0, x)
-            if mod.bias is not None:
-                rec.axis(f"{path}.bias", 0, x)
-        return x
+        return _record(path, mod, ("weight", "bias"), x, rec)
     out = Space(rec.units.new(mod.out_channels), 1, ndim)
     w_in, w_out = (0, 1) if transposed else (1, 0)
-    if isinstance(x, Space):
-        rec.axis(f"{path}.weight", w_in, x)
+    rec.axis(f"{path}.weight", w_in, x if isinstance(x, Space) else Fixed())
     rec.axis(f"{path}.weight", w_out, out)
     if mod.bias is not None:
         rec.axis(f"{path}.bias", 0, out)
@@ -146,6 +140,8 @@ def _conv(node: fx.Node, what: str, path: str, mod: nn.Module, x: object,
 def _layernorm(node: fx.Node, what: str, path: str, mod: nn.LayerNorm, x: object,
                rec: Recorder) -> object:
     if isinstance(x, Fixed):
+        for dim in range(len(mod.normalized_shape)):
+            _record(path, mod, ("weight", "bias"), x, rec, dim=dim)
         return x
     shape = tuple(mod.normalized_shape)
     back = x.last()
@@ -161,7 +157,19 @@ def _layernorm(node: fx.Node, what: str, path: str, mod: nn.LayerNorm, x: object
             refuse(node, what, "its size is not a whole number of features per channel")
         x = dataclasses.replace(x, block=shape[dim] // x.n)
     need_count(node, what, x, shape[dim], block=x.block)
-    for name in ("weight", "bias"):
+    return _record(path, mod, ("weight", "bias"), x, rec, dim=dim)
+
+
+def _record(path: str, mod: nn.Module, names: tuple[str, ...], x: Space | Fixed,
+            rec: Recorder, *, dim: int = 0) -> Space | Fixed:
+    """Say that dimension ``dim`` of each of the layer's tensors ``names`` is indexed by ``x``.
+
+    A layer called on a fixed tensor (the model's input, a constant) fixes
+    those axes: called again on hidden units, the same layer cannot move them,
+    or its first call would read its input in another order. Returns ``x``.
+    """
+    value = x if isinstance(x, Space) else Fixed()
+    for name in names:
         if getattr(mod, name, None) is not None:
-            rec.axis(f"{path}.{name}", dim, x)
+            rec.axis(f"{path}.{name}", dim, value, buffer=name.startswith("running"))
     return x

@@ -5,7 +5,10 @@ other binary elementwise operations tie the channels of their operands
 together (a residual connection); pooling works channel by channel; flatten,
 ``view(N, -1)`` and spatial reductions keep the channels; zero-padding the
 channel axis adds units that hold zeros; ``torch.cat`` along the channels
-puts two sets of units side by side. Anything else is refused.
+puts two sets of units side by side; transposes and ``permute`` carry the
+channels to their new axis, ``.data`` passes them through; an elementwise op
+with a tensor operand (``clamp`` with tensor bounds) ties like a sum.
+Anything else is refused.
 """
 
 from __future__ import annotations
@@ -32,7 +35,13 @@ _UNARY = "relu relu_ relu6 gelu silu elu selu celu leaky_relu mish hardtanh hard
          "hardsigmoid softplus softsign tanhshrink sigmoid tanh logsigmoid abs exp neg " \
          "square sqrt dropout dropout1d dropout2d dropout3d alpha_dropout " \
          "feature_alpha_dropout softmax log_softmax clamp clip clamp_min clamp_max"
-_BINARY = "add sub mul div true_divide maximum minimum pow"
+_BINARY = "add sub mul div true_divide maximum minimum fmax fmin pow where lt le gt ge eq ne " \
+          "greater greater_equal less less_equal not_equal"
+_TRANSPOSE = "transpose swapaxes swapdims t permute"
+# attributes of a tensor that are not tensors (sizes, types): no channels
+_META_ATTRS = frozenset({"shape", "dtype", "device", "ndim", "is_cuda", "is_cpu", "is_meta",
+                        "is_sparse", "is_quantized", "layout", "requires_grad", "is_leaf",
+                        "names", "itemsize", "nbytes"})
 _SPATIAL = "max_pool1d max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d " \
            "adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d adaptive_max_pool1d " \
            "adaptive_max_pool2d adaptive_max_pool3d lp_pool1d lp_pool2d interpolate upsample"
@@ -42,21 +51,24 @@ KIND: dict[Callable, str] = {}
 for _fn in _names(F, _UNARY) + _names(torch, _UNARY) + [operator.neg, operator.pos]:
     KIND[_fn] = "unary"
 for _fn in _names(torch, _BINARY) + _names(operator, "add iadd sub isub mul imul truediv "
-                                                     "itruediv pow"):
+                                                     "itruediv pow lt le gt ge eq ne"):
     KIND[_fn] = "binary"
+for _fn in _names(torch, _TRANSPOSE):
+    KIND[_fn] = "transpose"
 for _fn in _names(F, _SPATIAL) + _names(torch, _SPATIAL):
     KIND[_fn] = "spatial"
 for _fn in _names(torch, _REDUCE):
     KIND[_fn] = "reduce"
 KIND |= {torch.flatten: "flatten", torch.reshape: "view", operator.getitem: "getitem",
-         F.pad: "pad", torch.cat: "cat", builtins.getattr: "meta", builtins.len: "meta"}
+         F.pad: "pad", torch.cat: "cat", builtins.getattr: "attr", builtins.len: "meta"}
 for _fn in _names(torch, "concat concatenate"):
     KIND[_fn] = "cat"
 
 _UNARY_METHODS = "contiguous clone detach float double half bfloat16 to type_as clamp_ " \
                  "sigmoid_ tanh_ abs_ neg_"
 METHOD_KIND = {name: "unary" for name in (_UNARY + " " + _UNARY_METHODS).split()}
-METHOD_KIND |= {n: "binary" for n in (_BINARY + " add_ sub_ mul_ div_").split()}
+METHOD_KIND |= {n: "binary" for n in (_BINARY + " add_ sub_ mul_ div_ masked_fill").split()}
+METHOD_KIND |= {n: "transpose" for n in _TRANSPOSE.split()}
 METHOD_KIND |= {n: "reduce" for n in _REDUCE.split()}
 METHOD_KIND |= {"flatten": "flatten", "view": "view", "reshape": "view",
                 "size": "meta", "dim": "meta", "numel": "meta"}
@@ -78,6 +90,8 @@ def function_rule(node: fx.Node, args: list, kwargs: dict, rec: Recorder) -> obj
     else:
         kind = KIND.get(node.target)
         what = getattr(node.target, "__name__", str(node.target))
+    if kind == "attr":
+        return _attribute(node, args[0], str(args[1]))
     values = list(args) + list(kwargs.values())
     flat = [v for a in values for v in (a if isinstance(a, (list, tuple)) else [a])]
     if kind == "meta" or not any(_tensor(v) for v in flat):
@@ -87,7 +101,13 @@ def function_rule(node: fx.Node, args: list, kwargs: dict, rec: Recorder) -> obj
         return Fixed()  # a tensor made from constants: it does not move with the units
     x = args[0] if args else None
     if kind == "unary" and _tensor(x):
+        operands = [v for v in flat if _tensor(v)]
+        if len(operands) > 1 and node.target not in ("to", "type_as"):
+            # clamp(x, min=<a bound per unit>): the bounds meet the units as in x + bound
+            return tie(node, what, operands, rec)
         return x
+    if kind == "transpose" and _tensor(x):
+        return _transpose(node, what, x, args[1:], kwargs)
     if kind == "binary":
         return tie(node, what, [v for v in flat if _tensor(v)], rec)
     if kind == "spatial" and _tensor(x):
@@ -112,6 +132,87 @@ def function_rule(node: fx.Node, args: list, kwargs: dict, rec: Recorder) -> obj
         return _cat(node, what, list(x), _arg(node, args, 1, "dim", 0), rec)
     refuse(node, what, "align does not know how this operation treats channels "
                        "(e.g. a reshape, transpose or matmul that mixes or moves them)")
+
+
+def _attribute(node: fx.Node, x: object, name: str) -> object:
+    """``x.name``: sizes and types are no tensors; ``.data`` is ``x``; transposes move axes."""
+    if not _tensor(x) or name in _META_ATTRS:
+        return None
+    what = f"Tensor.{name}"
+    if name == "data":
+        return x
+    if name in ("T", "H"):  # every axis reversed (a matrix: transposed)
+        rank = x.ndim if x.ndim is not None else _rank(node)
+        if rank is None and isinstance(x, Space):
+            refuse(node, what, "the rank of its input is unknown, so align cannot tell where "
+                               "the transpose puts the channels",
+                   "use x.transpose(a, b) or x.mT, whose axes are named, or pass data= so "
+                   "align sees the shapes")
+        return _moved(node, what, x, tuple(reversed(range(rank))) if rank else None)
+    if name in ("mT", "mH"):  # the last two axes swapped
+        return _swapped(node, what, x, -2, -1)
+    if isinstance(x, Fixed):
+        return Fixed()
+    refuse(node, what, f"align does not know what the attribute .{name} of a tensor holding "
+                       "hidden units is")
+
+
+def _rank(node: fx.Node) -> int | None:
+    """The rank of the node's first argument, where a run on inputs noted it (``verify``)."""
+    src = node.args[0] if node.args else None
+    return getattr(src, "meta", {}).get("rank")
+
+
+def _transpose(node: fx.Node, what: str, x: Space | Fixed, dims: tuple | list,
+               kwargs: dict) -> object:
+    """transpose/swapaxes(x, a, b), x.t(), permute(x, order): channels go with their axis."""
+    name = getattr(node.target, "__name__", node.target)
+    if name == "t":  # a matrix transposed; a vector kept
+        rank = x.ndim if x.ndim is not None else _rank(node)
+        return x if rank is not None and rank < 2 else _swapped(node, what, x, 0, 1)
+    dims = tuple(dims) or tuple(v for k, v in kwargs.items() if k != "input")
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = tuple(dims[0])
+    if not all(isinstance(d, int) for d in dims):
+        refuse(node, what, f"its axes {dims!r} are not known when tracing")
+    if name == "permute":
+        return _moved(node, what, x, dims)
+    if len(dims) != 2:
+        refuse(node, what, f"it swaps axes {dims!r}, not two axes")
+    return _swapped(node, what, x, *dims)
+
+
+def _swapped(node: fx.Node, what: str, x: Space | Fixed, a: int, b: int) -> object:
+    """``x`` with axes ``a`` and ``b`` swapped."""
+    rank = x.ndim if x.ndim is not None else _rank(node)
+    if rank is not None:
+        if not (-rank <= a < rank and -rank <= b < rank):
+            refuse(node, what, f"it swaps axes {a} and {b} of a tensor of rank {rank}")
+        order = list(range(rank))
+        order[a], order[b] = order[b], order[a]
+        return _moved(node, what, x, tuple(order))
+    if isinstance(x, Fixed):
+        return Fixed()
+    if (a < 0) == (b < 0) == (x.axis < 0):  # counted from the same end: no rank needed
+        axis = b if x.axis == a else a if x.axis == b else x.axis
+        return dataclasses.replace(x, axis=axis)
+    refuse(node, what, "the rank of its input is unknown, so align cannot tell whether it "
+                       "moves the channels", "pass data= so align sees the shapes")
+
+
+def _moved(node: fx.Node, what: str, x: Space | Fixed, order: tuple | None) -> object:
+    """``x`` with its axes put in ``order`` (axis i of the result is axis order[i])."""
+    if order is None:  # a scalar or a vector: nothing moves
+        return x
+    rank = len(order)
+    if sorted(o % rank for o in order) != list(range(rank)) or (
+            x.ndim is not None and x.ndim != rank):
+        refuse(node, what, f"the axis order {order!r} does not fit a tensor of rank "
+                           f"{x.ndim or rank}")
+    if isinstance(x, Fixed):
+        return Fixed(rank)
+    c = x.axis % rank
+    return dataclasses.replace(x, axis=[o % rank for o in order].index(c), ndim=rank)
 
 
 def tie(node: fx.Node, what: str, tensors: list, rec: Recorder) -> object:

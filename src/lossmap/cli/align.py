@@ -3,6 +3,10 @@
 ``lossmap align A B -o B_aligned.safetensors --model M:F [--method weights|activations]
 [--data M:F [--split NAME] [--samples N]] [--max-iter K] [--seed S]``
 
+``--data`` is needed by activation matching; with weight matching it gives
+the inputs on which the copy is checked to compute B's function (else random
+inputs of the shape the model's first layer takes).
+
 Loads the two checkpoints into two instances of ``--model``, runs
 :func:`lossmap.align.align` and writes the aligned copy of B as safetensors
 (parameters and buffers, as ``model.state_dict()``); the permutation of each
@@ -57,8 +61,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="MODULE:FUNCTION returning the nn.Module of both checkpoints")
     p.add_argument("--method", choices=("weights", "activations"), default="weights",
                    help="weight matching (default, no data) or activation matching (--data)")
-    p.add_argument("--data", help="with --method activations: MODULE:FUNCTION returning "
-                                  "{split: (X, y) | DataLoader}")
+    p.add_argument("--data", help="MODULE:FUNCTION returning {split: (X, y) | DataLoader}: "
+                                  "the inputs of --method activations; with weights, the "
+                                  "inputs on which the aligned copy's function is checked")
     p.add_argument("--split", help="the split of --data (default train, else the first)")
     p.add_argument("--samples", type=int,
                    help="a fixed random subset of the split (default all of it)")
@@ -75,7 +80,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Align and write; returns the exit status (0). Bad input raises InputError."""
-    from ..align import align
+    from ..align import align, permutations
     from ..data.splits import as_split
     from .entry import call_entry
 
@@ -87,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "activations" and not args.data:
         raise InputError("--method activations needs --data MODULE:FUNCTION (the inputs whose "
                          "activations are matched)")
-    if args.method == "weights" and (args.data or args.split or args.samples is not None):
-        raise InputError("--data, --split and --samples are for --method activations: drop "
-                         "them, or add --method activations")
+    if not args.data and (args.split or args.samples is not None):
+        raise InputError("--split and --samples choose inputs of --data: add --data "
+                         "MODULE:FUNCTION, or drop them")
     model_a = _model(args, args.a, "A")
     model_b = _model(args, args.b, "B", not_this=model_a)
     data = None
@@ -104,8 +109,9 @@ def run(args: argparse.Namespace) -> int:
         split = as_split(splits[name], name, samples=args.samples, seed=args.seed)
         data = (split.X, split.y)
     t0 = time.perf_counter()
-    aligned, perms = align(model_a, model_b, method=args.method, data=data,
-                           max_iter=args.max_iter, seed=args.seed, return_perms=True)
+    aligned = align(model_a, model_b, method=args.method, data=data, max_iter=args.max_iter,
+                    seed=args.seed)
+    perms = permutations(aligned)
     seconds = time.perf_counter() - t0
     before, after = _distance(model_a, model_b), _distance(model_a, aligned)
     moved = sum(int((p != torch.arange(len(p))).sum()) for p in perms.values())
@@ -148,12 +154,11 @@ def _distance(a: nn.Module, b: nn.Module) -> float:
 
 
 def _save(out: Path, model: nn.Module, meta: dict[str, str]) -> None:
-    from ..train.files import _write_state
+    from ..files import cpu_copies, write_state
 
-    state = {k: t.detach().cpu().clone(memory_format=torch.contiguous_format)
-             for k, t in model.state_dict().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_state(out, state, meta)  # atomic: never half a file where the result goes
+    # atomic: never half a file where the result goes
+    write_state(out, cpu_copies(model.state_dict().items()), meta)
 
 
 def _ours(path: Path) -> bool:
