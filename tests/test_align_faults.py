@@ -26,6 +26,7 @@ from torch import nn
 
 import lossmap as lm
 from lossmap.align import ops
+from lossmap.align.api import permutations
 from lossmap.align.trace import infer_structure, trace
 from lossmap.errors import InputError
 
@@ -53,7 +54,8 @@ def _align_checked(
     before = _state(a), _state(b)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "could not check", no "nothing to permute"
-        aligned, perms = lm.align(a, b, return_perms=True, **kwargs)
+        aligned = lm.align(a, b, **kwargs)
+    perms = permutations(aligned)
     for model, state in zip((a, b), before, strict=True):
         assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     with torch.no_grad():
