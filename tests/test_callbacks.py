@@ -190,7 +190,8 @@ def test_a_folder_with_another_recording_or_other_files_is_refused_unless_overwr
         lm.TrajectoryRecorder(other)
     blocked = tmp_path / "blocked"
     (blocked / "trajectory.json").mkdir(parents=True)
-    with pytest.raises(InputError, match=r"trajectory\.json as a folder or link"):
+    with pytest.raises(InputError, match=r"holds trajectory\.json/ where the recording writes "
+                                         r"its own files \(trajectory\.json must be a plain"):
         lm.TrajectoryRecorder(blocked, overwrite=True)
 
 

@@ -13,18 +13,21 @@ from __future__ import annotations
 import math
 import operator
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import InputError, InputTypeError
-from ..train.files import _is_ours, _json_safe, _write_json, _write_state
+from ..files import OutputFolder, cpu_copies, json_safe, write_json, write_state
 from ..version import __version__
 from .index import INDEX_FORMAT, INDEX_NAME, INDEX_VERSION, STEP_FILE, step_file
 
 KEEP = ("parameters", "state")
+#: A recording's folder: the index and one file per step, all at the top.
+RECORDING = OutputFolder(
+    what="recording", files=(INDEX_NAME,), numbered=STEP_FILE, numbered_word="step file"
+)
 
 
 class TrajectoryRecorder:
@@ -87,9 +90,8 @@ class TrajectoryRecorder:
         self.keep = check_keep(keep)
         if self.out.exists() and not self.out.is_dir():
             raise InputError(f"out={str(self.out)!r} is a file: choose a folder to record into")
-        _check_out(self.out, overwrite)
-        for path in _entries(self.out)[0]:
-            path.unlink(missing_ok=True)  # only reached with overwrite=True
+        RECORDING.check(self.out, overwrite)
+        RECORDING.clear(self.out)  # only finds files with overwrite=True
         self.out.mkdir(parents=True, exist_ok=True)
         self._calls = 0
         self._steps: list[int] = []
@@ -198,7 +200,7 @@ class TrajectoryRecorder:
             )
         items = model.state_dict().items() if self.keep == "state" else model.named_parameters()
         path = self.out / step_file(step)
-        _write_state(path, _cpu_copies(items), {"format": INDEX_FORMAT, "step": str(step)})
+        write_state(path, cpu_copies(items), {"format": INDEX_FORMAT, "step": str(step)})
         self._parameters = names
         if step == last:
             if loss is not None:
@@ -238,7 +240,7 @@ class TrajectoryRecorder:
         self._write_index()
 
     def _write_index(self) -> None:
-        _write_json(
+        write_json(
             self.out / INDEX_NAME,
             {
                 "format": INDEX_FORMAT,
@@ -248,7 +250,7 @@ class TrajectoryRecorder:
                 "every": self.every,
                 "parameters": self._parameters,
                 "steps": self._steps,
-                "loss": _json_safe(self._losses),
+                "loss": json_safe(self._losses),
                 "files": [step_file(s) for s in self._steps],
             },
         )
@@ -291,68 +293,5 @@ def _loss_value(loss: float | torch.Tensor | None) -> float:
         ) from None
 
 
-def _cpu_copies(items: Iterable[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Contiguous CPU copies (one copy each, also for tensors already on the CPU)."""
-    return {name: t.detach().to("cpu", copy=True).contiguous() for name, t in items}
-
-
 def _span(steps: list[int]) -> str:
     return "none" if not steps else f"{len(steps)} steps from {steps[0]} to {steps[-1]}"
-
-
-def _is_recording_file(name: str) -> bool:
-    return name == INDEX_NAME or STEP_FILE.fullmatch(name) is not None
-
-
-def _entries(out: Path) -> tuple[list[Path], list[Path]]:
-    """(the recording's own files, every other entry) in ``out``, which may not exist.
-
-    Own files: ``trajectory.json`` and ``step_NNNNNN.safetensors`` as plain
-    files, and the temporaries of an interrupted write of either.
-    """
-    ours: list[Path] = []
-    other: list[Path] = []
-    if out.is_dir():
-        for entry in sorted(out.iterdir()):
-            (ours if _is_ours(entry, _is_recording_file) else other).append(entry)
-    return ours, other
-
-
-def _describe(entries: list[Path], limit: int = 6) -> str:
-    """``"trajectory.json, notes.txt, 12 step files"``."""
-    steps = [p for p in entries if STEP_FILE.fullmatch(p.name)]
-    rest = [p.name + ("/" if p.is_dir() else "") for p in entries if p not in steps]
-    shown = rest[:limit] + ([f"{len(rest) - limit} more"] if len(rest) > limit else [])
-    if steps:
-        shown.append(f"{len(steps)} step file{'s' if len(steps) > 1 else ''}")
-    return ", ".join(shown)
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse a folder that is not empty unless ``overwrite`` (the rule of ``lossmap.train``).
-
-    Raises :class:`~lossmap.errors.InputError` naming what the folder holds and
-    the way out. Deletes nothing.
-    """
-    ours, other = _entries(out)
-    where = str(out)
-    if overwrite:
-        blocking = [p for p in other if p.name == INDEX_NAME]
-        if blocking:
-            raise InputError(
-                f"{where} holds {INDEX_NAME} as a folder or link where the recorder writes "
-                "its index: move it away or choose another `out`"
-            )
-        return
-    if ours and not other:
-        raise InputError(
-            f"{where} holds another recording ({_describe(ours)}): pass overwrite=True to "
-            "replace it, or choose another `out`"
-        )
-    if other:
-        theirs = f", and another recording ({_describe(ours)})" if ours else ""
-        raise InputError(
-            f"{where} holds files that are not a lossmap recording ({_describe(other)}){theirs}: "
-            "choose an empty or new folder for `out`, or pass overwrite=True to record there "
-            "(a recording's own files are replaced, others kept)"
-        )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..train.files import _write_atomic
+from ..files import write_atomic
 from .options import add_out
 from .outputs import add_overwrite, check_out_file
 
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
         # atomic: an interrupted write never leaves half a file where the result goes
-        _write_atomic(out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
+        write_atomic(out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
         print(f"wrote {out}")
     if args.plot:
         _plot(vals, grid, density, Path(args.plot), title=f"Hessian of {split} loss")

@@ -30,7 +30,7 @@ from torch import nn
 
 from .. import params as P
 from ..errors import InputError, InputTypeError, MissingFileError
-from ..train.files import _write_atomic
+from ..files import write_atomic
 from .basis import KINDS, basis_matrix, check_knots, combine
 
 FORMAT = "lossmap.curve/1"  # the safetensors metadata key and the version of its layout
@@ -307,7 +307,7 @@ class Curve:
         blob = save(tensors, metadata={_KEY: json.dumps(header)})
         path = Path(path)
         try:
-            _write_atomic(path, lambda tmp: Path(tmp).write_bytes(blob))
+            write_atomic(path, lambda tmp: Path(tmp).write_bytes(blob))
         except OSError as exc:
             raise InputError(
                 f"cannot write the curve to {str(path)!r} ({exc.strerror or exc}): "

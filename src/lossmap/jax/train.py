@@ -21,7 +21,6 @@ variables. Files are written to a temporary name and renamed into place.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import sys
@@ -38,7 +37,8 @@ from flax import linen as nn
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..train.files import _check_out, _clear_run, _write_atomic
+from ..files import json_safe, write_atomic, write_json
+from ..train.files import RUN_FOLDER
 from ..train.result import HISTORY_KEYS, TrainResult
 from .convert import flatten_variables, unflatten_variables
 
@@ -68,7 +68,7 @@ def save_variables(variables: Mapping[str, Any], path: str | os.PathLike[str],
     """
     path = Path(path)
     flat = {n: np.ascontiguousarray(np.asarray(a)) for n, a in flatten_variables(variables).items()}
-    _write_atomic(path, lambda tmp: save_file(flat, tmp, metadata=dict(metadata or {})))
+    write_atomic(path, lambda tmp: save_file(flat, tmp, metadata=dict(metadata or {})))
     return path
 
 
@@ -86,15 +86,6 @@ def _arrays(data: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     if len(X) != len(y) or len(X) == 0:
         raise ValueError(f"{what}: X has {len(X)} samples and y {len(y)}; need the same, > 0")
     return X.astype(np.float32, copy=False), y.astype(np.int32, copy=False)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=2, allow_nan=False, default=str)
-    _write_atomic(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def _json_safe(values: list) -> list:
-    return [v if not isinstance(v, float) or math.isfinite(v) else None for v in values]
 
 
 @functools.lru_cache(maxsize=8)
@@ -207,7 +198,7 @@ def train(
         raise TypeError(f"overwrite={overwrite!r} must be True or False")
     out_dir = None if out is None else Path(out)
     if out_dir is not None:
-        _check_out(out_dir, overwrite)  # before anything is deleted
+        RUN_FOLDER.check(out_dir, overwrite)  # before anything is deleted
     variables = {k: v for k, v in variables.items()}
     params, rest = variables["params"], {k: v for k, v in variables.items() if k != "params"}
     try:
@@ -247,12 +238,12 @@ def train(
             path = out_dir / "checkpoints" / f"epoch_{epoch:03d}.safetensors"
             save_variables({"params": p, **rest}, path, {"format": RUN_FORMAT, "epoch": str(epoch)})
             checkpoints.append(path)
-            _write_json(out_dir / "history.json", {k: _json_safe(v) for k, v in history.items()})
+            write_json(out_dir / "history.json", {k: json_safe(v) for k, v in history.items()})
 
     if out_dir is not None:
-        _clear_run(out_dir)  # one folder, one run; refused above unless overwrite
+        RUN_FOLDER.clear(out_dir)  # one folder, one run; refused above unless overwrite
         (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        _write_json(out_dir / "train.json", settings)
+        write_json(out_dir / "train.json", settings, default=str)
         save_variables(variables, out_dir / "theta0.safetensors", {"format": RUN_FORMAT})
 
     key = jax.random.PRNGKey(seed)
@@ -279,10 +270,10 @@ def train(
 
     theta_hat = {"params": params, **rest}
     settings.update(complete=True, seconds=sum(history["seconds"]),
-                    final=dict(zip(HISTORY_KEYS[1:], _json_safe(
+                    final=dict(zip(HISTORY_KEYS[1:], json_safe(
                         [history[k][-1] for k in HISTORY_KEYS[1:]]), strict=True)))
     if out_dir is not None:
         save_variables(theta_hat, out_dir / "theta_hat.safetensors",
                        {"format": RUN_FORMAT, "epoch": str(epochs)})
-        _write_json(out_dir / "train.json", settings)
+        write_json(out_dir / "train.json", settings, default=str)
     return TrainResult(dict(variables), theta_hat, history, checkpoints, out_dir, settings)

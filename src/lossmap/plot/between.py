@@ -25,7 +25,7 @@ from .style import ALPHA, _new_axes
 __all__ = ["curve_on_plane", "figure_paths", "plot_barrier_matrix"]
 
 
-def _comparisons(comparisons: Any, what: str) -> list[tuple[str, Surface]]:
+def check_comparisons(comparisons: Any, what: str) -> list[tuple[str, Surface]]:
     """``(label, Surface)`` pairs from a dict or a list of pairs, each a line or a path."""
     items = list(comparisons.items()) if isinstance(comparisons, Mapping) else comparisons
     if not isinstance(items, Sequence) or isinstance(items, str) or not items:
@@ -78,7 +78,7 @@ def figure_paths(comparisons: Any, variable: str | None = None, *, fig: Figure |
     >>> [ax.get_title() for ax in fig.axes]
     ['linear\\nbarrier 0.25', 'trained curve\\nbarrier 0']
     """
-    items = _comparisons(comparisons, "figure_paths")
+    items = check_comparisons(comparisons, "figure_paths")
     if fig is None:
         fig = plt.figure(figsize=(3.6 * len(items) + 0.6, 3.6), layout="constrained")
     axes = fig.subplots(1, len(items), sharey=True, squeeze=False)[0]

@@ -34,8 +34,8 @@ _CENTRE_COLOUR = "red"
 _HOVER = "α=%{x:.3g}<br>β=%{y:.3g}<br>%{z:.4g}<extra>%{fullData.name}</extra>"
 # plotly.js's default topojson address (used only by geographic maps, which
 # lossmap never draws) names a CDN; it is replaced so the file names none.
-_TOPOJSON_CDN = "https://cdn.plot.ly/un/"
-_TOPOJSON_LOCAL = "topojson/"
+TOPOJSON_CDN = "https://cdn.plot.ly/un/"
+TOPOJSON_LOCAL = "topojson/"
 # The parameters surface_figure and contour_figure share (see _panels).
 _PANEL_PARAMS = """\
 surface : Surface
@@ -391,12 +391,12 @@ def to_html(
     if not figs or not all(isinstance(f, go.Figure) for f in figs):
         raise InputTypeError("to_html takes a plotly Figure or a non-empty list of them")
     C.check_suffix(path, (".html", ".htm"), "to_html")
-    config = {"displaylogo": False, "topojsonURL": _TOPOJSON_LOCAL}
+    config = {"displaylogo": False, "topojsonURL": TOPOJSON_LOCAL}
     body = "\n".join(
         pio.to_html(f, full_html=False, include_plotlyjs=False, config=config, auto_play=auto_play)
         for f in figs
     )
-    js = get_plotlyjs().replace(_TOPOJSON_CDN, _TOPOJSON_LOCAL)
+    js = get_plotlyjs().replace(TOPOJSON_CDN, TOPOJSON_LOCAL)
     page = (
         '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n"

@@ -55,9 +55,9 @@ def comparison_section(comparisons: Any, png: Callable[[Any], str], *,
     """
     import matplotlib.pyplot as plt
 
-    from ..plot.between import _comparisons, figure_paths
+    from ..plot.between import check_comparisons, figure_paths
 
-    items = _comparisons(comparisons, "write_report comparisons")
+    items = check_comparisons(comparisons, "write_report comparisons")
     fig = plt.figure(figsize=(min(3.6 * len(items) + 0.6, 16), 3.8), layout="constrained")
     fig = figure_paths(items, variable, fig=fig)
     rows = []

@@ -154,7 +154,7 @@ def _interactive(surface: Surface, names: list[str]) -> list[T.Html]:
         figs = [web.line_figure(surface, names)]
     else:
         figs = [web.surface_figure(surface, names), web.contour_figure(surface, names)]
-    config = {"displaylogo": False, "responsive": True, "topojsonURL": web._TOPOJSON_LOCAL}
+    config = {"displaylogo": False, "responsive": True, "topojsonURL": web.TOPOJSON_LOCAL}
     out = []
     for f in figs:
         f.update_layout(
@@ -335,7 +335,7 @@ def write_report(
     import torch
     from plotly.offline import get_plotlyjs
 
-    from ..plot.interactive import _TOPOJSON_CDN, _TOPOJSON_LOCAL
+    from ..plot.interactive import TOPOJSON_CDN, TOPOJSON_LOCAL
 
     C.check_suffix(path, (".html", ".htm"), "write_report")
     if notes is not None and (isinstance(notes, str) or not isinstance(notes, Sequence)):
@@ -375,7 +375,7 @@ def write_report(
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     sub = f"{len(items)} scan{'s' * (len(items) != 1)} · lossmap {__version__} · torch "
     sub += f"{torch.__version__} · written {now}"
-    js = get_plotlyjs().replace(_TOPOJSON_CDN, _TOPOJSON_LOCAL).replace("https://cdn.plot.ly", "")
+    js = get_plotlyjs().replace(TOPOJSON_CDN, TOPOJSON_LOCAL).replace("https://cdn.plot.ly", "")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(T.page(title, sub, js, "\n".join(body)), encoding="utf-8")

@@ -35,21 +35,12 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ..files import json_safe, write_json, write_state
 from ..seeding import seeded_rng
 from ..version import __version__
 from .checks import Data, LossFn, _check_arguments, _check_class_outputs
 from .evaluation import _evaluate
-from .files import (
-    _check_out,
-    _checkpoint_path,
-    _clear_run,
-    _cpu_state,
-    _describe_model,
-    _json_safe,
-    _loss_name,
-    _write_json,
-    _write_state,
-)
+from .files import RUN_FOLDER, _checkpoint_path, _cpu_state, _describe_model, _loss_name
 from .result import HISTORY_KEYS, RUN_FORMAT, RUN_VERSION, TrainResult
 
 __all__ = ["train"]
@@ -180,7 +171,7 @@ def train(
         device=device, loss_fn=loss_fn, meta=meta,
     )
     if out_dir is not None:
-        _check_out(out_dir, overwrite)
+        RUN_FOLDER.check(out_dir, overwrite)
 
     criterion: LossFn = F.cross_entropy if loss_fn is None else loss_fn
     model.to(device)
@@ -238,17 +229,17 @@ def train(
             history[key].append(value)
         if out_dir is not None:
             path = _checkpoint_path(out_dir, epoch)
-            _write_state(path, _cpu_state(model), {"format": RUN_FORMAT, "epoch": str(epoch)})
+            write_state(path, _cpu_state(model), {"format": RUN_FORMAT, "epoch": str(epoch)})
             checkpoints.append(path)
-            _write_json(out_dir / "history.json", {k: _json_safe(v) for k, v in history.items()})
+            write_json(out_dir / "history.json", {k: json_safe(v) for k, v in history.items()})
 
     started = time.perf_counter()
     theta0 = _cpu_state(model)
     if out_dir is not None:
-        _clear_run(out_dir)  # one folder, one run; refused above unless overwrite
+        RUN_FOLDER.clear(out_dir)  # one folder, one run; refused above unless overwrite
         (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        _write_json(out_dir / "train.json", settings)
-        _write_state(out_dir / "theta0.safetensors", theta0, {"format": RUN_FORMAT, "epoch": "0"})
+        write_json(out_dir / "train.json", settings)
+        write_state(out_dir / "theta0.safetensors", theta0, {"format": RUN_FORMAT, "epoch": "0"})
 
     order = torch.Generator(device="cpu").manual_seed(seed)
     optimizer = torch.optim.SGD(trainable, lr=lr, momentum=momentum)
@@ -307,12 +298,12 @@ def train(
     finals = [k for k in HISTORY_KEYS if k != "epoch"]
     settings["complete"] = True
     settings["seconds"] = sum(history["seconds"])
-    settings["final"] = dict(zip(finals, _json_safe([history[k][-1] for k in finals]), strict=True))
+    settings["final"] = dict(zip(finals, json_safe([history[k][-1] for k in finals]), strict=True))
     if out_dir is not None:
-        _write_state(
+        write_state(
             out_dir / "theta_hat.safetensors",
             theta_hat,
             {"format": RUN_FORMAT, "epoch": str(epochs)},
         )
-        _write_json(out_dir / "train.json", settings)
+        write_json(out_dir / "train.json", settings)
     return TrainResult(theta0, theta_hat, history, checkpoints, out_dir, settings)
