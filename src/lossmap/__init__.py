@@ -13,9 +13,9 @@ from .analysis.minima import BarrierMatrix, barrier_matrix
 from .analysis.samples import samples_needed
 from .analysis.sharpness import grid_sharpness, sharpness
 from .callbacks.recorder import TrajectoryRecorder
-from .curves.band import neb
 from .curves.curve import Curve
-from .curves.train import curve
+from .curves.fit import curve
+from .curves.neb import neb
 from .directions.between import interpolation, plane
 from .directions.direction import Direction
 from .directions.random import random_direction, random_directions

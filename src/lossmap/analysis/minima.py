@@ -205,7 +205,7 @@ def barrier_matrix(
             if path == "linear":
                 curve = Curve.line(nets[i], other)
             else:
-                from ..curves.train import curve as train_curve
+                from ..curves.fit import curve as train_curve
 
                 curve = train_curve(nets[i], other, loss_fn, data,
                                     **{"progress": progress, **dict(curve_kwargs or {})})

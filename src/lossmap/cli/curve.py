@@ -98,8 +98,8 @@ def _model_at(text: str, path: str, what: str, trust_pickle: bool) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Train (or relax) and write the curve; returns the exit status (0)."""
-    from ..curves.band import neb
-    from ..curves.train import curve
+    from ..curves.fit import curve
+    from ..curves.neb import neb
     from .directions import load_loss
     from .entry import call_entry
 

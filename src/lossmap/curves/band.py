@@ -1,173 +1,175 @@
-"""The elastic band between two networks (Draxler et al. 2018): :func:`neb`.
+"""Nudged elastic bands (Draxler et al. 2018): the band, its force and its relaxation.
 
-The band's pivots are the models' parameters flattened into one vector each;
-:func:`lossmap.curves.neb.relax_band` moves them by the nudged-elastic-band
-force, with the loss and its gradient of each pivot computed on a mini-batch
-through ``torch.func.functional_call``.
+A band is a polygonal chain ``x_0 … x_{P+1}`` with the endpoints fixed. Each
+step moves every pivot ``x_i`` along the force
+
+    F_i = −(∇f(x_i) − (∇f(x_i)·τ_i) τ_i) + k (|x_{i+1} − x_i| − |x_i − x_{i−1}|) τ_i,
+
+the loss gradient's part perpendicular to the band's tangent ``τ_i`` (the
+improved upwind tangent of Henkelman & Jónsson 2000) plus a spring along it
+that keeps the pivots evenly spaced. With ``climbing=True`` the highest pivot
+feels ``−∇f + 2 (∇f·τ) τ`` instead, for the second half of the steps: it
+climbs along the band to the saddle point, whose height it then gives
+exactly. AutoNEB-style insertion (``insert``) probes each segment after a
+relaxation and adds a pivot where the loss between two neighbours rises above
+both, then relaxes again. Draxler et al., "Essentially No Barriers in Neural
+Network Energy Landscape", ICML 2018. :mod:`lossmap.curves.neb` runs this
+relaxation on a function of a vector and on the parameters of a network.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
-from torch import nn
 
-from .. import params as P
-from ..backends.torch.restore import preserved
-from ..seeding import check_seed, seeded_rng
-from .common import batch_loss, check_int, check_loss, check_models, train_tensors
+from ..errors import InputError
+from ..scan.progress import bar
+from .common import check_float, check_int
 from .curve import Curve
-from .neb import band_curve, check_band, relax_band, straight_band
+
+#: ``value_grad(points (K, D), step) -> (values (K,), gradients (K, D))``
+ValueGrad = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
 
 
-def _flat(state: dict) -> torch.Tensor:
-    return torch.cat([t.reshape(-1) for t in state.values()])
+def _tangents(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Unit tangents at the interior pivots (upwind, Henkelman & Jónsson 2000): (P, D)."""
+    fwd, bwd = x[2:] - x[1:-1], x[1:-1] - x[:-2]  # (P, D) each
+    vp, vi, vm = v[2:], v[1:-1], v[:-2]  # (P,)
+    dmax = torch.maximum((vp - vi).abs(), (vm - vi).abs())
+    dmin = torch.minimum((vp - vi).abs(), (vm - vi).abs())
+    mixed = torch.where((vp > vm)[:, None], fwd * dmax[:, None] + bwd * dmin[:, None],
+                        fwd * dmin[:, None] + bwd * dmax[:, None])
+    up = ((vp > vi) & (vi > vm))[:, None]
+    down = ((vp < vi) & (vi < vm))[:, None]
+    tau = torch.where(up, fwd, torch.where(down, bwd, mixed))
+    norm = tau.norm(dim=1, keepdim=True)
+    fallback = (x[2:] - x[:-2])  # flat: the chord of the neighbours
+    tau = torch.where(norm > 0, tau, fallback)
+    return tau / tau.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
 
 
-def _unflat(vec: torch.Tensor, like: dict) -> dict[str, torch.Tensor]:
-    sizes = [t.numel() for t in like.values()]
-    return {k: c.view(t.shape) for (k, t), c in zip(like.items(), vec.split(sizes), strict=True)}
+def _forces(x: torch.Tensor, v: torch.Tensor, g: torch.Tensor, spring: float,
+            climb: bool) -> torch.Tensor:
+    """The NEB force on each interior pivot: (P, D)."""
+    tau = _tangents(x, v)  # (P, D)
+    gi = g[1:-1]
+    along = (gi * tau).sum(1, keepdim=True)  # (P, 1)
+    lengths = (x[1:] - x[:-1]).norm(dim=1)  # (P + 1,)
+    f = -(gi - along * tau) + spring * (lengths[1:] - lengths[:-1])[:, None] * tau
+    if climb:
+        top = int(torch.argmax(v[1:-1]))
+        f[top] = -gi[top] + 2 * along[top] * tau[top]
+    return f
 
 
-def neb(
-    model_a: nn.Module,
-    model_b: nn.Module | dict[str, torch.Tensor],
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    data: Any,
+def relax_band(
+    value_grad: ValueGrad,
+    x: torch.Tensor,
     *,
-    pivots: int = 8,
-    steps: int = 200,
-    lr: float = 0.05,
-    spring: float = 1.0,
-    momentum: float = 0.5,
+    steps: int,
+    lr: float,
+    spring: float,
+    momentum: float = 0.0,
     climbing: bool = False,
     insert: int = 0,
-    batch_size: int = 256,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-) -> Curve:
-    """Relax a nudged elastic band between two models (Draxler et al. 2018).
+    probes: int = 3,
+    value: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, dict]:
+    """Relax the band ``x`` (P + 2, D) in place of a copy; returns the band and what happened.
 
-    ``pivots`` points start evenly spaced on the straight line between the
-    models and move by the NEB force of :mod:`lossmap.curves.neb` (the loss
-    gradient perpendicular to the band plus springs along it), one fresh
-    mini-batch per step shared by all pivots. The model runs in train mode
-    through ``torch.func.functional_call`` with copies of ``model_a``'s
-    buffers, as in :func:`lossmap.curve`; neither model is changed.
-
-    Parameters
-    ----------
-    model_a, model_b : torch.nn.Module
-        The endpoints, fixed; same architecture and dtype (``model_b`` may be
-        a state dict).
-    loss_fn : callable
-        ``loss_fn(outputs, targets)`` returning the batch-mean loss.
-    data : (X, y), DataLoader, or dict of splits
-        The samples (of a dict, ``"train"``, else the first). The pivots'
-        values in ``meta`` (and insertion decisions) use all of them.
-    pivots : int
-        Movable pivots between the endpoints, >= 1 (default 8).
-    steps : int
-        Relaxation steps, each one mini-batch (default 200).
-    lr : float
-        Step size of ``x += lr · F`` (default 0.05).
-    spring : float
-        Spring constant (default 1.0).
-    momentum : float
-        Heavy-ball momentum in [0, 1) (default 0.5).
-    climbing : bool
-        Climbing image for the second half of the steps (default False).
-    insert : int
-        Pivots AutoNEB-style insertion may add where the loss between
-        neighbours rises above both (default 0).
-    batch_size : int
-        Samples per step (default 256).
-    seed : int
-        Seeds the batches and dropout (default 0).
-    device : str or torch.device, optional
-        Where to compute (default: ``model_a``'s device).
-    progress : bool
-        Show steps, steps/s and the time left (default True).
-
-    Returns
-    -------
-    Curve
-        A polychain through the pivots (knots at their arc length), the
-        endpoints exact; ``meta`` holds ``values`` (the loss at each pivot),
-        ``saddle`` (the highest pivot: value, index, t), the settings and the
-        time taken.
-
-    Examples
-    --------
-    >>> import torch, lossmap as lm
-    >>> from torch import nn
-    >>> X = torch.randn(64, 4); y = (X[:, 0] > 0).long()
-    >>> a, b = nn.Linear(4, 2), nn.Linear(4, 2)
-    >>> band = lm.neb(a, b, nn.functional.cross_entropy, (X, y), pivots=3, steps=5,
-    ...               progress=False)
-    >>> band.kind, len(band), len(band.meta["values"])
-    ('polychain', 5, 5)
+    ``value`` (default: ``value_grad`` at step -1) gives the values used to
+    decide insertions and the final values (a fixed batch for networks).
     """
-    pivots, steps, lr, spring, momentum, insert = check_band(steps, lr, spring, momentum,
-                                                              insert, pivots)
-    batch_size = check_int("batch_size", batch_size, 1, "samples per step")
-    seed = check_seed(seed)
-    loss_fn = check_loss(loss_fn)
-    pa, pb, buffers_a = check_models(model_a, model_b)
-    X, y = train_tensors(data)
-    device = P.resolve_device(model_a, device)
-    X, y = X.to(device), y.to(device)
-    like = {k: v.to(device) for k, v in pa.items()}
-    buffers = {k: v.to(device).clone() for k, v in buffers_a.items()}
-    n = int(X.shape[0])
-    gen = torch.Generator().manual_seed(seed)
-    order: list[torch.Tensor] = []
+    value = value or (lambda pts: value_grad(pts, -1)[0])
+    x = x.clone()
+    added = 0
+    rounds = 0
+    total_steps = 0
+    pbar = bar(steps, enabled=progress, desc="neb", unit="steps")
+    with pbar:
+        while True:
+            rounds += 1
+            velocity = torch.zeros_like(x[1:-1])
+            for s in range(steps):
+                v, g = value_grad(x, total_steps)
+                if not bool(torch.isfinite(v).all()):
+                    raise InputError(
+                        f"the loss at a pivot is {v.tolist()} at step {total_steps + 1}: the band "
+                        f"diverged; lower lr (now {lr:g}) or spring (now {spring:g})"
+                    )
+                f = _forces(x, v, g, spring, climbing and s >= steps // 2)
+                velocity = momentum * velocity + lr * f
+                x[1:-1] += velocity
+                total_steps += 1
+                pbar.update(1)
+            if added >= insert:
+                break
+            new = _insertions(x, value, probes, insert - added)
+            if not new:
+                break
+            for seg, point in sorted(new, reverse=True):  # from the end: indices stay valid
+                x = torch.cat([x[:seg + 1], point[None], x[seg + 1:]])
+            added += len(new)
+            pbar.total += steps
+            pbar.refresh()
+    values = value(x)
+    return x, {"steps": total_steps, "rounds": rounds, "inserted": added,
+               "values": [float(u) for u in values]}
 
-    def batch(step: int) -> torch.Tensor:
-        per_epoch = -(-n // batch_size)
-        while len(order) <= step // per_epoch:
-            order.append(torch.randperm(n, generator=gen).to(device))
-        i = (step % per_epoch) * batch_size
-        return order[step // per_epoch][i:i + batch_size]
 
-    def value_grad(x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = batch(step)
-        vals, grads = [], []
-        for p in x:
-            p = p.detach().requires_grad_(True)
-            loss = batch_loss(model_a, _unflat(p, like), buffers, loss_fn, X[idx], y[idx],
-                              first=step == 0)
-            (g,) = torch.autograd.grad(loss, p)
-            vals.append(loss.detach())
-            grads.append(g)
-        return torch.stack(vals), torch.stack(grads)
+def _insertions(x: torch.Tensor, value: Callable, probes: int, budget: int) -> list:
+    """(segment, new pivot) where the loss inside a segment rises above both its ends."""
+    v = value(x)  # (P + 2,)
+    fracs = torch.arange(1, probes + 1, dtype=x.dtype, device=x.device) / (probes + 1)
+    found = []
+    for i in range(len(x) - 1):
+        pts = x[i] + fracs[:, None] * (x[i + 1] - x[i])[None]  # (probes, D)
+        pv = value(pts)
+        j = int(torch.argmax(pv))
+        excess = float(pv[j] - torch.maximum(v[i], v[i + 1]))
+        if excess > 0:
+            found.append((excess, i, pts[j]))
+    found.sort(key=lambda e: -e[0])
+    return [(i, p) for _, i, p in found[:budget]]
 
-    def value(x: torch.Tensor) -> torch.Tensor:
-        out = []
-        with torch.no_grad():
-            for p in x:
-                state = _unflat(p, like)
-                total = sum(float(batch_loss(model_a, state, buffers, loss_fn, X[i:i + batch_size],
-                                             y[i:i + batch_size])) * len(X[i:i + batch_size])
-                            for i in range(0, n, batch_size))
-                out.append(total / n)
-        return torch.tensor(out, dtype=torch.float64)
 
-    started = time.perf_counter()
-    with preserved(model_a), seeded_rng(seed, device):
-        model_a.train()
-        start = straight_band(_flat(like), _flat(pb).to(device), pivots)  # (P + 2, D)
-        band, info = relax_band(value_grad, start,
-                                steps=steps, lr=lr, spring=spring, momentum=momentum,
-                                climbing=climbing, insert=insert, value=value, progress=progress)
-    points = [pa] + [{k: v.cpu() for k, v in _unflat(p.detach(), like).items()}
-                     for p in band[1:-1]] + [pb]
-    meta = {"made_by": "lossmap.neb", "pivots": pivots, "steps": steps, "lr": lr,
-            "spring": spring, "momentum": momentum, "climbing": climbing, "insert": insert,
-            "batch_size": batch_size, "seed": seed, "samples": n,
-            "seconds": round(time.perf_counter() - started, 3)}
-    return band_curve(points, band, info, meta)
+def _arc_knots(x: torch.Tensor) -> list[float]:
+    """Cumulative length along the band, from 0 to 1 (the polychain's knots)."""
+    lengths = (x[1:] - x[:-1]).to(torch.float64).norm(dim=1)
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64), lengths.cumsum(0).cpu()])
+    if float(cum[-1]) == 0.0:
+        raise InputError("the two endpoints are the same point: there is no band between them")
+    knots = (cum / cum[-1]).tolist()
+    knots[-1] = 1.0
+    return knots
+
+
+def check_band(steps: Any, lr: Any, spring: Any, momentum: Any, insert: Any,
+                pivots: Any) -> tuple:
+    """The band's settings, checked: (pivots, steps, lr, spring, momentum, insert)."""
+    return (check_int("pivots", pivots, 1, "movable pivots between the endpoints, e.g. 8"),
+            check_int("steps", steps, 1, "relaxation steps"), check_float("lr", lr),
+            check_float("spring", spring, strict=False),
+            check_float("momentum", momentum, strict=False, high=1.0),
+            check_int("insert", insert, 0, "pivots AutoNEB may add, 0 for none"))
+
+
+def straight_band(a: torch.Tensor, b: torch.Tensor, pivots: int) -> torch.Tensor:
+    """The straight band: ``pivots`` evenly spaced points between ``a`` and ``b``: (P + 2, D)."""
+    s = torch.linspace(0, 1, pivots + 2, dtype=a.dtype, device=a.device)[:, None]
+    x = a[None] + s * (b - a)[None]
+    x[0], x[-1] = a, b  # exactly
+    return x
+
+
+def band_curve(points: list, x: torch.Tensor, info: dict, meta: dict) -> Curve:
+    """The relaxed band as a polychain on arc-length knots, with its values and saddle in meta."""
+    knots = _arc_knots(x)
+    top = 1 + int(np.argmax(info["values"][1:-1]))
+    saddle = {"value": info["values"][top], "index": top, "t": knots[top]}
+    return Curve(points, "polychain", knots=knots, meta={**meta, **info, "saddle": saddle})
+
