@@ -88,6 +88,15 @@ def _resolve(name: str) -> str:
     return name
 
 
+def _from(node: ast.ImportFrom, package: str) -> str:
+    """The absolute name of the module of ``from <module> import …`` in ``package``."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")
+    base = ".".join(base[: len(base) - (node.level - 1)])
+    return f"{base}.{node.module}" if node.module else base
+
+
 def imports(module: str, source: str | None = None) -> list[Import]:
     """Every import of a lossmap module by ``module``: absolute or relative, at the top,
     inside functions or under ``if TYPE_CHECKING:``."""
@@ -99,12 +108,7 @@ def imports(module: str, source: str | None = None) -> list[Import]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = ".".join(base[: len(base) - (node.level - 1)])
-                base = f"{base}.{node.module}" if node.module else base
-            else:
-                base = node.module or ""
+            base = _from(node, package)
             # `from x import y`: y may be a submodule of x or a name defined in x
             names = [f"{base}.{a.name}" for a in node.names]
         else:
@@ -242,3 +246,93 @@ def test_the_core_never_imports_the_jax_backend_by_module():
         if not jax_side(m) and m not in allowed and jax_side(e.target)
     ]
     assert not offenders, "modules outside lossmap/jax/ import it:\n" + "\n".join(offenders)
+
+
+# -- private names stay inside their package ---------------------------------------------
+
+
+def _package_of(module: str) -> str:
+    """The package a module belongs to: itself for a package's ``__init__``."""
+    return module if MODULES[module].name == "__init__.py" else module.rsplit(".", 1)[0]
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_imports(module: str, source: str | None = None) -> list[str]:
+    """``from M import _name`` (or ``M._name`` of an imported module M) in ``module``, where M
+    is a lossmap module in another package.
+
+    Dunder names (``__version__``) are public; a public name bound to a private
+    alias (``import x as _x``) is fine; so is anything from the same package.
+    """
+    source = MODULES[module].read_text(encoding="utf-8") if source is None else source
+    here = _package_of(module)
+    where = MODULES[module].relative_to(SRC.parent)
+    tree = ast.parse(source)
+    found = []
+    foreign: dict[str, str] = {}  # local name -> a lossmap module of another package
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname and alias.name in MODULES and _package_of(alias.name) != here:
+                    foreign[alias.asname] = alias.name
+            continue
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        base = _from(node, here)
+        if not (base == "lossmap" or base.startswith("lossmap.")):
+            continue
+        for alias in node.names:
+            target = _resolve(f"{base}.{alias.name}")  # a submodule, or a name in `base`
+            if target == f"{base}.{alias.name}" and _package_of(target) != here:
+                foreign[alias.asname or alias.name] = target
+            if _private(alias.name) and _package_of(target) != here:
+                found.append(f"{module} imports {alias.name} from {base} ({where}:{node.lineno})")
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in foreign and _private(node.attr)):
+            found.append(f"{module} uses {foreign[node.value.id]}.{node.attr} "
+                         f"({where}:{node.lineno})")
+    return found
+
+
+def test_the_private_import_finder_finds_them():
+    source = textwrap.dedent("""
+        from __future__ import annotations
+        from ..train.files import _write_atomic, RUN_FILES
+        from .common import _check_surface
+        from .. import __version__
+        from ..scan.pathspec import plain as _plain
+        from lossmap.plot.interactive import _TOPOJSON_CDN
+        from numpy import _private_of_numpy
+        import numpy as np
+        from . import common
+        def later():
+            from ..plot import interactive as web
+            from ..plot import between as _b
+            return web._TOPOJSON_LOCAL, web.to_html, common._values, np._NoValue, __name__
+        """)
+    found = private_imports("lossmap.analysis.slope", source)
+    assert found == [
+        "lossmap.analysis.slope imports _write_atomic from lossmap.train.files "
+        "(lossmap/analysis/slope.py:3)",
+        "lossmap.analysis.slope imports _TOPOJSON_CDN from lossmap.plot.interactive "
+        "(lossmap/analysis/slope.py:7)",
+        "lossmap.analysis.slope uses lossmap.plot.interactive._TOPOJSON_LOCAL "
+        "(lossmap/analysis/slope.py:14)",
+    ]
+    # a package's __init__ belongs to that package: its modules' private names are its own
+    assert private_imports("lossmap.analysis", "from .common import _values") == []
+    assert private_imports("lossmap.analysis", "from ..surface import _x") == [
+        "lossmap.analysis imports _x from lossmap.surface (lossmap/analysis/__init__.py:1)"]
+
+
+def test_no_private_name_is_imported_from_another_package():
+    """A ``_name`` is its package's own business; what another package needs gets a public
+    name (and a home where both can import it)."""
+    offenders = [line for m in MODULES for line in private_imports(m)]
+    assert not offenders, (
+        f"{len(offenders)} private name(s) imported across packages:\n" + "\n".join(offenders)
+    )
