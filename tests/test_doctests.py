@@ -43,6 +43,7 @@ WITH_EXAMPLES = [
     "lossmap.cli.entry",
     "lossmap.cli.import_li",
     "lossmap.cli.options",
+    "lossmap.cli.outputs",
     "lossmap.cli.plot",
     "lossmap.cli.report",
     "lossmap.cli.specfile",

@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     """
     from ..interop.li2018 import import_li_surface
     from ..surface import load
+    from .outputs import check_out_file
 
+    check_out_file(args.out, overwrite=True)  # a folder, FIFO or device refused; a file: below
     if args.model and not args.directions:
         raise InputError("--model names the tensors of --directions: give --directions DIR.h5 "
                          "(their direction file) too, or leave --model out")

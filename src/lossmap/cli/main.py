@@ -185,12 +185,12 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             values[key] = v
     cfg = ScanConfig(**values).validate()
     out = Path(cfg.out)
-    if out.exists() and not is_store(out):
+    check_out_file(out, flag="--out", overwrite=True)  # a store: resumed, never replaced
+    if out.exists() and not is_store(out):  # is_store reads it: a FIFO is refused above
         raise InputError(
             f"--out {str(out)!r} exists and is not a lossmap store; it was left untouched: "
             "choose another path"
         )
-    check_out_file(out, flag="--out", overwrite=True)  # a store: resumed, never replaced
     model = load_model(cfg.model)
     data = call_entry(cfg.data, what="--data")
     loss_fn = load_loss(cfg.loss, model=model, own_loss=True)

@@ -7,6 +7,10 @@ naming the path and the fix. Nothing is created by the check: a probe file
 is made and removed in the nearest folder that exists, which is where the
 command makes the missing folders later.
 
+An output that exists must be a regular file or a folder: a named pipe
+(FIFO), socket or device is refused before anything opens it (opening a FIFO
+blocks until another process opens its other end, so the command would hang).
+
 The overwrite rule of single-file outputs (``export``, ``plot``, ``report``,
 ``hessian -o`` / ``--plot``): an existing file is replaced only with
 ``--overwrite``, except that ``plot``, ``report`` and ``hessian`` replace an
@@ -21,12 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["add_overwrite", "check_out_file", "check_out_folder", "holds_own_output"]
+__all__ = [
+    "add_overwrite", "check_not_special", "check_out_file", "check_out_folder", "holds_own_output",
+]
 
 # How each kind of output begins (after leading white space for the text ones).
 _SIGNATURES: dict[str, tuple[bytes, ...]] = {
@@ -36,6 +43,53 @@ _SIGNATURES: dict[str, tuple[bytes, ...]] = {
     ".html": (b"<!doctype html", b"<html"),
     ".htm": (b"<!doctype html", b"<html"),
 }
+
+
+# What an existing output may be instead of a regular file or a folder, by name.
+_SPECIAL = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def check_not_special(path: str | os.PathLike, flag: str = "-o") -> None:
+    """Refuse an existing ``path`` that is neither a regular file nor a folder.
+
+    Only the path's status is read (a symbolic link is followed); nothing is
+    opened, so a FIFO cannot block the check itself.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The output the command will write.
+    flag : str, default "-o"
+        The option that named it, for the message.
+
+    Raises
+    ------
+    lossmap.errors.InputError
+        ``path`` is a named pipe, a socket or a device.
+
+    Examples
+    --------
+    >>> check_not_special("/dev/null", "--out")
+    Traceback (most recent call last):
+    ...
+    lossmap.errors.InputError: --out '/dev/null' is a character device, not a regular file or a folder: lossmap writes only files and folders there; choose another path
+    """  # noqa: E501
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # absent (or not reachable: the write check names why)
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
+    raise InputError(
+        f"{flag} {os.fspath(path)!r} is {kind}, not a regular file or a folder: lossmap writes "
+        "only files and folders there; choose another path"
+    )
 
 
 def add_overwrite(parser: argparse.ArgumentParser, *, own: bool = True) -> None:
@@ -129,11 +183,13 @@ def check_out_file(path: str | os.PathLike, *, flag: str = "-o", overwrite: bool
     Raises
     ------
     lossmap.errors.InputError
-        The path is a folder, lies under a file, cannot be written, or is an
-        existing file that may not be replaced.
+        The path is a folder, a named pipe, socket or device, lies under a
+        file, cannot be written, or is an existing file that may not be
+        replaced.
     """
     path = Path(path)
     fix = "choose another path"
+    check_not_special(path, flag)
     if path.is_dir():
         raise InputError(f"{flag} {str(path)!r} is a folder: name a file, e.g. {flag} "
                          f"{str(path / ('out' + path.suffix))!r}")
@@ -153,10 +209,12 @@ def check_out_folder(path: str | os.PathLike, *, flag: str = "--out") -> Path:
     Raises
     ------
     lossmap.errors.InputError
-        ``path`` is a file, lies under a file, or no file can be made there.
+        ``path`` is a file, a named pipe, socket or device, lies under a
+        file, or no file can be made there.
     """
     path = Path(path)
     fix = "choose another folder"
+    check_not_special(path, flag)
     if path.exists() and not path.is_dir():
         raise InputError(f"{flag} {str(path)!r} is a file, not a folder: {fix}")
     _check_writable(path, path, flag, fix)

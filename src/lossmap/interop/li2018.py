@@ -157,22 +157,28 @@ def load_li_directions(path: str | os.PathLike, model: Any = None) -> list[Direc
     lossmap.errors.InputError: direction file 'directions.h5': xdirection/0 has shape (2, 3) ...
     """
     p = Path(path)
-    lists = read_direction_lists(p)
-    names, targets, how = _targets(model, len(lists[0]), p)
+    found: list[tuple[list[str], list[Any], str]] = []
+
+    def check(shapes: list[tuple[int, ...]]) -> None:  # before any tensor is read
+        names, targets, how = _targets(model, len(shapes), p)
+        for i, (name, shape, target) in enumerate(zip(names, shapes, targets, strict=True)):
+            if isinstance(target, torch.Tensor) and shape != tuple(target.shape):
+                raise InputError(
+                    f"direction file {str(p)!r}: xdirection/{i} has shape {shape} but "
+                    f"{name!r} of the model has {tuple(target.shape)}: the directions were "
+                    "made for another model (or the order differs)"
+                )
+        found.append((names, targets, how))
+
+    lists = read_direction_lists(p, check)
+    names, targets, how = found[0]
     out = []
     for axis, arrays in zip("xy", lists, strict=False):
         tensors, dropped = {}, []
-        for i, (name, a, target) in enumerate(zip(names, arrays, targets, strict=True)):
-            if isinstance(target, torch.Tensor):
-                if tuple(a.shape) != tuple(target.shape):
-                    raise InputError(
-                        f"direction file {str(p)!r}: {axis}direction/{i} has shape "
-                        f"{tuple(a.shape)} but {name!r} of the model has {tuple(target.shape)}: "
-                        "the directions were made for another model (or the order differs)"
-                    )
-                if not target.is_floating_point():  # e.g. num_batches_tracked
-                    dropped.append(name)
-                    continue
+        for name, a, target in zip(names, arrays, targets, strict=True):
+            if isinstance(target, torch.Tensor) and not target.is_floating_point():
+                dropped.append(name)  # e.g. num_batches_tracked
+                continue
             t = torch.from_numpy(np.ascontiguousarray(a))
             tensors[name] = t if t.is_floating_point() else t.to(torch.float32)
         meta = {"kind": "imported", "source": SOURCE, "file": str(p), "axis": axis,

@@ -22,21 +22,31 @@ Direction file (``net_plotter.py``, ``h5_util.py``)
     ``model.state_dict()`` (``dir_type="states"``, buffers included). The
     names of the parameters are not stored.
 
+Only data stored in the file itself is read. A member that is an external
+or soft link, a virtual dataset, or a dataset whose values HDF5 keeps in
+another file (external storage) is refused by name before any value is read
+(:func:`stored_member`): such a file would otherwise make lossmap read other
+files. Every shape is checked against the coordinates (and a grid against
+:data:`~lossmap.scan.spec.MAX_POINTS`) before a dataset is read, so a small file
+declaring a huge dataset allocates nothing.
+
 ``h5py`` (the ``li`` extra) is imported only when a file is read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, MissingFileError
-from ..scan.spec import Axis, ScanSpec
+from ..scan.spec import MAX_POINTS, Axis, ScanSpec
 
 SUFFIXES = (".h5", ".hdf5")
 NOT_COMPUTED = -1.0
@@ -70,13 +80,66 @@ def _names(f: Any) -> str:
     return ", ".join(sorted(f)) or "nothing"
 
 
-def _coordinates(f: Any, name: str, path: Path) -> tuple[Axis, bool]:
+def stored_member(group: Any, name: str, path: Path) -> Any:
+    """``group[name]`` when the file itself stores it; None when there is no such member.
+
+    Looks at the link before following it: an external link, a soft link, a
+    virtual dataset and a dataset with external storage are refused, naming
+    the member, and nothing of them (nor of the files they point to) is read.
+
+    Parameters
+    ----------
+    group : h5py.Group
+        The file or a group of it.
+    name : str
+        A member of ``group`` (one name, no ``/``).
+    path : Path
+        The file, for the message.
+
+    Returns
+    -------
+    h5py.Group or h5py.Dataset or None
+    """
+    import h5py
+
+    link = group.get(name, getlink=True)
+    if link is None:
+        return None
+    member = f"{group.name.rstrip('/')}/{name}".lstrip("/")
+    where = f"{str(path)!r}: {member!r}"
+    fix = ("lossmap reads only data stored in the file itself: copy the data into the file "
+           "(e.g. h5py's f[name] = f[name][()] in a copy you trust), or delete the member")
+    if isinstance(link, h5py.ExternalLink):
+        raise InputError(f"{where} is an external link to another file; {fix}")
+    if not isinstance(link, h5py.HardLink):
+        raise InputError(f"{where} is a soft link (to {link.path!r}); {fix}")
+    obj = group[name]
+    if isinstance(obj, h5py.Dataset):
+        if obj.is_virtual:
+            raise InputError(f"{where} is a virtual dataset (its values live in other "
+                             f"datasets or files); {fix}")
+        if obj.id.get_create_plist().get_external_count() > 0:
+            raise InputError(f"{where} keeps its values in another file (HDF5 external "
+                             f"storage); {fix}")
+    return obj
+
+
+def _stored(group: Any, path: Path) -> dict[str, Any]:
+    """Every member of ``group`` by name, each checked by :func:`stored_member`."""
+    return {name: stored_member(group, name, path) for name in group}
+
+
+def _coordinates(f: dict[str, Any], name: str, path: Path) -> tuple[Axis, bool]:
     """The grid axis of a coordinate dataset, and whether it runs from high to low."""
     obj = f[name]
     where = f"{str(path)!r}: {name!r}"
     if not hasattr(obj, "dtype") or obj.dtype.kind not in "fiu" or obj.ndim != 1:
         raise InputError(f"{where} must be a 1-D array of numbers (np.linspace of the axis), "
                          f"got {_describe(obj)}")
+    if obj.shape[0] > MAX_POINTS:
+        raise InputError(f"{where} holds {obj.shape[0]:,} coordinates, more than the "
+                         f"{MAX_POINTS:,} points a lossmap surface may have: the file is "
+                         "damaged or not a surface file of Li et al.'s code")
     c = np.asarray(obj[()], dtype=np.float64)
     if c.size < 2 or not np.isfinite(c).all():
         raise InputError(f"{where} must hold at least 2 finite coordinates, got {c.tolist()}")
@@ -98,22 +161,36 @@ def _describe(obj: Any) -> str:
     return f"shape {obj.shape}, dtype {obj.dtype}"
 
 
-def _on_grid(data: np.ndarray, name: str, shape: tuple[int, ...], path: Path) -> np.ndarray:
-    """The values of one dataset as an array of ``shape``: ``[i, j]`` at ``(x[i], y[j])``."""
+def _on_grid(obj: Any, name: str, shape: tuple[int, ...], path: Path) -> np.ndarray:
+    """The values of one dataset as an array of ``shape``: ``[i, j]`` at ``(x[i], y[j])``.
+
+    The dataset's declared shape is checked before anything is read.
+    """
     if len(shape) == 1:
-        if data.shape == shape:
-            return data.copy()
+        fits = tuple(obj.shape) == shape
         need = f"({shape[0]},), one value per x coordinate"
     else:
         nx, ny = shape
-        if data.ndim == 2 and data.shape in ((nx, ny), (ny, nx)):
-            # filled in np.meshgrid(x, y) order: flat index j * nx + i
-            return data.reshape(-1).reshape(ny, nx).T.copy()
+        fits = tuple(obj.shape) in ((nx, ny), (ny, nx))
         need = f"({nx}, {ny}) for the {nx} x coordinates and {ny} y coordinates"
-    raise InputError(
-        f"{str(path)!r}: dataset {name!r} has shape {data.shape}, but the grid needs {need}: "
-        "the file is damaged or not in the layout of Li et al.'s plot_surface.py"
-    )
+    if not fits:
+        raise InputError(
+            f"{str(path)!r}: dataset {name!r} has shape {tuple(obj.shape)}, but the grid needs "
+            f"{need}: the file is damaged or not in the layout of Li et al.'s plot_surface.py"
+        )
+    data = np.asarray(obj[()], dtype=np.float64)
+    if len(shape) == 1:
+        return data
+    # filled in np.meshgrid(x, y) order: flat index j * nx + i
+    return data.reshape(-1).reshape(shape[::-1]).T.copy()
+
+
+def _dir_file(obj: Any) -> Any:
+    """The direction file's path a surface file records: one string, else None."""
+    if not hasattr(obj, "dtype") or obj.dtype.kind not in "SOU" or obj.size != 1:
+        return None
+    value = obj[()]
+    return value.reshape(-1)[0] if isinstance(value, np.ndarray) else value
 
 
 def _is_values(name: str, obj: Any) -> bool:
@@ -168,7 +245,8 @@ def read_surface(path: str | os.PathLike) -> dict[str, Any]:
         :func:`lossmap.interop.load_li_surface` for what each holds.
     """
     p = Path(path)
-    with open_h5(p, "surface file") as f:
+    with open_h5(p, "surface file") as h5:
+        f = _stored(h5, p)  # every member checked before any value is read
         if "xcoordinates" not in f:
             if "xdirection" in f:
                 raise InputError(
@@ -184,15 +262,20 @@ def read_surface(path: str | os.PathLike) -> dict[str, Any]:
         if "ycoordinates" in f:
             axes.append(_coordinates(f, "ycoordinates", p))
         shape = tuple(a.n for a, _ in axes)
+        if math.prod(shape) > MAX_POINTS:
+            raise InputError(
+                f"{str(p)!r}: its grid of {' x '.join(map(str, shape))} points has "
+                f"{math.prod(shape):,}, more than the {MAX_POINTS:,} a lossmap surface may have"
+            )
         raw, skipped = {}, []
-        for name in f:
+        for name, obj in f.items():
             if name in _NOT_VALUES:
                 continue
-            if not _is_values(name, f[name]):
+            if not _is_values(name, obj):
                 skipped.append(name)
                 continue
-            raw[name] = _on_grid(np.asarray(f[name][()], dtype=np.float64), name, shape, p)
-        dir_file = f["dir_file"][()] if "dir_file" in f else None
+            raw[name] = _on_grid(obj, name, shape, p)
+        dir_file = _dir_file(f["dir_file"]) if "dir_file" in f else None
     if not raw:
         raise InputError(
             f"{str(p)!r} holds coordinates but no values: Li et al.'s surface files hold "
@@ -259,12 +342,19 @@ def _fields(p: Path, grid: list[Axis], raw: dict[str, np.ndarray], skipped: list
             "path": str(p), "meta": {"imported": record}}
 
 
-def read_direction_lists(path: str | os.PathLike) -> list[list[np.ndarray]]:
+def read_direction_lists(
+    path: str | os.PathLike,
+    check: Callable[[list[tuple[int, ...]]], None] | None = None,
+) -> list[list[np.ndarray]]:
     """The tensors of a direction file: one list per axis (``xdirection`` [, ``ydirection``]),
-    each in the file's order ``0, 1, …``, checked to be complete and alike."""
+    each in the file's order ``0, 1, …``, checked to be complete and alike.
+
+    ``check``, if given, is called with the shapes of the first axis's tensors
+    (as the file declares them) before any tensor is read, and raises if they
+    do not fit (a model's parameters)."""
     p = Path(path)
-    out: list[list[np.ndarray]] = []
-    with open_h5(p, "direction file") as f:
+    with open_h5(p, "direction file") as h5:
+        f = _stored(h5, p)
         if "xdirection" not in f:
             hint = ("it is a surface file (xcoordinates): read it with lm.load"
                     if "xcoordinates" in f else f"it holds {_names(f)}")
@@ -273,35 +363,40 @@ def read_direction_lists(path: str | os.PathLike) -> list[list[np.ndarray]]:
                 f"al.'s loss-landscape code (groups xdirection [, ydirection] of datasets 0, 1, "
                 f"…); {hint}"
             )
-        for group in ("xdirection", "ydirection")[: 1 + ("ydirection" in f)]:
-            grp = f[group]
-            if hasattr(grp, "dtype"):
-                raise InputError(f"{str(p)!r}: {group!r} is a dataset; the reference layout has "
-                                 "a group of datasets named 0, 1, …")
-            want = [str(i) for i in range(len(grp))]
-            if sorted(grp, key=lambda k: (len(k), k)) != want:
-                missing = sorted(set(want) - set(grp), key=int)
-                extra = sorted(set(grp) - set(want))
-                raise InputError(
-                    f"{str(p)!r}: group {group!r} must hold datasets 0 to {len(want) - 1}, one "
-                    f"per tensor; " + (f"{missing[0]!r} is missing" if missing else
-                                       f"it also holds {', '.join(map(repr, extra))}")
-                )
-            tensors = []
-            for k in want:
-                obj = grp[k]
-                if not hasattr(obj, "dtype") or obj.dtype.kind not in "fiu":
-                    raise InputError(f"{str(p)!r}: {group}/{k} is {_describe(obj)}, not an "
-                                     "array of numbers")
-                tensors.append(np.asarray(obj[()]))
-            out.append(tensors)
-    if len(out) == 2:
-        shapes = [[t.shape for t in ts] for ts in out]
-        if shapes[0] != shapes[1]:
+        datasets = [_direction_datasets(f[g], g, p)
+                    for g in ("xdirection", "ydirection")[: 1 + ("ydirection" in f)]]
+        shapes = [[tuple(d.shape) for d in ds] for ds in datasets]
+        if len(shapes) == 2 and shapes[0] != shapes[1]:
             at = next((i for i, (a, b) in enumerate(zip(*shapes, strict=False)) if a != b),
                       min(map(len, shapes)))
             raise InputError(
                 f"{str(p)!r}: xdirection and ydirection differ at tensor {at} "
-                f"({len(out[0])} and {len(out[1])} tensors): both must follow the model's order"
+                f"({len(shapes[0])} and {len(shapes[1])} tensors): both must follow the "
+                "model's order"
             )
-    return out
+        if check is not None:
+            check(shapes[0])
+        return [[np.asarray(d[()]) for d in ds] for ds in datasets]
+
+
+def _direction_datasets(grp: Any, group: str, p: Path) -> list[Any]:
+    """The datasets ``0, 1, …`` of one direction group, checked, none of them read."""
+    if hasattr(grp, "dtype"):
+        raise InputError(f"{str(p)!r}: {group!r} is a dataset; the reference layout has "
+                         "a group of datasets named 0, 1, …")
+    members = _stored(grp, p)
+    want = [str(i) for i in range(len(members))]
+    if sorted(members, key=lambda k: (len(k), k)) != want:
+        missing = sorted(set(want) - set(members), key=int)
+        extra = sorted(set(members) - set(want))
+        raise InputError(
+            f"{str(p)!r}: group {group!r} must hold datasets 0 to {len(want) - 1}, one "
+            f"per tensor; " + (f"{missing[0]!r} is missing" if missing else
+                               f"it also holds {', '.join(map(repr, extra))}")
+        )
+    for k in want:
+        obj = members[k]
+        if not hasattr(obj, "dtype") or obj.dtype.kind not in "fiu":
+            raise InputError(f"{str(p)!r}: {group}/{k} is {_describe(obj)}, not an "
+                             "array of numbers")
+    return [members[k] for k in want]
