@@ -317,7 +317,13 @@ class Curve:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Curve:
-        """Read a curve written by :meth:`save`."""
+        """Read a curve written by :meth:`save`.
+
+        Every field of the file's header is checked (its kind, control point
+        count, names, knots and meta), and its names must cover every tensor
+        of the file: a damaged or foreign file is one
+        :class:`~lossmap.errors.InputError` naming the file and the field.
+        """
         from safetensors import SafetensorError
         from safetensors.torch import load
 
@@ -327,17 +333,113 @@ class Curve:
         try:
             blob = path.read_bytes()
             tensors = load(blob)
-            n = int.from_bytes(blob[:8], "little")  # the safetensors header's length
-            header = json.loads(json.loads(blob[8:8 + n])["__metadata__"][_KEY])
-        except (SafetensorError, KeyError, ValueError, OSError) as exc:
+        except (SafetensorError, ValueError, OSError) as exc:
             raise InputError(
                 f"{str(path)!r} is not a lossmap curve file ({type(exc).__name__}: {exc}): "
                 "write one with Curve.save or `lossmap curve`"
             ) from None
-        if header.get("format") != FORMAT:
-            raise InputError(f"{str(path)!r} has curve format {header.get('format')!r}; this "
-                             f"lossmap reads {FORMAT!r}: upgrade lossmap")
-        points = [{k: tensors[f"{j}/{k}"] for k in header["names"]}
-                  for j in range(int(header["points"]))]
+        header = _header(path, blob)
+        points = int(header["points"])
+        names = header["names"]
+        _check_tensors(path, tensors, names, points)
         knots = header["knots"] if header["kind"] == "polychain" else None
-        return cls(points, header["kind"], knots=knots, meta=header["meta"])
+        try:
+            return cls([{k: tensors[f"{j}/{k}"] for k in names} for j in range(points)],
+                       header["kind"], knots=knots, meta=header["meta"])
+        except InputError as exc:  # the points differ in shape or dtype, bad knots, …
+            raise InputError(f"curve file {str(path)!r}: {exc}") from None
+
+
+def _damaged(path: Path, what: str) -> InputError:
+    """The error for a curve file whose header field is wrong (``what`` says which and how)."""
+    return InputError(
+        f"curve file {str(path)!r}: {what}; the file is damaged or was not written by "
+        "Curve.save: write it again with Curve.save or `lossmap curve`"
+    )
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+# The header's fields: (the check, what it must be).
+_FIELDS: dict[str, tuple[Any, str]] = {
+    "kind": (lambda v: v in KINDS, f"one of {', '.join(map(repr, KINDS))}"),
+    "points": (lambda v: _is_int(v) and v >= 2, "a whole number of control points, at least 2"),
+    "names": (lambda v: isinstance(v, list) and bool(v) and all(isinstance(n, str) for n in v),
+              "a non-empty list of tensor names"),
+    "knots": (lambda v: isinstance(v, list) and all(_is_number(k) for k in v),
+              "a list of numbers"),
+    "meta": (lambda v: isinstance(v, dict), "a JSON object"),
+}
+
+
+def _header(path: Path, blob: bytes) -> dict[str, Any]:
+    """The curve header of a safetensors file's metadata, every field checked."""
+    n = int.from_bytes(blob[:8], "little")  # the safetensors header's length
+    metadata = json.loads(blob[8:8 + n]).get("__metadata__") or {}  # load() checked the JSON
+    if _KEY not in metadata:
+        raise InputError(
+            f"{str(path)!r} holds tensors but no {_KEY!r} metadata, so it is not a lossmap "
+            "curve file: write one with Curve.save or `lossmap curve`"
+        )
+    try:
+        header = json.loads(metadata[_KEY])
+    except ValueError as exc:
+        raise _damaged(path, f"its {_KEY!r} header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise _damaged(path, f"its {_KEY!r} header is a JSON {type(header).__name__}, "
+                             "not an object")
+    version = header.get("format")
+    if version != FORMAT:
+        if isinstance(version, str) and version.startswith(FORMAT.split("/")[0] + "/"):
+            raise InputError(f"{str(path)!r} has curve format {version!r}; this lossmap reads "
+                             f"{FORMAT!r}: upgrade lossmap")
+        raise _damaged(path, f"header field 'format' is {version!r}, not {FORMAT!r}")
+    for field, (ok, want) in _FIELDS.items():
+        if field == "knots" and header.get("kind") != "polychain":
+            continue  # a Bézier curve has none to read
+        if field not in header:
+            raise _damaged(path, f"header field {field!r} is missing")
+        if not ok(header[field]):
+            raise _damaged(path, f"header field {field!r} is {_shown(header[field])}, "
+                                 f"but must be {want}")
+    names = header["names"]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise _damaged(path, f"header field 'names' lists {_listed(twice)} more than once")
+    return header
+
+
+def _shown(value: Any) -> str:
+    """A short account of a JSON value for a message: its type and (cut) text."""
+    text = json.dumps(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return f"a JSON {type(value).__name__} ({text})"
+
+
+def _listed(names: Sequence[str], most: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _check_tensors(path: Path, tensors: Mapping[str, torch.Tensor], names: list[str],
+                   points: int) -> None:
+    """The file holds exactly the tensors ``<j>/<name>`` that its header's names and count give."""
+    if points * len(names) > len(tensors):  # checked first: a huge count builds no list
+        raise _damaged(path, f"header fields 'points' ({points}) and 'names' ({len(names)}) "
+                             f"give {points * len(names):,} tensors, but the file holds "
+                             f"{len(tensors)}")
+    want = [f"{j}/{k}" for j in range(points) for k in names]
+    missing = [w for w in want if w not in tensors]
+    if missing:
+        raise _damaged(path, f"header fields 'names' and 'points' give tensor(s) "
+                             f"{_listed(missing)} that the file does not hold")
+    left_out = sorted(set(tensors) - set(want))
+    if left_out:
+        raise _damaged(path, f"header field 'names' leaves out tensor(s) {_listed(left_out)} "
+                             "that the file holds (a curve's names cover every tensor)")
