@@ -332,3 +332,47 @@ def test_report_shows_perplexity_beside_a_token_loss(tmp_path):
     other = lm.Surface(lm.ScanSpec(grid=((-1, 1, 3),), splits=("zen",), metrics=("loss",),
                                    loss="CrossEntropyLoss"), tok.values, tok.done)
     assert "perplexity" not in write_report([("ce", other)], tmp_path / "c.html").read_text()
+
+
+class TinyLM(nn.Module):
+    """Token ids (B, T) to logits (B, T, V): an embedding and a linear head, no transformers."""
+
+    def __init__(self, vocab=16, width=8):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb, self.head = nn.Embedding(vocab, width), nn.Linear(width, vocab)
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.head(torch.tanh(self.emb(input_ids)))
+
+
+def _token_batches(scored: bool) -> list[dict]:
+    g = torch.Generator().manual_seed(3)
+    out = []
+    for width in (6, 4):
+        ids = torch.randint(0, 16, (3, width), generator=g)
+        out.append({"input_ids": ids, "labels": ids if scored else torch.full_like(ids, -100)})
+    return out
+
+
+def test_a_split_with_no_scored_tokens_is_refused_before_any_point():
+    """Issue 21 item 15: every label -100 is one line at scan time, not 'all diverged'."""
+    model = TinyLM()
+    data = {"train": _token_batches(True), "val": _token_batches(False)}
+
+    def loss(outputs, batch):
+        return lm.metrics.causal_lm_loss(outputs, batch)
+
+    loss.token_loss = True  # a user's token loss (is_token_loss)
+    with pytest.raises(lm.InputError, match=r"^split 'val' has no scored tokens: every label is "
+                                            r"-100 \(ignore_index\)"):
+        lm.scan(model, loss, data=data, directions=lm.random_direction(model, seed=0),
+                grid=(-1, 1, 5), progress=False)
+    for fn in (lm.metrics.causal_lm_loss, lm.metrics.masked_lm_loss):  # as named
+        with pytest.raises(lm.InputError, match=r"split 'val' has no scored tokens"):
+            lm.scan(model, fn, data=data, directions=lm.random_direction(model, seed=0),
+                    grid=(-1, 1, 3), progress=False)
+    surf = lm.scan(model, lm.metrics.causal_lm_loss, data={"train": data["train"]},
+                   directions=lm.random_direction(model, seed=0), grid=(-1, 1, 3),
+                   progress=False)
+    assert surf.done.all() and np.isfinite(surf["train_loss"]).all()

@@ -100,6 +100,7 @@ WITH_EXAMPLES = [
     "lossmap.report.template",
     "lossmap.scan.api",
     "lossmap.seeding",
+    "lossmap.stats",
     "lossmap.backends.sharded",
     "lossmap.scan.spec",
     "lossmap.train.trainer",

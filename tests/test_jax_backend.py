@@ -314,3 +314,45 @@ def test_example_cnn_agrees_with_pytorch_on_a_line_and_a_plane():
                       grid=grid, batch_size=20, progress=False)
         np.testing.assert_allclose(got["t_loss"], ref["t_loss"], rtol=1e-4)
         assert np.ptp(ref["t_loss"]) > 1e-3  # a real surface, not a constant
+
+
+def test_one_metric_contract_the_length_one_rule_and_accuracy_as_in_pytorch():
+    """Issue 22 item 2: JAX reads a metric's result and scores accuracy by PyTorch's rules."""
+    from lossmap.backends.jax import metrics as M
+    from lossmap.backends.torch.metrics import accuracy as torch_accuracy
+    from lossmap.stats import MEAN, PAIR, TOTAL, VALUES
+
+    def mine(o, y):
+        return o
+
+    assert M.metric_kind("m", mine, jnp.zeros(1), 1) == VALUES  # one example: its value
+    assert M.metric_kind("m", mine, jnp.zeros(1), 8) == MEAN  # one element on 8: the mean
+    assert M.metric_kind("m", mine, (jnp.ones(1), jnp.ones(1)), 1) == PAIR
+    assert M.metric_kind("m", mine, (jnp.ones(1), jnp.ones(1)), 8) == TOTAL
+    with pytest.raises(lm.InputError, match=r"metric 'm' returned shape \(8, 2\)"):
+        M.metric_kind("m", mine, jnp.zeros((8, 2)), 8)
+    g = np.random.default_rng(0)
+    cases = [(g.normal(size=(9, 4)), g.integers(0, 4, 9)),  # class indices
+             (g.normal(size=(3, 5, 4, 6)), g.integers(0, 5, (3, 4, 6))),  # segmentation
+             (g.normal(size=(9, 1)), g.integers(0, 2, 9))]  # one logit per example
+    for out, y in cases:
+        want = [t.numpy() for t in torch_accuracy(torch.from_numpy(out), torch.from_numpy(y))]
+        correct, counts = M.per_example(M.accuracy)(jnp.asarray(out), jnp.asarray(y))
+        np.testing.assert_array_equal(correct, want[0])
+        np.testing.assert_array_equal(counts, want[1])
+        assert float(M.accuracy(jnp.asarray(out), jnp.asarray(y))) == pytest.approx(
+            want[0].sum() / want[1].sum())
+
+
+def test_negative_counts_are_refused_by_the_jax_evaluator(mlp):
+    net, variables = mlp
+    X, y = classification()
+
+    def neg(o, t):
+        return (o ** 2).sum(1), -jnp.ones(o.shape[:1], o.dtype)
+
+    d = lm.random_direction((net, variables), seed=0)
+    with pytest.raises(lm.InputError, match=r"metric 'neg' returned negative counts "
+                                            r"\(-70.0 in all on split 'train'\)"):
+        lm.scan((net, variables), lm.jax.cross_entropy, data={"train": (X, y)}, directions=d,
+                grid=(-1, 1, 3), metrics=("loss", ("neg", neg)), progress=False)

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import lossmap as lm
-from lossmap.backends.torch.metrics import batch_stats, finish, per_example
+from lossmap.backends.torch.metrics import batch_stats, per_example
+from lossmap.stats import finish
 
 
 def _net(seed=0, n_in=5, n_out=3):
@@ -273,3 +274,163 @@ def test_paired_se_with_dict_batches_and_a_store(tmp_path):
     want = (p - c).std() / np.sqrt(len(Y))
     assert s.paired["train_loss"][2] == pytest.approx(float(want), rel=1e-5)
     assert s.se("train_loss")[2] == pytest.approx(float(p.std() / np.sqrt(len(Y))), rel=1e-5)
+
+
+# -- issue 21 item 13: CrossEntropyLoss(weight, ignore_index=255), the segmentation convention
+
+
+@pytest.mark.parametrize("segmentation", [False, True])
+def test_weighted_cross_entropy_with_ignore_index_255_equals_torchs_own_loss(segmentation):
+    torch.manual_seed(0)
+    C = 4
+    if segmentation:  # (N, C, H, W) outputs against (N, H, W) targets
+        net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.Tanh(), nn.Conv2d(6, C, 1))
+        X, y = torch.randn(22, 3, 5, 5), torch.randint(0, C, (22, 5, 5))
+        y[torch.rand(y.shape) < 0.3] = 255
+        y[3] = 255  # an image with every pixel ignored counts 0
+    else:
+        net = _net(seed=2, n_out=C)
+        X, y = torch.randn(40, 5), torch.randint(0, C, (40,))
+        y[::3] = 255
+    w = torch.tensor([0.5, 2.0, 1.0, 3.0])
+    loss = nn.CrossEntropyLoss(weight=w, ignore_index=255)
+    d = lm.random_direction(net, seed=1)
+    s = lm.scan(net, loss, data={"train": (X, y)}, directions=d, grid=(-1, 1, 3),
+                metrics=("loss",), progress=False, batch_size=8)
+    for i, a in enumerate(s.coords["alpha"]):
+        with torch.no_grad():
+            out = _moved(net, [d], [a])(X)
+            own = nn.CrossEntropyLoss(weight=w.double(), ignore_index=255)(out.double(), y)
+        assert s["train_loss"][i] == pytest.approx(float(own), rel=1e-6)
+        if a == 0:  # torch's own float32 loss at the centre, to float32 round-off
+            assert s["train_loss"][i] == pytest.approx(float(loss(out, y)), rel=2e-6)
+        # the ratio estimator over images: tᵢ = Σ w[y]·loss, cᵢ = Σ w[y] over scored items
+        t, c = [], []
+        for k in range(len(y)):
+            yk, ok = y[k].reshape(-1), out[k].double().reshape(C, -1).T
+            keep = yk != 255
+            t.append(sum(float(w[yk[j]]) * float(torch.logsumexp(ok[j], 0) - ok[j, yk[j]])
+                         for j in range(len(yk)) if keep[j]))
+            c.append(float(w[yk[keep]].sum()))
+        value, se = _ratio_se(np.array(t), np.array(c))
+        assert s["train_loss"][i] == pytest.approx(value, rel=1e-6)
+        assert s.se("train_loss")[i] == pytest.approx(se, rel=1e-5)
+    terms = per_example(loss)(out, y)  # the per-example form alone, at the last point
+    assert float(terms[0].sum() / terms[1].sum()) == pytest.approx(float(loss(out, y)), rel=1e-6)
+
+
+# -- one metric contract (issue 22 item 2): the length-1 rule, counts >= 0, accuracy's rule
+
+
+def test_the_length_one_rule_is_the_same_for_values_stats_and_per_example_terms():
+    from lossmap.backends.torch.persample import per_example_terms
+    from lossmap.stats import MEAN, PAIR, TOTAL, VALUES, result_kind
+
+    cpu = torch.device("cpu")
+    one, eight = torch.zeros(1, 3), torch.zeros(8, 3)
+    # shape (N,) on N examples is per example, N = 1 included; one element on more is a mean
+    assert result_kind("m", torch.tensor([0.5]), 1) == VALUES
+    assert result_kind("m", torch.tensor([0.5]), 8) == MEAN
+    assert result_kind("m", (torch.ones(1), torch.ones(1)), 1) == PAIR
+    assert result_kind("m", (torch.ones(1), torch.ones(1)), 8) == TOTAL
+    stats = batch_stats(torch.tensor([0.5]), 1, cpu).numpy()  # one example, its own value
+    assert stats[5] == 1 and stats[2] == 0.25
+    stats = batch_stats((torch.tensor([6.0]), torch.tensor([3.0])), 8, cpu).numpy()
+    assert stats[0] == 6 and stats[1] == 3 and stats[5] == 8 and np.isnan(stats[2])  # total
+    stats = batch_stats(torch.tensor([0.5]), 8, cpu).numpy()  # a mean of shape (1,)
+    assert stats[0] == 4 and stats[1] == 8 and np.isnan(stats[2])
+    # per-example terms (slopes) read a one-example batch as the evaluator does
+    sq = lambda o, t: (o ** 2).sum(1)  # noqa: E731
+    t, c = per_example_terms(sq, one + 2, torch.zeros(1))
+    assert t.tolist() == [12.0] and c is None
+    assert per_example_terms(lambda o, t: (o ** 2).mean().reshape(1), eight, torch.zeros(8)) \
+        is None
+
+
+def test_a_split_whose_last_batch_has_one_example_keeps_its_slope():
+    from lossmap.backends.torch.slopes import centre_slopes
+    from lossmap.data.splits import Split
+
+    net = _net(seed=5)
+    X, y = _data(n=17, seed=2)  # batches of 16 and 1
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    d = {k: torch.randn_like(v) for k, v in params.items()}
+    out = centre_slopes(net, {"sq": lambda o, t: (o ** 2).mean(1)}, params, {}, [d],
+                        [Split("train", X, y)], torch.device("cpu"), 16)
+    assert out["train_sq"][0]["n"] == 17
+
+
+def test_negative_counts_are_refused_naming_the_metric():
+    net = _net()
+    X, y = _data(n=40)
+    d = lm.random_direction(net, seed=0)
+    neg = ("neg", lambda o, t: ((o ** 2).sum(1), torch.full((len(t),), -2.0)))
+    with pytest.raises(lm.InputError, match=r"metric 'neg' returned negative counts .*>= 0"):
+        lm.scan(net, nn.CrossEntropyLoss(), data={"train": (X, y)}, directions=d,
+                grid=(-1, 1, 3), metrics=("loss", neg), progress=False)
+
+
+def test_negative_counts_beyond_the_checked_samples_are_refused_before_any_point():
+    """Dict batches: counts from the batch, negative only in its last batch."""
+    net = _net()
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x)
+
+    batches = []
+    for b in range(3):
+        X, y = _data(n=8, seed=b)
+        batches.append({"x": X, "y": y, "w": torch.full((8,), -1.0 if b == 2 else 1.0)})
+
+    def weighted(out, batch):
+        return (out ** 2).sum(1) * batch["w"], batch["w"]
+
+    model = Net()
+    with pytest.raises(lm.InputError, match=r"metric 'loss' returned negative counts "
+                                            r"\(-8.0 in all on split 'train'\)"):
+        lm.scan(model, weighted, data={"train": batches}, directions=lm.random_direction(
+                model, seed=0), grid=(-1, 1, 5), progress=False)
+
+
+def test_accuracy_is_one_rule_for_indices_segmentation_one_hot_and_one_logit():
+    from lossmap.backends.torch.metrics import accuracy
+    from lossmap.metrics import classification_accuracy, token_accuracy
+
+    g = torch.Generator().manual_seed(0)
+
+    def brute(out, y, axis):  # a loop over every scored item
+        right, scored = np.zeros(len(out)), np.zeros(len(out))
+        o, t = np.moveaxis(out.numpy(), axis, -1), y.numpy()
+        for idx in np.ndindex(t.shape):
+            if t[idx] != -100:
+                scored[idx[0]] += 1
+                right[idx[0]] += float(np.argmax(o[idx]) == t[idx])
+        return right, scored
+
+    out, y = torch.randn(9, 4, generator=g), torch.randint(0, 4, (9,), generator=g)
+    y[2] = -100
+    np.testing.assert_array_equal(np.stack(accuracy(out, y)), np.stack(brute(out, y, 1)))
+    seg, ys = torch.randn(3, 5, 4, 6, generator=g), torch.randint(0, 5, (3, 4, 6), generator=g)
+    ys[0, 1] = -100
+    np.testing.assert_array_equal(np.stack(accuracy(seg, ys)), np.stack(brute(seg, ys, 1)))
+    onehot = F.one_hot(y.clamp(min=0), 4).float()
+    correct, counts = accuracy(out, onehot)
+    assert correct.tolist() == (out.argmax(1) == y.clamp(min=0)).double().tolist()
+    assert counts.tolist() == [1.0] * 9
+    logit, y01 = torch.randn(9, 1, generator=g), torch.randint(0, 2, (9,), generator=g)
+    assert accuracy(logit, y01)[0].tolist() == ((logit[:, 0] > 0) == (y01 == 1)).double().tolist()
+    # lm.metrics reads logits the same way (the classes last)
+    tok, yt = torch.randn(2, 5, 7, generator=g), torch.randint(0, 7, (2, 5), generator=g)
+    right, scored = brute(tok[:, :-1], yt[:, 1:], 2)
+    assert token_accuracy(tok, {"labels": yt})[0].tolist() == right.tolist()
+    assert token_accuracy(tok, {"labels": yt})[1].tolist() == scored.tolist()
+    assert classification_accuracy(out, {"labels": y.clamp(min=0)}).tolist() == \
+        (out.argmax(1) == y.clamp(min=0)).double().tolist()
+    with pytest.raises(lm.InputError, match=r"accuracy cannot read outputs of shape \(9, 4\) "
+                                            r"against targets of shape \(9, 2\)"):
+        accuracy(out, torch.zeros(9, 2, dtype=torch.long))

@@ -37,13 +37,14 @@ from torch import nn
 from ..data.batches import Batches, rows_of
 from ..data.splits import Split, as_splits
 from ..errors import InputError, InputTypeError
-from ..scan.metrics import default_loss, loss_name, no_accuracy, resolve_metrics
+from ..scan.metric_names import default_loss, loss_name, no_accuracy, resolve_metrics
 from ..scan.plan import DEFAULT_METRICS, _axes, _check_meta, _check_samples, _resolve_directions
 from ..scan.spec import ScanSpec
+from ..stats import STATS, finish
 from ..surface import Surface
 from .base import PROBE_SAMPLES, profile_of
 from .torch.build import HALF, work_dtype
-from .torch.metrics import STATS, accuracy, finish
+from .torch.metrics import accuracy
 from .torch.structured import Called, batches_of, call, to_device
 
 #: lm.scan's options and the values a sharded scan accepts for each (any value: None).

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..stats import accuracy_hits
 from .outputs import acc_dtype, labels_of, logits_of
 
 
@@ -74,4 +75,5 @@ def classification_accuracy(outputs: Any, batch: Any) -> torch.Tensor:
     [1.0, 0.0]
     """
     logits, labels = _class_logits(outputs, batch, "classification_accuracy")
-    return (logits.argmax(dim=-1) == labels).to(acc_dtype(logits.device))
+    hit, _ = accuracy_hits(logits, labels, class_axis=-1, ignore_index=None)
+    return hit.to(acc_dtype(logits.device))

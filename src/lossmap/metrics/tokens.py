@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..stats import accuracy_hits
 from .outputs import IGNORE_INDEX, acc_dtype, aligned, labels_of, logits_of
 
 
@@ -112,11 +113,11 @@ def masked_lm_loss(outputs: Any, batch: Any, *, ignore_index: int = IGNORE_INDEX
 
 
 def _hits(outputs: Any, batch: Any, shift: bool, who: str, ignore_index: int):
+    """Right and scored tokens (B, L), by the one accuracy rule (:mod:`lossmap.stats`)."""
     logits = logits_of(outputs)
     labels, shift = labels_of(batch, who, shift=shift)
     logits, labels = aligned(logits, labels, shift, who)
-    mask = labels != ignore_index  # (B, L)
-    hit = (logits.argmax(dim=-1) == labels) & mask  # (B, L)
+    hit, mask = accuracy_hits(logits, labels, class_axis=-1, ignore_index=ignore_index)
     return hit, mask, acc_dtype(logits.device)
 
 

@@ -30,7 +30,7 @@ from ..data.splits import Split, as_splits
 from ..directions.direction import Direction, as_direction
 from ..errors import InputError, InputTypeError
 from ..surface import Surface
-from .metrics import default_loss, loss_name, no_accuracy, resolve_metrics
+from .metric_names import default_loss, loss_name, no_accuracy, resolve_metrics
 from .path import coefficients, resolve_path
 from .spec import AUTOCAST, ScanSpec, check_axis, check_grid_size
 

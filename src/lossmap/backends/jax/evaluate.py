@@ -14,8 +14,10 @@ Standard errors: a metric with per-example terms (the built-in metrics' per-samp
 values, a metric returning one value per example or ``(totals, counts)``, see
 :mod:`lossmap.backends.jax.metrics`) also returns, per batch, Σt, Σc and the sums of
 squares about the batch's own ratio (accurate in float32); the host turns them
-into the float64 sums Σt, Σc, Σt², Σt·c, Σc², n that
-:func:`lossmap.backends.torch.metrics.finish` reads, as the PyTorch Evaluator keeps them.
+into the float64 sums Σt, Σc, Σt², Σt·c, Σc², n that :func:`lossmap.stats.finish`
+reads, as the PyTorch Evaluator keeps them. On the first call the counts are
+checked as PyTorch checks them at the centre: negative counts, or a split on
+which a metric counts nothing, are refused before any point is returned.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ import torch
 from ...data.splits import Split
 from ...errors import InputError
 from ...jax.model import JaxModel, to_jnp
+from ...stats import MEAN, PER_EXAMPLE, STATS, TOTAL, check_counted, check_counts, finish
 from ..base import check_strategy
-from ..torch.metrics import STATS, finish
 from . import metrics as M
 
 DEFAULT_BATCH = 512
@@ -137,6 +139,7 @@ class JaxEvaluator:
                                  for i in range(0, s.n, bs)])
         self.timings["data"] += time.perf_counter() - t0
         self._kinds: list[str] | None = None  # how each metric's result is read (lazily)
+        self._checked = False  # the metrics' counts, checked on the first call
         self.chunk = chunk or self._auto_chunk()
         self._fn = jax.jit(self._program())
 
@@ -170,10 +173,26 @@ class JaxEvaluator:
                            in zip(self.metrics.items(), shapes, strict=True)]
         return self._kinds
 
+    def _check_counts(self, sums: np.ndarray, negative: np.ndarray) -> None:
+        """Refuse negative counts, or a split on which a metric counts nothing (Σc = 0).
+
+        ``sums`` (K, splits, M, STATS) and ``negative`` (K, splits, M), the sums
+        of the negative counts, at the first call's points.
+        """
+        from ...metrics import is_token_loss
+
+        for s, split in enumerate(self.split_names):
+            for m, (name, fn) in enumerate(self.metrics.items()):
+                check_counts(name, negative[:, s, m], split)
+                if self.kinds[m] != MEAN:
+                    for total in sums[:, s, m, 1]:
+                        check_counted(split, name, float(total), tokens=is_token_loss(fn))
+        self._checked = True
+
     @property
     def errors(self) -> bool:
         """Whether :meth:`evaluate` gives standard errors: some metric has per-example terms."""
-        return any(k in M.PER_EXAMPLE for k in self.kinds)
+        return any(k in PER_EXAMPLE for k in self.kinds)
 
     def _parts_fn(self):
         """``point(C, D, fixed, a, X, y) -> (values (M,), stats (M, 6))`` at one point."""
@@ -254,37 +273,42 @@ class JaxEvaluator:
         nm = len(self.metrics)
         out = np.zeros((K, len(self.batches) * nm))
         sums = np.zeros((K, len(self.batches), nm, STATS))
+        negative = np.zeros((K, len(self.batches), nm))
         for s, batches in enumerate(parts):
             for (vals, stats), n in batches:  # read back after all calls are queued
                 out[:, s * nm : (s + 1) * nm] += np.asarray(vals, dtype=np.float64)[:K] * n
-                sums[:, s] += _raw_sums(np.asarray(stats, dtype=np.float64)[:K], n, kinds)
+                stats = np.asarray(stats, dtype=np.float64)[:K]
+                sums[:, s] += _raw_sums(stats[..., :6], n, kinds)
+                negative[:, s] += np.nan_to_num(stats[..., 6])
             out[:, s * nm : (s + 1) * nm] /= self.n[s]
+        if not self._checked:  # the counts, as PyTorch checks them at the centre
+            self._check_counts(sums, negative)
         ratio, se = finish(sums.reshape(K, len(self.batches) * nm, STATS))
-        # The batch means' weighted sum for a batch mean (as before standard errors existed);
-        # Σt/Σc for per-example values and (totals, counts), whose batch means would weigh
-        # examples by their batch's count.
-        exact = np.tile([k not in (M.MEAN, M.BUILTIN) for k in kinds], len(self.batches))
+        # The batch means' weighted sum for a batch mean; Σt/Σc for per-example values and
+        # (totals, counts), whose batch means would weigh examples by their batch's count.
+        exact = np.tile([k != MEAN for k in kinds], len(self.batches))
         out[:, exact] = ratio[:, exact]
         self.timings["forward"] += time.perf_counter() - t0
         return (out, se) if errors else out
 
 
 def _batch_stats(t, c, kind: str, dtype) -> jax.Array:
-    """A batch's (6,) sums of one metric: Σt, Σc, Q, P, S, r (see :func:`_raw_sums`).
+    """A batch's (7,) sums of one metric: Σt, Σc, Q, P, S, r (see :func:`_raw_sums`), Σc⁻.
 
     Q = Σ(t − r·c)², P = Σ(t − r·c)·c and S = Σc² are taken about the batch's own
-    ratio r = Σt/Σc, so that float32 keeps the spread (not the mean²) accurate.
+    ratio r = Σt/Σc, so that float32 keeps the spread (not the mean²) accurate;
+    Σc⁻ is the sum of the negative counts (0 when none), for the counts' check.
     """
     nan = jnp.full((), jnp.nan, dtype)
     if t is None:  # a batch mean: no terms
-        return jnp.stack([nan] * 6)
+        return jnp.stack([nan] * 7)
     t, c = t.astype(dtype), c.astype(dtype)
-    T, C = t.sum(), c.sum()
-    if kind == M.TOTAL:
-        return jnp.stack([T, C, nan, nan, nan, nan])
+    T, C, neg = t.sum(), c.sum(), jnp.minimum(c, 0).sum()
+    if kind == TOTAL:
+        return jnp.stack([T, C, nan, nan, nan, nan, neg])
     r = jnp.where(C != 0, T / jnp.where(C != 0, C, 1), 0)
     u = t - r * c
-    return jnp.stack([T, C, (u * u).sum(), (u * c).sum(), (c * c).sum(), r])
+    return jnp.stack([T, C, (u * u).sum(), (u * c).sum(), (c * c).sum(), r, neg])
 
 
 def _raw_sums(stats: np.ndarray, rows: int, kinds: Sequence[str]) -> np.ndarray:
@@ -297,9 +321,9 @@ def _raw_sums(stats: np.ndarray, rows: int, kinds: Sequence[str]) -> np.ndarray:
     n = np.full_like(T, rows)
     raw = np.stack([T, C, Q + 2 * r * P + r * r * S, P + r * S, S, n], axis=-1)
     for j, kind in enumerate(kinds):
-        if kind == M.TOTAL:
+        if kind == TOTAL:
             raw[:, j, 2:5] = np.nan
-        elif kind == M.MEAN:  # value only: t = mean · rows, c = rows
+        elif kind == MEAN:  # value only: t = mean · rows, c = rows
             raw[:, j, :] = np.nan
             raw[:, j, 1] = raw[:, j, 5] = rows
     return raw

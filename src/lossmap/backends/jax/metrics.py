@@ -1,21 +1,18 @@
-"""Losses and metrics for the JAX backend, and how a metric's result on a batch is read.
+"""Losses and metrics for the JAX backend, and its reading of a metric's result.
 
-A metric is ``f(outputs, targets)`` and may return (as on the PyTorch path,
-:mod:`lossmap.backends.torch.metrics`):
+What a metric may return (a batch mean, one value per example, per-example
+``(totals, counts)`` or a batch's ``(total, count)``), the length-1 rule and
+the statistics are framework-neutral and live in :mod:`lossmap.stats`; this
+module is their JAX adapter, as :mod:`lossmap.backends.torch.metrics` is
+PyTorch's.
 
-* a scalar batch mean: the split's value is the mean weighted by batch size,
-  with no standard error (:data:`MEAN`);
-* a 1-D array of one value per example (:data:`VALUES`): tᵢ = vᵢ, cᵢ = 1;
-* a pair ``(totals, counts)`` of 1-D arrays (:data:`PAIR`): per-example totals
-  and counts (token losses summed per sequence, the number of real tokens);
-  or of two scalars (:data:`TOTAL`), the batch's exact total and count (no
-  standard error). The split's value is Σt / Σc.
-
-The built-in :func:`cross_entropy`, :func:`mse` and :func:`accuracy` return the
-batch mean and carry a ``per_sample`` attribute, ``per_sample(outputs,
-targets)`` → (N,) values whose mean is the metric (:data:`BUILTIN`): their
-values are the batch means, their standard errors come from the per-sample
-values. A user's metric may carry one too.
+The built-in :func:`cross_entropy` and :func:`mse` return the batch mean and
+carry a ``per_sample`` attribute, ``per_sample(outputs, targets)`` → (N,)
+values whose mean is the metric; a user's metric may carry one too. Such a
+metric is read per example (:data:`~lossmap.stats.VALUES`), so its value is
+Σt/Σc and it has a standard error. :func:`accuracy` (the rule of
+:func:`lossmap.stats.accuracy_rule`, shared with PyTorch) is read as its
+per-example right predictions and scored items (:data:`~lossmap.stats.PAIR`).
 """
 
 from __future__ import annotations
@@ -26,12 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ...errors import InputError
-
-#: How a metric's result is read (see the module docstring).
-MEAN, BUILTIN, VALUES, PAIR, TOTAL = "mean", "builtin", "values", "pair", "total"
-#: The kinds with per-example terms, hence a standard error and a slope.
-PER_EXAMPLE = (BUILTIN, VALUES, PAIR)
+from ...stats import MEAN, PAIR, PER_EXAMPLE, TOTAL, VALUES, accuracy_counts, result_kind
 
 
 def _ce_per_sample(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -44,8 +36,15 @@ def _mse_per_sample(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     return sq.reshape(sq.shape[0], -1).mean(axis=1)
 
 
+def _accuracy_terms(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    correct, counts = accuracy_counts(logits, labels)
+    dtype = jnp.promote_types(logits.dtype, jnp.float32)
+    return correct.astype(dtype), counts.astype(dtype)
+
+
 def _accuracy_per_sample(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    return (jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype)
+    correct, counts = _accuracy_terms(logits, labels)
+    return correct / jnp.maximum(counts, 1)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -67,11 +66,16 @@ def mse(outputs: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Fraction of samples whose arg-max output equals the integer label.
+    """Fraction of scored items whose prediction is right (:func:`lossmap.stats.accuracy_rule`).
 
-    ``accuracy.per_sample(logits, labels)`` gives 1.0 or 0.0 per sample.
+    For logits (N, C) against integer labels (N,), the fraction of samples
+    whose arg-max output is the label; the same rule as PyTorch's built-in
+    accuracy (segmentation outputs, one-hot targets, one logit per example).
+    ``accuracy.per_sample(logits, labels)`` gives each example's fraction (1.0
+    or 0.0 for one label per example).
     """
-    return (jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype).mean()
+    correct, counts = _accuracy_terms(logits, labels)
+    return correct.sum() / counts.sum()
 
 
 cross_entropy.per_sample = _ce_per_sample
@@ -79,15 +83,30 @@ mse.per_sample = _mse_per_sample
 accuracy.per_sample = _accuracy_per_sample
 
 
+def per_example(fn: Callable) -> Callable | None:
+    """``fn``'s per-example form, where its own result is a batch mean; else None.
+
+    :func:`accuracy` gives ``(correct, counts)`` per example; a metric with a
+    ``per_sample`` attribute its (N,) values.
+    """
+    if fn is accuracy:
+        return _accuracy_terms
+    per_sample = getattr(fn, "per_sample", None)
+    return per_sample if callable(per_sample) else None
+
+
 def metric_kind(name: str, fn: Callable, result: Any, rows: int) -> str:
     """How ``fn``'s ``result`` on a batch of ``rows`` examples is read (arrays or shapes).
+
+    :func:`lossmap.stats.result_kind`, except that a batch mean of a metric
+    with a per-example form (:func:`per_example`) is read through that form.
 
     Parameters
     ----------
     name : str
         The metric's name, for the error message.
     fn : callable
-        The metric (a ``per_sample`` attribute makes a scalar result :data:`BUILTIN`).
+        The metric.
     result : array, ShapeDtypeStruct or pair of them
         What ``fn`` returned (``jax.eval_shape`` gives its shapes without computing).
     rows : int
@@ -96,40 +115,22 @@ def metric_kind(name: str, fn: Callable, result: Any, rows: int) -> str:
     Returns
     -------
     str
-        One of :data:`MEAN`, :data:`BUILTIN`, :data:`VALUES`, :data:`PAIR`, :data:`TOTAL`.
+        One of :data:`~lossmap.stats.MEAN`, :data:`~lossmap.stats.VALUES`,
+        :data:`~lossmap.stats.PAIR`, :data:`~lossmap.stats.TOTAL`.
 
     Examples
     --------
-    >>> metric_kind("loss", cross_entropy, jnp.zeros(()), 8)
-    'builtin'
+    >>> metric_kind("loss", cross_entropy, jnp.zeros(()), 8), metric_kind("acc", accuracy, 0.5, 8)
+    ('values', 'pair')
     >>> metric_kind("loss", lambda o, y: o, jnp.zeros(8), 8)
     'values'
-    >>> metric_kind("tokens", lambda o, y: o, (jnp.zeros(8), jnp.ones(8)), 8)
-    'pair'
+    >>> metric_kind("mean", lambda o, y: o, jnp.zeros(1), 8)  # one element on 8 examples
+    'mean'
     """
-    def shape(v):
-        return tuple(getattr(v, "shape", ()))
-
-    if isinstance(result, (tuple, list)):
-        if len(result) == 2:
-            t, c = shape(result[0]), None if result[1] is None else shape(result[1])
-            if t == (rows,) and c in (None, (rows,)):
-                return PAIR
-            if t in ((), (1,)) and c in ((), (1,)):
-                return TOTAL
-        shapes = [None if v is None else shape(v) for v in result]
-    else:
-        s = shape(result)
-        if s == () or (s == (1,) and rows != 1):
-            return BUILTIN if callable(getattr(fn, "per_sample", None)) else MEAN
-        if s == (rows,):
-            return VALUES
-        shapes = s
-    raise InputError(
-        f"metric {name!r} returned shape {shapes} on a batch of {rows} examples; a metric "
-        "returns the batch mean (a scalar), one value per example (shape (N,)), or a pair "
-        "(totals, counts) of scalars or of shape (N,) each"
-    )
+    kind = result_kind(name, result, rows)
+    if kind != MEAN or per_example(fn) is None:
+        return kind
+    return PAIR if fn is accuracy else VALUES
 
 
 def metric_terms(fn: Callable, kind: str, outputs: Any, targets: Any
@@ -137,9 +138,9 @@ def metric_terms(fn: Callable, kind: str, outputs: Any, targets: Any
     """``(value, totals, counts)`` of a metric on a batch, read as its ``kind`` says.
 
     ``value`` is the metric's value on the batch (the batch mean for
-    :data:`MEAN` and :data:`BUILTIN`, as ``fn`` returns it; Σt/Σc otherwise);
-    ``totals`` and ``counts`` are the per-example terms (N,) (scalars for
-    :data:`TOTAL`; None for :data:`MEAN`). Traceable (used inside ``jax.jit``).
+    :data:`~lossmap.stats.MEAN`, Σt/Σc otherwise); ``totals`` and ``counts``
+    the per-example terms (N,) (scalars for :data:`~lossmap.stats.TOTAL`;
+    None for :data:`~lossmap.stats.MEAN`). Traceable (used inside ``jax.jit``).
 
     Parameters
     ----------
@@ -156,16 +157,16 @@ def metric_terms(fn: Callable, kind: str, outputs: Any, targets: Any
     Examples
     --------
     >>> logits, labels = jnp.array([[2.0, 0.0], [0.0, 1.0]]), jnp.array([0, 0])
-    >>> value, t, c = metric_terms(cross_entropy, "builtin", logits, labels)
-    >>> bool(jnp.isclose(value, t.mean())), c.tolist()
+    >>> value, t, c = metric_terms(cross_entropy, "values", logits, labels)
+    >>> bool(jnp.isclose(value, cross_entropy(logits, labels))), c.tolist()
     (True, [1.0, 1.0])
     """
+    per = per_example(fn) if kind in PER_EXAMPLE else None
     result = fn(outputs, targets)
+    if per is not None and not isinstance(result, (tuple, list)) and jnp.size(result) == 1:
+        result = per(outputs, targets)  # a batch mean: read through its per-example form
     if kind == MEAN:
         return jnp.asarray(result).reshape(()), None, None
-    if kind == BUILTIN:
-        t = jnp.asarray(fn.per_sample(outputs, targets))
-        return jnp.asarray(result).reshape(()), t, jnp.ones_like(t)
     if kind == VALUES:
         t = jnp.asarray(result)
         return t.mean(), t, jnp.ones_like(t)

@@ -33,12 +33,13 @@ from torch.func import functional_call, vmap
 
 from ...data.splits import Split
 from ...errors import InputError
+from ...stats import PAIRED, STATS, finish, finish_paired
 from ..base import check_strategy
 from . import batchnorm as bn
 from . import firstlayer
 from .build import build_points, directions_on
 from .common import EvaluatorBase
-from .metrics import PAIRED, STATS, Metered, Metric, finish, finish_paired
+from .metrics import Metered, Metric, check_centre
 from .sizing import DEFAULT_BATCH, auto_batch_size
 
 DEVICE_DATA_BUDGET = 2 * 1024**3  # keep split data on an accelerator up to this size
@@ -249,7 +250,11 @@ class Evaluator(EvaluatorBase):
 
     @torch.no_grad()
     def _centre_terms(self) -> list[list[torch.Tensor]]:
-        """Every batch's per-example totals at the centre (M, N_b), computed as a point is."""
+        """Every batch's per-example totals at the centre (M, N_b), computed as a point is.
+
+        The metrics' counts are checked on the way (:func:`.metrics.check_centre`):
+        negative counts, or a split with none, are refused before any point.
+        """
         stacked = self._build(torch.zeros(1, self._ndims, dtype=torch.float64))
         state = {**self.fixed, **{n: v[0] for n, v in stacked.items()}}
         if self.bn is not None:
@@ -267,7 +272,7 @@ class Evaluator(EvaluatorBase):
                     Y = self._combine(Ys, zero)
                 with self._precision():
                     out[s].append(self._point_metrics(state, X, y, Y, terms=True))
-        return out
+        return check_centre(self.split_names, self.metrics, out)
 
     # -- the work ------------------------------------------------------------
     @torch.no_grad()
@@ -280,8 +285,8 @@ class Evaluator(EvaluatorBase):
             Coordinates (a, b) of K points.
         errors : bool, default False
             Also return the standard error of every value and of its difference
-            from the centre's (:func:`~lossmap.backends.torch.metrics.finish`,
-            :func:`~lossmap.backends.torch.metrics.finish_paired`; NaN for a metric
+            from the centre's (:func:`~lossmap.stats.finish`,
+            :func:`~lossmap.stats.finish_paired`; NaN for a metric
             without per-example terms).
 
         Returns

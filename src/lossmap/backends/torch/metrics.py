@@ -1,52 +1,68 @@
-"""Metrics: the built-in accuracy, per-example terms, and the network followed by its metrics.
+"""PyTorch's reading of a metric: the built-in accuracy, per-example terms, the metered network.
 
-Every metric's result on a batch is reduced to six float64 sums (:data:`STATS`):
-the total Σt and count Σc of its per-example terms, Σt², Σt·c, Σc² and the
-number of examples. A split's value is Σt / Σc over all its batches; where the
-metric gave per-example terms, the standard error of that value follows from
-the other sums (:func:`finish`). What a metric may return:
+What a metric may return, the length-1 rule, the counts' check and the
+statistics (value Σt/Σc, its standard error, the paired error) are
+framework-neutral and live in :mod:`lossmap.stats`; this module is their
+PyTorch adapter. Every metric's result on a batch is reduced, on the device,
+to the :data:`~lossmap.stats.STATS` float64 sums (:func:`batch_stats`):
 
-* a scalar batch mean: t = mean · rows, c = rows (no per-example terms, no
-  standard error; the split's value is the row-weighted mean, as in 0.1);
-* a 1-D tensor of per-example values: tᵢ = vᵢ, cᵢ = 1;
-* a pair ``(totals, counts)`` of 1-D tensors: per-example totals and counts
-  (token losses summed per sequence and the number of real tokens in it), or
-  of two scalars: the batch's exact total and count (no standard error).
+* a batch mean (:data:`~lossmap.stats.MEAN`): t = mean · rows, c = rows (no
+  per-example terms, no standard error);
+* one value per example (:data:`~lossmap.stats.VALUES`): tᵢ = vᵢ, cᵢ = 1;
+* per-example ``(totals, counts)`` (:data:`~lossmap.stats.PAIR`), or a batch's
+  exact ``(total, count)`` (:data:`~lossmap.stats.TOTAL`, no standard error).
 
 Torch loss modules with a ``reduction`` (``nn.CrossEntropyLoss()``,
-``nn.MSELoss()``, …), their functional forms (``F.cross_entropy``, …) and
-:func:`accuracy` give per-example terms by themselves (:func:`per_example`),
-with the same value as their batch mean.
+``nn.MSELoss()``, …) and their functional forms (``F.cross_entropy``, …) give
+per-example terms by themselves (:func:`per_example`), with the same value as
+their batch mean; the built-in :func:`accuracy` returns per-example counts.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...stats import (
+    IGNORE_INDEX,
+    MEAN,
+    PAIR,
+    PAIRED,
+    TOTAL,
+    VALUES,
+    accuracy_counts,
+    check_counted,
+    check_counts,
+    result_kind,
+)
+
 #: ``f(outputs, targets)`` returning a batch mean, per-example values or ``(totals, counts)``.
 Metric = Callable[[torch.Tensor, torch.Tensor], object]
 
-#: The sums kept per metric, split and point: Σt, Σc, Σt², Σt·c, Σc², examples.
-STATS = 6
-#: With the centre's per-example totals t⁰ at hand, three more: Σδ, Σδ², Σδ·c for δ = t − t⁰,
-#: which give the standard error of the difference from the centre (:func:`finish_paired`).
-PAIRED = 3
 
+def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right predictions and scored items per example: ``(correct, counts)``, (N,) each.
 
-def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Fraction of samples whose arg-max output equals the integer target (batch mean)."""
-    return (outputs.argmax(dim=-1) == targets).to(outputs.dtype).mean()
+    The rule is :func:`lossmap.stats.accuracy_rule` (class indices, one-hot
+    targets or one logit per example; targets -100 are not scored). The
+    split's accuracy is Σ correct / Σ counts: for (N, C) outputs against (N,)
+    labels the fraction of examples predicted right, for segmentation
+    (N, C, H, W) against (N, H, W) the fraction of scored pixels.
 
-
-def _accuracy_terms(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return (outputs.argmax(dim=-1) == targets).to(outputs.dtype).reshape(len(targets), -1).mean(1)
+    Examples
+    --------
+    >>> correct, counts = accuracy(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))
+    >>> correct.tolist(), counts.tolist()
+    ([1.0, 0.0], [1.0, 1.0])
+    """
+    correct, counts = accuracy_counts(outputs, targets)
+    dtype = torch.float32 if outputs.device.type == "mps" else torch.float64
+    return correct.to(dtype), counts.to(dtype)
 
 
 _FUNCTIONAL = {F.cross_entropy: nn.CrossEntropyLoss, F.nll_loss: nn.NLLLoss,
@@ -62,10 +78,10 @@ def per_example(fn: Callable) -> Callable | None:
     For a torch loss module whose ``reduction`` is ``"mean"`` (or ``"batchmean"``)
     it evaluates a copy with ``reduction="none"``: class losses
     (``CrossEntropyLoss``, ``NLLLoss``) count each target by its class weight
-    and drop ``ignore_index``, exactly as their mean does; element-wise losses
-    sum each example's elements and count them. :func:`accuracy` gives 1 or 0
-    per sample. Anything else (a user's function, ``reduction="sum"``,
-    ``CTCLoss``) returns None: its own result is used.
+    and drop ``ignore_index``, exactly as their mean does (segmentation outputs
+    (N, C, H, W) included: an example's terms sum over its pixels); element-wise
+    losses sum each example's elements and count them. Anything else (a user's
+    function, ``reduction="sum"``, ``CTCLoss``) returns None: its own result is used.
 
     Examples
     --------
@@ -79,8 +95,6 @@ def per_example(fn: Callable) -> Callable | None:
     >>> per_example(lambda out, y: (out - y).abs().mean()) is None
     True
     """
-    if fn is accuracy:
-        return lambda out, y: (_accuracy_terms(out, y), None)
     if fn in _FUNCTIONAL:
         fn = _FUNCTIONAL[fn]()
     if not isinstance(fn, nn.modules.loss._Loss) or isinstance(fn, nn.CTCLoss):
@@ -108,39 +122,71 @@ def _class_terms(none: nn.Module, fn: nn.Module, out: torch.Tensor, y: torch.Ten
     v = none(out, y)
     if y.is_floating_point():  # class probabilities: the mean is over samples
         return _element_terms(v, len(out))
-    w = torch.ones_like(v) if fn.weight is None else fn.weight.to(v.dtype)[y.clamp(min=0)]
-    w = torch.where(y == fn.ignore_index, torch.zeros_like(w), w)
+    ignored = y == fn.ignore_index  # any label (-100, 255, …): not an index into the weights
+    w = (torch.ones_like(v) if fn.weight is None
+         else fn.weight.to(v.dtype)[torch.where(ignored, torch.zeros_like(y), y)])
+    w = torch.where(ignored, torch.zeros_like(w), w)
     return v.reshape(len(out), -1).sum(1), w.reshape(len(out), -1).sum(1)
 
 
 def _terms(result: object, rows: int, device: torch.device):
     """``(t, c, per_example)``: a metric's result as totals and counts (float64)."""
-    if isinstance(result, (tuple, list)) and len(result) == 2:
-        t, c = result
-        t = torch.as_tensor(t, device=device).to(torch.float64)
-        c = torch.ones_like(t) if c is None else torch.as_tensor(c, device=device).to(t.dtype)
-        if t.dim() == 0:  # the batch's exact total and count
-            return t, c, False
-        return t.reshape(-1), c.reshape(-1), True
-    v = torch.as_tensor(result, device=device).to(torch.float64)
-    if v.dim() == 1 and len(v) == rows:  # per-example values
-        return v, torch.ones_like(v), True
-    v = v.reshape(())  # a batch mean (a one-element mean of shape (1,) is the scalar)
-    n = torch.full_like(v, rows)
-    return v * n, n, False
+    kind = result_kind("metric", result, rows)
+    if kind in (MEAN, VALUES):
+        v = torch.as_tensor(result, device=device).to(torch.float64)
+        if kind == VALUES:
+            return v, torch.ones_like(v), True
+        v = v.reshape(())
+        n = torch.full_like(v, rows)
+        return v * n, n, False
+    t = torch.as_tensor(result[0], device=device).to(torch.float64)
+    c = (torch.ones_like(t) if result[1] is None
+         else torch.as_tensor(result[1], device=device).to(torch.float64))
+    if kind == TOTAL:  # the batch's exact total and count
+        return t.reshape(()), c.reshape(()), False
+    return t, c, True
 
 
-def example_terms(result: object, rows: int, device: torch.device) -> torch.Tensor:
-    """A metric's per-example totals (``rows`` of them; NaN where it has none)."""
-    t, _, per = _terms(result, rows, device)
-    return t if per else torch.full((rows,), math.nan, dtype=torch.float64, device=device)
+def centre_terms(result: object, rows: int, device: torch.device) -> torch.Tensor:
+    """A metric's result at the centre, (rows + 2,) float64: totals, then Σc and negatives.
+
+    The first ``rows`` entries are the per-example totals (NaN where the metric
+    has none), kept for the paired errors; the last two the batch's count Σc
+    and the sum of its negative counts (0 when none), for :func:`check_centre`.
+    """
+    t, c, per = _terms(result, rows, device)
+    totals = t if per else torch.full((rows,), math.nan, dtype=torch.float64, device=device)
+    return torch.cat([totals, torch.stack([c.sum(), c.clamp(max=0).sum()])])
+
+
+def check_centre(splits: Sequence[str], metrics: Mapping[str, Metric],
+                 kept: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
+    """The centre's per-example totals, once its counts pass; refused before any point else.
+
+    ``kept``: per split and batch, the (M, N + 2) rows of :func:`centre_terms`.
+    Negative counts, and a split on which a metric counts nothing (Σc = 0: no
+    scored tokens), are refused (:func:`lossmap.stats.check_counts`,
+    :func:`lossmap.stats.check_counted`). Returns the totals (M, N) per split and batch.
+    """
+    from ...metrics import is_token_loss
+
+    counted = torch.stack([torch.stack([b[:, -2:] for b in per]).sum(0) for per in kept])
+    counted = counted.cpu().numpy()
+    for s, split in enumerate(splits):
+        for m, (name, fn) in enumerate(metrics.items()):
+            total, negative = counted[s, m]
+            check_counts(name, [negative], split)
+            ignore = getattr(fn, "keywords", {}).get("ignore_index", IGNORE_INDEX)
+            check_counted(split, name, float(total), tokens=is_token_loss(fn),
+                          ignore_index=ignore)
+    return [[b[:, :-2] for b in per] for per in kept]
 
 
 def batch_stats(result: object, rows: int, device: torch.device,
                 centre: torch.Tensor | None = None) -> torch.Tensor:
     """A metric's result on a batch of ``rows`` examples as the :data:`STATS` float64 sums.
 
-    With ``centre``, the same examples' totals at the centre (:func:`example_terms`),
+    With ``centre``, the same examples' totals at the centre (:func:`centre_terms`),
     the :data:`PAIRED` sums of the differences follow (NaN without per-example terms).
     """
     t, c, per = _terms(result, rows, device)
@@ -160,75 +206,21 @@ def batch_stats(result: object, rows: int, device: torch.device,
 
 
 def check_result(name: str, result: object, rows: int) -> None:
-    """Refuse a metric result of a shape :func:`batch_stats` cannot read, saying what it can."""
-    def size(v: object) -> int:
-        return torch.as_tensor(v).numel() if v is not None else rows
+    """Refuse a metric result :func:`batch_stats` cannot read, or one with negative counts.
 
-    if isinstance(result, (tuple, list)):
-        if len(result) == 2 and {size(result[0]), size(result[1])} <= {1, rows} and (
-            size(result[0]) == size(result[1]) or result[1] is None
-        ):
-            return
-        shapes = [tuple(torch.as_tensor(v).shape) if v is not None else None for v in result]
-    else:
-        n = size(result)
-        if n == 1 or (n == rows and torch.as_tensor(result).dim() == 1):
-            return
-        shapes = tuple(torch.as_tensor(result).shape)
-    from ...errors import InputError
-
-    raise InputError(
-        f"metric {name!r} returned shape {shapes} on a batch of {rows} examples; a metric "
-        "returns the batch mean (a scalar), one value per example (shape (N,)), or a pair "
-        "(totals, counts) of scalars or of shape (N,) each, e.g. a loss with reduction='mean'"
-    )
-
-
-def finish(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Values Σt/Σc and their standard errors from summed stats (..., STATS).
-
-    The standard error is the ratio estimator's: with r = Σt/Σc, n examples and
-    c̄ = Σc/n, SE² = Σ(tᵢ − r·cᵢ)² / (n·(n − 1)·c̄²); for cᵢ = 1 it is the sample
-    standard deviation over √n. NaN where the terms were not per example or
-    n < 2.
+    The shapes by :func:`lossmap.stats.result_kind`; the counts (of a pair) by
+    :func:`lossmap.stats.check_counts`. Run on a few samples before any point.
     """
-    sums = np.asarray(sums, dtype=np.float64)
-    t, c, tt, tc, cc, n = np.moveaxis(sums[..., :STATS], -1, 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = t / c
-        ss = np.maximum(tt - 2 * r * tc + r * r * cc, 0.0)
-        se = np.sqrt(ss / (n * (n - 1))) / (c / n)
-    se = np.where(n >= 2, se, np.nan)
-    return r, se
-
-
-def finish_paired(sums: np.ndarray) -> np.ndarray:
-    """The standard error of each value's difference from the centre's, from summed stats.
-
-    With δᵢ = tᵢ − tᵢ⁰ (this point's per-example totals less the centre's, the
-    counts being the same), the difference of the two ratios is Σδ/Σc and its
-    standard error the ratio estimator's over the δᵢ: the paired standard
-    error, much smaller than the two points' own errors combined when their
-    per-example values are correlated (nearby points). NaN where not measured.
-    """
-    sums = np.asarray(sums, dtype=np.float64)
-    if sums.shape[-1] < STATS + PAIRED:
-        return np.full(sums.shape[:-1], np.nan)
-    c, n = sums[..., 1], sums[..., 5]
-    d, dd, dc = np.moveaxis(sums[..., STATS:STATS + PAIRED], -1, 0)
-    cc = sums[..., 4]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = d / c
-        ss = np.maximum(dd - 2 * r * dc + r * r * cc, 0.0)
-        se = np.sqrt(ss / (n * (n - 1))) / (c / n)
-    return np.where(n >= 2, se, np.nan)
+    if result_kind(name, result, rows) in (PAIR, TOTAL) and result[1] is not None:
+        check_counts(name, torch.as_tensor(result[1]).detach().double().cpu().numpy())
 
 
 class Metered(nn.Module):
     """The network followed by the metrics: one call gives a batch's stats (M, STATS + PAIRED).
 
     ``centre`` (M, N): the batch's per-example totals at the centre, for the
-    paired sums; ``terms=True`` returns those totals (M, N) instead.
+    paired sums; ``terms=True`` returns, instead, what :func:`centre_terms`
+    keeps (M, N + 2).
     """
 
     def __init__(self, net: nn.Module, metrics: Mapping[str, Metric]):
@@ -241,7 +233,7 @@ class Metered(nn.Module):
                 terms: bool = False) -> torch.Tensor:
         outputs = self.net(X)
         if terms:
-            return torch.stack([example_terms(fn(outputs, y), len(y), X.device)
+            return torch.stack([centre_terms(fn(outputs, y), len(y), X.device)
                                 for fn in self._metric_fns])
         return torch.stack([batch_stats(fn(outputs, y), len(y), X.device,
                                         None if centre is None else centre[i])

@@ -4,15 +4,18 @@ The evaluator reduces every metric's result on a batch to float64 sums
 (:func:`lossmap.backends.torch.metrics.batch_stats`); the per-sample directional
 slopes (:mod:`lossmap.backends.torch.slopes`) need the terms themselves, as
 tensors that forward-mode differentiation can see through. Both read a
-metric the same way (:mod:`lossmap.backends.torch.metrics`):
+metric by the same rule, :func:`lossmap.stats.result_kind` (the length-1
+rule included: a shape-(1,) result on a one-example batch is that example's
+value):
 
-* a torch loss module with a ``reduction`` (and its functional form) and
-  lossmap's accuracy give per-example totals and counts by themselves
+* a torch loss module with a ``reduction`` (and its functional form) gives
+  per-example totals and counts by itself
   (:func:`lossmap.backends.torch.metrics.per_example`: a copy with
   ``reduction="none"``; a class ``weight`` and ``ignore_index`` are counted
   exactly as the loss's mean counts them);
 * a metric returning a 1-D tensor of one value per example: tᵢ = vᵢ, cᵢ = 1;
-* a metric returning a pair ``(totals, counts)`` of 1-D tensors.
+* a metric returning a pair ``(totals, counts)`` of 1-D tensors (lossmap's
+  accuracy among them).
 
 A metric returning a scalar batch mean (or a pair of scalars) has no
 per-example terms.
@@ -25,6 +28,8 @@ from typing import Any
 
 import torch
 
+from ...errors import InputError
+from ...stats import PAIR, VALUES, result_kind
 from .metrics import per_example
 
 
@@ -71,16 +76,16 @@ def per_example_terms(
     """
     terms = per_example(metric)
     result = terms(outputs, targets) if terms is not None else metric(outputs, targets)
-    rows = _rows(outputs, targets)
-    if isinstance(result, (tuple, list)):
-        if len(result) != 2:
-            return None
-        t, c = result
-        if not _per_example(t, rows) or not (c is None or _per_example(c, len(t))):
-            return None
-        return t, c
-    if _per_example(result, rows) and len(result) > 1:  # one row: a batch mean of shape (1,)
+    rows = _rows(outputs, targets, result)
+    try:
+        kind = result_kind("metric", result, rows)
+    except InputError:
+        return None
+    if kind == VALUES and isinstance(result, torch.Tensor):
         return result, None
+    if kind == PAIR and isinstance(result[0], torch.Tensor) and (
+            result[1] is None or isinstance(result[1], torch.Tensor)):
+        return result[0], result[1]
     return None
 
 
@@ -117,13 +122,11 @@ def per_sample_losses(metric: Callable[[Any, Any], Any], outputs: Any, targets: 
     return t / c if bool((c == c[0]).all()) and bool(c[0] > 0) else None
 
 
-def _rows(outputs: Any, targets: Any) -> int:
-    """The batch's number of examples, or -1 where neither argument is a tensor."""
+def _rows(outputs: Any, targets: Any, result: Any) -> int:
+    """The batch's number of examples: from the targets or outputs, else from the result."""
     for v in (targets, outputs):
         if isinstance(v, torch.Tensor) and v.dim():
             return int(v.shape[0])
-    return -1
-
-
-def _per_example(v: Any, rows: int) -> bool:
-    return isinstance(v, torch.Tensor) and v.dim() == 1 and rows in (v.shape[0], -1)
+    first = result[0] if isinstance(result, (tuple, list)) and result else result
+    shape = getattr(first, "shape", ())
+    return int(shape[0]) if len(shape) == 1 else 1

@@ -15,7 +15,8 @@ from torch import nn
 
 from ...data.batches import rows_of
 from ...data.splits import Split
-from .metrics import STATS, batch_stats, finish
+from ...stats import STATS, finish
+from .metrics import batch_stats
 from .structured import accepted, call_at, metric_input, to_device
 
 

@@ -4,7 +4,7 @@ The model is called ``model(**batch)`` for a dict batch (with the keys its
 ``forward`` takes: a ``y`` it does not take goes to the metrics only) and ``model(*inputs)``
 for a tuple ``(*inputs, target)``; a metric is called ``f(outputs, batch)``
 for a dict and ``f(outputs, target)`` for a tuple. Every metric's result is
-reduced to per-example sums (:mod:`lossmap.backends.torch.metrics`), so token losses
+reduced to per-example sums (:mod:`lossmap.stats`), so token losses
 returning ``(totals, counts)`` give the exact mean over all tokens of a split
 whatever the padding. Points run one after another (the batches differ in
 shape, so there is nothing to stack); parameters are formed as in
@@ -27,18 +27,10 @@ from torch.func import functional_call
 from ...data.batches import Batches, rows_of
 from ...data.splits import Split
 from ...errors import InputError
+from ...stats import PAIRED, STATS, finish, finish_paired
 from .build import build_points, directions_on
 from .common import EvaluatorBase
-from .metrics import (
-    PAIRED,
-    STATS,
-    batch_stats,
-    check_result,
-    example_terms,
-    finish,
-    finish_paired,
-    per_example,
-)
+from .metrics import batch_stats, centre_terms, check_centre, check_result, per_example
 
 DEVICE_DATA_BUDGET = 2 * 1024**3  # batches kept on an accelerator up to this size
 
@@ -111,8 +103,8 @@ class Called(nn.Module):
         target, rows = metric_input(batch, self.kind), rows_of(batch)
         device = next(v for v in (batch.values() if isinstance(batch, Mapping) else batch)
                       if isinstance(v, torch.Tensor)).device
-        if terms:  # the per-example totals (M, N), kept at the centre
-            return torch.stack([example_terms(fn(outputs, target), rows, device)
+        if terms:  # the per-example totals and the counts (M, N + 2), kept at the centre
+            return torch.stack([centre_terms(fn(outputs, target), rows, device)
                                 for fn in self._fns])
         return torch.stack([batch_stats(fn(outputs, target), rows, device,
                                         None if centre is None else centre[i])
@@ -208,7 +200,8 @@ class BatchEvaluator(EvaluatorBase):
         coef = np.asarray(points, dtype=np.float64).tolist()
         if self._tc is None:  # the centre's per-example totals, for the paired errors
             t0 = time.perf_counter()
-            self._tc = self._pass([0.0] * self._ndims, terms=True)
+            kept = self._pass([0.0] * self._ndims, terms=True)  # counts checked: no point yet
+            self._tc = check_centre(self.split_names, self.metrics, kept)
             self.timings["centre_terms"] += time.perf_counter() - t0
         nm = len(self.metrics)
         sums = torch.zeros(len(coef), len(self.parts), nm, STATS + PAIRED, dtype=torch.float64,

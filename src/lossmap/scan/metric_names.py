@@ -1,4 +1,10 @@
-"""The loss and metrics of a scan, resolved from what the caller gave."""
+"""Resolution of metric names: the loss and metrics of a scan, from what the caller gave.
+
+One of the things lossmap calls "metrics": the functions themselves are in
+:mod:`lossmap.metrics` (token metrics), the backends' built-ins and their reading of
+a metric's result in :mod:`lossmap.backends.torch.metrics` and
+:mod:`lossmap.backends.jax.metrics`, the rules in :mod:`lossmap.stats`.
+"""
 
 from __future__ import annotations
 
