@@ -2,12 +2,14 @@
 
 Keys (YAML) and flags (CLI) are the same names, ``batch_size`` ↔ ``--batch-size``:
 
-model, checkpoint, data, loss, dirs, norm, ignore, seed, orthogonal, params, grid,
-samples, device, batch_size, autocast, metrics, bn, bn_samples, bn_split, strategy,
-reuse_first_layer (``--no-reuse-first-layer``), out, and the exclusive direction options
-interpolate, plane, pca, hessian_dirs, hessian_split (see :mod:`lossmap.cli.directions`), or
-path (a curve file: the scan runs along it, its grid in t).
-``lossmap info STORE --spec`` prints a stored scan in these keys.
+model, checkpoint, data, loss, dirs, norm, ignore, orthogonal, params, grid, metrics, out,
+the exclusive direction options interpolate, plane, pca, hessian_dirs, hessian_split (see
+:mod:`lossmap.cli.directions`) or path (a curve file: the scan runs along it, its grid in
+t), and ``lm.scan``'s options as :class:`lossmap.scan.options.ScanOptions` declares them
+(samples, seed, device, batch_size, strategy, reuse_first_layer, bn, bn_samples, bn_split,
+compile, autocast): their fields join :class:`ScanConfig` from that declaration, and their
+values are checked once, by ``lm.scan`` (inside :func:`lossmap.checks.cli_names`, so a
+message names the flag). ``lossmap info STORE --spec`` prints a stored scan in these keys.
 
 Renamed in 0.2 (the old key still works, with a note on stderr): ``hessian`` →
 ``hessian_dirs``.
@@ -20,21 +22,31 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..checks import check_int
 from ..directions.random import check_ignore, check_norm
 from ..errors import InputError, InputTypeError, MissingFileError
-from ..scan.spec import AUTOCAST, check_axis, check_grid_size
+from ..scan.options import yaml_keys
+from ..scan.spec import Axis
 from .options import deprecated
 from .specfile import axis_text
 
 RENAMED = {"hessian": "hessian_dirs"}  # YAML keys renamed in 0.2: old → new
-STRATEGIES = ("auto", "loop", "vmap")
 # The keys whose values are text (paths, entry points, names), checked by type.
-_TEXT = ("model", "data", "out", "checkpoint", "loss", "norm", "device", "pca", "hessian_split",
-         "path")
+_TEXT = ("model", "data", "out", "checkpoint", "loss", "norm", "pca", "hessian_split", "path")
 PATH_GRID = "0:1:21"  # --path without --grid: t from 0 to 1
 
 
-@dataclass
+def _with_scan_options(cls: type) -> type:
+    """Add ``lm.scan``'s options (:func:`lossmap.scan.options.yaml_keys`) as fields, then
+    make ``cls`` a dataclass. Each defaults to None: not given, so ``lm.scan``'s default applies.
+    """
+    for key in yaml_keys():
+        cls.__annotations__[key] = "Any"
+        setattr(cls, key, None)
+    return dataclass(cls)
+
+
+@_with_scan_options
 class ScanConfig:
     """A scan as the command line describes it (validated by :meth:`validate`)."""
 
@@ -46,20 +58,10 @@ class ScanConfig:
     dirs: int | None = None  # 1 = line, 2 = plane; default 2 (1 for --interpolate)
     norm: str = "filter"
     ignore: str | None = "biasbn"
-    seed: int = 0  # seeds the directions and the samples subset
     orthogonal: bool = False
     params: str | list[str] | None = None  # glob(s): directions over these tensors only
     grid: list = field(default_factory=list)  # one LO:HI:N per direction
-    samples: int | None = None
-    device: str | None = None
-    batch_size: int | None = None
-    autocast: str | None = None  # bfloat16 | float16: forward passes under torch.autocast
     metrics: list[str] = field(default_factory=lambda: ["loss", "accuracy"])
-    bn: str | None = None  # eval (default) | recompute: BatchNorm statistics at each point
-    bn_samples: int | None = None  # with bn: recompute, samples the statistics come from
-    bn_split: str | None = None  # with bn: recompute, their split
-    strategy: str | None = None  # auto (default) | loop | vmap: how a chunk of points runs
-    reuse_first_layer: bool = True  # False: no exact first-layer reuse
     # Directions other than random ones (at most one of the four):
     interpolate: list[str] | None = None  # checkpoints A B: the line from A to B, centre A
     plane: list[str] | None = None  # checkpoints A B C: the plane through them, centre A
@@ -162,19 +164,8 @@ class ScanConfig:
                 f"{len(self.grid)} --grid given for --dirs {self.dirs}: give one --grid LO:HI:N "
                 "per direction, e.g. --grid -1:1:51 --grid -1:1:51"
             )
-        self.grid = [check_axis(g, index=i) for i, g in enumerate(self.grid)]
-        check_grid_size(self.grid)  # before the model and data are loaded
-        for key in ("seed", "samples", "batch_size"):
-            v = getattr(self, key)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
-                raise InputTypeError(f"--{key.replace('_', '-')} {v!r} must be an integer")
-        if self.samples is not None and self.samples < 1:
-            raise InputError(f"--samples {self.samples} must be >= 1")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise InputError(f"--batch-size {self.batch_size} must be >= 1")
-        if self.autocast not in AUTOCAST:
-            raise InputError(f"--autocast {self.autocast!r} must be bfloat16 or float16 "
-                             "(leave it out for full precision)")
+        # The grid's axes and the scan's options are checked by lm.scan, once.
+        self.seed = 0 if self.seed is None else check_int(self.seed, "seed")  # directions
         if isinstance(self.metrics, str):
             self.metrics = [m.strip() for m in self.metrics.split(",") if m.strip()]
         self._check_evaluation()
@@ -195,36 +186,19 @@ class ScanConfig:
         self.grid = self.grid or [PATH_GRID]
 
     def _check_evaluation(self) -> None:
-        """Check bn, bn_samples, bn_split, strategy and reuse_first_layer."""
-        if self.bn not in (None, "eval", "recompute"):
-            raise InputError(f"--bn {self.bn!r} must be eval (stored running statistics) or "
-                             "recompute (re-estimated at every point)")
+        """What ties the options together: bn_samples and bn_split go with bn recompute."""
         for key in ("bn_samples", "bn_split"):
             if getattr(self, key) is not None and self.bn != "recompute":
                 raise InputError(f"--{key.replace('_', '-')} needs --bn recompute "
                                  "(`bn: recompute` in the spec file)")
-        v = self.bn_samples
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise InputError(f"--bn-samples {v!r} must be an integer >= 1")
-        if self.bn_split is not None and not isinstance(self.bn_split, str):
-            raise InputTypeError(f"--bn-split {self.bn_split!r} must be a split name")
-        if self.strategy not in (None, *STRATEGIES):
-            raise InputError(f"--strategy {self.strategy!r} must be one of "
-                             f"{', '.join(STRATEGIES)}")
-        if not isinstance(self.reuse_first_layer, bool):
-            raise InputTypeError(f"reuse_first_layer {self.reuse_first_layer!r} must be "
-                                 "true or false")
 
     def scan_options(self) -> dict[str, Any]:
-        """The evaluation keywords of ``lm.scan`` this configuration sets (others: defaults)."""
-        keys = ("bn", "bn_samples", "bn_split", "strategy")
-        out = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
-        if not self.reuse_first_layer:
-            out["reuse_first_layer"] = False
-        return out
+        """The options of ``lm.scan`` this configuration sets (the others: its defaults)."""
+        return {k: getattr(self, k) for k in yaml_keys() if getattr(self, k) is not None}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (grid as LO:HI:N strings)."""
         d = {k: getattr(self, k) for k in self.field_names()}
-        d["grid"] = [axis_text(g) for g in self.grid]  # exact: str(axis) rounds
+        # exact (str(axis) rounds); an axis as given is recorded as given
+        d["grid"] = [axis_text(g) if isinstance(g, Axis) else g for g in self.grid]
         return d

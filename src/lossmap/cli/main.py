@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, LossmapError
-from ..scan.spec import AUTOCAST
-from .options import Renamed, add_out
+from .options import Renamed, add_out, add_scan_options
 from .outputs import add_overwrite
 
 _GRID = re.compile(r"^-?[0-9.eE+-]*:-?[0-9.eE+-]*:[0-9]+$")
@@ -76,7 +75,6 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dirs", type=int, help="1 (line) or 2 (plane, default)")
     s.add_argument("--norm", help="filter (default) | layer | model | none")
     s.add_argument("--ignore", help="biasbn (default) | none")
-    s.add_argument("--seed", type=int, help="seed of the directions and subset (default 0)")
     s.add_argument(
         "--orthogonal",
         action="store_true",
@@ -87,10 +85,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="directions over the parameters whose names match this glob only, "
                         "e.g. '*lora_*' (repeat for several; the others stay at the centre)")
     s.add_argument("--grid", action="append", help="LO:HI:N, once per direction")
-    s.add_argument("--samples", type=int, help="fixed random subset size per split")
     s.add_argument("--metrics", help="comma-separated, default loss,accuracy")
-    s.add_argument("--device", help="cpu, cuda, cuda:1, … (default: the model's)")
-    s.add_argument("--batch-size", dest="batch_size", type=int, help="evaluation batch size")
     add_out(s, help="store path, e.g. runs/plane.lossmap")
     s.add_argument("--interpolate", nargs="+", metavar="CKPT",
                    help="A B: the line from checkpoint A (alpha 0, the centre) to B (alpha 1)")
@@ -107,26 +102,7 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--path", metavar="CURVE",
                    help="scan along a curve file (Curve.save, lossmap curve); --grid in t, "
                         "default 0:1:21")
-    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    s.add_argument("--compile", action="store_true",
-                   help="evaluate each point through torch.compile (pays off on long scans)")
-    s.add_argument("--autocast", choices=[a for a in AUTOCAST if a],
-                   help="forward passes under torch.autocast (for GPUs; less precise)")
-    s.add_argument("--profile", action="store_true",
-                   help="print where the time went (data, build, first layer, forward, store)")
-    s.add_argument("--bn", choices=("eval", "recompute"),
-                   help="BatchNorm: stored running statistics (eval, default) or re-estimated "
-                        "at every point (recompute)")
-    s.add_argument("--bn-samples", dest="bn_samples", type=int, metavar="N",
-                   help="with --bn recompute: samples the statistics come from (default 1024)")
-    s.add_argument("--bn-split", dest="bn_split", metavar="SPLIT",
-                   help="with --bn recompute: their split (default train, else the first)")
-    s.add_argument("--strategy", choices=("auto", "loop", "vmap"),
-                   help="how a chunk of points runs: a point loop or torch.func.vmap "
-                        "(default auto: vmap on accelerators)")
-    s.add_argument("--no-reuse-first-layer", dest="reuse_first_layer", action="store_false",
-                   default=None, help="evaluate the first layer at every point "
-                                      "(no exact first-layer reuse)")
+    add_scan_options(s)  # lm.scan's options, as lossmap.scan.options declares them
     s.add_argument("--debug", **_SUB_DEBUG)
 
     i = sub.add_parser("info", help="what a store holds")
@@ -170,20 +146,27 @@ def _plugins() -> dict:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from ..distributed import local_device
-    from ..scan.api import scan
-    from ..store import is_store
+    from ..checks import cli_names
     from .config import ScanConfig
-    from .directions import build_directions, load_loss, load_model
-    from .entry import call_entry
-    from .outputs import check_out_file
 
     values: dict[str, Any] = ScanConfig.from_yaml(args.spec) if args.spec else {}
     for key in ScanConfig.field_names():
         v = getattr(args, key, None)
         if v is not None:
             values[key] = v
-    cfg = ScanConfig(**values).validate()
+    with cli_names():  # each input is checked once, named by its flag
+        return _scan(args, ScanConfig(**values))
+
+
+def _scan(args: argparse.Namespace, cfg: Any) -> int:
+    from ..distributed import local_device
+    from ..scan.api import scan
+    from ..store import is_store
+    from .directions import build_directions, load_loss, load_model
+    from .entry import call_entry
+    from .outputs import check_out_file
+
+    cfg = cfg.validate()
     out = Path(cfg.out)
     check_out_file(out, flag="--out", overwrite=True)  # a store: resumed, never replaced
     if out.exists() and not is_store(out):  # is_store reads it: a FIFO is refused above
@@ -203,7 +186,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         centre, dirs, extra_meta = build_directions(
             cfg, model, loss_fn, data, trust_pickle=bool(args.trust_pickle)
         )
-    metrics = tuple(cfg.metrics)
+    shown = {k: v for k in ("progress", "profile") if (v := getattr(args, k)) is not None}
     surf = scan(
         model,
         loss_fn,
@@ -211,19 +194,11 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         directions=dirs,
         grid=cfg.grid,
         centre=centre,
-        metrics=metrics,
-        samples=cfg.samples,
+        metrics=tuple(cfg.metrics),
         store=out,
-        device=cfg.device or local_device(),
-        batch_size=cfg.batch_size,
-        progress=not args.no_progress,
-        profile=args.profile,
-        **({"compile": True} if args.compile else {}),
-        **({"autocast": cfg.autocast} if cfg.autocast else {}),
-        **cfg.scan_options(),
-        seed=cfg.seed,
         meta={"command": cfg.to_dict(), **extra_meta},
         path=path,
+        **{**cfg.scan_options(), "device": cfg.device or local_device(), **shown},
     )
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{out}: {surf!r}")
@@ -256,10 +231,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "summary": surf.summary(),
             "roundoff": store.roundoff,
         }
-    from ..analysis.evidence import finding_sentences, findings
+    from ..analysis.evidence import findings
     from ..surface import load
 
-    info["findings"] = findings(load(args.path))  # every finding, its evidence and uncertainty
+    found = findings(load(args.path))  # every finding, its evidence and uncertainty
+    info["findings"] = found.to_dict()
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -289,10 +265,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
         centre = "n/a" if e["centre"] is None else f"{e['centre']:.6g}"
         low = f"{e['min']:.6g} at {e['argmin']}" if "min" in e else "n/a"
         print(f"  {var:<16} centre {centre}, min {low}")
-    found = info["findings"]
-    errors = "measured" if found["standard_errors"] else "not measured (none stored)"
-    print(f"  findings    (resolved beyond {found['z']:g} s.e.; standard errors {errors})")
-    for label, text in finding_sentences(found):
+    errors = "measured" if found.standard_errors else "not measured (none stored)"
+    print(f"  findings    (resolved beyond {found.z:g} s.e.; standard errors {errors})")
+    for _, label, text in found.lines():
         print(f"    {label} · {text}")
     return 0
 

@@ -69,3 +69,38 @@ def add_out(parser: argparse.ArgumentParser, *, help: str, dest: str = "out",
     return parser.add_argument(*names, dest=dest, required=required, default=default,
                                metavar="OUT", action=Renamed, renamed={"--output": "-o/--out"},
                                help=help)
+
+
+def add_scan_options(parser: argparse.ArgumentParser) -> None:
+    """Add a flag for each option :class:`lossmap.scan.options.ScanOptions` declares with one.
+
+    The flag, its help, choices and metavar come from the declaration; a
+    switch (``--compile``, ``--no-progress``) stores the opposite of the
+    option's default. Every flag defaults to None (not given: ``lm.scan``'s
+    default applies), and its value is checked by ``lm.scan``, once.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser(prog="lossmap scan")
+    >>> add_scan_options(p)
+    >>> a = p.parse_args(["--bn", "recompute", "--no-progress", "--batch-size", "64"])
+    >>> a.bn, a.progress, a.batch_size, a.samples
+    ('recompute', False, 64, None)
+    """
+    from ..scan.options import declared
+
+    for f in declared():
+        about = f.metadata
+        if about["flag"] is None:
+            continue
+        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": about["help"]}
+        if isinstance(f.default, bool):  # a switch: the flag says the opposite of the default
+            kw["action"] = "store_false" if f.default else "store_true"
+        else:
+            if about["choices"]:
+                kw["choices"] = about["choices"]
+            elif str(f.type).split(" ")[0] == "int":
+                kw["type"] = int
+            if about["metavar"]:
+                kw["metavar"] = about["metavar"]
+        parser.add_argument(about["flag"], **kw)

@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..scan.options import declared, speed_only
 from ..scan.spec import Axis, ScanSpec
 
 MODES = ("interpolate", "plane", "pca", "hessian_dirs")  # as in lossmap.cli.directions
-SPEED_ONLY = ("device", "batch_size", "strategy", "reuse_first_layer")  # not part of the spec
 CLI_METRICS = ("loss", "accuracy")
 
 
@@ -155,7 +155,8 @@ def stored_spec_yaml(path: str | os.PathLike) -> str:
         head.append("# paths are as `lossmap scan` was given them (relative to where it ran)")
     head += [f"# {n}" for n in notes]
     body = yaml.safe_dump(keys, sort_keys=False, default_flow_style=None, allow_unicode=True)
-    speed = {k: cmd[k] for k in SPEED_ONLY if cmd.get(k) not in (None, True)}
+    defaults = {f.name: f.default for f in declared()}
+    speed = {k: cmd[k] for k in speed_only() if cmd.get(k) not in (None, defaults[k])}
     tail = []
     if speed:  # recorded, but not part of the spec: shown, not set
         tail.append("# speed only, not part of the spec (uncomment to use):")

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .. import checks
 from .. import params as P
 from ..errors import InputError, InputTypeError
 
@@ -26,25 +27,13 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def check_int(name: str, value: Any, minimum: int, why: str) -> int:
     """``value`` if it is an int >= ``minimum``; else a message naming the rule."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputTypeError(f"`{name}`={value!r} must be an int ({why})")
-    if value < minimum:
-        raise InputError(f"`{name}`={value} must be >= {minimum} ({why})")
-    return value
+    return checks.check_int(value, f"`{name}`", minimum=minimum, why=why)
 
 
 def check_float(name: str, value: Any, *, low: float = 0.0, strict: bool = True,
                 high: float = math.inf) -> float:
     """``value`` as a float in (low, high) (or [low, high) unless ``strict``)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputTypeError(f"`{name}`={value!r} must be a number")
-    value = float(value)
-    bad = value <= low if strict else value < low
-    if not math.isfinite(value) or bad or value >= high:
-        rule = f"{'>' if strict else '>='} {low:g}" + (f" and < {high:g}" if high < math.inf
-                                                        else "")
-        raise InputError(f"`{name}`={value} must be {rule}")
-    return value
+    return checks.check_float(value, f"`{name}`", low=low, high=high, strict=strict)
 
 
 def check_models(model_a: Any, model_b: Any) -> tuple[dict, dict, dict]:
@@ -97,12 +86,7 @@ def train_tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 def check_loss(loss_fn: Any) -> LossFn:
     """``loss_fn`` if callable."""
-    if not callable(loss_fn):
-        raise InputTypeError(
-            f"loss_fn is a {type(loss_fn).__name__}; pass a function (outputs, targets) -> "
-            "mean loss, e.g. torch.nn.functional.cross_entropy"
-        )
-    return loss_fn
+    return checks.check_loss_fn(loss_fn)
 
 
 def batch_loss(model: nn.Module, state: dict, buffers: dict, loss_fn: LossFn,

@@ -14,26 +14,16 @@ import torch
 from torch import nn
 
 from .. import params as P
+from ..checks import check_int as _check_int  # noqa: F401  (the one integer check)
+from ..checks import check_loss_fn
 from ..data.splits import as_split
 from ..errors import InputError, InputTypeError
-
-
-def _check_int(value: Any, name: str, *, minimum: int | None) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InputTypeError(f"{name}={value!r} must be an integer")
-    if minimum is not None and value < minimum:
-        raise InputError(f"{name}={value} must be >= {minimum}")
-    return value
 
 
 def _check_model(model: Any, loss_fn: Any) -> None:
     if not isinstance(model, nn.Module):
         raise InputTypeError(f"model is a {type(model).__name__}; pass a torch.nn.Module")
-    if not callable(loss_fn):
-        raise InputTypeError(
-            f"loss_fn is a {type(loss_fn).__name__}; pass a callable loss_fn(outputs, targets) "
-            "returning the batch mean, e.g. torch.nn.CrossEntropyLoss()"
-        )
+    check_loss_fn(loss_fn)
     if not any(True for _ in model.parameters()):
         raise InputError("the model has no parameters: there is no Hessian to compute")
 

@@ -3,6 +3,7 @@
 * :mod:`.api` — :func:`lossmap.scan`, the front door (also ``load_directions``).
 * :mod:`.spec` — :class:`ScanSpec` and :class:`Axis`: one validated, serializable vocabulary.
 * :mod:`.plan` — arguments resolved once into a :class:`Plan` for a backend.
+* :mod:`.options` — ``lm.scan``'s options, declared once (flags, spec-file keys, checks).
 * :mod:`.runner` — the points visited coarse to fine, stored, resumed, reported.
 * :mod:`.path` and :mod:`.pathspec` — scans along a path θ(t) (curves, elastic bands).
 * :mod:`.metrics` — metric names resolved to callables.

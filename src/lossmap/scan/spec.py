@@ -19,17 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from .. import checks as C
+from ..checks import MAX_POINTS, check_axis, check_grid_size  # noqa: F401  (their old home)
 from ..errors import InputError, InputTypeError
 from .pathspec import PATH_DIM, check_path, path_differences
 from .pathspec import plain as _plain
 
 FORMAT_VERSION = 1
 DIM_NAMES = ("alpha", "beta")
-AUTOCAST = (None, "bfloat16", "float16")
+AUTOCAST = tuple(C.AUTOCAST)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: The most points a grid may have (1024 x 1024): a scan visits every one, each a pass over
-#: the data, and its order and coordinates are held in memory. Split a larger scan.
-MAX_POINTS = 2**20
 
 
 @dataclass(frozen=True)
@@ -46,72 +45,6 @@ class Axis:
 
     def __str__(self) -> str:
         return f"{self.lo:g}:{self.hi:g}:{self.n}"
-
-
-def check_axis(obj: Any, *, index: int = 0) -> Axis:
-    """Validate one grid axis given as ``Axis``, ``(lo, hi, n)`` or ``"lo:hi:n"``.
-
-    Examples
-    --------
-    >>> check_axis("-1:1:51")
-    Axis(lo=-1.0, hi=1.0, n=51)
-    >>> check_axis((0, 1, 1))
-    Traceback (most recent call last):
-    ...
-    lossmap.errors.InputError: grid axis 0: n=1 must be >= 2 (a line needs two points)
-    """
-    where = f"grid axis {index}"
-    if isinstance(obj, Axis):
-        lo, hi, n = obj.lo, obj.hi, obj.n
-    elif isinstance(obj, str):
-        parts = obj.split(":")
-        if len(parts) != 3:
-            raise InputError(f"{where}: {obj!r} is not LO:HI:N (for example -1:1:51)")
-        try:
-            lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
-        except ValueError:
-            raise InputError(
-                f"{where}: {obj!r} is not LO:HI:N with numbers LO, HI and an integer N "
-                "(for example -1:1:51)"
-            ) from None
-    elif isinstance(obj, (tuple, list)) and len(obj) == 3:
-        lo, hi, n = obj
-    else:
-        raise InputTypeError(f"{where}: {obj!r} must be (lo, hi, n), 'lo:hi:n' or an Axis")
-    if isinstance(n, float) and n.is_integer():
-        n = int(n)
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
-        raise InputTypeError(f"{where}: n={n!r} must be an integer")
-    try:
-        lo, hi = float(lo), float(hi)
-    except (TypeError, ValueError):
-        raise InputTypeError(f"{where}: lo={lo!r} and hi={hi!r} must be numbers") from None
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise InputError(f"{where}: lo={lo} and hi={hi} must be finite")
-    if n < 2:
-        raise InputError(f"{where}: n={n} must be >= 2 (a line needs two points)")
-    if lo >= hi:
-        raise InputError(f"{where}: lo={lo:g} must be < hi={hi:g} (swap them, or widen the range)")
-    return Axis(lo, hi, int(n))
-
-
-def check_grid_size(axes: Any) -> None:
-    """Refuse a grid of more than :data:`MAX_POINTS` points, before anything is allocated.
-
-    Examples
-    --------
-    >>> check_grid_size([Axis(-1, 1, 1025), Axis(-1, 1, 1025)])
-    Traceback (most recent call last):
-    ...
-    lossmap.errors.InputError: grid -1:1:1025 x -1:1:1025 has 1,050,625 points, more than ...
-    """
-    points = math.prod(a.n for a in axes)
-    if points > MAX_POINTS:
-        raise InputError(
-            f"grid {' x '.join(str(a) for a in axes)} has {points:,} points, more than the "
-            f"{MAX_POINTS:,} a scan may have (lossmap.scan.spec.MAX_POINTS): use fewer points, or "
-            "split the range into several scans, e.g. -1:0:N and 0:1:N, each its own store"
-        )
 
 
 def check_name(name: Any, *, what: str) -> str:
@@ -185,7 +118,9 @@ class ScanSpec:
         if isinstance(self.grid, (str, Axis)):
             raise InputTypeError(f"grid={self.grid!r} must be a sequence of axes, one per "
                                  "direction, e.g. (Axis(-1, 1, 51),)")
-        grid = tuple(check_axis(a, index=i) for i, a in enumerate(self.grid))
+        # An Axis comes checked from its door (lm.scan, the CLI, a store); other forms here.
+        grid = tuple(a if isinstance(a, Axis) else C.check_axis(a, index=i)
+                     for i, a in enumerate(self.grid))
         object.__setattr__(self, "grid", grid)
         if not 1 <= len(grid) <= len(DIM_NAMES):
             raise InputError(f"a scan has 1 or 2 grid axes, got {len(grid)}")
@@ -201,14 +136,6 @@ class ScanSpec:
         object.__setattr__(self, "metrics", tuple(self.metrics))
         # As JSON sees it (tuples are lists), so a spec equals its stored copy.
         object.__setattr__(self, "directions", tuple(_plain(dict(d)) for d in self.directions))
-        if self.autocast not in AUTOCAST:
-            raise InputError(f"autocast={self.autocast!r} must be None (full precision), "
-                             "'bfloat16' or 'float16'")
-        if self.bn not in ("eval", "recompute"):
-            raise InputError(f"bn={self.bn!r} must be 'eval' (stored running statistics) or "
-                             "'recompute' (re-estimated at every point)")
-        if self.samples is not None and (not isinstance(self.samples, int) or self.samples < 1):
-            raise InputError(f"samples={self.samples!r} must be a positive integer or None")
         if self.path is not None:
             object.__setattr__(self, "path", check_path(self.path, len(grid)))
 
@@ -284,7 +211,13 @@ class ScanSpec:
                 f"this store has format {fmt}, newer than this lossmap understands "
                 f"({FORMAT_VERSION}): upgrade lossmap"
             )
-        d["grid"] = tuple(Axis(float(a[0]), float(a[1]), int(a[2])) for a in d["grid"])
+        # A file is a door: its grid and the options a spec records are checked here.
+        d["grid"] = tuple(C.check_axis(a, index=i) for i, a in enumerate(d["grid"]))
+        from .options import ScanOptions
+
+        recorded = {k: d[k] for k in ("samples", "autocast", "bn") if k in d}
+        options = ScanOptions.checked(recorded)
+        d.update({k: getattr(options, k) for k in recorded})
         d["splits"] = tuple(d["splits"])
         d["metrics"] = tuple(d["metrics"])
         d["directions"] = tuple(d.get("directions", ()))

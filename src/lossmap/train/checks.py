@@ -10,7 +10,6 @@ are on the training device. Both run before anything is written or deleted.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,6 +17,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from .. import checks
 from ..errors import InputError, InputTypeError
 from ..params import resolve_device
 
@@ -27,20 +27,11 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _check_int(name: str, value: Any, minimum: int, why: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputTypeError(f"`{name}`={value!r} must be an int ({why})")
-    if value < minimum:
-        raise InputError(f"`{name}`={value} must be >= {minimum} ({why})")
-    return value
+    return checks.check_int(value, f"`{name}`", minimum=minimum, why=why)
 
 
 def _check_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputTypeError(f"`{name}`={value!r} must be a number")
-    value = float(value)
-    if not math.isfinite(value):
-        raise InputError(f"`{name}`={value} must be finite")
-    return value
+    return checks.check_float(value, f"`{name}`")
 
 
 def _check_data(name: str, data: Any) -> Data:
