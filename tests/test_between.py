@@ -45,7 +45,8 @@ def test_interpolation_endpoints_are_the_models():
 
 def test_plane_puts_each_model_at_its_coordinates():
     a, b, c = bn_net(0), bn_net(1), bn_net(2)
-    d1, d2, coords = lm.plane(a, b, c)
+    d1, d2 = found = lm.plane(a, b, c)
+    coords = found.coords
     pa = {k: v for k, v in d1.items() if "running" not in k}
     pb = {k: v for k, v in d2.items() if "running" not in k}
     assert abs(lm.Direction(pa).cosine(pb)) < 1e-6
@@ -99,7 +100,8 @@ def test_pca_recovers_a_known_plane(tmp_path):
         save_file(
             {n: v.contiguous() for n, v in s.items()}, str(tmp_path / f"e{k:03d}.safetensors")
         )
-    dirs, ratio = lm.pca_directions(tmp_path, 2)
+    dirs = lm.pca_directions(tmp_path, 2)
+    ratio = dirs.explained_variance_ratio
     assert ratio.sum() == pytest.approx(1.0, abs=1e-10)  # the path lies in the plane
     U = torch.stack([torch.cat([d["w"].reshape(-1), d["b"]]) for d in dirs], 1)
     # same plane: projector onto span(U) equals projector onto span(u)
@@ -112,7 +114,7 @@ def test_pca_recovers_a_known_plane(tmp_path):
     for (lo, hi, n), col in zip(axes, coords.T, strict=True):
         assert lo < col.min() and hi > col.max() and n == 11
     # in-memory steps give the same answer
-    _, ratio2 = lm.pca_directions(steps, 2)
+    ratio2 = lm.pca_directions(steps, 2).explained_variance_ratio
     np.testing.assert_allclose(ratio2, ratio, atol=1e-12)
 
 

@@ -106,7 +106,8 @@ def rel(a, b):
 @pytest.mark.parametrize("which", ["largest", "smallest", "magnitude"])
 def test_quadratic_eigenpairs_match_numpy(quad, which):
     model, loss, data, _, evals, evecs = quad
-    vals, dirs = hessian_eigenpairs(model, loss, data, k=3, which=which)
+    dirs = hessian_eigenpairs(model, loss, data, n=3, which=which)
+    vals = dirs.eigenvalues
     order = {
         "largest": np.argsort(-evals),
         "smallest": np.argsort(evals),
@@ -220,7 +221,8 @@ def test_eigen_directions_scan_as_parabolas(quad, tmp_path):
     import lossmap as lm
 
     model, loss, data, *_ = quad
-    vals, dirs = hessian_eigenpairs(model, loss, data, k=1)
+    dirs = hessian_eigenpairs(model, loss, data, n=1)
+    vals = dirs.eigenvalues
     surf = lm.scan(
         model,
         loss,
@@ -256,12 +258,14 @@ def test_network_eigenpairs_match_dense_hessian():
     net, loss_fn, X, y = small_net()
     names = [k for k, _ in net.named_parameters()]
     evals, evecs = np.linalg.eigh(dense_hessian(net, loss_fn, X, y))
-    vals, dirs = hessian_eigenpairs(net, loss_fn, (X, y), k=3, which="largest", tol=1e-10)
+    dirs = hessian_eigenpairs(net, loss_fn, (X, y), n=3, which="largest", tol=1e-10)
+    vals = dirs.eigenvalues
     for i in range(3):
         assert rel(vals[i], evals[-1 - i]) < 1e-8
         assert abs(flat(dirs[i], names) @ evecs[:, -1 - i]) > 0.999
         assert set(dirs[i]) == set(names)
-    vals, dirs = hessian_eigenpairs(net, loss_fn, (X, y), k=2, which="smallest", tol=1e-10)
+    dirs = hessian_eigenpairs(net, loss_fn, (X, y), n=2, which="smallest", tol=1e-10)
+    vals = dirs.eigenvalues
     for i in range(2):
         assert rel(vals[i], evals[i]) < 1e-6  # small-magnitude end: relative to a small value
         assert abs(flat(dirs[i], names) @ evecs[:, i]) > 0.999
@@ -275,7 +279,8 @@ def test_network_params_subset_is_the_diagonal_block():
     got = hvp(net, loss_fn, (X, y), v, params=block)
     assert list(got) == block
     np.testing.assert_allclose(flat(got, block), H @ flat(v, block), rtol=1e-10, atol=1e-12)
-    vals, dirs = hessian_eigenpairs(net, loss_fn, (X, y), k=1, params=["2.bias", "2.weight"])
+    dirs = hessian_eigenpairs(net, loss_fn, (X, y), n=1, params=["2.bias", "2.weight"])
+    vals = dirs.eigenvalues
     assert rel(vals[0], np.linalg.eigvalsh(H)[-1]) < 1e-6
     assert float(dirs[0]["0.weight"].abs().sum()) == 0.0  # zero outside the block
     assert dirs[0].meta["params"] == block  # model order
@@ -304,9 +309,10 @@ def test_float32_model_in_float64_finds_small_eigenvalues():
     net, loss_fn, X, y = small_net()
     evals = np.linalg.eigvalsh(dense_hessian(net, loss_fn, X, y))
     net32 = net.float()
-    vals, dirs = hessian_eigenpairs(
-        net32, loss_fn, (X.float(), y), k=2, which="smallest", dtype=torch.float64, tol=1e-10
+    dirs = hessian_eigenpairs(
+        net32, loss_fn, (X.float(), y), n=2, which="smallest", dtype=torch.float64, tol=1e-10
     )
+    vals = dirs.eigenvalues
     # The float32 weights are the float64 ones rounded: close, not equal.
     np.testing.assert_allclose(vals, evals[:2], rtol=1e-4, atol=1e-6)
     assert dirs[0]["0.weight"].dtype == torch.float32  # directions in the model's dtype
@@ -361,11 +367,11 @@ def same_bits(a, b):
     [
         lambda m, lf, d, v: hvp(m, lf, d, v),
         lambda m, lf, d, v: curvature(m, lf, d, v),
-        lambda m, lf, d, v: hessian_eigenpairs(m, lf, d, k=2),
+        lambda m, lf, d, v: hessian_eigenpairs(m, lf, d, n=2),
         lambda m, lf, d, v: hessian_trace(m, lf, d, probes=4),
         lambda m, lf, d, v: slq_nodes_weights(m, lf, d, n_lanczos=5, probes=2),
         lambda m, lf, d, v: hessian_density(m, lf, d, n_lanczos=5, probes=2),
-        lambda m, lf, d, v: hessian_eigenpairs(m, lf, d, k=200),  # an error inside
+        lambda m, lf, d, v: hessian_eigenpairs(m, lf, d, n=200),  # an error inside
     ],
     ids=["hvp", "curvature", "eigenpairs", "trace", "slq", "density", "error"],
 )
@@ -401,10 +407,10 @@ def test_bad_input_names_the_fix(quad):
     model, loss, data, *_ = quad
     with pytest.raises(InputError, match=r"which='top'.*'largest'"):
         hessian_eigenpairs(model, loss, data, which="top")
-    with pytest.raises(InputError, match=f"k={DIM} must be < the number of parameters n={DIM}"):
-        hessian_eigenpairs(model, loss, data, k=DIM)
-    with pytest.raises(InputError, match="k=0 must be >= 1"):
-        hessian_eigenpairs(model, loss, data, k=0)
+    with pytest.raises(InputError, match=f"n={DIM} must be < the number of parameters \\({DIM}\\)"):
+        hessian_eigenpairs(model, loss, data, n=DIM)
+    with pytest.raises(InputError, match="n=0 must be >= 1"):
+        hessian_eigenpairs(model, loss, data, n=0)
     with pytest.raises(InputError, match="tol"):
         hessian_eigenpairs(model, loss, data, tol=-1)
     with pytest.raises(InputError, match="reduction='mean'"):
@@ -438,8 +444,8 @@ def test_bad_input_names_the_fix(quad):
 
 def test_no_convergence_says_what_to_raise():
     net, loss_fn, X, y = small_net()
-    with pytest.raises(InputError, match=r"found only \d of k=3 .* raise maxiter"):
-        hessian_eigenpairs(net, loss_fn, (X, y), k=3, which="smallest", ncv=5, maxiter=1, tol=1e-12)
+    with pytest.raises(InputError, match=r"found only \d of n=3 .* raise maxiter"):
+        hessian_eigenpairs(net, loss_fn, (X, y), n=3, which="smallest", ncv=5, maxiter=1, tol=1e-12)
 
 
 def test_one_entry_dict_and_samples_subset(quad):

@@ -19,6 +19,7 @@ from .curves.neb import neb
 from .directions.between import interpolation, plane
 from .directions.direction import Direction
 from .directions.random import random_direction, random_directions
+from .directions.result import Directions
 from .directions.trajectory import fitted_grid, pca_directions, project
 from .errors import InputError, InputTypeError, LossmapError, StoreError
 from .hessian.eigen import curvature, hessian_eigenpairs, hvp
@@ -35,6 +36,7 @@ __all__ = [
     "BarrierMatrix",
     "Curve",
     "Direction",
+    "Directions",
     "InputError",
     "InputTypeError",
     "LossmapError",

@@ -8,6 +8,6 @@
 * :mod:`.api` — :func:`align`, the front door (``lm.align``).
 """
 
-from .api import align
+from .api import align, permutations
 
-__all__ = ["align"]
+__all__ = ["align", "permutations"]

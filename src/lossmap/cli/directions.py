@@ -214,15 +214,14 @@ def _random(cfg: Any, model: Any, trust_pickle: bool) -> tuple:
     from ..backends.registry import backend_for
     from ..directions.random import random_directions
 
-    backend = backend_for(model, what="--model")
+    backend_for(model, what="--model")  # refuses a model no backend runs
     centre = (checkpoint_of(model, cfg.checkpoint, what="--checkpoint", trust_pickle=trust_pickle)
               if cfg.checkpoint else None)
-    # In the model's parameter order: the draw follows the mapping's order, and a
-    # checkpoint's own order (sorted in .safetensors) would give other directions.
-    base = backend.state(model, centre)[0] if centre is not None else model
-    dirs = random_directions(base, cfg.dirs, norm=cfg.norm, ignore=cfg.ignore, seed=cfg.seed,
-                             orthogonal=bool(cfg.orthogonal), filter_axis=backend.filter_axis,
-                             params=getattr(cfg, "params", None))
+    # The model names the tensors (in its order: the draw follows it) and their layer types
+    # (norm="filter" units); a checkpoint gives the values.
+    dirs = random_directions(model, cfg.dirs, norm=cfg.norm, ignore=cfg.ignore, seed=cfg.seed,
+                             orthogonal=bool(cfg.orthogonal), params=getattr(cfg, "params", None),
+                             centre=centre)
     return centre, dirs, {}
 
 
@@ -280,7 +279,8 @@ def build_directions(cfg: Any, model: torch.nn.Module, loss_fn: Any, data: Any, 
     if cfg.plane is not None:
         a, b, c = (checkpoint_of(model, p, what=f"--plane {n}", **kw)
                    for n, p in zip("ABC", cfg.plane, strict=True))
-        d1, d2, coords = plane(a, b, c, params=getattr(cfg, "params", None))
+        d1, d2 = found = plane(a, b, c, params=getattr(cfg, "params", None))
+        coords = found.coords
         xy = np.asarray(list(coords.values()))  # (3, 2)
         if not cfg.grid:
             cfg.grid = [check_axis(nice_axis(float(xy[:, i].min()), float(xy[:, i].max())))
@@ -291,7 +291,8 @@ def build_directions(cfg: Any, model: torch.nn.Module, loss_fn: Any, data: Any, 
     if cfg.pca is not None:
         files = _trajectory(Path(cfg.pca))
         final = checkpoint_of(model, files[-1], what="--pca final checkpoint", **kw)
-        dirs, ratio = pca_directions(files, cfg.dirs, model=model)
+        dirs = pca_directions(files, cfg.dirs, model=model)
+        ratio = dirs.explained_variance_ratio
         path = project(files, dirs)  # (T, dirs); the final checkpoint at 0
         if not cfg.grid:
             cfg.grid = [check_axis(g) for g in fitted_grid(path, margin=MARGIN, n=POINTS)]
@@ -316,10 +317,10 @@ def _hessian(cfg: Any, model: torch.nn.Module, loss_fn: Any, data: Any,
         raise InputError(
             f"--hessian-split {split!r} is not a split of --data ({', '.join(map(str, data))})"
         )
-    vals, dirs = hessian_eigenpairs(
-        model, loss_fn, {split: data[split]}, k=cfg.hessian_dirs, centre=centre,
+    dirs = hessian_eigenpairs(
+        model, loss_fn, {split: data[split]}, n=cfg.hessian_dirs, centre=centre,
         samples=cfg.samples, seed=cfg.seed, device=cfg.device, batch_size=cfg.batch_size,
     )  # fmt: skip
-    meta = {"hessian": {"eigenvalues": vals.tolist(), "k": cfg.hessian_dirs, "split": split,
-                        "which": "largest", "products": dirs[0].meta["products"]}}
+    meta = {"hessian": {"eigenvalues": dirs.eigenvalues.tolist(), "k": cfg.hessian_dirs,
+                        "split": split, "which": "largest", "products": dirs[0].meta["products"]}}
     return centre, dirs[: cfg.dirs], meta

@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
                               "loss": args.loss, "parameters": n, "samples": args.samples,
                               "seed": args.seed, "seconds": {}}
     t0 = time.perf_counter()
-    vals, dirs = hessian_eigenpairs(model, loss_fn, one, k=args.k, **kw)
+    dirs = hessian_eigenpairs(model, loss_fn, one, n=args.k, **kw)
+    vals = dirs.eigenvalues
     result["seconds"]["eigenvalues"] = time.perf_counter() - t0
     result["eigenvalues"] = vals.tolist()
     result["products"] = dirs[0].meta["products"]

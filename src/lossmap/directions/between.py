@@ -20,6 +20,7 @@ from .. import params as P
 from ..backends.registry import find_backend
 from ..errors import InputError, InputTypeError
 from .direction import Direction
+from .result import Directions
 from .subset import Pattern, select_params, subset_meta
 
 ModelLike = nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike
@@ -73,29 +74,37 @@ def interpolation(a: ModelLike, b: ModelLike, *, params: Pattern | None = None) 
 
 
 def plane(a: ModelLike, b: ModelLike, c: ModelLike, *,
-          params: Pattern | None = None) -> tuple[Direction, Direction, dict]:
-    """The plane through three models, centred on ``a``.
+          params: Pattern | None = None) -> Directions:
+    """The plane through three models, centred on ``a``: two directions ``lm.scan`` takes.
 
     ``params`` moves only the chosen tensors (see :func:`interpolation`); the
     models then lie on the plane in those tensors.
 
+    Parameters
+    ----------
+    a, b, c : nn.Module, state dict or checkpoint path
+        The three models; ``a`` is the centre.
+    params : str, list of str or callable, optional
+        The tensors that move (see :func:`interpolation`).
+
     Returns
     -------
-    d1 : Direction
-        ``b − a``.
-    d2 : Direction
-        The part of ``c − a`` orthogonal to ``d1`` (orthogonality measured on
-        the parameters; buffers follow the same linear map, so every model sits
-        exactly on the plane).
-    coords : dict
-        ``{"a": (0, 0), "b": (1, 0), "c": (α_c, 1)}``, the models' exact (α, β).
+    Directions
+        ``(d1, d2)``: ``d1 = b − a``; ``d2`` the part of ``c − a``
+        orthogonal to ``d1`` (orthogonality measured on the parameters;
+        buffers follow the same linear map, so every model sits exactly on
+        the plane). ``.coords`` (also in each direction's ``meta``) is
+        ``{"a": (0, 0), "b": (1, 0), "c": (α_c, 1)}``, the models' exact
+        (α, β). Scan it with ``lm.scan(..., directions=result)``. (Unpacking
+        it into three names, ``d1, d2, coords``, the 0.1 form, still works
+        with a DeprecationWarning.)
 
     Examples
     --------
     >>> import torch
     >>> nets = [torch.nn.Linear(3, 2) for _ in range(3)]
-    >>> d1, d2, coords = plane(*nets)
-    >>> abs(d1.cosine(d2)) < 1e-6, coords["b"]
+    >>> d1, d2 = result = plane(*nets)
+    >>> abs(d1.cosine(d2)) < 1e-6, result.coords["b"]
     (True, (1.0, 0.0))
     """
     sa = full_state(a, what="model a")
@@ -113,8 +122,8 @@ def plane(a: ModelLike, b: ModelLike, c: ModelLike, *,
         raise InputError("model c lies on the line through a and b: pick a third model off it")
     coords = {"a": (0.0, 0.0), "b": (1.0, 0.0), "c": (float(alpha_c), 1.0)}
     meta = {"kind": "plane", "coords": coords, **sub}
-    return (
-        Direction(d1, meta={**meta, "index": 0}),
-        Direction(d2, meta={**meta, "index": 1}),
-        coords,
-    )
+    dirs = (Direction(d1, meta={**meta, "index": 0}), Direction(d2, meta={**meta, "index": 1}))
+    return Directions(dirs, {"coords": coords}, legacy=((*dirs, coords), (
+        "unpacking lm.plane(...) into (d1, d2, coords) is deprecated: it returns the two "
+        "directions, which lm.scan takes as they are; the models' coordinates are "
+        "result.coords. Write `d1, d2 = result = lm.plane(a, b, c)`")))

@@ -2,8 +2,10 @@
 
 Normalization units (the slices whose norm is matched to the centre's):
 
-* ``"filter"`` — each output slice of a tensor with two or more dimensions
-  (a row of a Linear weight, an output channel of a Conv weight); a tensor
+* ``"filter"`` — each output unit of a tensor with two or more dimensions
+  (a row of a Linear weight, an output channel of a Conv or ConvTranspose
+  weight, a column of a GPT-2 ``Conv1D`` weight, a token's row of an
+  Embedding), found from the model's layer types (:mod:`.units`); a tensor
   with fewer dimensions (a bias, a normalization scale) is one unit.
 * ``"layer"`` — each tensor (the fmin.xyz example's per-parameter rule).
 * ``"model"`` — the whole parameter vector.
@@ -16,15 +18,20 @@ zero direction: matching a zero norm leaves nothing to perturb.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
+from torch import nn
 
 from .. import params as P
 from ..backends.registry import find_backend
 from ..errors import InputError, InputTypeError
 from ..seeding import check_seed
 from .direction import Direction
+from .result import Directions
 from .storage import check_storage, make_recipe
 from .subset import Pattern, select_params, subset_meta
+from .units import check_rule, from_units, rules_for, to_units
 
 NORMS = ("filter", "layer", "model", "none")
 IGNORES = ("biasbn", None)
@@ -44,21 +51,6 @@ def check_ignore(ignore: str | None) -> str | None:
     if ignore not in IGNORES:
         raise InputError(f"unknown ignore {ignore!r}: use 'biasbn' (zero 1-D tensors) or None")
     return ignore
-
-
-def _unit_rows(t: torch.Tensor, norm: str, axis: int = 0) -> torch.Tensor:
-    """View a tensor as (units, values per unit) for per-filter / per-tensor maths."""
-    if norm == "filter" and t.dim() >= 2:
-        return t.movedim(axis, 0).reshape(t.shape[axis], -1)
-    return t.reshape(1, -1)
-
-
-def _from_rows(rows: torch.Tensor, shape: torch.Size, norm: str, axis: int = 0) -> torch.Tensor:
-    """Undo :func:`_unit_rows`."""
-    if norm == "filter" and len(shape) >= 2:
-        moved = (shape[axis], *[s for i, s in enumerate(shape) if i != axis % len(shape)])
-        return rows.reshape(moved).movedim(0, axis)
-    return rows.reshape(shape)
 
 
 def _orthonormalize_units(D: torch.Tensor, C: torch.Tensor | None) -> torch.Tensor:
@@ -94,6 +86,7 @@ def random_directions(
     filter_axis: int | None = None,
     params: Pattern | None = None,
     storage: str = "auto",
+    centre: P.StateLike | None = None,
 ) -> list[Direction]:
     """Draw ``n`` Gaussian directions, normalized to the given centre.
 
@@ -117,10 +110,15 @@ def random_directions(
         keeping the normalization exact (orthogonalized within each unit,
         then rescaled).
     filter_axis : int, optional
-        The output axis of weight tensors, along which ``norm="filter"`` slices
-        units: 0 for PyTorch, -1 for JAX/Flax (Dense kernels are (in, out),
-        Conv kernels HWIO). Default: -1 for a JAX model or a flat dict of its
-        weights (names ``"params/…"``), else 0.
+        One output axis for every weight tensor, along which ``norm="filter"``
+        slices units. Default: for a PyTorch model, each tensor's rule from
+        its layer type (Linear rows, Conv and ConvTranspose output channels,
+        GPT-2 ``Conv1D`` columns, Embedding token rows; see
+        :mod:`lossmap.directions.units`, which warns, naming the tensor, for
+        a 2-D parameter of a layer type it does not know); -1 for a JAX
+        model or a flat dict of its weights (names ``"params/…"``); 0 for a
+        PyTorch state dict, whose layer types are unknown. The rule each
+        tensor got is in ``meta["units"]``.
     params : str, list of str or callable, optional
         Build the directions over these parameter tensors only: a glob on the
         names (``"*lora_*"``, ``"transformer.h.0.*"``), a list of globs, or a
@@ -133,11 +131,16 @@ def random_directions(
         tensors, or as its recipe (seed, settings, centre fingerprint and a
         checksum), regenerated exactly on load; ``"auto"`` keeps a recipe
         above :data:`lossmap.directions.storage.RECIPE_ELEMENTS` values.
+    centre : dict of str to Tensor, nn.Module or path, optional
+        The point the directions are normalized to when it is not the
+        model's current weights (a checkpoint); ``model_or_state`` then only
+        names the tensors and their layer types.
 
     Returns
     -------
-    list of Direction
-        ``n`` directions; the first equals ``random_direction(..., seed=seed)``.
+    Directions
+        ``n`` directions (a tuple ``lm.scan`` takes as it is); the first
+        equals ``random_direction(..., seed=seed)``.
 
     Examples
     --------
@@ -158,13 +161,21 @@ def random_directions(
     ignore = check_ignore(ignore)
     seed = check_seed(seed)
     storage = check_storage(storage)
-    centre, axis = centre_of(model_or_state, filter_axis)
-    centre = {k: centre[k] for k in select_params(centre, params)}
-    out = draw(centre, n, norm=norm, ignore=ignore, seed=seed, orthogonal=orthogonal, axis=axis)
-    sub = subset_meta(params, centre)
-    recipe = make_recipe(centre, n=n, norm=norm, ignore=ignore, seed=seed,
-                         orthogonal=bool(orthogonal), axis=axis, params=sub.get("params"))
-    return [
+    state, axis = centre_of(model_or_state, filter_axis, centre)
+    state = {k: state[k] for k in select_params(state, params)}
+    units, units_from = {}, None
+    if norm == "filter":  # each tensor's output units, from its layer type where known
+        normalized = {k: t for k, t in state.items() if not (ignore == "biasbn" and t.dim() <= 1)}
+        units, units_from = rules_for(model_or_state, normalized, filter_axis,
+                                      None if isinstance(model_or_state, (Mapping, nn.Module))
+                                      else axis)
+    out = draw(state, n, norm=norm, ignore=ignore, seed=seed, orthogonal=orthogonal,
+               units=units)
+    sub = subset_meta(params, state)
+    recipe = make_recipe(state, n=n, norm=norm, ignore=ignore, seed=seed,
+                         orthogonal=bool(orthogonal), axis=axis, params=sub.get("params"),
+                         units=units)
+    return Directions([
         Direction._adopt(
             out[i],
             {
@@ -175,22 +186,27 @@ def random_directions(
                 "index": i,
                 "orthogonal": bool(orthogonal),
                 **({"filter_axis": axis} if axis != 0 else {}),
+                **({"units": units, "units_from": units_from} if norm == "filter" else {}),
                 **sub,
             },
             recipe={**recipe, "index": i},
             storage=storage,
         )
         for i in range(n)
-    ]
+    ])
 
 
-def centre_of(model_or_state: P.StateLike, filter_axis: int | None) -> tuple[dict, int]:
+def centre_of(model_or_state: P.StateLike, filter_axis: int | None,
+              centre: P.StateLike | None = None) -> tuple[dict, int]:
     """The centre's parameters (in the model's order) and the filter axis of its weights."""
     backend = find_backend(model_or_state)
     if backend is not None:  # a model: its backend names its weights and filter axis
-        centre = backend.state(model_or_state)[0]
+        centre = backend.state(model_or_state, centre)[0]
         axis = backend.filter_axis if filter_axis is None else filter_axis
     else:
+        if centre is not None:
+            raise InputError("centre= needs a model as the first argument (its layer types); "
+                             "pass the centre's state dict as the first argument instead")
         centre = P.parameter_state(model_or_state)
         jax_names = bool(centre) and all(k.startswith("params/") for k in centre)
         axis = (-1 if jax_names else 0) if filter_axis is None else filter_axis
@@ -200,11 +216,12 @@ def centre_of(model_or_state: P.StateLike, filter_axis: int | None) -> tuple[dic
 
 
 def draw(centre: dict, n: int, *, norm: str, ignore: str | None, seed: int, orthogonal: bool,
-         axis: int) -> list[dict[str, torch.Tensor]]:
+         units: Mapping[str, str]) -> list[dict[str, torch.Tensor]]:
     """The tensors of ``n`` directions around ``centre`` (checked arguments), in its order.
 
-    The draws follow the order of ``centre``'s names; a recipe regenerates a
-    direction by calling this again with the same arguments.
+    ``units`` maps each tensor to its unit rule (:mod:`.units`) for
+    ``norm="filter"``. The draws follow the order of ``centre``'s names; a
+    recipe regenerates a direction by calling this again with the same arguments.
     """
     gens = [torch.Generator(device="cpu").manual_seed(_seed(seed, i)) for i in range(n)]
     kept = [name for name, t in centre.items() if not (ignore == "biasbn" and t.dim() <= 1)]
@@ -235,19 +252,18 @@ def draw(centre: dict, n: int, *, norm: str, ignore: str | None, seed: int, orth
     else:
         for k in kept:
             shape = centre[k].shape
-            if norm == "filter" and len(shape) >= 2 and not -len(shape) <= axis < len(shape):
-                raise InputError(f"filter_axis={axis} is out of range for {k!r} of shape "
-                                 f"{tuple(shape)}")
+            rule = units.get(k, "tensor") if norm == "filter" else "tensor"
+            check_rule(k, shape, rule)
             if not orthogonal:  # one direction at a time, scaled in place: the float64
                 # copies stay one tensor's (bit-identical to scaling the stack of all n)
-                _scale_each(centre[k], gens, [o[k] for o in out], norm, axis)
+                _scale_each(centre[k], gens, [o[k] for o in out], rule)
                 continue
-            C = _unit_rows(centre[k].double(), norm, axis)
-            D = torch.stack([_unit_rows(torch.randn(shape, generator=g, dtype=torch.float64),
-                                        norm, axis) for g in gens])
+            C = to_units(centre[k].double(), rule)
+            D = torch.stack([to_units(torch.randn(shape, generator=g, dtype=torch.float64),
+                                      rule) for g in gens])
             D = _orthonormalize_units(D, C)
             for i in range(n):
-                out[i][k].copy_(_from_rows(D[i], shape, norm, axis))
+                out[i][k].copy_(from_units(D[i], shape, rule))
     return out
 
 
@@ -270,15 +286,14 @@ def _whitening(G: torch.Tensor, target: torch.Tensor, orthogonal: bool) -> torch
     return torch.diag(target) @ torch.linalg.inv(L)
 
 
-def _scale_each(c: torch.Tensor, gens: list, outs: list[torch.Tensor], norm: str,
-                axis: int) -> None:
+def _scale_each(c: torch.Tensor, gens: list, outs: list[torch.Tensor], rule: str) -> None:
     """Draw each direction's tensor and rescale its units to the centre's, into ``outs``."""
-    target = _unit_rows(c.double(), norm, axis).norm(dim=-1, keepdim=True)
+    target = to_units(c.double(), rule).norm(dim=-1, keepdim=True)
     for g, o in zip(gens, outs, strict=True):
-        D = _unit_rows(torch.randn(c.shape, generator=g, dtype=torch.float64), norm, axis)
+        D = to_units(torch.randn(c.shape, generator=g, dtype=torch.float64), rule)
         have = D.norm(dim=-1, keepdim=True)
         D.mul_(torch.where(have > 0, target / have.clamp_min(1e-300), 0.0))
-        o.copy_(_from_rows(D, c.shape, norm, axis))
+        o.copy_(from_units(D, c.shape, rule))
 
 
 def random_direction(
@@ -290,6 +305,7 @@ def random_direction(
     filter_axis: int | None = None,
     params: Pattern | None = None,
     storage: str = "auto",
+    centre: P.StateLike | None = None,
 ) -> Direction:
     """Draw one Gaussian direction normalized to the centre.
 
@@ -307,4 +323,5 @@ def random_direction(
     0.0
     """
     return random_directions(model_or_state, 1, norm=norm, ignore=ignore, seed=seed,
-                             filter_axis=filter_axis, params=params, storage=storage)[0]
+                             filter_axis=filter_axis, params=params, storage=storage,
+                             centre=centre)[0]

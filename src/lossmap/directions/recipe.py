@@ -5,7 +5,8 @@ of its tensors (4 bytes a parameter: 4 GB per direction of a 1B-parameter
 model) a store or a direction file can keep its *recipe*:
 
 * how it was drawn: ``seed``, ``index`` of ``n`` drawn together, ``norm``,
-  ``ignore``, ``orthogonal``, ``filter_axis``;
+  ``ignore``, ``orthogonal``, ``filter_axis`` and ``units`` (each tensor's
+  unit rule, :mod:`.units`);
 * over what: the tensor ``names`` in draw order (the ``params`` subset), their
   number (``tensors``) and size (``values``), and the ``centre`` fingerprint
   of those tensors (names, dtypes, shapes and values of the centre);
@@ -40,6 +41,7 @@ from .. import params as P
 from ..errors import InputError, StoreError
 from .direction import Direction
 from .random import centre_of, draw
+from .units import axis_rules
 
 __all__ = ["regenerate"]
 
@@ -119,8 +121,9 @@ def regenerate(directions: Direction | Sequence[Direction], centre: Any, *,
                     f"{r['centre']}, but the given centre's {r['tensors']} tensors have "
                     f"{P.fingerprint(state)}: pass the model (and checkpoint) it was made "
                     "around — a scan's centre, lm.load_directions(store, centre=model)")
+            units = r.get("units", axis_rules(state, axis))  # 0.1 recipes: one axis
             drawn[key] = draw(state, r["n"], norm=r["norm"], ignore=r["ignore"], seed=r["seed"],
-                              orthogonal=r["orthogonal"], axis=axis)
+                              orthogonal=r["orthogonal"], units=units)
         d = Direction._adopt(drawn[key][r["index"]], d.meta, recipe=r, storage="recipe")
         if d.fingerprint() != r["checksum"]:
             now = torch.__version__

@@ -16,6 +16,7 @@ import torch
 
 from .. import params as P
 from ..errors import InputError, StoreError
+from .units import is_rule
 
 #: Above this many values a direction is kept as its recipe (``storage="auto"``): 64 Mi,
 #: 256 MB of float32 tensors per direction.
@@ -38,10 +39,17 @@ def check_storage(storage: str) -> str:
 
 
 def make_recipe(centre: Mapping[str, torch.Tensor], *, n: int, norm: str, ignore: str | None,
-                seed: int, orthogonal: bool, axis: int, params: dict | None) -> dict:
-    """The recipe of directions drawn around ``centre`` (its chosen tensors, in draw order)."""
+                seed: int, orthogonal: bool, axis: int, params: dict | None,
+                units: Mapping[str, str]) -> dict:
+    """The recipe of directions drawn around ``centre`` (its chosen tensors, in draw order).
+
+    ``units`` is each tensor's unit rule for ``norm="filter"``
+    (:mod:`lossmap.directions.units`); a recipe without it (lossmap 0.1)
+    slices every tensor along ``filter_axis``.
+    """
     return {"format": FORMAT, "seed": seed, "n": n, "norm": norm, "ignore": ignore,
-            "orthogonal": orthogonal, "filter_axis": axis, "names": list(centre),
+            "units": dict(units), "orthogonal": orthogonal, "filter_axis": axis,
+            "names": list(centre),
             "params": None if params is None else params["pattern"],
             "centre": P.fingerprint(centre), "tensors": len(centre),
             "values": P.numel(centre)}
@@ -90,8 +98,10 @@ def check_recipe(recipe: Any, *, where: str) -> dict:
     if (not all(isinstance(k, str) for k in recipe["names"])
             or not 0 <= recipe["index"] < recipe["n"]
             or recipe["norm"] not in ("filter", "layer", "model", "none")
-            or recipe.get("ignore") not in ("biasbn", None)):
-        raise StoreError(f"{where}: its recipe's names, index, norm or ignore are damaged; "
+            or recipe.get("ignore") not in ("biasbn", None)
+            or not isinstance(recipe.get("units", {}), dict)
+            or not all(is_rule(r) for r in recipe.get("units", {}).values())):
+        raise StoreError(f"{where}: its recipe's names, index, norm, ignore or units are damaged; "
                          "rescan with storage='tensors'")
     return recipe
 

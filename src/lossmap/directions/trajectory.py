@@ -22,6 +22,7 @@ from torch import nn
 from .. import params as P
 from ..errors import InputError, InputTypeError, MissingFileError
 from .direction import Direction
+from .result import Directions
 
 Step = str | os.PathLike | dict
 
@@ -86,7 +87,7 @@ def pca_directions(
     *,
     final: Step | None = None,
     model: nn.Module | None = None,
-) -> tuple[list[Direction], np.ndarray]:
+) -> Directions:
     """Top ``n`` principal directions of a trajectory around its final point.
 
     Parameters
@@ -104,9 +105,13 @@ def pca_directions(
 
     Returns
     -------
-    directions : list of Direction
-        Unit-norm, mutually orthogonal; ``meta`` holds the explained variance.
-    explained_variance_ratio : ndarray, shape (n,)
+    Directions
+        ``n`` unit-norm, mutually orthogonal directions, which ``lm.scan``
+        takes as they are; ``.explained_variance_ratio`` (ndarray, shape
+        (n,)) is each one's share of the path's variance, also in each
+        direction's ``meta``. (Unpacking it into two names, ``dirs, ratio``,
+        the 0.1 form, still gives those two with a DeprecationWarning, also
+        for ``n=2``: index the directions, ``dirs[0]``, ``dirs[1]``.)
     """
     steps = (
         checkpoints_in(trajectory)
@@ -145,12 +150,14 @@ def pca_directions(
         dtype = read_final(name).dtype
         for i in range(n):
             out[i][name] = U[i].reshape(shape).to(dtype)
-    return [
-        Direction(
-            out[i], meta={"kind": "pca", "index": i, "explained_variance_ratio": float(ratio[i])}
-        )
-        for i in range(n)
-    ], ratio
+    dirs = [Direction(out[i], meta={"kind": "pca", "index": i,
+                                    "explained_variance_ratio": float(ratio[i])})
+            for i in range(n)]
+    return Directions(dirs, {"explained_variance_ratio": ratio}, legacy=((dirs, ratio), (
+        "unpacking lm.pca_directions(...) into (directions, ratio) is deprecated: it returns "
+        "the directions, which lm.scan takes as they are; the ratio is "
+        "result.explained_variance_ratio. Write `dirs = lm.pca_directions(...)` and index "
+        "it (dirs[0], dirs[1])")))
 
 
 def _block(readers, read_final, name: str, shape) -> torch.Tensor:

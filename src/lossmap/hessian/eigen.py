@@ -23,6 +23,7 @@ small ones; pass ``dtype=torch.float64`` for those.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..directions.direction import Direction
+from ..directions.result import Directions
 from ..errors import InputError
 
 # DEFAULT_BATCH and DEVICE_DATA_BUDGET live in _hessian_op; they stay importable from here.
@@ -172,7 +173,7 @@ def hessian_eigenpairs(
     loss_fn: LossFn,
     data: Any,
     *,
-    k: int = 1,
+    n: int = 1,
     which: str = "largest",
     tol: float = 1e-6,
     seed: int = 0,
@@ -184,8 +185,9 @@ def hessian_eigenpairs(
     samples: int | None = None,
     params: Sequence[str] | None = None,
     dtype: torch.dtype | None = None,
-) -> tuple[np.ndarray, list[Direction]]:
-    """Extreme eigenvalues of the Hessian and their eigenvectors as Directions.
+    k: int | None = None,
+) -> Directions:
+    """Extreme eigenvalues of the Hessian and their eigenvectors, as Directions ``lm.scan`` takes.
 
     Implicitly restarted Lanczos (ARPACK, ``scipy.sparse.linalg.eigsh``) on
     a ``LinearOperator`` whose product is :func:`hvp` on flat float64 vectors.
@@ -194,13 +196,15 @@ def hessian_eigenpairs(
     ----------
     model, loss_fn, data, centre, device, batch_size, samples, params, dtype
         As in :func:`hvp`.
-    k : int, default 1
-        Number of eigenpairs; ARPACK needs ``k`` < the number of parameters.
+    n : int, default 1
+        Number of eigenpairs; ARPACK needs ``n`` < the number of parameters.
+    k : int, optional
+        Deprecated name of ``n`` (lossmap 0.1); warns.
     which : {"largest", "smallest", "magnitude"}, default "largest"
-        ``"largest"``: the k largest *algebraic* eigenvalues (ARPACK "LA":
-        the sharpest directions); ``"smallest"``: the k smallest algebraic
+        ``"largest"``: the n largest *algebraic* eigenvalues (ARPACK "LA":
+        the sharpest directions); ``"smallest"``: the n smallest algebraic
         ones ("SA": the most negative curvature at a saddle);
-        ``"magnitude"``: the k largest in absolute value ("LM").
+        ``"magnitude"``: the n largest in absolute value ("LM").
     tol : float, default 1e-6
         Relative accuracy of the eigenvalues (ARPACK's ``tol``; 0 means
         machine precision). For small eigenvalues of a float32 model, use
@@ -208,35 +212,37 @@ def hessian_eigenpairs(
     seed : int, default 0
         Seed of the start vector (a private generator) and of ``samples``.
     maxiter : int, default 100
-        ARPACK restarts allowed, each about ``ncv - k`` products. (scipy's
+        ARPACK restarts allowed, each about ``ncv - n`` products. (scipy's
         own default, 10 × the number of parameters, never ends in practice
         when each product is a pass over the data.)
     ncv : int, optional
-        Lanczos vectors kept (scipy's default: max(2k + 1, 20), at most n).
+        Lanczos vectors kept (scipy's default: max(2n + 1, 20), at most the
+        number of parameters).
 
     Returns
     -------
-    eigenvalues : ndarray, shape (k,)
-        Sorted from the extreme inwards: descending for ``"largest"``,
-        ascending for ``"smallest"``, by descending magnitude for
-        ``"magnitude"``.
-    directions : list of Direction
-        Unit-norm eigenvectors over all model parameters (zeros outside
-        ``params``), ``meta`` = ``{"kind": "hessian", "index", "eigenvalue",
-        "which", "params", "seed", "samples", "products"}`` (products: the
-        Hessian-vector products eigsh needed). The sign is fixed so the
-        entry of largest magnitude is positive. Scan them with ``lm.scan``;
-        being unit vectors, the grid is in parameter-space units (an axis
-        ``(-1, 1, n)`` moves the weights by up to 1 in Euclidean norm).
+    Directions
+        ``n`` unit-norm eigenvectors over all model parameters (zeros
+        outside ``params``), each with ``meta`` = ``{"kind": "hessian",
+        "index", "eigenvalue", "which", "params", "seed", "samples",
+        "products"}`` (products: the Hessian-vector products eigsh needed);
+        ``.eigenvalues`` (ndarray, shape (n,)) sorted from the extreme
+        inwards: descending for ``"largest"``, ascending for
+        ``"smallest"``, by descending magnitude for ``"magnitude"``. The
+        sign is fixed so the entry of largest magnitude is positive. Scan
+        them with ``lm.scan`` as they are; being unit vectors, the grid is
+        in parameter-space units (an axis ``(-1, 1, 21)`` moves the weights
+        by up to 1 in Euclidean norm). (Unpacking the result into two names,
+        ``values, dirs``, the 0.1 form, still gives those two with a
+        DeprecationWarning, also for ``n=2``: index the directions.)
 
     Examples
     --------
     >>> import torch
     >>> net = torch.nn.Linear(3, 1, bias=False).double()
     >>> X = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
-    >>> vals, dirs = hessian_eigenpairs(net, torch.nn.MSELoss(), (X, torch.zeros(3, 1).double()),
-    ...                                 k=1)
-    >>> round(float(vals[0]), 6)  # 2/N · XᵀX = diag(2/3, 8/3, 6)
+    >>> dirs = hessian_eigenpairs(net, torch.nn.MSELoss(), (X, torch.zeros(3, 1).double()), n=1)
+    >>> round(float(dirs.eigenvalues[0]), 6)  # 2/N · XᵀX = diag(2/3, 8/3, 6)
     6.0
     >>> dirs[0].meta["kind"], round(dirs[0].norm(), 6)
     ('hessian', 1.0)
@@ -248,7 +254,11 @@ def hessian_eigenpairs(
             f"which={which!r} must be one of {', '.join(map(repr, WHICH))} "
             "(largest / smallest algebraic eigenvalues, or largest magnitude)"
         )
-    _check_int(k, "k", minimum=1)
+    if k is not None:
+        warnings.warn("hessian_eigenpairs(k=...) is deprecated: use n=... (the same number)",
+                      DeprecationWarning, stacklevel=2)
+        n = k
+    _check_int(n, "n", minimum=1)
     if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0:
         raise InputError(f"tol={tol!r} must be a number >= 0 (relative accuracy)")
     _check_int(maxiter, "maxiter", minimum=1)
@@ -256,25 +266,25 @@ def hessian_eigenpairs(
         model, loss_fn, data, centre=centre, device=device, batch_size=batch_size,
         samples=samples, seed=seed, params=params, dtype=dtype,
     ) as op:  # fmt: skip
-        if k >= op.n:
+        if n >= op.n:
             raise InputError(
-                f"k={k} must be < the number of parameters n={op.n}: ARPACK (scipy's eigsh) "
-                f"finds at most n - 1 eigenpairs; lower k, or for a model this small compute "
-                "the dense Hessian (torch.func.hessian) and use numpy.linalg.eigh"
+                f"n={n} must be < the number of parameters ({op.n}): ARPACK (scipy's eigsh) "
+                f"finds at most {op.n - 1} eigenpairs; lower n, or for a model this small "
+                "compute the dense Hessian (torch.func.hessian) and use numpy.linalg.eigh"
             )
         if ncv is not None:
-            _check_int(ncv, "ncv", minimum=k + 1)
+            _check_int(ncv, "ncv", minimum=n + 1)
             if ncv > op.n:
-                raise InputError(f"ncv={ncv} must be <= the number of parameters n={op.n}")
+                raise InputError(f"ncv={ncv} must be <= the number of parameters ({op.n})")
         v0 = np.random.default_rng(seed).standard_normal(op.n)  # (n,) private generator
         A = LinearOperator((op.n, op.n), matvec=op.matvec, dtype=np.float64)
         try:
             vals, vecs = eigsh(
-                A, k=k, which=WHICH[which], tol=float(tol), v0=v0, maxiter=maxiter, ncv=ncv
-            )  # vals (k,), vecs (n, k)
+                A, k=n, which=WHICH[which], tol=float(tol), v0=v0, maxiter=maxiter, ncv=ncv
+            )  # vals (n,), vecs (parameters, n)
         except ArpackNoConvergence as exc:
             raise InputError(
-                f"eigsh found only {len(exc.eigenvalues)} of k={k} eigenpairs within "
+                f"eigsh found only {len(exc.eigenvalues)} of n={n} eigenpairs within "
                 f"maxiter={maxiter} restarts ({op.products} Hessian-vector products): raise "
                 "maxiter, loosen tol, raise ncv, or pass dtype=torch.float64 if the model is "
                 "float32 and the eigenvalues are small"
@@ -286,7 +296,7 @@ def hessian_eigenpairs(
         }[which]
         vals, vecs = vals[order], vecs[:, order]
         dirs = []
-        for i in range(k):
+        for i in range(n):
             v = vecs[:, i] / np.linalg.norm(vecs[:, i])
             if v[np.argmax(np.abs(v))] < 0:
                 v = -v
@@ -301,4 +311,10 @@ def hessian_eigenpairs(
                 "products": op.products,
             }
             dirs.append(op.direction(torch.from_numpy(v), meta))
-        return vals.astype(np.float64), dirs
+        vals = vals.astype(np.float64)
+        return Directions(dirs, {"eigenvalues": vals, "which": which, "products": op.products},
+                          legacy=((vals, dirs), (
+            "unpacking lm.hessian_eigenpairs(...) into (eigenvalues, directions) is deprecated: "
+            "it returns the directions, which lm.scan takes as they are; the eigenvalues are "
+            "result.eigenvalues. Write `dirs = lm.hessian_eigenpairs(...)` and index it "
+            "(dirs[0], dirs[1])")))

@@ -18,6 +18,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .. import params as P
+from ..backends.torch.attention import differentiable_attention
 from ..backends.torch.restore import preserved
 from ..directions.direction import Direction, as_direction
 from ..errors import InputError
@@ -135,7 +136,7 @@ class _Hessian:
         out = torch.zeros_like(V)  # (m, n) float64
         vecs = [self.unflatten(v) for v in V]
         leaves = list(self.leaves.values())
-        with torch.enable_grad():
+        with torch.enable_grad(), differentiable_attention():  # fused kernels: no double backward
             for i, ((X, y), w) in enumerate(zip(self.batches, self.weights, strict=True)):
                 X, y = X.to(self.device), y.to(self.device)
                 loss = self.loss_fn(

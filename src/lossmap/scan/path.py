@@ -187,7 +187,8 @@ def curve_plane(curve: Curve, *, points: int = CURVE_POINTS
         raise InputError(f"points={points!r} must be an integer >= 2")
     cps = curve.control_points
     mid = len(cps) // 2
-    d1, d2, exact = plane(cps[0], cps[-1], cps[mid])
+    d1, d2 = found = plane(cps[0], cps[-1], cps[mid])
+    exact = found.coords
     dirs = [Direction(dict(d1.items()), {**d1.meta, "kind": "curve_plane"}),
             Direction(dict(d2.items()), {**d2.meta, "kind": "curve_plane"})]
     xy = _project(cps, dirs)  # (m + 1, 2): every control point on the plane

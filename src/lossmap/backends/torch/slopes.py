@@ -36,6 +36,7 @@ from torch import nn
 from torch.func import functional_call, jvp
 
 from ...data.splits import Split
+from .attention import differentiable_attention
 from .metrics import accuracy
 from .persample import per_example_terms
 from .restore import preserved
@@ -185,7 +186,7 @@ def _split_slopes(model, metrics, primal, fixed, tangents, split, device, batch_
             return tuple(out)
 
         for i, tangent in enumerate(tangents):
-            with _math_attention():  # fused attention kernels have no forward-mode rule
+            with differentiable_attention():  # fused attention has no forward-mode rule
                 values, dots = jvp(terms, (primal,), (tangent,))
             for j, n in enumerate(names):
                 if n in kept:
@@ -197,13 +198,3 @@ def _split_slopes(model, metrics, primal, fixed, tangents, split, device, batch_
     return {n: ([np.concatenate(p) for p in slopes[n]], np.concatenate(counts[n]))
             for n in names if n in kept}
 
-
-def _math_attention():
-    """Scaled dot-product attention on its plain (math) kernel, which forward AD supports."""
-    try:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-    except ImportError:  # an older torch: nothing to choose
-        import contextlib
-
-        return contextlib.nullcontext()
-    return sdpa_kernel(SDPBackend.MATH)
