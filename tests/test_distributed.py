@@ -43,6 +43,12 @@ def data():
     X = torch.randn(128, 1, 4, 4, generator=g)
     y = torch.randint(0, 4, (128,), generator=g)
     return {"train": (X, y), "test": (X[:32], y[:32])}
+
+def data_by_rank():  # each rank draws its own samples: a mistake the scan must refuse
+    g = torch.Generator().manual_seed(1 + int(os.environ.get("RANK", "0")))
+    X = torch.randn(128, 1, 4, 4, generator=g)
+    y = torch.randint(0, 4, (128,), generator=g)
+    return {"train": (X, y), "test": (X[:32], y[:32])}
 """
 
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
@@ -94,6 +100,25 @@ def test_two_ranks_equal_one(workdir):
     assert two.complete
     for v in one.values:
         np.testing.assert_array_equal(one[v], two[v])
+
+
+@pytest.mark.slow  # one torchrun job: 5-10 s
+def test_ranks_that_read_different_data_are_refused(workdir):
+    """Rank 0 alone writes the store: a rank with other data would merge another scan into it."""
+    tmp, env = workdir
+    out = tmp / "two.lossmap"
+    cmd = command(out, "torchrun")
+    cmd[cmd.index("user.py:data")] = "user.py:data_by_rank"
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert res.returncode != 0
+    # each rank: one line naming the rank and what differs, and exit status 2
+    lines = [x for x in res.stderr.splitlines() if "differs from rank 0" in x]
+    assert len(lines) == 2, res.stderr[-3000:]
+    for line in lines:
+        assert "rank 1's train data differs from rank 0's (fingerprint " in line
+        assert line.endswith("every rank must read the same data")
+    assert res.stderr.count("exitcode  : 2") == 2, res.stderr[-3000:]
+    assert not out.exists()  # refused before the store was made
 
 
 def committed(path):

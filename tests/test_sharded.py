@@ -47,7 +47,8 @@ import torch, torch.distributed as dist
 from torch import nn
 from torch.distributed.fsdp import fully_shard
 import lossmap as lm
-from lossmap.backends.sharded import is_sharded, scan_sharded
+from lossmap.backends.sharded import is_sharded
+from lossmap.scan.plan import Plan
 from common import BATCH, LINE, PLANE, data, directions, model
 
 out = sys.argv[1]
@@ -69,12 +70,19 @@ def unchanged():  # bit for bit, and the training flag
     return all(torch.equal(before[k], now[k]) for k in before) and net.training
 
 loss = nn.CrossEntropyLoss()
+plan = lm.plan_scan(net, loss, data=data(), directions=d1, grid=LINE, batch_size=BATCH)
+checks["plan"] = [type(plan).__name__, plan.backend.name]
+runs, run = [], Plan.run
+def spy(self, **kw):  # every scan of the sharded model goes through Plan.run
+    runs.append(self.backend.name)
+    return run(self, **kw)
+Plan.run = spy
 lm.scan(net, loss, data=data(), directions=d1, grid=LINE, batch_size=BATCH, progress=False,
-        store=f"{out}/line.lossmap")  # lm.scan sends a sharded model to scan_sharded
+        store=f"{out}/line.lossmap")
 checks["line"] = unchanged()
 kw = dict(data=data(), directions=[d1, d2], grid=PLANE, batch_size=BATCH,
           metrics=("loss", "accuracy"), progress=False)
-plane = scan_sharded(net, loss, **kw)
+plane = lm.scan(net, loss, **kw)
 checks["plane"] = unchanged()
 if dist.get_rank() == 0:
     np.savez(f"{out}/plane.npz", **{k: plane[k] for k in plane.values})
@@ -87,12 +95,12 @@ def count(module, args, output):  # after FSDP's own hook: every rank stops at t
 net.register_forward_hook(count)
 forwards["stop"] = 2 + 4 * 7 + 2  # the probe (2 forwards), 7 points, into the 8th
 try:
-    scan_sharded(net, loss, store=f"{out}/plane.lossmap", **kw)
+    lm.scan(net, loss, store=f"{out}/plane.lossmap", **kw)
 except KeyboardInterrupt:
     checks["interrupted"] = unchanged()
 checks["committed"] = int(lm.load(f"{out}/plane.lossmap").done.sum())
 forwards.update(n=0, stop=0)
-scan_sharded(net, loss, store=f"{out}/plane.lossmap", **kw)
+lm.scan(net, loss, store=f"{out}/plane.lossmap", **kw)
 checks["resumed_forwards"] = forwards["n"]
 checks["resumed"] = unchanged()
 for bad in ({"bn": "recompute"}, {"strategy": "vmap"}, {"centre": {}}, {"compile": True}):
@@ -100,6 +108,20 @@ for bad in ({"bn": "recompute"}, {"strategy": "vmap"}, {"centre": {}}, {"compile
         lm.scan(net, loss, data=data(), directions=d1, grid=LINE, progress=False, **bad)
     except lm.InputError as exc:
         checks[next(iter(bad))] = str(exc)
+checks["runs"] = list(runs)  # the refused scans below also reach Plan.run
+# every rank must read the same data and move along the same directions: refused on every rank
+rank = dist.get_rank()
+g = torch.Generator().manual_seed(rank)
+own = {"train": (torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g))}
+for what, args in (("data", dict(data=own, directions=d1)),
+                   ("direction", dict(data=data(), directions=lm.random_direction(
+                       model(), seed=rank)))):
+    try:
+        lm.scan(net, loss, grid=LINE, progress=False, **args)
+    except lm.InputError as exc:
+        with open(f"{out}/refused_{what}_{rank}.txt", "w") as f:
+            f.write(str(exc))
+checks["after_refusals"] = unchanged()
 if dist.get_rank() == 0:
     with open(f"{out}/checks.json", "w") as f:
         json.dump(checks, f)
@@ -176,6 +198,22 @@ def test_fsdp2_scan_equals_the_unsharded_scan_and_leaves_the_shards_alone(tmp_pa
     assert "strategy='vmap' is not supported" in checks["strategy"]
     assert "load the centre into the model before sharding" in checks["centre"]
     assert "torch.compile" in checks["compile"]
+
+    # one pipeline: lm.plan_scan of a sharded model is a Plan on the sharded backend, every
+    # lm.scan of it ran through Plan.run (line, plane, interrupted, resumed), and its store
+    # records the spec and fingerprints of the unsharded scan
+    assert checks["plan"] == ["Plan", "sharded"]
+    assert checks["runs"] == ["sharded"] * 4
+    assert line.spec == ref_line.spec and line.fingerprints == ref_line.fingerprints
+    # ranks that read other data, or move along other directions: refused on every rank,
+    # naming the rank and what differs, before any point; the shards untouched
+    for what, words in (("data", "train data"), ("direction", "direction 0")):
+        for rank in (0, 1):
+            msg = (tmp_path / f"refused_{what}_{rank}.txt").read_text()
+            assert msg.startswith(f"rank 1's {words} differs from rank 0's (fingerprint "), msg
+    assert "every rank must read the same data" in (tmp_path / "refused_data_1.txt").read_text()
+    assert "every rank must pass the same directions" in msg
+    assert checks["after_refusals"]
 
 
 def test_unsharded_models_are_not_sharded():

@@ -24,6 +24,7 @@ import atexit
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -60,6 +61,23 @@ class Group:
         out: list[Any] = [None] * self.world
         dist.all_gather_object(out, obj)
         return out
+
+    def first_difference(self, facts: Mapping[str, str]) -> tuple[int, str, str, str] | None:
+        """Where some rank's ``facts`` differ from rank 0's, the same answer on every rank.
+
+        Collective (one ``all_gather``): every rank calls it with facts it
+        believes every rank shares (fingerprints of the data, directions,
+        centre; the scan's settings). Returns ``(rank, key, rank 0's value, that
+        rank's value)`` for the lowest such rank and the first such key (a key
+        one rank lacks has the value ``"(none)"``), or None where all agree.
+        """
+        every = self.all_gather(dict(facts))
+        for rank, theirs in enumerate(every[1:], start=1):
+            for key in [*every[0], *(k for k in theirs if k not in every[0])]:
+                ours, other = every[0].get(key, "(none)"), theirs.get(key, "(none)")
+                if ours != other:
+                    return rank, key, ours, other
+        return None
 
 
 def _shutdown() -> None:

@@ -3,7 +3,8 @@
 A backend is named here by the import path of its class. PyTorch is always
 available; JAX is tried only when the user's process has imported ``jax``
 already (an object can only be a JAX model then), so ``import lossmap`` and a
-PyTorch scan never load JAX.
+PyTorch scan never load JAX; FSDP2-sharded PyTorch likewise only once
+``torch.distributed.tensor`` is imported (a model can only be sharded then).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 from ..errors import InputTypeError
 from .base import Backend
 
-#: name -> (module, class, a module that must already be imported for the backend to apply)
+#: name -> (module, class, a module that must already be imported for the backend to apply),
+#: asked in this order: a sharded model (FSDP2, DTensor weights) is a torch module too.
 BACKENDS: dict[str, tuple[str, str, str | None]] = {
+    "sharded": ("lossmap.backends.sharded", "ShardedBackend", "torch.distributed.tensor"),
     "torch": ("lossmap.backends.torch.backend", "TorchBackend", None),
     "jax": ("lossmap.backends.jax.backend", "JaxBackend", "jax"),
 }
@@ -25,7 +28,8 @@ BACKENDS: dict[str, tuple[str, str, str | None]] = {
 
 @cache
 def backend_named(name: str) -> Backend:
-    """The backend called ``name`` (``"torch"`` or ``"jax"``); imports it on first use."""
+    """The backend called ``name`` (``"torch"``, ``"sharded"`` or ``"jax"``); imports it on first
+    use."""
     module, cls, _ = BACKENDS[name]
     return getattr(importlib.import_module(module), cls)()
 

@@ -1,4 +1,9 @@
-"""Scans of a model sharded with ``torch.distributed`` FSDP2 (``fully_shard``, DTensor parameters).
+"""Models sharded with ``torch.distributed`` FSDP2 (``fully_shard``, DTensor parameters): a backend.
+
+Found by :mod:`lossmap.backends.registry` before the PyTorch backend, so
+``lm.scan(sharded_model, ...)`` is ``plan_scan(...).run(...)`` like any scan:
+the same checks, spec, fingerprints, driver and store; what differs is the
+evaluator and the options refused (:attr:`ShardedBackend.restricted`).
 
 Every rank forms its own shard of c + Σ aᵢ·dᵢ, in place, in the local shard
 of each parameter (``p.to_local()``), and runs the model's ordinary forward
@@ -11,23 +16,25 @@ FSDP's transient all-gathered layer.
 
 All ranks evaluate the same point together. The batches of each split are
 dealt out, batch i to rank i % world; the per-metric sums
-(:mod:`lossmap.backends.torch.metrics`) are added across ranks by one ``all_reduce``
+(:mod:`lossmap.stats`) are added across ranks by one ``all_reduce``
 per point: the values and standard errors of one process reading every batch.
 A rank with fewer batches runs a one-row forward pass and discards it (FSDP
 needs every rank in every forward). The evaluator is ``collective``: the
 driver (:mod:`lossmap.scan.runner`) runs every point on every rank in the same
-order; rank 0 alone writes the store. ``lm.scan`` sends a sharded model here.
+order; rank 0 alone writes the store. Before anything is gathered the ranks
+compare their shard layouts, and before the first point the plan's spec and
+fingerprints (:meth:`lossmap.scan.plan.Plan.run`): a rank that differs is
+refused on every rank, by name.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
+import contextlib
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -35,30 +42,14 @@ import torch.distributed as dist
 from torch import nn
 
 from ..data.batches import Batches, rows_of
-from ..data.splits import Split, as_splits
-from ..errors import InputError, InputTypeError
-from ..scan.metric_names import default_loss, loss_name, no_accuracy, resolve_metrics
-from ..scan.plan import DEFAULT_METRICS, _axes, _check_meta, _check_samples, _resolve_directions
-from ..scan.spec import ScanSpec
+from ..data.splits import Split
+from ..distributed import Group
+from ..errors import InputError
 from ..stats import STATS, finish
-from ..surface import Surface
-from .base import PROBE_SAMPLES, profile_of
+from .base import PROBE_SAMPLES, Evaluator, ResolvedScan
+from .torch.backend import TorchBackend
 from .torch.build import HALF, work_dtype
-from .torch.metrics import accuracy
 from .torch.structured import Called, batches_of, call, to_device
-
-#: lm.scan's options and the values a sharded scan accepts for each (any value: None).
-ACCEPTED = {"centre": (None,), "device": (None,), "path": (None,), "strategy": ("auto", "loop"),
-            "reuse_first_layer": (True, False), "bn": ("eval",), "bn_samples": None,
-            "bn_split": None, "channels_last": (None, False), "compile": (False,),
-            "autocast": (None,)}
-WHY = {"centre": "load the centre into the model before sharding it",
-       "device": "the model's shards stay where they are",
-       "path": "path scans are not supported for sharded models",
-       "strategy": "points run one after another (strategy='loop')",
-       "bn": "BatchNorm statistics are not re-estimated per point for sharded models",
-       "channels_last": "inputs are fed as given", "compile": "torch.compile is not applied",
-       "autocast": "autocast is not supported for sharded models"}
 
 
 def _fsdp_module_type() -> type | None:
@@ -112,21 +103,41 @@ def _check_layout(state: Mapping[str, torch.Tensor], world: int) -> None:
                 "ranks (HSDP and tensor parallelism are not supported)")
 
 
-def centre_fingerprint(state: Mapping[str, torch.Tensor]) -> str:
-    """:func:`lossmap.params.fingerprint` of the full tensors, gathered one at a time.
+class _Gathered(Mapping):
+    """The full tensors of a sharded state, each all-gathered when it is read (one at a time).
 
-    Collective: every rank calls it, in the same order. The same hash as an
-    unsharded scan of the same weights, so the stores of both are one scan.
+    Read by :func:`lossmap.params.fingerprint` in sorted name order, on every rank:
+    the same hash as an unsharded scan of the same weights, so the stores of
+    both are one scan, without the full model ever held at once.
     """
-    h = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name]
-        t = (t.full_tensor() if hasattr(t, "full_tensor") else t).detach().cpu().contiguous()
-        h.update(name.encode())
-        h.update(str(t.dtype).encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
+
+    def __init__(self, state: Mapping[str, torch.Tensor]):
+        self._state = state
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        t = self._state[name]
+        return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state)
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+
+def _same_layout(state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse, on every rank, a model sharded differently on some rank (before any gather)."""
+    world = dist.get_world_size()
+    if world == 1:
+        return
+    facts = {name: (f"{type(t).__name__} {tuple(t.shape)} {str(t.dtype).replace('torch.', '')}"
+                    f" {tuple(getattr(t, 'placements', ()))}") for name, t in state.items()}
+    found = Group(dist.get_rank(), world).first_difference(facts)
+    if found is not None:
+        rank, name, ours, theirs = found
+        raise InputError(f"rank {rank}'s shard layout of {name!r} differs from rank 0's "
+                         f"({ours} vs {theirs}): shard the model the same way on every rank "
+                         "(fully_shard over one 1-D mesh of all ranks)")
 
 
 def _shard_of(d: torch.Tensor, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -150,8 +161,8 @@ def _one_row(batch: Any) -> Any:
         pick(v) for v in batch)
 
 
-class ShardedEvaluator:
-    """Evaluate a sharded model at grid points; implements :mod:`lossmap.backends.base`'s protocol.
+class ShardedEvaluator(Evaluator):
+    """Evaluate a sharded model at grid points (a :class:`~lossmap.backends.base.Evaluator`).
 
     Writes each point into the model's local shards; :meth:`restore` writes
     the centre back (call it in a ``finally``). ``collective``: every rank
@@ -236,7 +247,8 @@ class ShardedEvaluator:
     @torch.no_grad()
     def _sums(self, parts: list, coef: list[list[float]]) -> torch.Tensor:
         t = time.perf_counter
-        sums = torch.zeros(len(coef), len(parts), len(self.metrics), STATS, dtype=torch.float64,
+        width = STATS  # what Called gives per metric without the centre's terms
+        sums = torch.zeros(len(coef), len(parts), len(self.metrics), width, dtype=torch.float64,
                            device=self.device)
         for k, a in enumerate(coef):
             t0 = t()
@@ -264,7 +276,7 @@ class ShardedEvaluator:
         t0 = t()
         dist.all_reduce(sums)  # one collective per call: the sums of every rank's batches
         self.timings["gather"] += t() - t0
-        return sums.reshape(len(coef), -1, STATS)
+        return sums.reshape(len(coef), -1, width)
 
     def evaluate(self, points: np.ndarray, *, errors: bool = False) -> Any:
         """Values (K, len(variables)) at K points, and with ``errors=True`` their SEs."""
@@ -287,48 +299,17 @@ def _head(split: Any) -> Any:
     return Batches(split.name, tuple(head), sum(rows_of(b) for b in head), split.kind)
 
 
-def _check_options(options: Mapping[str, Any]) -> None:
-    for key, value in options.items():
-        if key not in ACCEPTED:
-            raise InputTypeError(f"scan_sharded() got an unknown option {key!r}")
-        ok = ACCEPTED[key]
-        if ok is not None and not any(value is v or value == v for v in ok):
-            raise InputError(f"{key}={value!r} is not supported for a model sharded with "
-                             f"FSDP2: {WHY[key]}")
+class ShardedBackend(TorchBackend):
+    """PyTorch models sharded with FSDP2 (``fully_shard``), scanned inside their process group.
 
-
-def _same_everywhere(fps: dict[str, str]) -> None:
-    """Refuse directions or data that differ between ranks (an unseeded direction, say)."""
-    every: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(every, fps)
-    for key in fps:
-        if len({f[key] for f in every}) > 1:
-            what = "direction" if key.startswith("dir_") else "split"
-            raise InputError(f"{what} {key.split('_', 1)[1]!r} differs between ranks: every rank "
-                             "must pass the same directions and data (seed the directions)")
-
-
-def scan_sharded(model: nn.Module, loss_fn: Callable | None, *, data: Mapping[str, Any],
-                 directions: Any, grid: Any, metrics: Any = ("loss",),
-                 samples: int | None = None, seed: int = 0, store: Any = None,
-                 batch_size: int | None = None, progress: bool = True, meta: dict | None = None,
-                 profile: bool = False, **options: Any) -> Surface:
-    """Scan a line or plane of a model sharded with FSDP2, every rank forming its own shard.
-
-    Call it on every rank of the job (``lm.scan`` on a sharded model comes
-    here by itself). The arguments mean what they mean for
-    :func:`lossmap.scan.api`; ``directions`` are full tensors, the same on every
-    rank (e.g. ``lm.random_direction(unsharded_model, seed=0)`` made before
-    sharding). Refused: ``centre`` (load it before sharding), ``path``,
-    ``bn="recompute"``, ``strategy="vmap"``, ``compile``, ``autocast``,
-    ``device``; meshes other than one 1-D mesh of all ranks. The round-off
-    floor and the slopes at the centre are not measured. The model's shards
-    are restored bit for bit at the end, also after an error or Ctrl-C.
-
-    Returns
-    -------
-    Surface
-        The same on every rank; rank 0 alone writes ``store``.
+    Call ``lm.scan`` on every rank of the job, as in training. The directions
+    are full tensors, the same on every rank (e.g. ``lm.random_direction(net,
+    seed=0)`` made before sharding); the data is every rank's full data (each
+    rank evaluates its share of the batches). Refused, with the reason: the
+    options in :attr:`restricted`; meshes other than one 1-D mesh of all ranks.
+    The round-off floor and the slopes at the centre are not measured. The
+    model's shards are restored bit for bit at the end, also after an error or
+    Ctrl-C. The Surface is the same on every rank; rank 0 alone writes the store.
 
     Examples
     --------
@@ -339,62 +320,79 @@ def scan_sharded(model: nn.Module, loss_fn: Callable | None, *, data: Mapping[st
     >>> d = lm.random_direction(net, seed=0)  # full tensors, before sharding
     >>> _ = fully_shard(net)
     >>> X, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
-    >>> surf = lm.scan(net, torch.nn.CrossEntropyLoss(), data={"train": (X, y)},
-    ...                directions=d, grid=(-1, 1, 5), progress=False)
+    >>> plan = lm.plan_scan(net, torch.nn.CrossEntropyLoss(), data={"train": (X, y)},
+    ...                     directions=d, grid=(-1, 1, 5))
+    >>> plan.backend.name
+    'sharded'
+    >>> surf = plan.run(progress=False)
     >>> surf["train_loss"].shape, surf.profile["sharded"]
     ((5,), True)
     >>> dist.destroy_process_group()
     """
-    from ..scan.runner import format_profile, run
-    from ..store import is_store
 
-    if not dist.is_available() or not dist.is_initialized():
-        raise InputError("a sharded model is scanned inside its process group: call "
-                         "torch.distributed.init_process_group() (torchrun) first")
-    _check_options(options)
-    _check_meta(meta)
-    _check_samples(samples)
-    state = _state(model)
-    _check_layout(state, dist.get_world_size())
-    params = dict(model.named_parameters())
-    buffers = {k: v for k, v in state.items() if k not in params}
-    dirs = _resolve_directions(directions, params, buffers)
-    axes = _axes(grid, len(dirs))
-    splits = as_splits(data, samples=samples, seed=seed)
-    loss_fn = default_loss(loss_fn, splits)
-    mfns = resolve_metrics(metrics, loss_fn, {"accuracy": accuracy})
-    if metrics == DEFAULT_METRICS and any(map(no_accuracy, splits)):
-        mfns.pop("accuracy")  # regression targets, dict batches: no class accuracy
-    spec = ScanSpec(grid=axes, splits=tuple(s.name for s in splits), metrics=tuple(mfns),
-                    loss=loss_name(loss_fn), samples=samples, seed=seed,
-                    directions=tuple(d.meta for d in dirs),
-                    dtype=str(next(iter(params.values())).dtype).replace("torch.", ""),
-                    autocast=None, bn="eval", bn_split=None, bn_samples=None, path=None)
-    fps = {**{f"dir_{i}": d.fingerprint() for i, d in enumerate(dirs)},
-           **{f"data_{s.name}": s.fingerprint() for s in splits}}
-    _same_everywhere(fps)
-    fps = {"centre": centre_fingerprint(state), **fps}
+    name = "sharded"
+    models = "a model sharded with FSDP2"
+    restricted: ClassVar[Mapping[str, tuple[tuple[Any, ...], str]]] = {
+        "centre": ((None,), "load the centre into the model before sharding it"),
+        "path": ((None,), "path scans are not supported for sharded models"),
+        "device": ((None,), "the model's shards stay where they are"),
+        "strategy": (("auto", "loop"), "points run one after another (strategy='loop')"),
+        "bn": (("eval",), "BatchNorm statistics are not re-estimated per point for sharded "
+                          "models"),
+        "channels_last": ((None, False), "inputs are fed as given"),
+        "compile": ((False,), "torch.compile is not applied"),
+        "autocast": ((None,), "autocast is not supported for sharded models"),
+    }
+
+    def owns(self, model: Any) -> bool:
+        return is_sharded(model)
+
+    def state(self, model: nn.Module, centre: Any = None) -> tuple[dict, dict]:
+        """The model's parameters (DTensors of the full shapes, sharded) and buffers.
+
+        Collective: the ranks compare their shard layouts first.
+        """
+        if not dist.is_available() or not dist.is_initialized():
+            raise InputError("a sharded model is scanned inside its process group: call "
+                             "torch.distributed.init_process_group() (torchrun) first")
+        state = _state(model)
+        _check_layout(state, dist.get_world_size())
+        _same_layout(state)
+        params = dict(model.named_parameters())
+        return params, {k: v for k, v in state.items() if k not in params}
+
+    def centre_fingerprint(self, params: Mapping[str, Any], buffers: Mapping[str, Any]) -> str:
+        """That of the full tensors, gathered one at a time (collective): an unsharded scan's."""
+        from .. import params as P
+
+        return P.fingerprint(_Gathered({**params, **buffers}))
+
+    def guard(self, model: nn.Module) -> contextlib.AbstractContextManager:
+        """Eval mode for the scan, every module's flag restored after (the evaluator restores
+        the shards)."""
+        return _eval_mode(model)
+
+    def evaluator(self, plan: ResolvedScan) -> ShardedEvaluator:
+        return ShardedEvaluator(plan.model, plan.metrics, plan.directions, plan.splits,
+                                plan.options.batch_size)
+
+    def probe(self, plan: ResolvedScan, evaluator: Evaluator) -> dict[str, float]:
+        return evaluator.probe()
+
+    def roundoff(self, plan: ResolvedScan, evaluator: Evaluator) -> None:
+        return None  # not measured: a float64 copy of a sharded model is what sharding avoids
+
+    def centre_slopes(self, plan: ResolvedScan) -> None:
+        return None  # not measured for sharded models
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     modules = list(model.modules())
     training = [m.training for m in modules]
-    evaluator = None
     try:
         model.eval()
-        evaluator = ShardedEvaluator(model, mfns, dirs, splits, batch_size)
-        probe = evaluator.probe()
-        resuming = store is not None and is_store(store)
-        measured = None if resuming else {"samples": {s.name: s.n for s in splits},
-                                          "slopes": None}
-        t0 = time.perf_counter()
-        try:
-            surface = run(spec, fps, dirs, evaluator, store, progress, dict(meta or {}),
-                          probe=probe, measured=measured)
-        finally:
-            if profile and dist.get_rank() == 0:
-                print(format_profile(evaluator, time.perf_counter() - t0), file=sys.stderr)
+        yield model
     finally:
-        if evaluator is not None:
-            evaluator.restore()
         for m, flag in zip(modules, training, strict=True):
             m.training = flag
-    return dataclasses.replace(surface, profile=profile_of(evaluator,
-                                                           time.perf_counter() - t0))

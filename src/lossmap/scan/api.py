@@ -2,9 +2,16 @@
 
 Every door (the Python API, the ``lossmap`` command line, ``torchrun``) comes
 through here. :func:`lossmap.scan.plan.plan_scan` checks and resolves the
-arguments once, for any backend; :meth:`lossmap.scan.plan.Plan.run` builds the
-backend's evaluator, drives it over the grid (:mod:`lossmap.scan.runner`) and
-writes the store.
+arguments once, for any backend (the checkers: :mod:`lossmap.checks`);
+:meth:`lossmap.scan.plan.Plan.run` builds the backend's evaluator, drives it over
+the grid (:mod:`lossmap.scan.runner`) and writes the store.
+
+The keyword options (``samples`` … ``profile``) are declared once, in
+:class:`lossmap.scan.options.ScanOptions` (default, checker, help, flag, spec-file
+key, record). They are written out here as well, for IDE completion, type hints
+and a docstring the documentation builder reads from the source; a test
+(``tests/test_scan_options.py``) compares their names and defaults with the
+declaration, so they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..backends.sharded import is_sharded, scan_sharded
 from ..directions.direction import Direction
 from ..store import Store
 from ..surface import Surface
@@ -58,7 +64,7 @@ def scan(
     gradients. The model comes back bit-identical (parameters, buffers,
     train/eval mode, ``requires_grad``), also after an error or Ctrl-C. A model
     sharded with FSDP2 (``fully_shard``) is scanned inside its torchrun job,
-    each rank forming its own shard (:func:`lossmap.backends.sharded.scan_sharded`).
+    each rank forming its own shard (:mod:`lossmap.backends.sharded`).
 
     Parameters
     ----------
@@ -163,17 +169,14 @@ def scan(
     >>> surf["train_loss"].shape
     (5,)
     """
-    if is_sharded(model):  # FSDP2 / DTensor weights: each rank forms its shard (backends.sharded)
-        args = dict(locals())
-        return scan_sharded(args.pop("model"), args.pop("loss_fn"), **args)
     plan = plan_scan(
         model, loss_fn, data=data, directions=directions, grid=grid, centre=centre,
-        metrics=metrics, samples=samples, seed=seed, bn_samples=bn_samples, bn_split=bn_split,
-        device=device, batch_size=batch_size, strategy=strategy,
-        reuse_first_layer=reuse_first_layer, channels_last=channels_last, compile=compile,
-        autocast=autocast, bn=bn, path=path,
+        metrics=metrics, path=path, samples=samples, seed=seed, device=device,
+        batch_size=batch_size, progress=progress, strategy=strategy,
+        reuse_first_layer=reuse_first_layer, bn=bn, bn_samples=bn_samples, bn_split=bn_split,
+        channels_last=channels_last, compile=compile, autocast=autocast, profile=profile,
     )
-    return plan.run(store=store, progress=progress, meta=meta, profile=profile)
+    return plan.run(store=store, meta=meta)
 
 
 def load_directions(path: str | os.PathLike, centre: Any = None) -> list[Direction]:

@@ -46,7 +46,7 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
     ``measured`` (``samples`` and ``slopes``) is recorded like ``roundoff``. Where
     the evaluator gives standard errors they are stored beside the values.
     """
-    errors = bool(getattr(evaluator, "errors", False))
+    errors = evaluator.errors
     grp = distributed.group(evaluator.device)
     writer = grp is None or grp.is_writer
     order = progressive_order(spec.shape, spec.centre_index())
@@ -72,7 +72,7 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
     world, rank = (grp.world, grp.rank) if grp else (1, 0)
     # A collective evaluator (a sharded model: lossmap.backends.sharded) needs every rank at every
     # point, in the same order; rank 0's results are the results.
-    collective = bool(getattr(evaluator, "collective", False))
+    collective = evaluator.collective
     share = 1 if collective else world
     pending: list[tuple] = []
     mem_idx: list[int] = []

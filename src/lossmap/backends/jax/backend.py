@@ -24,7 +24,8 @@ import torch
 from ... import params as P
 from ...errors import InputError, InputTypeError, LossmapError
 from ...jax.model import JaxModel, as_model, is_jax_model
-from ..base import PROBE_SAMPLES, Backend, Plan, ScanOptions
+from ...scan.options import ScanOptions
+from ..base import PROBE_SAMPLES, Backend, ResolvedScan
 from . import metrics as M
 from .evaluate import JaxEvaluator
 
@@ -66,7 +67,7 @@ class JaxBackend(Backend):
             return super().loss(name)
         return getattr(M, name)
 
-    def evaluator(self, plan: Plan) -> JaxEvaluator:
+    def evaluator(self, plan: ResolvedScan) -> JaxEvaluator:
         o = plan.options
         evaluator = JaxEvaluator(as_model(plan.model), plan.metrics,
                                  {**plan.params, **plan.buffers}, plan.directions, plan.splits,
@@ -74,7 +75,7 @@ class JaxBackend(Backend):
         _check_on_sample(evaluator, plan.splits)
         return evaluator
 
-    def probe(self, plan: Plan, evaluator: JaxEvaluator) -> dict[str, float]:
+    def probe(self, plan: ResolvedScan, evaluator: JaxEvaluator) -> dict[str, float]:
         import jax.numpy as jnp
 
         point = evaluator._point_fn()
@@ -89,7 +90,7 @@ class JaxBackend(Backend):
                         for m, v in zip(plan.metrics, vals, strict=True)})
         return out
 
-    def centre_slopes(self, plan: Plan) -> dict[str, list[dict[str, float]]] | None:
+    def centre_slopes(self, plan: ResolvedScan) -> dict[str, list[dict[str, float]]] | None:
         """Per-example directional slopes at the centre, by ``jax.jvp``.
 
         See :mod:`lossmap.backends.jax.slopes`.

@@ -36,7 +36,7 @@ from ...data.splits import Split
 from ...errors import InputError
 from ...jax.model import JaxModel, to_jnp
 from ...stats import MEAN, PER_EXAMPLE, STATS, TOTAL, check_counted, check_counts, finish
-from ..base import check_strategy
+from ..base import Evaluator, check_strategy
 from . import metrics as M
 
 DEFAULT_BATCH = 512
@@ -59,7 +59,7 @@ def jax_device(device: Any) -> Any:
                          f"{', '.join(str(d) for d in jax.devices())}") from None
 
 
-class JaxEvaluator:
+class JaxEvaluator(Evaluator):
     """Evaluate named metrics on every split at points of a line or plane (JAX).
 
     Parameters

@@ -15,7 +15,7 @@ from torch import nn
 from ... import params as P
 from ...data.batches import Batches
 from ...errors import InputError
-from ..base import PROBE_SAMPLES, Backend, Plan, ScanOptions
+from ..base import PROBE_SAMPLES, Backend, ResolvedScan
 from .checks import check_on_sample
 from .evaluator import Evaluator
 from .metrics import accuracy
@@ -26,7 +26,7 @@ from .structured import BatchEvaluator, check_batches
 MEASURED = (RuntimeError, TypeError, ValueError)  # a model that cannot run in float64
 
 
-def _check_structured(plan: Plan) -> None:
+def _check_structured(plan: ResolvedScan) -> None:
     """Refuse the options that need every split as one tensor, naming the split."""
     o = plan.options
     name = next(s.name for s in plan.splits if isinstance(s, Batches))
@@ -56,9 +56,6 @@ class TorchBackend(Backend):
     def builtin_metrics(self) -> Mapping[str, Callable]:
         return {"accuracy": accuracy}
 
-    def check_options(self, options: ScanOptions) -> None:
-        pass  # the Evaluator refuses the combinations it cannot run (compile with vmap, …)
-
     def guard(self, model: nn.Module) -> contextlib.AbstractContextManager:
         return preserved(model)
 
@@ -68,7 +65,7 @@ class TorchBackend(Backend):
             return super().loss(name)
         return losses[name]()
 
-    def evaluator(self, plan: Plan) -> Evaluator:
+    def evaluator(self, plan: ResolvedScan) -> Evaluator:
         o = plan.options
         device = P.resolve_device(plan.model, o.device)
         if any(isinstance(s, Batches) for s in plan.splits):  # dicts, several inputs, padding
@@ -99,7 +96,7 @@ class TorchBackend(Backend):
         )
 
     @torch.no_grad()
-    def probe(self, plan: Plan, evaluator: Evaluator) -> dict[str, float]:
+    def probe(self, plan: ResolvedScan, evaluator: Evaluator) -> dict[str, float]:
         values = plain_values(
             plan.model, plan.metrics, {**plan.params, **plan.buffers}, plan.directions,
             plan.splits, np.zeros((1, len(plan.directions))),
@@ -108,7 +105,7 @@ class TorchBackend(Backend):
         )[0]
         return dict(zip(evaluator.variables, values.tolist(), strict=True))
 
-    def roundoff(self, plan: Plan, evaluator: Evaluator) -> dict[str, float] | None:
+    def roundoff(self, plan: ResolvedScan, evaluator: Evaluator) -> dict[str, float] | None:
         """Measured against float64 at the centre-most point and the grid's corners.
 
         See :mod:`lossmap.backends.torch.roundoff`. Not measured (None) where the float64
@@ -144,7 +141,7 @@ class TorchBackend(Backend):
                           stacklevel=3)
             return None
 
-    def centre_slopes(self, plan: Plan) -> dict[str, list[dict[str, float]]] | None:
+    def centre_slopes(self, plan: ResolvedScan) -> dict[str, list[dict[str, float]]] | None:
         """Per-example directional slopes at the centre (:mod:`lossmap.backends.torch.slopes`).
 
         Every sample of each split, BatchNorm in eval mode. None (not measured)
@@ -162,7 +159,7 @@ class TorchBackend(Backend):
         from .slopes import centre_slopes
 
         splits = list(plan.splits)
-        if (getattr(plan, "path", None) is not None or plan.bn_data is not None
+        if (plan.path is not None or plan.bn_data is not None
                 or not all(isinstance(s, Split) for s in splits)):
             return None
         if any(k in plan.buffers for d in plan.directions for k in d):

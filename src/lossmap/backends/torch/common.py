@@ -6,8 +6,10 @@ import contextlib
 
 import torch
 
+from ..base import Evaluator
 
-class EvaluatorBase:
+
+class EvaluatorBase(Evaluator):
     """Shared by :class:`~lossmap.backends.torch.evaluator.Evaluator` and the batch evaluator.
 
     Subclasses set ``metrics`` (dict), ``split_names`` (list), ``device`` and
