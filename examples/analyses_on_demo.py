@@ -19,7 +19,6 @@ import torch
 import lossmap as lm
 from lossmap import data, models
 from lossmap import plot as lp
-from lossmap.analysis import geometry
 from lossmap.train import load_run
 
 
@@ -37,12 +36,13 @@ def main() -> None:
     line = lm.scan(model, ce, data=splits, samples=2048, centre=run.theta0,
                    directions=lm.interpolation(run.theta0, run.theta_hat),
                    grid=(-0.5, 1.5, 41), progress=False, metrics=("loss",))
-    verdict = geometry.barrier(line, "train_loss")["verdict"]
+    verdict = lm.barrier(line, "train_loss").sentence()
     print(f"interpolation θ0→θ̂, 41 points, 2048+2048 samples: "
           f"{time.perf_counter() - t:.1f} s; {verdict}")
 
     t = time.perf_counter()
-    dirs, ratio = lm.pca_directions(run.checkpoints, 2, model=model)
+    dirs = lm.pca_directions(run.checkpoints, 2, model=model)
+    ratio = dirs.explained_variance_ratio
     path = lm.project(run.checkpoints, dirs)
     lm.scan(model, ce, data=splits, samples=1024, directions=dirs, centre=run.theta_hat,
             grid=lm.fitted_grid(path, margin=0.25, n=21), progress=False, metrics=("loss",),
@@ -51,7 +51,7 @@ def main() -> None:
           f"{len(path)} points: {time.perf_counter() - t:.1f} s")
 
     t = time.perf_counter()
-    vals, _ = lm.hessian_eigenpairs(model, ce, train, k=5, samples=1024)
+    vals = lm.hessian_eigenpairs(model, ce, train, n=5, samples=1024).eigenvalues
     print(f"top-5 Hessian eigenvalues at θ̂ (1024 train samples): "
           f"{np.round(vals, 3).tolist()}: {time.perf_counter() - t:.1f} s")
 

@@ -382,7 +382,7 @@ def main() -> None:
         t0 = time.perf_counter()
         result = landscape(args.out, seed=args.seed)
         for v, b in result["barrier"].items():
-            print(f"zen → mit, {v}: {b['verdict']}")
+            print(f"zen → mit, {v}: {b.sentence()}")
         print(f"landscape in {time.perf_counter() - t0:.1f} s: {result['report']}")
 
 

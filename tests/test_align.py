@@ -239,7 +239,7 @@ def test_a_permuted_copy_is_mapped_back_exactly(method):
     d = lm.interpolation(a, aligned)
     surf = lm.scan(a, nn.CrossEntropyLoss(), data={"train": (X, y)}, directions=d,
                    grid=(0, 1, 5), progress=False)
-    assert lm.barrier(surf, "train_loss")["barrier"] == 0.0
+    assert lm.barrier(surf, "train_loss").value == 0.0
 
 
 @pytest.mark.parametrize("name", ["cnn", "resnet20"])

@@ -37,68 +37,61 @@ def plane(fn, na=21, nb=15):
 # -- slope ---------------------------------------------------------------------
 def test_slope_of_a_tilted_parabola_is_exact():
     r = slope_at_centre(line(lambda a: 2 + 3 * a + 5 * a**2), "train_loss")
-    assert r["slope"] == pytest.approx(
-        3.0, abs=1e-12
-    )  # a central difference is exact on quadratics
-    assert r["step"] == pytest.approx(0.2)
-    assert r["method"] == "central"
-    assert r["alpha"] == 0.0
-    assert r["verdict"] == "on a slope"
-    assert r["stationary"] is False
-    assert "decreases towards negative alpha" in r["message"]
-    assert r["note"] is None
-    assert r["curvature"] == pytest.approx(10.0)  # exact on a quadratic
-    assert r["vertex"] == pytest.approx(-0.3)  # -3 / 10: where the parabola is lowest
+    assert r.value == pytest.approx(3.0, abs=1e-12)  # a central difference is exact on quadratics
+    assert r.step == pytest.approx(0.2)
+    assert r.method == "central"
+    assert r.at == 0.0
+    assert r.stationary is False and r.measured is False and r.se is None
+    assert r.evidence.stand_in is None and r.evidence.centre == "finite"
+    assert r.curvature == pytest.approx(10.0)  # exact on a quadratic
+    assert r.vertex == pytest.approx(-0.3)  # -3 / 10: where the parabola is lowest
 
 
 def test_slope_sign_is_stated():
     r = slope_at_centre(line(lambda a: 2 - 3 * a), "train_loss")
-    assert r["slope"] == pytest.approx(-3.0)
-    assert "decreases towards positive alpha" in r["message"]
+    assert r.value == pytest.approx(-3.0)
+    assert "decreases towards positive alpha" in r.sentence()
 
 
 def test_stationary_point():
     r = slope_at_centre(line(lambda a: a**2), "train_loss")
-    assert r["slope"] == pytest.approx(0.0, abs=1e-12)
-    assert r["verdict"] == "at a stationary point along this direction"
-    assert r["stationary"] is True
+    assert r.value == pytest.approx(0.0, abs=1e-12)
+    assert r.stationary is True
 
 
 def test_stationary_rule_is_relative_to_the_loss_scale():
     # |slope| * span = 1e-3 * 2 = 2e-3; scale max(|L(0)|, 1) = 10 → threshold 1e-2 * 10 = 0.1
     r = slope_at_centre(line(lambda a: 10 + 1e-3 * a + a**2), "train_loss")
-    assert r["stationary"] is True
+    assert r.stationary is True and (r.span, r.scale, r.tol) == pytest.approx((2.0, 10.0, 1e-2))
     r = slope_at_centre(line(lambda a: 10 + 1e-3 * a + a**2), "train_loss", tol=1e-4)
-    assert r["stationary"] is False
+    assert r.stationary is False
 
 
 def test_slope_without_zero_on_the_grid_uses_the_closest_point():
     surf = line(lambda a: 2 + 3 * a + 5 * a**2, n=20)  # even n: 0 is not a grid point
     assert surf.centre_index() is None
     r = slope_at_centre(surf, "train_loss")
-    a0 = r["alpha"]
+    a0 = r.at
     assert abs(a0) == pytest.approx(1 / 19)
-    assert r["slope"] == pytest.approx(3 + 10 * a0)  # exact derivative there
-    assert "0 is not a grid point" in r["note"]
+    assert r.value == pytest.approx(3 + 10 * a0)  # exact derivative there
+    assert r.evidence.stand_in == {"alpha": pytest.approx(a0)}
 
 
 def test_slope_with_a_missing_neighbour_falls_back_to_one_side():
     surf = line(lambda a: 2 + 3 * a)
     surf.values["train_loss"][11] = np.nan  # the neighbour at alpha = +0.1
     r = slope_at_centre(surf, "train_loss")
-    assert r["method"] == "backward"
-    assert r["slope"] == pytest.approx(3.0)
-    assert r["step"] == pytest.approx(0.1)
-    assert "backward difference" in r["note"]
+    assert r.method == "backward"
+    assert r.value == pytest.approx(3.0)
+    assert r.step == pytest.approx(0.1)
 
 
 def test_slope_with_a_missing_centre_is_undetermined():
     surf = line(lambda a: a)
     surf.values["train_loss"][10] = np.nan
     r = slope_at_centre(surf, "train_loss")
-    assert math.isnan(r["slope"])
-    assert r["verdict"] == "undetermined"
-    assert r["stationary"] is None
+    assert r.value is None and r.method is None
+    assert r.stationary is None
 
 
 def test_slope_needs_a_line_and_a_known_variable():
@@ -116,24 +109,23 @@ def test_slope_needs_a_line_and_a_known_variable():
 def test_double_well_is_not_convex_where_the_second_derivative_is_negative():
     surf = line(lambda a: a**4 - a**2, n=41)  # h = 0.05
     r = convexity(surf, "train_loss")
-    assert r["convex"] is False
-    assert r["verdict"] == (
-        "this slice is not convex, so the surface is not convex: 17 second differences beyond "
-        "round-off (deepest -5.0e-03, 1.67e+05× the round-off 3.0e-08); round-off assumed from "
-        "float32 eps, not measured"
-    )
-    assert r["floor_measured"] is False and r["n_negative"] == 17
+    assert r.convex is False
+    # the round-off is assumed: one float32 ulp of the largest value, max|L| = 0 → eps · |L(±1)|
+    assert r.evidence.floor_measured is False and r.bound is None and r.n_negative == 17
+    L = np.linspace(-1, 1, 41) ** 4 - np.linspace(-1, 1, 41) ** 2
+    assert r.evidence.floor == pytest.approx(np.finfo(np.float32).eps * np.abs(L).max())
+    assert r.ratio == pytest.approx(-r.value / r.evidence.floor)
     # the exact second difference of a quartic: h^2 (12 a^2 - 2) + 2 h^4 < 0 ⇔ a^2 < (2 - 2h^2) / 12
     h = 0.05
     inner = np.linspace(-1, 1, 41)[1:-1]
     expected = inner[inner**2 < (2 - 2 * h**2) / 12]
-    np.testing.assert_allclose(np.sort(r["violating_alpha"]), expected)
-    assert np.all(np.abs(r["violating_alpha"]) < 1 / math.sqrt(6))
-    assert r["violations"] == len(expected) == 17  # alpha = -0.4, -0.35, …, 0.4
-    assert r["checked"] == 39 and r["skipped"] == 0
-    assert r["min_second_difference"] == pytest.approx(h**2 * -2 + 2 * h**4)
-    assert r["min_curvature"] == pytest.approx(-2 + 2 * h**2)
-    assert r["alpha_min"] == pytest.approx(0.0)
+    np.testing.assert_allclose(np.sort(np.array(r.violating)), expected)
+    assert np.all(np.abs(np.array(r.violating)) < 1 / math.sqrt(6))
+    assert r.n_negative == len(expected) == 17  # alpha = -0.4, -0.35, …, 0.4
+    assert r.evidence.points == 39 and r.evidence.skipped == 0
+    assert r.value == pytest.approx(h**2 * -2 + 2 * h**4)
+    assert r.min_curvature == pytest.approx(-2 + 2 * h**2)
+    assert r.at == pytest.approx(0.0)
 
 
 def test_flat_convex_parabola_in_float32_round_off_is_convex():
@@ -144,14 +136,10 @@ def test_flat_convex_parabola_in_float32_round_off_is_convex():
     d2 = noisy[:-2] - 2 * noisy[1:-1] + noisy[2:]
     assert (d2 < 0).any()  # round-off does make some second differences negative
     r = convexity(surf, "train_loss")
-    assert r["convex"] is True
-    assert r["verdict"] == (
-        "convex along this slice (within round-off; round-off assumed from float32 eps, "
-        "not measured)"
-    )
+    assert r.convex is True and r.n_negative == 0 and r.value < 0
     # in float64 precision the same noise is far beyond round-off
     r64 = convexity(line(lambda a: noisy, n=101, dtype="float64"), "train_loss")
-    assert r64["convex"] is False
+    assert r64.convex is False
 
 
 def test_convexity_with_noise_in_a_wide_convex_parabola():
@@ -159,8 +147,8 @@ def test_convexity_with_noise_in_a_wide_convex_parabola():
     a = np.linspace(-1, 1, 51)
     L = (2 + a**2) * (1 + rng.uniform(-1, 1, a.size) * np.finfo(np.float32).eps)
     r = convexity(line(lambda _: L, n=51), "train_loss")
-    assert r["convex"] is True
-    assert r["min_second_difference"] > 0
+    assert r.convex is True
+    assert r.value > 0
 
 
 def test_convexity_skips_second_differences_that_need_a_missing_point():
@@ -168,45 +156,39 @@ def test_convexity_skips_second_differences_that_need_a_missing_point():
     surf.values["train_loss"][5] = np.nan
     surf.values["train_loss"][15] = np.inf  # diverged
     r = convexity(surf, "train_loss")
-    assert r["skipped"] == 6
-    assert r["checked"] == 19 - 6
-    assert r["convex"] is True
+    assert r.evidence.skipped == 6
+    assert r.evidence.points == 19 - 6
+    assert r.convex is True
 
 
 def test_convexity_of_an_all_missing_line_is_undetermined():
     surf = line(lambda a: a * np.nan)
     r = convexity(surf, "train_loss")
-    assert r["convex"] is None
-    assert r["verdict"].startswith("undetermined")
-    assert math.isnan(r["min_second_difference"])
+    assert r.convex is None
+    assert r.evidence.points == 0
+    assert r.value is None
 
 
 def test_convexity_of_a_plane_counts_grid_lines_per_axis():
     # convex along alpha everywhere; along beta a double well on every line
     surf = plane(lambda A, B: A**2 + B**4 - B**2, na=21, nb=15)
     r = convexity(surf, "train_loss")
-    assert r["convex"] is False
-    assert r["verdict"].startswith("this slice is not convex, so the surface is not convex")
-    assert r["alpha"]["lines"] == 15 and r["alpha"]["lines_not_convex"] == 0
-    assert r["alpha"]["violations"] == 0 and r["alpha"]["checked"] == 15 * 19
-    assert r["beta"]["lines"] == 21 and r["beta"]["lines_not_convex"] == 21
+    assert r.convex is False
+    assert r.axes["alpha"].lines == 15 and r.axes["alpha"].lines_not_convex == 0
+    assert r.axes["alpha"].n_negative == 0 and r.axes["alpha"].checked == 15 * 19
+    assert r.axes["beta"].lines == 21 and r.axes["beta"].lines_not_convex == 21
     b = np.linspace(-1, 1, 15)[1:-1]
     h = b[1] - b[0]
     per_line = int((b**2 < (2 - 2 * h**2) / 12).sum())
-    assert r["beta"]["violations"] == 21 * per_line
-    assert r["violations"] == 21 * per_line
-    assert "0 of 15 grid lines along alpha and 21 of 21 along beta" in r["verdict"]
-    assert r["min_curvature"] == pytest.approx(-2 + 2 * h**2)
+    assert r.axes["beta"].n_negative == 21 * per_line
+    assert r.n_negative == 21 * per_line
+    assert r.min_curvature == pytest.approx(-2 + 2 * h**2)
 
 
 def test_convex_plane():
     r = convexity(plane(lambda A, B: 1 + A**2 + 3 * B**2 + A * B), "train_loss")
-    assert r["convex"] is True
-    assert r["verdict"] == (
-        "convex along every grid line of this slice (within round-off; round-off assumed "
-        "from float32 eps, not measured)"
-    )
-    assert r["checked"] == 15 * 19 + 21 * 13
+    assert r.convex is True and r.n_negative == 0
+    assert r.evidence.points == 15 * 19 + 21 * 13
 
 
 def test_convexity_of_a_plane_with_missing_points():
@@ -214,23 +196,22 @@ def test_convexity_of_a_plane_with_missing_points():
     surf.values["train_loss"][3, 4] = np.nan
     r = convexity(surf, "train_loss")
     # the point spoils 3 second differences along alpha and 3 along beta
-    assert r["alpha"]["skipped"] == 3 and r["beta"]["skipped"] == 3
-    assert r["convex"] is True
+    assert r.axes["alpha"].skipped == 3 and r.axes["beta"].skipped == 3
+    assert r.convex is True
 
 
 # -- minimum -------------------------------------------------------------------
 def test_minimum_at_the_centre():
     r = minimum(line(lambda a: 1 + a**2), "train_loss")
-    assert r["value"] == 1.0
-    assert r["coords"] == {"alpha": 0.0}
-    assert r["at_centre"] is True and r["warning"] is None
+    assert r.lowest == 1.0 and r.value == 0.0
+    assert r.coords == {"alpha": 0.0}
+    assert r.at_centre is True and r.resolved is None
 
 
 def test_minimum_off_centre_warns():
     r = minimum(line(lambda a: (a - 0.5) ** 2), "train_loss")
-    assert r["coords"]["alpha"] == pytest.approx(0.5)
-    assert r["at_centre"] is False
-    assert r["warning"] == "the minimum along this slice is not at the centre"
+    assert r.coords["alpha"] == pytest.approx(0.5)
+    assert r.at_centre is False and r.value == pytest.approx(0.25) and r.lowest == 0.0
 
 
 def test_minimum_of_a_plane_ignores_missing_points():
@@ -239,26 +220,26 @@ def test_minimum_of_a_plane_ignores_missing_points():
     surf.values["train_loss"][i, j] = np.nan
     surf.values["train_loss"][0, 0] = -np.inf
     r = minimum(surf, "train_loss")
-    assert r["index"] != (i, j)
-    assert np.isfinite(r["value"])
+    assert r.index != (i, j)
+    assert np.isfinite(r.lowest)
     A, B = np.meshgrid(*surf.spec.coords(), indexing="ij")
     L = (A - 0.4) ** 2 + (B + 0.5) ** 2 + 1
     L[i, j] = np.inf
     L[0, 0] = np.inf
-    assert r["value"] == pytest.approx(L.min())
-    assert r["warning"] == "the minimum along this slice is not at the centre"
+    assert r.lowest == pytest.approx(L.min()) and r.at_centre is False
+    assert r.value == pytest.approx(L[10, 7] - L.min())  # the drop below the centre
 
 
 def test_minimum_without_zero_on_the_grid_compares_with_the_closest_point():
     r = minimum(line(lambda a: a**2, n=20), "train_loss")
-    assert r["at_centre"] is True  # ties between ±1/19 resolve to the closest-to-centre point
-    assert "0 is not a grid point" in r["note"]
+    assert r.at_centre is True  # ties between ±1/19 resolve to the closest-to-centre point
+    assert abs(r.evidence.stand_in["alpha"]) == pytest.approx(1 / 19)
 
 
 def test_minimum_of_nothing():
     r = minimum(line(lambda a: a * np.nan), "train_loss")
-    assert math.isnan(r["value"]) and r["coords"] is None
-    assert "no finite point" in r["warning"]
+    assert r.value is None and r.lowest is None and r.coords is None
+    assert r.evidence.points == 0
 
 
 # -- direction cosine ------------------------------------------------------------
@@ -290,9 +271,10 @@ def test_analyse_reports_every_loss_variable():
     }
     out = analyse(Surface(spec, values, np.ones(21, bool)))
     assert set(out) == {"train_loss", "test_loss"}
-    assert out["train_loss"]["slope"]["stationary"] is True
-    assert out["test_loss"]["slope"]["verdict"] == "on a slope"
-    assert out["test_loss"]["minimum"]["at_centre"] is False
-    assert out["train_loss"]["convexity"]["convex"] is True
+    assert out["train_loss"]["slope"].stationary is True
+    assert out["test_loss"]["slope"].stationary is False
+    assert out["test_loss"]["minimum"].at_centre is False
+    assert out["train_loss"]["convexity"].convex is True
+    assert out["train_loss"]["flatness"].flat is False
     p = analyse(plane(lambda A, B: A**2 + B**2))
-    assert set(p["train_loss"]) == {"convexity", "minimum"}
+    assert set(p["train_loss"]) == {"convexity", "flatness", "minimum"}

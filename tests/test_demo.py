@@ -70,7 +70,7 @@ def _check_demo(out, summary) -> dict:
                 line[var][line.centre_index()], rel=1e-5), (tag, var)
 
     # the summary reports the stores' own values and analysis
-    from lossmap.analysis import analyse
+    from lossmap.analysis import analyse, findings, sentence
 
     assert set(saved["lines"]) == {"before", "after"}
     for tag in ("before", "after"):
@@ -79,14 +79,13 @@ def _check_demo(out, summary) -> dict:
         for var in ("train_loss", "test_loss"):
             entry = saved["lines"][tag][var]
             assert entry["centre"] == pytest.approx(line[var][line.centre_index()], rel=1e-12)
-            assert entry["slope"] == facts[var]["slope"]["message"]
-            assert entry["convexity"] == facts[var]["convexity"]["verdict"]
-            assert entry["minimum"] == facts[var]["minimum"]["evidence"]
-        # every finding with its evidence and uncertainty, as the store gives them
-        from lossmap.analysis.evidence import findings
-
-        assert saved["findings"][f"line_{tag}"] == json.loads(json.dumps(findings(line),
-                                                                          default=str))
+            for kind in ("slope", "convexity", "minimum"):
+                assert entry[kind] == sentence(facts[var][kind])
+        # every finding with its evidence, uncertainty and sentence, as the store gives them
+        found = findings(line)
+        assert saved["findings"][f"line_{tag}"] == json.loads(json.dumps(found.to_dict()))
+        slope = saved["findings"][f"line_{tag}"]["variables"]["train_loss"]["slope"]
+        assert slope["value"] == pytest.approx(found.variables["train_loss"]["slope"].value)
     # ... and the training run's own last epoch
     history = json.loads((out / "train_after" / "history.json").read_text())
     assert set(saved["final"]) == {"after"}

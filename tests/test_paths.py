@@ -101,9 +101,9 @@ def test_the_user_model_is_unchanged_and_a_line_path_equals_the_interpolation_li
     for k, v in a.state_dict().items():
         assert torch.equal(v, before[k])
     rp, rl = lm.barrier(path, "train_loss"), lm.barrier(line, "train_loss")
-    assert rp["barrier"] == pytest.approx(rl["barrier"], rel=1e-5, abs=1e-9)
-    assert rp["t"] == rl["alpha"]
-    assert "t =" in rp["verdict"] or "no barrier" in rp["verdict"]
+    assert rp.value == pytest.approx(rl.value, rel=1e-5, abs=1e-9)
+    assert rp.at == rl.at
+    assert (rp.evidence.coordinate, rl.evidence.coordinate) == ("t", "alpha")
 
 
 def bn_net(seed: int) -> nn.Module:
@@ -295,7 +295,7 @@ def test_figure_paths_and_the_report_section(data, tmp_path):
     import lossmap.plot as lp
 
     fig = lp.figure_paths({"linear": line, "trained curve": bent})
-    h = lm.barrier(line, "train_loss")["barrier"]
+    h = lm.barrier(line, "train_loss").value
     assert fig.axes[0].get_title() == f"linear\nbarrier {h:.3g}"
     assert fig.axes[0].get_xlabel() == "t"
     assert lp.plot_line(line).get_xlabel() == "t"

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import lossmap as lm
-from lossmap.analysis import analyse
+from lossmap.analysis import analyse, sentence
 from lossmap.cli import report as report_cli
 from lossmap.errors import InputError, InputTypeError, MissingFileError, StoreError
 from lossmap.report import format_value, write_report
@@ -182,9 +182,9 @@ def test_analysis_statements(page, stores):
     line, plane, partial = _sections(text)
     for section, name in ((line, "line"), (partial, "partial")):
         surface = lm.load(stores[name])
-        for v, r in analyse(surface).items():
-            assert html.escape(r["slope"]["message"].removeprefix(f"{v}: ")) in section
-            assert html.escape(r["convexity"]["verdict"]) in section
+        for r in analyse(surface).values():
+            assert html.escape(sentence(r["slope"])) in section
+            assert html.escape(sentence(r["convexity"])) in section
     assert "this slice is not convex, so the surface is not convex" in text
     surface = lm.load(stores["plane"])
     with Store.open(stores["plane"]) as store:
@@ -193,10 +193,10 @@ def test_analysis_statements(page, stores):
     assert f"cosine {cosine:.4f}" in plane
     for v, r in analyse(surface).items():
         cv = r["convexity"]
-        assert html.escape(cv["verdict"]) in plane
+        assert html.escape(sentence(cv)) in plane
         row = [_cell(plane, v.replace("_", " "), k) for k in (4, 5)]
         assert row == [
-            f"{cv[d]['lines_not_convex']} of {cv[d]['lines']}" for d in ("alpha", "beta")
+            f"{cv.axes[d].lines_not_convex} of {cv.axes[d].lines}" for d in ("alpha", "beta")
         ]
     assert "the projected training path" in plane and "diamonds: A" in plane
     assert "3 projected points" in plane and "A at [0.5, 0.0]" in plane
@@ -369,9 +369,7 @@ def test_report_states_barrier_and_convexity_map(tmp_path):
                     progress=False, store=tmp_path / "plane.lossmap")
     page = write_report([tmp_path / "interp.lossmap", tmp_path / "plane.lossmap"],
                         tmp_path / "r.html").read_text()
-    from lossmap.analysis import geometry
-
-    expect = geometry.barrier(line, "train_loss")["verdict"].removeprefix("train_loss: ")
+    expect = sentence(lm.barrier(line, "train_loss"))
     assert html.escape(expect) in page
     assert "of 9 interior points" in page and plane.complete
 
@@ -381,7 +379,6 @@ def test_basin_width_and_grid_sharpness_on_analytic_surfaces(page, stores, tmp_p
 
     from lossmap.analysis import geometry
     from lossmap.analysis.sharpness import grid_sharpness
-    from lossmap.report import template as report_template
     from lossmap.scan.spec import ScanSpec
 
     # The default page: δ = 0.1 on every line, ε = 0.1 on the plane, each stated.
@@ -389,10 +386,10 @@ def test_basin_width_and_grid_sharpness_on_analytic_surfaces(page, stores, tmp_p
     for section, name in ((line, "line"), (partial, "partial")):
         for v in ("train_loss", "test_loss"):
             r = geometry.basin_width(lm.load(stores[name]), v, 0.1)
-            assert html.escape(report_template.basin_text(r)) in section
+            assert html.escape(sentence(r)) in section
         assert "basin width (δ = 0.1: distance along α" in section
     r = grid_sharpness(lm.load(stores["plane"]), "train_loss", 0.1)
-    assert html.escape(report_template.sharpness_text(r)) in plane
+    assert html.escape(sentence(r)) in plane
     assert "ε-sharpness from the scanned grid (ε = 0.1 in (α, β) units" in plane
     assert "basin width" not in plane and "ε-sharpness" not in line
     # A line with known crossings: train 2 + α² (left), 2 + 4α² (right); test 2 − 0.75α (left),

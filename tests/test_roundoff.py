@@ -20,8 +20,7 @@ import torch
 from torch import nn
 
 import lossmap as lm
-from lossmap.analysis import convexity
-from lossmap.analysis.geometry import barrier
+from lossmap.analysis import barrier, convexity
 from lossmap.backends.torch.roundoff import floor_points
 from lossmap.cli.main import main as cli
 from lossmap.store import Store
@@ -89,22 +88,21 @@ def test_smooth_non_convex_float32_line_is_reported_not_convex():
     assert exact.min() < -50 * floor and old_rule_violations(surf) == 0
     assert exact.min() > -32 * EPS32 * 4 * 4  # the old tolerance near L = 4 hid it
     r = convexity(surf, "train_loss")
-    assert r["convex"] is False and r["floor_measured"] is True
-    assert r["floor"] == floor and r["bound"] == pytest.approx(bound)
-    assert r["n_negative"] == r["violations"] == int((exact < -bound).sum()) == 5
-    np.testing.assert_allclose(r["violating_alpha"], [-0.05, -0.025, 0.0, 0.025, 0.05],
-                               atol=1e-12)
-    assert r["deepest"] == pytest.approx(exact.min(), abs=bound)  # D is off by < the bound
-    assert r["ratio"] == pytest.approx(-r["deepest"] / floor)
-    assert r["verdict"] == (
+    assert r.convex is False and r.evidence.floor_measured is True
+    assert r.evidence.floor == floor and r.bound == pytest.approx(bound)
+    assert r.n_negative == int((exact < -bound).sum()) == 5
+    np.testing.assert_allclose(r.violating, [-0.05, -0.025, 0.0, 0.025, 0.05], atol=1e-12)
+    assert r.value == pytest.approx(exact.min(), abs=bound)  # D is off by < the bound
+    assert r.ratio == pytest.approx(-r.value / floor)
+    assert r.sentence().startswith(  # the renderer's words for this finding
         "this slice is not convex, so the surface is not convex: 5 second differences below "
-        f"{-bound:.1e}, the measured round-off bound (deepest {r['deepest']:.1e}, "
-        f"{r['ratio']:.3g}× the measured round-off {floor:.1e})"
-    )
+        f"{-bound:.1e}, the measured round-off bound (deepest {r.value:.1e}, "
+        f"{r.ratio:.3g}× the measured round-off {floor:.1e}); the claim is about the empirical "
+        "train loss on ")
     # the same line evaluated in float64 gives the same verdict
     r64 = convexity(quartic(torch.float64), "train_loss")
-    assert r64["convex"] is False and r64["floor_measured"] is True
-    assert r64["n_negative"] == 5 and r64["deepest"] == pytest.approx(exact.min(), rel=1e-9)
+    assert r64.convex is False and r64.evidence.floor_measured is True
+    assert r64.n_negative == 5 and r64.value == pytest.approx(exact.min(), rel=1e-9)
 
 
 def test_convex_quadratic_with_float32_round_off_is_reported_convex():
@@ -117,11 +115,10 @@ def test_convex_quadratic_with_float32_round_off_is_reported_convex():
     assert np.abs(d2 - exact).max() > 1e-2 * exact.max()  # the float32 values are noisy
     r = convexity(surf, "train_loss")
     bound = 8 * surf.roundoff["train_loss"]
-    assert r["convex"] is True and r["n_negative"] == 0 and r["floor_measured"] is True
-    assert r["verdict"] == ("convex along this slice: no second difference below "
-                            f"{-bound:.1e} (the measured round-off bound)")
+    assert r.convex is True and r.n_negative == 0 and r.evidence.floor_measured is True
+    assert r.bound == pytest.approx(bound)
     r64 = convexity(quadratic(torch.float64), "train_loss")
-    assert r64["convex"] is True and r64["min_second_difference"] > 0
+    assert r64.convex is True and r64.value > 0
 
 
 def test_float64_scan_floor_is_measured_against_another_sample_order():
@@ -177,7 +174,7 @@ def test_floor_is_stored_read_back_and_shown_by_info(tmp_path, capsys):
     with Store.open(path) as store:
         assert store.roundoff == surf.roundoff
     assert "roundoff" not in loaded.meta  # a record of the store's own, not an annotation
-    assert convexity(loaded, "train_loss")["verdict"] == convexity(surf, "train_loss")["verdict"]
+    assert convexity(loaded, "train_loss") == convexity(surf, "train_loss")
     assert cli(["info", str(path)]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "roundoff" in ln]
     assert lines == [f"  roundoff    train_loss {surf.roundoff['train_loss']:.2g}"]
@@ -193,15 +190,17 @@ def test_a_store_without_a_floor_loads_and_its_verdict_says_assumed(tmp_path, ca
     surf = lm.load(path)
     assert surf.roundoff is None
     r = convexity(surf, "train_loss")
-    assert r["floor_measured"] is False
-    assert r["verdict"].endswith("round-off assumed from float32 eps, not measured)")
-    assert r["convex"] is True  # the old, assumed bound cannot see this non-convexity
+    assert r.evidence.floor_measured is False and r.bound is None
+    assert "(within round-off; round-off assumed from float32 eps, not measured)" in r.sentence()
+    assert r.convex is True  # the old, assumed bound cannot see this non-convexity
     line = lm.Surface(lm.ScanSpec(grid=((0.0, 1.0, 5),), splits=("train",), metrics=("loss",)),
                       {"train_loss": np.linspace(1, 0, 5)}, np.ones(5, bool))  # by hand
-    assert barrier(line, "train_loss")["verdict"].endswith(
+    assert barrier(line, "train_loss").evidence.floor_measured is False
+    assert barrier(line, "train_loss").sentence().endswith(
         "(round-off assumed from float32 eps, not measured)")
     measured = lm.Surface(line.spec, line.values, line.done, roundoff={"train_loss": 1e-7})
-    assert "assumed" not in barrier(measured, "train_loss")["verdict"]
+    assert barrier(measured, "train_loss").evidence.floor == 1e-7
+    assert "assumed" not in barrier(measured, "train_loss").sentence()
     assert cli(["info", str(path)]) == 0
     assert "  roundoff    not measured" in capsys.readouterr().out
 
@@ -220,7 +219,7 @@ def test_a_model_that_cannot_run_in_float64_scans_without_a_floor():
         surf = lm.scan(Fixed(), nn.MSELoss(), data=data(), directions={"lin.weight":
                        torch.ones(1, 1)}, grid=(-1, 1, 5), progress=False)
     assert surf.roundoff is None and surf.done.all()
-    assert "assumed" in convexity(surf, "train_loss")["verdict"]
+    assert convexity(surf, "train_loss").evidence.floor_measured is False
 
 
 def test_batchnorm_recompute_floor_recomputes_the_statistics_in_float64():
@@ -249,9 +248,8 @@ def test_convexity_map_uses_the_measured_floor():
                    directions=[direction(True), direction(False)],
                    grid=[(-0.5, 0.5, 21), (-0.5, 0.5, 5)], progress=False)
     m = lm.convexity_map(surf, "train_loss")
-    assert m["floor"] == surf.roundoff["train_loss"]
-    assert "assumed" not in m["verdict"]
-    assert m["concave_fraction"] + m["saddle_fraction"] > 0  # the non-convex core is seen
+    assert m.evidence.floor == surf.roundoff["train_loss"] and m.evidence.floor_measured
+    assert m.concave_fraction + m.saddle_fraction > 0  # the non-convex core is seen
 
 
 # -- the demo's θ0 line ------------------------------------------------------------------
@@ -282,15 +280,16 @@ def test_demo_theta0_line_float32_verdict_agrees_with_float64(init):
                   centre={k: v.double() for k, v in theta0.items()}, **common)
     for var in ("train_loss", "test_loss"):
         r32, r64 = convexity(s32, var), convexity(s64, var)
-        assert r32["floor_measured"] and r64["floor_measured"]
-        assert r32["convex"] is r64["convex"], (r32["verdict"], r64["verdict"])
+        assert r32.evidence.floor_measured and r64.evidence.floor_measured
+        assert r32.convex is r64.convex, (r32, r64)
         # the float32 values are as close to float64 as the floor says (within k = 2)
         err = np.abs(s32[var] - s64[var]).max()
-        assert err <= 2 * r32["floor"] and r32["floor"] < 1e-6
-        assert r32["deepest"] == pytest.approx(r64["deepest"], abs=4 * 2 * r32["floor"])
+        f32 = r32.evidence.floor
+        assert err <= 2 * f32 and f32 < 1e-6
+        assert r32.value == pytest.approx(r64.value, abs=4 * 2 * f32)
         if init == "torch":  # the line: not convex, 100x beyond the round-off
-            assert r32["convex"] is False and r32["ratio"] > 50
-        assert math.isclose(r32["ratio"], -r32["deepest"] / r32["floor"]) or r32["convex"]
+            assert r32.convex is False and r32.ratio > 50
+        assert math.isclose(r32.ratio, -r32.value / f32) or r32.convex
 
 
 def test_no_floor_for_a_model_whose_float64_copy_exceeds_the_budget(monkeypatch):
@@ -309,7 +308,7 @@ def test_no_floor_for_a_model_whose_float64_copy_exceeds_the_budget(monkeypatch)
         warnings.simplefilter("error")  # skipped on purpose: no warning
         surf = lm.scan(net, torch.nn.CrossEntropyLoss(), **kw)
     assert surf.roundoff is None
-    assert "assumed" in lm.analysis.convexity(surf, "t_loss")["verdict"]
+    assert lm.analysis.convexity(surf, "t_loss").evidence.floor_measured is False
 
 
 def test_a_resumed_store_keeps_its_floor_and_does_not_measure_again(tmp_path, monkeypatch):

@@ -68,19 +68,15 @@ def test_a_slope_zero_in_expectation_but_not_on_the_sample_is_not_significant():
     surf = line(lambda a: 1 + m * a + a**2, slopes={"train_loss": [measured]},
                 samples={"train": N})
     old = slope_at_centre(line(lambda a: 1 + m * a + a**2), "train_loss")
-    assert old["verdict"] == "on a slope" and old["significant"] is None
-    assert "the slope's uncertainty was not measured" in old["message"]
+    assert old.stationary is False and old.resolved is None and old.se is None
     r = slope_at_centre(surf, "train_loss")
-    assert r["measured"] is True and r["significant"] is False and r["resolved"] is False
-    assert r["verdict"] == "at a stationary point along this direction"
-    assert r["stationary"] is True
-    assert r["slope"] == pytest.approx(m) and r["se"] == pytest.approx(se) and r["n"] == N
-    assert r["z_score"] == pytest.approx(abs(m) / se)
+    assert r.measured is True and r.resolved is False
+    assert r.stationary is True
+    assert r.value == pytest.approx(m) and r.se == pytest.approx(se) and r.evidence.n == N
+    assert r.z_score == pytest.approx(abs(m) / se)
     # the same number from scipy: a one-sample t statistic of the per-sample slopes
-    assert r["z_score"] == pytest.approx(abs(stats.ttest_1samp(g, 0.0).statistic))
-    assert "not resolved at this sample size" in r["message"]
-    assert f"{m:.3g} ± {se:.2g} (s.e., n=512 samples)" in r["message"]
-    assert r["difference"] == pytest.approx(m)  # the grid's central difference, kept
+    assert r.z_score == pytest.approx(abs(stats.ttest_1samp(g, 0.0).statistic))
+    assert r.difference == pytest.approx(m)  # the grid's central difference, kept
 
 
 def test_a_clear_slope_is_significant_and_stated_with_its_numbers():
@@ -88,13 +84,10 @@ def test_a_clear_slope_is_significant_and_stated_with_its_numbers():
     m, se = g.mean(), g.std(ddof=1) / math.sqrt(N)
     surf = line(lambda a: 1 + m * a, slopes={"train_loss": [measured]})
     r = slope_at_centre(surf, "train_loss")
-    assert r["significant"] is True and r["verdict"] == "on a slope"
-    assert r["z_score"] == pytest.approx(abs(m) / se) and r["z_score"] > 8
-    assert r["message"] == (
-        f"train_loss: on a slope: dL/dα = {m:.3g} ± {se:.2g} (s.e., n=512 samples), "
-        f"{abs(m) / se:.3g} s.e. from zero; the loss decreases towards negative alpha")
+    assert r.resolved is True and r.stationary is False
+    assert r.z_score == pytest.approx(abs(m) / se) and r.z_score > 8
     # z is a parameter: at z = 100 the same slope is not resolved
-    assert slope_at_centre(surf, "train_loss", z=100)["significant"] is False
+    assert slope_at_centre(surf, "train_loss", z=100).resolved is False
 
 
 def test_the_slope_is_measured_even_where_the_grid_cannot_form_a_difference():
@@ -102,8 +95,8 @@ def test_the_slope_is_measured_even_where_the_grid_cannot_form_a_difference():
     surf = line(lambda a: 1 + a, slopes={"train_loss": [measured]})
     surf.values["train_loss"][9:12] = np.nan
     r = slope_at_centre(surf, "train_loss")
-    assert r["method"] is None and r["significant"] is True
-    assert r["slope"] == pytest.approx(measured["slope"])
+    assert r.method is None and r.resolved is True
+    assert r.value == pytest.approx(measured["slope"])
 
 
 # -- minimum -------------------------------------------------------------------
@@ -115,10 +108,9 @@ def test_minimum_off_centre_resolved_against_the_se_of_the_drop(se_c, se_m, reso
     r = minimum(line(lambda a: (a - 0.5) ** 2, errors={"train": errs}, samples={"train": N}),
                 "train_loss")
     se = math.sqrt(se_c**2 + se_m**2)
-    assert r["coords"] == {"alpha": pytest.approx(0.5)} and r["drop"] == pytest.approx(0.25)
-    assert r["se"] == pytest.approx(se) and r["resolved"] is resolved
-    assert r["z_score"] == pytest.approx(0.25 / se)
-    assert ("not resolved at this sample size" in r["evidence"]) is (not resolved)
+    assert r.coords == {"alpha": pytest.approx(0.5)} and r.value == pytest.approx(0.25)
+    assert r.se == pytest.approx(se) and r.resolved is resolved
+    assert r.z_score == pytest.approx(0.25 / se) and r.evidence.se_rule == "conservative"
 
 
 def test_the_conservative_se_of_a_difference_bounds_the_paired_one():
@@ -131,9 +123,9 @@ def test_the_conservative_se_of_a_difference_bounds_the_paired_one():
     r = minimum(line(vals, errors={"train": errs}), "train_loss")
     j = int(np.argmin(vals))
     paired = (per[10] - per[j]).std(ddof=1) / math.sqrt(N)
-    assert r["drop"] == pytest.approx(vals[10] - vals[j])
-    assert r["se"] == pytest.approx(math.hypot(errs[10], errs[j]))
-    assert paired < r["se"]
+    assert r.value == pytest.approx(vals[10] - vals[j])
+    assert r.se == pytest.approx(math.hypot(errs[10], errs[j]))
+    assert paired < r.se
 
 
 # -- gap -----------------------------------------------------------------------
@@ -146,18 +138,17 @@ def test_train_test_gap_matches_welchs_statistic(shift, resolved):
                 errors={"train": se_tr, "test": se_te}, samples={"train": 400, "test": 600})
     r = gap(surf)
     welch = stats.ttest_ind(te, tr, equal_var=False).statistic  # independent samples: exact
-    assert r["gap"] == pytest.approx(te.mean() - tr.mean())
-    assert r["se"] == pytest.approx(math.hypot(se_tr, se_te))
-    assert r["z_score"] == pytest.approx(abs(welch))
-    assert r["resolved"] is resolved is bool(abs(welch) > 2)
-    assert ("not resolved at this sample size" in r["verdict"]) is (not resolved)
-    assert "exact: independent samples, n=400 and 600" in r["verdict"]
+    assert r.value == pytest.approx(te.mean() - tr.mean())
+    assert r.se == pytest.approx(math.hypot(se_tr, se_te))
+    assert r.z_score == pytest.approx(abs(welch))
+    assert r.resolved is resolved is bool(abs(welch) > 2)
+    assert r.split_n == (400, 600) and r.evidence.se_rule == "exact"
 
 
 def test_gap_without_standard_errors_says_so():
     r = gap(line({"train": 0.3, "test": 0.4}, splits=("train", "test")))
-    assert r["gap"] == pytest.approx(0.1) and r["se"] is None and r["resolved"] is None
-    assert r["verdict"].endswith("(uncertainty not measured)")
+    assert r.value == pytest.approx(0.1) and r.se is None and r.resolved is None
+    assert r.sentence().endswith("(uncertainty not measured)")
     with pytest.raises(InputError, match="gap needs 'test_loss'"):
         gap(line(lambda a: a))
 
@@ -178,10 +169,8 @@ def _interp(height, se0=0.02, se1=0.04, se_mid=0.03):
 def test_barrier_resolved_against_the_chord_se(height, resolved):
     r = barrier(_interp(height), "train_loss")
     se = math.sqrt(0.03**2 + (0.5 * 0.02 + 0.5 * 0.04) ** 2)  # sqrt(se_t² + ((1-t)se0 + t se1)²)
-    assert r["barrier"] == pytest.approx(height) and r["alpha"] == pytest.approx(0.5)
-    assert r["se"] == pytest.approx(se) and r["resolved"] is resolved
-    assert ("not resolved at this sample size" in r["verdict"]) is (not resolved)
-    assert f"a barrier of {height:.4g} above the chord at alpha = 0.5" in r["verdict"]
+    assert r.value == pytest.approx(height) and r.at == pytest.approx(0.5)
+    assert r.se == pytest.approx(se) and r.resolved is resolved and r.above_roundoff
 
 
 def test_barrier_se_bounds_the_paired_se_of_the_excess():
@@ -204,18 +193,17 @@ def test_basin_width_interval_from_the_noise_band():
     surf = line(np.abs, lo=-2.0, hi=2.0, n=41, errors={"train": 0.1})
     r = basin_width(surf, "train_loss", 1.0)
     b = 2 * math.sqrt(2) * 0.1
-    assert r["width"] == pytest.approx(2.0)
-    assert r["left_range"] == pytest.approx([1 - b, 1 + b])
-    assert r["width_range"] == pytest.approx([2 * (1 - b), 2 * (1 + b)])
-    assert r["resolved"] is True and "the width is between" in r["verdict"]
+    assert r.value == pytest.approx(2.0)
+    assert r.left_range == pytest.approx((1 - b, 1 + b))
+    assert r.width_range == pytest.approx((2 * (1 - b), 2 * (1 + b)))
+    assert r.resolved is True
     # a lower band that never reaches delta on the grid: not resolved at this sample size
     wide = basin_width(line(np.abs, lo=-2.0, hi=2.0, n=41, errors={"train": 0.5}),
                        "train_loss", 1.0)
-    assert wide["width"] == pytest.approx(2.0) and wide["resolved"] is False
-    assert "not resolved at this sample size" in wide["verdict"]
+    assert wide.value == pytest.approx(2.0) and wide.resolved is False
+    assert wide.width_range[1] is None  # the lower band never reaches delta on the grid
     plain = basin_width(line(np.abs, lo=-2.0, hi=2.0, n=41), "train_loss", 1.0)
-    assert plain["width_range"] is None and plain["resolved"] is None
-    assert plain["verdict"].endswith("uncertainty not measured")
+    assert plain.width_range is None and plain.resolved is None and plain.se_centre is None
 
 
 # -- sharpness -----------------------------------------------------------------
@@ -226,9 +214,9 @@ def test_grid_sharpness_resolution(s, resolved):
     surf = Surface(spec, {"train_loss": 1 + A**2 + 3 * B**2}, np.ones((21, 21), bool),
                    errors={"train_loss": np.full((21, 21), s)})
     r = grid_sharpness(surf, "train_loss", 0.3)
-    assert r["sharpness"] == pytest.approx(0.27)  # 3 · 0.3², at beta = ±0.3
-    assert r["se"] == pytest.approx(s * math.sqrt(2)) and r["resolved"] is resolved
-    assert r["z_score"] == pytest.approx(0.27 / (s * math.sqrt(2)))
+    assert r.value == pytest.approx(0.27)  # 3 · 0.3², at beta = ±0.3
+    assert r.se == pytest.approx(s * math.sqrt(2)) and r.resolved is resolved
+    assert r.z_score == pytest.approx(0.27 / (s * math.sqrt(2)))
 
 
 # -- convexity -----------------------------------------------------------------
@@ -239,12 +227,11 @@ def test_convexity_keeps_its_round_off_verdict_and_states_its_scope():
     plain = convexity(line(f), "train_loss")
     errs = np.linspace(0.01, 0.03, 21)
     r = convexity(line(f, errors={"train": errs}, samples={"train": N}), "train_loss")
-    assert r["verdict"] == plain["verdict"] and r["convex"] is False  # noise does not decide
-    assert "empirical train loss on these n=512 samples" in r["scope"]
-    assert r["se_typical"] == pytest.approx(np.median(errs))
-    assert r["se_ratio"] == pytest.approx(abs(r["deepest"]) / np.median(errs))
-    assert "informative only" in r["noise"]
-    assert plain["se_ratio"] is None and plain["noise"] is None and plain["n"] is None
+    assert r.convex is plain.convex is False and r.n_negative == plain.n_negative  # noise
+    assert r.evidence.n == N and r.evidence.split == "train"  # does not decide
+    assert r.se_typical == pytest.approx(np.median(errs))
+    assert r.se_ratio == pytest.approx(abs(r.value) / np.median(errs))
+    assert plain.se_ratio is None and plain.se_typical is None and plain.evidence.n is None
 
 
 # -- samples_needed ------------------------------------------------------------
@@ -253,14 +240,14 @@ def test_samples_needed_for_a_minimum_follows_the_formula_and_resolves_there():
     surf = line(lambda a: (a - 0.5) ** 2, errors={"train": errs}, samples={"train": 500})
     r = samples_needed(surf, "minimum")
     se = 0.2 * math.sqrt(2)
-    assert r["effect"] == pytest.approx(0.25) and r["se"] == pytest.approx(se)
-    assert r["resolved"] is False and r["n"] == 500
+    assert r.effect == pytest.approx(0.25) and r.se == pytest.approx(se)
+    assert r.resolved is False and r.n == 500
     want = math.ceil(500 * (2 * se / 0.25) ** 2 - 1e-9)
-    assert r["n_needed"] == want
+    assert r.n_needed == want
     # with n_needed samples the SE (∝ 1/√n) puts the effect at 2 s.e.; one fewer, not yet
     assert 2 * se * math.sqrt(500 / want) <= 0.25 * (1 + 1e-12)
     assert 2 * se * math.sqrt(500 / (want - 1)) > 0.25
-    assert f"about {want:,} samples" in r["message"]
+    assert f"about {want:,} samples" in r.sentence()
 
 
 def test_samples_needed_for_slope_gap_and_barrier():
@@ -268,30 +255,30 @@ def test_samples_needed_for_slope_gap_and_barrier():
     surf = line(lambda a: 1 + a**2, slopes={"train_loss": [measured]})
     r = samples_needed(surf, "slope")
     se = g.std(ddof=1) / math.sqrt(N)
-    assert r["n_needed"] == math.ceil(N * (2 * se / abs(g.mean())) ** 2 - 1e-9)
-    assert r["resolved"] is False and r["n"] == N
+    assert r.n_needed == math.ceil(N * (2 * se / abs(g.mean())) ** 2 - 1e-9)
+    assert r.resolved is False and r.n == N
 
     two = line({"train": 0.30, "test": 0.31}, splits=("train", "test"),
                errors={"train": 0.01, "test": 0.02}, samples={"train": 400, "test": 100})
     r = samples_needed(two, "gap")
     k = (2 * math.hypot(0.01, 0.02) / 0.01) ** 2
-    assert r["factor"] == pytest.approx(k)
-    assert r["per_split"] == {"train": math.ceil(400 * k - 1e-9), "test": math.ceil(100 * k - 1e-9)}
-    assert r["n_needed"] == r["per_split"]["train"] and r["variable"] is None
+    assert r.factor == pytest.approx(k)
+    assert r.per_split == {"train": math.ceil(400 * k - 1e-9), "test": math.ceil(100 * k - 1e-9)}
+    assert r.n_needed == r.per_split["train"] and r.variable is None
 
     r = samples_needed(_interp(0.05), "barrier")
     se = math.sqrt(0.03**2 + 0.03**2)
-    assert r["n_needed"] == math.ceil(1000 * (2 * se / 0.05) ** 2 - 1e-9)
+    assert r.n_needed == math.ceil(1000 * (2 * se / 0.05) ** 2 - 1e-9)
 
 
 def test_samples_needed_of_a_resolved_finding_and_of_a_zero_effect():
     errs = np.full(21, 0.01)
     r = samples_needed(line(lambda a: (a - 0.5) ** 2, errors={"train": errs},
                             samples={"train": 500}), "minimum")
-    assert r["resolved"] is True and r["n_needed"] < 500 and "is resolved" in r["message"]
+    assert r.resolved is True and r.n_needed < 500 and "is resolved" in r.sentence()
     at = samples_needed(line(lambda a: a**2, errors={"train": errs}), "minimum")
-    assert at["n_needed"] is None and at["factor"] == math.inf
-    assert "no number of samples resolves it" in at["message"]
+    assert at.n_needed is None and at.factor == math.inf
+    assert "no number of samples resolves it" in at.sentence()
 
 
 def test_samples_needed_without_standard_errors_says_how_to_get_them():
@@ -313,13 +300,13 @@ def test_findings_are_json_safe_and_list_what_more_samples_would_resolve():
                 splits=("train", "test"), errors={"train": se, "test": se},
                 samples={"train": 1000, "test": 1000})
     f = findings(surf)
-    json.dumps(f, allow_nan=False)
-    assert f["standard_errors"] is True and f["samples"] == {"train": 1000, "test": 1000}
-    assert f["gap"]["resolved"] is False
-    assert [(u["finding"], u["n_needed"]) for u in f["unresolved"]] == [
+    json.dumps(f.to_dict(), allow_nan=False)
+    assert f.standard_errors is True and f.samples == {"train": 1000, "test": 1000}
+    assert f.gap.resolved is False
+    assert [(u.finding, u.n_needed) for u in f.unresolved] == [
         ("gap", math.ceil(1000 * (2 * 0.01 * math.sqrt(2) / 0.005) ** 2 - 1e-9))]
     labels = [label for label, _ in finding_sentences(f)]
-    assert labels.count("samples needed") == 1 and "gap" in labels
+    assert labels.count("samples needed") == 1 and "train vs test" in labels
 
 
 def test_findings_of_an_old_store_without_errors_line_and_plane():
@@ -330,8 +317,8 @@ def test_findings_of_an_old_store_without_errors_line_and_plane():
     old_plane = Surface(spec, {"train_loss": 1 + A**2 + B**2}, np.ones((11, 9), bool))
     for surf in (old_line, old_plane):
         f = findings(surf)
-        json.dumps(f, allow_nan=False)
-        assert f["standard_errors"] is False and f["unresolved"] == []
+        json.dumps(f.to_dict(), allow_nan=False)
+        assert f.standard_errors is False and f.unresolved == ()
         text = " ".join(t for _, t in finding_sentences(f))
         assert "not measured" in text
 
@@ -401,10 +388,10 @@ def test_info_prints_every_finding_with_its_uncertainty(tmp_path, capsys):
     for label, text in finding_sentences(found):
         assert f"    {label} · {text}" in out
     code, out, err = run_cli(capsys, "info", "--json", path)
-    assert json.loads(out)["findings"] == json.loads(json.dumps(found))
+    assert json.loads(out)["findings"] == json.loads(json.dumps(found.to_dict()))
     if surf.errors:  # the store keeps standard errors: the gap's is exact, from both splits
         se = math.hypot(surf.se("train_loss")[4], surf.se("test_loss")[4])
-        assert found["gap"]["se"] == pytest.approx(se)
+        assert found.gap.se == pytest.approx(se)
 
 
 def test_paired_errors_resolve_what_the_conservative_bound_cannot():
@@ -419,11 +406,11 @@ def test_paired_errors_resolve_what_the_conservative_bound_cannot():
     tight = lm.Surface(spec, {"train_loss": L}, done, errors=errors, paired=paired)
     m_loose, m_tight = lm.analysis.minimum(loose, "train_loss"), lm.analysis.minimum(
         tight, "train_loss")
-    assert m_loose["drop"] == pytest.approx(0.01)
-    assert m_loose["se"] == pytest.approx(np.hypot(0.02, 0.02))  # the conservative bound
-    assert m_loose["resolved"] is False
-    assert m_tight["se"] == pytest.approx(0.002) and m_tight["resolved"] is True  # 5 s.e.
-    assert "paired" in m_tight["evidence"]
-    need = lm.samples_needed(loose, "minimum", variable="train_loss")["n_needed"]
+    assert m_loose.value == pytest.approx(0.01)
+    assert m_loose.se == pytest.approx(np.hypot(0.02, 0.02))  # the conservative bound
+    assert m_loose.resolved is False and m_loose.evidence.se_rule == "conservative"
+    assert m_tight.se == pytest.approx(0.002) and m_tight.resolved is True  # 5 s.e.
+    assert m_tight.evidence.se_rule == "paired"
+    need = lm.samples_needed(loose, "minimum", variable="train_loss").n_needed
     assert abs(need - 512 * (2 * np.hypot(0.02, 0.02) / 0.01) ** 2) <= 1  # 16,384: ceil'd
-    assert lm.samples_needed(tight, "minimum", variable="train_loss")["resolved"] is True
+    assert lm.samples_needed(tight, "minimum", variable="train_loss").resolved is True

@@ -284,9 +284,9 @@ def run_demo(
         "notes": notes,
         "final": {t: r.final for t, r in runs.items()},
         "lines": {t: _line_facts(s, analysis.analyse(s)) for t, s in lines.items()},
-        # every finding with its evidence and uncertainty (lossmap.analysis.evidence)
-        "findings": {**{f"line_{t}": findings(s) for t, s in lines.items()},
-                     **{f"plane_{t}": findings(s) for t, s in planes.items()}},
+        # every finding: its numbers, evidence, uncertainty and sentence (lossmap.analysis)
+        "findings": {**{f"line_{t}": findings(s).to_dict() for t, s in lines.items()},
+                     **{f"plane_{t}": findings(s).to_dict() for t, s in planes.items()}},
         "files": [str(p) for p in [*figures, report]],
         "seconds": round(time.perf_counter() - t_start, 1),
     }
@@ -321,14 +321,13 @@ def init_description(init: str, seed: int) -> str:
 
 
 def _line_facts(surf: Surface, facts: dict) -> dict:
+    """Per loss: the centre's value and the sentences of its slope, convexity and minimum."""
+    from .analysis.render import sentence
+
     centre = surf.summary()
     return {
-        var: {
-            "centre": centre[var]["centre"],
-            "slope": facts[var]["slope"]["message"],
-            "convexity": facts[var]["convexity"]["verdict"],
-            "minimum": facts[var]["minimum"].get("evidence"),
-        }
+        var: {"centre": centre[var]["centre"],
+              **{k: sentence(facts[var][k]) for k in ("slope", "convexity", "minimum")}}
         for var in ("train_loss", "test_loss")
     }
 

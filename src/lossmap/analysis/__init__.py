@@ -1,16 +1,19 @@
 """Everything that reads a :class:`~lossmap.surface.Surface` and states a finding.
 
+* :mod:`.finding` — the typed findings every analysis returns (numbers, no words).
+* :mod:`.render` — every sentence stating a finding, in one place.
 * :mod:`.common` — the shared rules: missing points, tolerances, the centre.
 * :mod:`.slope` — the slope at the centre and its verdict.
 * :mod:`.convexity` — second differences of a line and the convexity verdict.
 * :mod:`.summary` — the grid minimum, the cosine of two directions, :func:`analyse`.
-* :mod:`.geometry` — barriers, basin widths, convexity maps, gradient fields.
+* :mod:`.flat` — slices flat to round-off; directions that cannot move the loss (LoRA).
+* :mod:`.geometry` — basin widths, convexity maps, gradient fields.
 * :mod:`.barriers` — the barrier of a line or a path (dim t).
 * :mod:`.minima` — pairwise barriers of N models and their minimum spanning tree.
 * :mod:`.sharpness` — ε-sharpness, on a model or read off a plane.
 * :mod:`.uncertainty` — standard errors of differences, resolved or not; the train-test gap.
 * :mod:`.samples` — :func:`samples_needed`: how many samples would resolve a finding.
-* :mod:`.evidence` — :func:`findings`: every finding with its evidence, JSON-safe.
+* :mod:`.evidence` — :func:`findings`: every finding with its evidence.
 
 Nothing here draws or evaluates a model (except :func:`sharpness`, which scans).
 """
@@ -18,9 +21,11 @@ Nothing here draws or evaluates a model (except :func:`sharpness`, which scans).
 from .barriers import barrier
 from .common import CONVEXITY_SAFETY, ROUNDOFF_SAFETY, SLOPE_TOL
 from .convexity import convexity
-from .evidence import finding_sentences, findings
+from .evidence import findings
+from .flat import flatness
 from .geometry import basin_width, convexity_map, gradient_field
 from .minima import BarrierMatrix, barrier_matrix, minimum_spanning_tree
+from .render import finding_sentences, sentence
 from .samples import FINDINGS, samples_needed
 from .sharpness import grid_sharpness, sharpness
 from .slope import slope_at_centre
@@ -43,12 +48,14 @@ __all__ = [
     "direction_cosine",
     "finding_sentences",
     "findings",
+    "flatness",
     "gap",
     "gradient_field",
     "grid_sharpness",
     "minimum",
     "minimum_spanning_tree",
     "samples_needed",
+    "sentence",
     "sharpness",
     "slope_at_centre",
 ]

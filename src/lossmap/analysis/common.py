@@ -43,7 +43,7 @@ plotting, no evaluation). The rules, stated once:
 
       D[i]  <  -safety · eps · (|L[i-1]| + 2 |L[i]| + |L[i+1]|)       (safety = 32)
 
-  and the verdict says "round-off assumed from float32 eps, not measured".
+  and the finding's evidence says the round-off was assumed (``floor_measured`` False).
   This assumed bound is loose: on the demo's θ0 line it is about 100× the
   measured error and hides second differences of −3e-5.
 """
@@ -57,6 +57,7 @@ import numpy as np
 
 from ..errors import InputError, InputTypeError
 from ..surface import Surface
+from .finding import Evidence
 
 SLOPE_TOL = 1e-2
 """Default ``tol`` of :func:`slope_at_centre` (fraction of the loss scale)."""
@@ -116,19 +117,57 @@ def _floor(surface: Surface, variable: str, floor: float | None = None) -> float
     return float(floor)
 
 
-def _assumed(surface: Surface) -> str:
-    """The words that say the round-off was assumed, not measured."""
-    name = str(surface.spec.dtype).replace("torch.", "")
-    return f"round-off assumed from {name} eps, not measured"
+def _dtype(surface: Surface) -> str:
+    """The scan's dtype name (``"float32"``), whose eps an assumed round-off uses."""
+    return str(surface.spec.dtype).replace("torch.", "")
 
 
-def _centre_or_closest(surface: Surface) -> tuple[tuple[int, ...], str | None]:
-    """Grid index of the centre, else of the grid point closest to it, with a note."""
+def _centre_or_closest(surface: Surface) -> tuple[tuple[int, ...], dict[str, float] | None]:
+    """Grid index of the centre, else of the grid point closest to it and its coordinates."""
     centre = surface.centre_index()
     if centre is not None:
         return centre, None
     idx = tuple(int(np.argmin(np.abs(c))) for c in surface.spec.coords())
-    at = ", ".join(
-        f"{d} = {surface.coords[d][i]:.4g}" for d, i in zip(surface.dims, idx, strict=True)
-    )
-    return idx, f"0 is not a grid point; the closest grid point ({at}) is used instead"
+    return idx, {d: float(surface.coords[d][i]) for d, i in zip(surface.dims, idx, strict=True)}
+
+
+def _state(surface: Surface, L: np.ndarray, idx: Any) -> str:
+    """``"finite"``; ``"diverged"`` (computed and not finite, or ±inf); ``"missing"`` (not yet)."""
+    v = float(L[idx])
+    if math.isfinite(v):
+        return "finite"
+    if math.isinf(v) or bool(np.asarray(surface.done)[idx]):
+        return "diverged"
+    return "missing"
+
+
+def _split_of(surface: Surface, variable: str) -> str | None:
+    """``"train"`` for ``"train_loss"`` (splits and metrics may hold underscores)."""
+    for s in surface.spec.splits:
+        for m in surface.spec.metrics:
+            if variable == f"{s}_{m}":
+                return s
+    return None
+
+
+def _n(surface: Surface, variable: str) -> int | None:
+    """The samples behind ``variable``: ``surface.samples`` of its split, else ``spec.samples``."""
+    split = _split_of(surface, variable)
+    if surface.samples and split in surface.samples and surface.samples[split]:
+        return int(surface.samples[split])
+    return int(surface.spec.samples) if surface.spec.samples else None
+
+
+def _evidence(surface: Surface, variable: str, **fields: Any) -> Evidence:
+    """The :class:`Evidence` every finding of ``variable`` shares, plus ``fields``."""
+    coordinate = "t" if surface.spec.path is not None else surface.dims[0]
+    base = {"coordinate": coordinate, "n": _n(surface, variable),
+            "split": _split_of(surface, variable), "dtype": _dtype(surface)}
+    return Evidence(**{**base, **fields})
+
+
+def _centre_evidence(surface: Surface, variable: str, L: np.ndarray, idx: Any,
+                     stand_in: dict[str, float] | None, **fields: Any) -> Evidence:
+    """:func:`_evidence` with the centre's state, value and stand-in."""
+    return _evidence(surface, variable, centre=_state(surface, L, idx),
+                     centre_value=float(L[idx]), stand_in=stand_in, **fields)

@@ -13,13 +13,14 @@ from .common import (
     CONVEXITY_SAFETY,
     EPS64,
     ROUNDOFF_SAFETY,
-    _assumed,
     _check_surface,
     _eps,
+    _evidence,
     _floor,
     _values,
 )
-from .uncertainty import _sample_scope, _second_difference_noise
+from .finding import Convexity, ConvexityAxis
+from .uncertainty import Z, _se_typical, _second_difference_noise
 
 
 def _second_differences(
@@ -47,59 +48,24 @@ def _line_convexity(L: np.ndarray, coord: np.ndarray, eps: float, safety: float,
     d2, tol, valid = _second_differences(L, eps, safety, floor, k)
     violating = valid & (d2 < -tol)
     h = float(coord[1] - coord[0])
-    out: dict[str, Any] = {
-        "checked": int(valid.sum()),
-        "skipped": int((~valid).sum()),
-        "violations": int(violating.sum()),
-        "min_second_difference": float(np.nanmin(d2)) if valid.any() else math.nan,
-        "step": h,
-    }
-    out["min_curvature"] = out["min_second_difference"] / h**2
-    out["_violating"] = violating
-    out["_d2"] = d2
-    return out
+    deepest = float(np.nanmin(d2)) if valid.any() else None
+    return {"checked": int(valid.sum()), "skipped": int((~valid).sum()),
+            "n_negative": int(violating.sum()), "deepest": deepest,
+            "min_curvature": None if deepest is None else deepest / h**2, "step": h,
+            "violating": violating, "d2": d2}
 
 
-def _evidence(out: dict[str, Any], L: np.ndarray, floor: float | None, eps: float,
-              k: float) -> None:
-    """Add ``floor``, ``floor_measured``, ``bound``, ``n_negative``, ``deepest``, ``ratio``."""
+def _floor_ratio(L: np.ndarray, floor: float | None, eps: float,
+                 deepest: float | None) -> tuple[float | None, float | None]:
+    """(the round-off of one value — measured, or ``eps · max|L|`` assumed —, −deepest / it)."""
     finite = L[np.isfinite(L)]
-    measured = floor is not None
-    if not measured:  # the round-off of one value, assumed from eps
-        floor = eps * float(np.abs(finite).max()) if finite.size else math.nan
-    deepest = out["min_second_difference"]
-    if math.isnan(deepest) or math.isnan(floor):
-        ratio = math.nan
-    elif deepest >= 0:
-        ratio = 0.0
-    else:
-        ratio = -deepest / floor if floor > 0 else math.inf
-    out.update(floor=floor, floor_measured=measured, n_negative=out["violations"],
-               deepest=deepest, ratio=ratio)
-    out["bound"] = k * 4.0 * floor if measured else math.nan
-
-
-def _beyond(r: dict[str, Any], assumed: str) -> str:
-    """How many second differences count, how deep, and against which round-off."""
-    n, s = r["n_negative"], "s" if r["n_negative"] != 1 else ""
-    if r["floor_measured"]:
-        return (f"{n} second difference{s} below {-r['bound']:.1e}, the measured round-off "
-                f"bound (deepest {r['deepest']:.1e}, {r['ratio']:.3g}× the measured round-off "
-                f"{r['floor']:.1e})")
-    return (f"{n} second difference{s} beyond round-off (deepest {r['deepest']:.1e}, "
-            f"{r['ratio']:.3g}× the round-off {r['floor']:.1e}); {assumed}")
-
-
-def _verdict(r: dict[str, Any], slice_text: str, assumed: str) -> tuple[bool | None, str]:
-    if r["violations"]:
-        return False, "this slice is not convex, so the surface is not convex: " + _beyond(
-            r, assumed)
-    if not r["checked"]:
-        return None, "undetermined: no three consecutive finite points along a grid line"
-    if r["floor_measured"]:
-        return True, (f"convex {slice_text}: no second difference below {-r['bound']:.1e} "
-                      "(the measured round-off bound)")
-    return True, f"convex {slice_text} (within round-off; {assumed})"
+    if floor is None:
+        floor = eps * float(np.abs(finite).max()) if finite.size else None
+    if deepest is None or floor is None:
+        return floor, None
+    if deepest >= 0:
+        return floor, 0.0
+    return floor, -deepest / floor if floor > 0 else math.inf
 
 
 def convexity(
@@ -110,7 +76,7 @@ def convexity(
     eps: float | None = None,
     floor: float | None = None,
     floor_safety: float = ROUNDOFF_SAFETY,
-) -> dict[str, Any]:
+) -> Convexity:
     """Whether a line, or every grid line of a plane, is convex beyond its round-off.
 
     A second difference counts as negative when it is below ``−floor_safety ·
@@ -139,28 +105,23 @@ def convexity(
 
     Returns
     -------
-    dict
-        ``convex`` (bool: no violation among the second differences that
-        could be formed; None when none could be formed), ``verdict`` (a
-        sentence with the evidence), ``violations`` (= ``n_negative``, the
-        second differences below the bound), ``checked``, ``skipped`` (second
-        differences that needed a missing point), ``min_second_difference``
-        (= ``deepest``, raw, in loss units), ``min_curvature`` (that divided
-        by the step squared), ``floor`` (the round-off of one value: measured,
-        or ``eps · max|L|`` assumed), ``floor_measured`` (bool), ``bound``
-        (``floor_safety · 4 · floor``; NaN when assumed, the bound then varies
-        with ``L``) and ``ratio`` (``−deepest / floor``; 0 when no second
-        difference is negative). A line adds ``step``, ``alpha_min`` (where
-        the most negative difference sits) and ``violating_alpha`` (array); a
-        plane adds, per dimension ``"alpha"`` and ``"beta"``, a dict with
-        ``lines``, ``lines_not_convex`` and the counts above for the grid lines
-        along that dimension. Both add ``n`` (the samples behind the values,
-        None if unknown), ``scope`` (the sentence that the verdict is about the
-        empirical loss on these samples), and, where standard errors were
-        stored, ``se_typical`` (the median SE of one point), ``se_ratio``
-        (``|deepest| / se_typical``) and ``noise`` (a sentence; informative
+    Convexity
+        ``convex`` (True: no second difference below the bound among those
+        that could be formed; None when none could), ``value`` (the deepest
+        second difference, raw, in loss units; None when none was formed),
+        ``n_negative`` (below the bound), ``min_curvature`` (value / step²), ``bound``
+        (``floor_safety · 4 · floor`` for a measured floor; None when assumed:
+        the bound then varies with ``L``), ``ratio`` (``−value / floor``; 0 when
+        no second difference is negative). A line adds ``step``, ``at`` (where
+        the deepest sits) and ``violating`` (where each negative one sits); a
+        plane adds ``axes``: per dimension a :class:`ConvexityAxis` with
+        ``lines`` and ``lines_not_convex``. ``se_typical`` (the median s.e. of
+        one point) and ``se_ratio`` (``|value| / se_typical``) are informative
         only: the points share their samples, so a second difference varies
-        far less than one point); None otherwise.
+        far less than one point; None where no standard errors were stored.
+        The evidence holds the second differences checked (``points``) and
+        skipped (they needed a missing point), the floor (measured, or
+        ``eps · max|L|`` assumed), ``n`` and the split.
 
     Notes
     -----
@@ -177,17 +138,10 @@ def convexity(
     >>> surf = Surface(spec, {"train_loss": a**4 - a**2}, np.ones(41, bool),
     ...                roundoff={"train_loss": 1e-7})
     >>> r = convexity(surf, "train_loss")
-    >>> r["convex"], r["n_negative"], round(r["deepest"], 6), r["bound"]
+    >>> r.convex, r.n_negative, round(r.value, 6), r.bound
     (False, 17, -0.004987, 8e-07)
-    >>> print(r["verdict"])  # doctest: +NORMALIZE_WHITESPACE
-    this slice is not convex, so the surface is not convex: 17 second differences below
-    -8.0e-07, the measured round-off bound (deepest -5.0e-03, 4.99e+04× the measured
-    round-off 1.0e-07)
-    >>> print(convexity(surf, "train_loss", floor=0.01)["verdict"])
-    convex along this slice: no second difference below -8.0e-02 (the measured round-off bound)
-    >>> hand = Surface(spec, {"train_loss": a**2}, np.ones(41, bool))  # no floor measured
-    >>> print(convexity(hand, "train_loss")["verdict"])
-    convex along this slice (within round-off; round-off assumed from float32 eps, not measured)
+    >>> convexity(surf, "train_loss", floor=0.01).convex
+    True
     """
     _check_surface(surface, what="convexity")
     L = _values(surface, variable)
@@ -196,50 +150,38 @@ def convexity(
     if not (isinstance(floor_safety, (int, float)) and floor_safety >= 0):
         raise InputError(f"floor_safety={floor_safety!r} must be a number >= 0")
     eps = _eps(surface.spec.dtype) if eps is None else float(eps)
-    fl, k, assumed = _floor(surface, variable, floor), float(floor_safety), _assumed(surface)
+    fl, k = _floor(surface, variable, floor), float(floor_safety)
     coords = surface.coords
+    extra: dict[str, Any] = {}
     if len(surface.dims) == 1:
-        r = _line_convexity(L, coords["alpha"], eps, safety, fl, k)
-        violating, d2 = r.pop("_violating"), r.pop("_d2")
-        inner = coords["alpha"][1:-1]
-        r["violating_alpha"] = inner[violating]
-        r["alpha_min"] = float(inner[np.nanargmin(d2)]) if r["checked"] else math.nan
-        _evidence(r, L, fl, eps, k)
-        r["convex"], r["verdict"] = _verdict(r, "along this slice", assumed)
-        _sampling(r, surface, variable)
-        return {"variable": variable, **r}
-    out: dict[str, Any] = {"variable": variable}
-    for axis, dim in enumerate(surface.dims):
-        r = _line_convexity(np.moveaxis(L, axis, -1), coords[dim], eps, safety, fl, k)
-        violating = r.pop("_violating")
-        r.pop("_d2")
-        r["lines"] = int(violating.shape[0])
-        r["lines_not_convex"] = int(violating.any(axis=-1).sum())
-        out[dim] = r
-    parts = [out[d] for d in surface.dims]
-    out["violations"] = sum(p["violations"] for p in parts)
-    out["checked"] = sum(p["checked"] for p in parts)
-    out["skipped"] = sum(p["skipped"] for p in parts)
-    mins = [p["min_second_difference"] for p in parts if not math.isnan(p["min_second_difference"])]
-    curv = [p["min_curvature"] for p in parts if not math.isnan(p["min_curvature"])]
-    out["min_second_difference"] = min(mins) if mins else math.nan
-    out["min_curvature"] = min(curv) if curv else math.nan
-    _evidence(out, L, fl, eps, k)
-    out["convex"], out["verdict"] = _verdict(out, "along every grid line of this slice", assumed)
-    if out["convex"] is False:
-        a, b = out["alpha"], out["beta"]
-        out["verdict"] = (
-            "this slice is not convex, so the surface is not convex "
-            f"({a['lines_not_convex']} of {a['lines']} grid lines along alpha and "
-            f"{b['lines_not_convex']} of {b['lines']} along beta have negative second "
-            f"differences beyond round-off: {_beyond(out, assumed)})"
-        )
-    _sampling(out, surface, variable)
-    return out
-
-
-def _sampling(out: dict[str, Any], surface: Surface, variable: str) -> None:
-    """Add ``n``, ``scope``, ``se_typical``, ``se_ratio`` and ``noise`` (informative only)."""
-    scope = _sample_scope(surface, variable)
-    ratio, noise = _second_difference_noise(out["min_second_difference"], scope["se_typical"])
-    out.update(scope, se_ratio=ratio, noise=noise)
+        dim = surface.dims[0]
+        r = _line_convexity(L, coords[dim], eps, safety, fl, k)
+        inner = coords[dim][1:-1]
+        extra.update(step=r["step"], violating=tuple(float(x) for x in inner[r["violating"]]),
+                     at=float(inner[np.nanargmin(r["d2"])]) if r["checked"] else None)
+    else:
+        axes = {}
+        for axis, dim in enumerate(surface.dims):
+            p = _line_convexity(np.moveaxis(L, axis, -1), coords[dim], eps, safety, fl, k)
+            axes[dim] = ConvexityAxis(
+                lines=int(p["violating"].shape[0]),
+                lines_not_convex=int(p["violating"].any(axis=-1).sum()),
+                n_negative=p["n_negative"], checked=p["checked"], skipped=p["skipped"],
+                deepest=p["deepest"], min_curvature=p["min_curvature"], step=p["step"])
+        parts = list(axes.values())
+        deep = [p.deepest for p in parts if p.deepest is not None]
+        curv = [p.min_curvature for p in parts if p.min_curvature is not None]
+        r = {"n_negative": sum(p.n_negative for p in parts),
+             "checked": sum(p.checked for p in parts), "skipped": sum(p.skipped for p in parts),
+             "deepest": min(deep) if deep else None, "min_curvature": min(curv) if curv else None}
+        extra["axes"] = axes
+    floor_used, ratio = _floor_ratio(L, fl, eps, r["deepest"])
+    convex = False if r["n_negative"] else (True if r["checked"] else None)
+    se_typical = _se_typical(surface, variable)
+    ev = _evidence(surface, variable, points=r["checked"], skipped=r["skipped"],
+                   floor=floor_used, floor_measured=fl is not None)
+    return Convexity(variable=variable, value=r["deepest"], z=Z, evidence=ev, convex=convex,
+                     n_negative=r["n_negative"], min_curvature=r["min_curvature"],
+                     bound=k * 4.0 * fl if fl is not None else None, ratio=ratio,
+                     se_typical=se_typical,
+                     se_ratio=_second_difference_noise(r["deepest"], se_typical), **extra)

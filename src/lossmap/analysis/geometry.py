@@ -1,6 +1,8 @@
-"""Geometry read off a Surface: barriers, convexity maps, gradient fields, basin widths.
+"""Geometry read off a Surface: convexity maps, gradient fields, basin widths.
 
-Everything but :func:`sharpness` only reads a :class:`~lossmap.surface.Surface`
+The barrier of a line or a path is :func:`lossmap.barrier`
+(:mod:`lossmap.analysis.barriers`); ``geometry.barrier`` is its deprecated
+former name. Everything here only reads a :class:`~lossmap.surface.Surface`
 (pure numpy, no evaluation), following the rules of :mod:`lossmap.analysis`:
 a missing or diverged point (not finite) is never interpolated across, and a
 quantity that would need it is NaN (arrays) or None (numbers). Round-off
@@ -8,7 +10,7 @@ tolerances use the scan's measured round-off floor (``Surface.roundoff``) times
 the number of values a quantity combines and a safety ``k``
 (:data:`lossmap.analysis.ROUNDOFF_SAFETY`), as :func:`lossmap.analysis.convexity`
 does; where no floor was measured, the machine epsilon of the scan's dtype times
-a safety factor (:data:`lossmap.analysis.CONVEXITY_SAFETY`), and the verdict
+a safety factor (:data:`lossmap.analysis.CONVEXITY_SAFETY`), and the evidence
 says that the round-off was assumed. ε-sharpness, which needs evaluations, is
 in :mod:`lossmap.analysis.sharpness`.
 """
@@ -25,16 +27,18 @@ from .common import (
     CONVEXITY_SAFETY,
     EPS64,
     ROUNDOFF_SAFETY,
-    _assumed,
+    _centre_evidence,
     _centre_or_closest,
     _check_surface,
     _eps,
+    _evidence,
     _floor,
     _values,
 )
-from .uncertainty import Z, _basin_band, _basin_words, _check_z, _excess_noise
+from .finding import Barrier, BasinWidth, ConvexityMap
+from .uncertainty import Z, _basin_band, _check_z
 
-__all__ = ["barrier", "basin_width", "convexity_map", "gradient_field"]
+__all__ = ["basin_width", "convexity_map", "gradient_field"]
 
 
 def _line(surface: Any, variable: str, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -44,129 +48,34 @@ def _line(surface: Any, variable: str, what: str) -> tuple[np.ndarray, np.ndarra
     return surface.coords["alpha"], _values(surface, variable)
 
 
-def _index(a: np.ndarray, at: float, what: str) -> int:
-    hit = np.flatnonzero(np.isclose(a, at, rtol=0.0, atol=1e-9 * (a[-1] - a[0])))
-    if not hit.size:
-        raise InputError(
-            f"{what}: alpha = {at:g} is not a grid point; scan a grid that holds 0 and 1, "
-            "e.g. grid=(-0.5, 1.5, 41)"
-        )
-    return int(hit[0])
-
-
-def barrier(surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY,
-            floor_safety: float = ROUNDOFF_SAFETY, z: float = Z) -> dict[str, Any]:
-    """Loss barrier and monotonicity of an interpolation line (α = 0 and 1 are the two models).
-
-    The barrier is ``max over grid points α in [0, 1] of L(α) − [(1 − α)·L(0) + α·L(1)]``,
-    the largest excess over the straight chord between the end losses (0 when
-    the path never rises above it). The path is *monotone* when, walking the
-    grid points of [0, 1] from the worse end (higher loss; α = 0 on a tie) to
-    the better end, the loss never rises by more than round-off:
-    ``L_next − L_prev <= k · 2 · f`` with ``f`` the measured round-off floor
-    (``surface.roundoff``; a barrier must pass the same bound to count), or
-    where none was measured ``safety · eps · (|L_prev| + |L_next|)``, and the
-    verdict says so.
-
-    Where standard errors were stored, the barrier carries the conservative
-    standard error of ``L(t) − [(1 − t) L(0) + t L(1)]`` at its peak,
-    ``sqrt(se_t² + ((1 − t) se_0 + t se_1)²)``
-    (:mod:`lossmap.analysis.uncertainty`), and is *resolved* when it exceeds
-    ``z`` of them ("not resolved at this sample size" otherwise). The peak is
-    the largest of many noisy excesses, so a small barrier is biased upwards:
-    read an unresolved one as no evidence of a barrier.
+def barrier(surface: Any, variable: str, **kwargs: Any) -> Barrier:
+    """Deprecated: use :func:`lossmap.barrier` (the same, for lines and paths alike).
 
     Parameters
     ----------
     surface : Surface
-        A line whose grid holds α = 0 and α = 1, e.g. from ``lm.interpolation``.
     variable : str
-        E.g. ``"train_loss"``.
-    safety : float, default 32
-        Multiple of the assumed (eps) round-off bound a rise (or an excess) must
-        pass to count, where no floor was measured.
-    floor_safety : float, default 2
-        The safety ``k`` on a measured floor.
-    z : float, default 2
-        Standard errors the barrier must exceed to be resolved.
+    **kwargs
+        As :func:`lossmap.analysis.barriers.barrier`.
 
     Returns
     -------
-    dict
-        ``barrier`` (float, NaN if an end is missing), ``alpha`` (where),
-        ``loss_a`` = L(0), ``loss_b`` = L(1), ``chord`` (the chord there),
-        ``peak_over_ends`` (max L on [0, 1] − max(L(0), L(1))), ``monotone``
-        (bool, None if undetermined), ``start`` (α of the worse end),
-        ``max_rise`` and ``rise_alpha`` (the largest step up on that walk and
-        where it ends), ``skipped`` (missing points in [0, 1]), ``floor`` (the
-        measured round-off floor, None if not measured), ``verdict`` (a sentence),
-        ``se`` (of the barrier, conservative; None where not measured), ``z``,
-        ``z_score``, ``resolved`` (None without SEs) and ``n`` (samples).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from lossmap.scan.spec import ScanSpec
-    >>> from lossmap.surface import Surface
-    >>> spec = ScanSpec(grid=((-0.5, 1.5, 41),), splits=("train",), metrics=("loss",))
-    >>> a = spec.coords()[0]
-    >>> surf = Surface(spec, {"train_loss": 1 - a + 4 * a * (1 - a)}, np.ones(41, bool))
-    >>> r = barrier(surf, "train_loss")
-    >>> round(r["barrier"], 6), round(r["alpha"], 6), r["monotone"]
-    (1.0, 0.5, False)
+    Barrier
     """
-    a, L = _line(surface, variable, "barrier")
-    z = _check_z(z)
-    i0, i1 = _index(a, 0.0, "barrier"), _index(a, 1.0, "barrier")
-    inside = np.flatnonzero((a >= a[i0]) & (a <= a[i1]))  # grid points of [0, 1]
-    out: dict[str, Any] = {"variable": variable, "loss_a": float(L[i0]), "loss_b": float(L[i1])}
-    finite = np.isfinite(L[inside])
-    out["skipped"] = int((~finite).sum())
-    if not (np.isfinite(L[i0]) and np.isfinite(L[i1])):
-        out.update(barrier=math.nan, alpha=None, chord=None, peak_over_ends=math.nan,
-                   monotone=None, start=None, max_rise=math.nan, rise_alpha=None,
-                   se=None, z=z, z_score=None, resolved=None, n=None,
-                   verdict=f"{variable}: undetermined, the loss at an end model is missing")
-        return out
-    eps, fl, k = _eps(surface.spec.dtype), _floor(surface, variable), float(floor_safety)
-    out["floor"] = fl
-    idx = inside[finite]
-    t = (a[idx] - a[i0]) / (a[i1] - a[i0])
-    chord = (1 - t) * L[i0] + t * L[i1]
-    excess = L[idx] - chord
-    top = int(np.argmax(excess))
-    h = max(float(excess[top]), 0.0)
-    out.update(barrier=h, alpha=float(a[idx[top]]), chord=float(chord[top]),
-               peak_over_ends=float(L[idx].max() - max(L[i0], L[i1])))
-    walk = idx if L[i0] >= L[i1] else idx[::-1]
-    rise = np.diff(L[walk])
-    mag = np.abs(L[walk][:-1]) + np.abs(L[walk][1:])
-    tol = safety * eps * mag if fl is None else k * 2.0 * fl + EPS64 * mag
-    j = int(np.argmax(rise)) if rise.size else 0
-    out.update(start=float(a[walk[0]]), max_rise=float(rise[j]) if rise.size else 0.0,
-               rise_alpha=float(a[walk[j + 1]]) if rise.size else None,
-               monotone=bool((rise <= tol).all()))
-    big = max(abs(L[i0]), abs(L[i1]), abs(L[idx[top]]))
-    noise, words = _excess_noise(surface, variable, int(idx[top]), i0, i1, float(t[top]), h, z)
-    out.update(noise)
-    if h <= (safety * eps * big if fl is None else k * 2.0 * fl + EPS64 * big):
-        text = "no barrier: the loss stays on or below the chord between the end losses"
-        out["resolved"] = False if out["se"] is not None else None
-    else:
-        text = f"a barrier of {h:.4g} above the chord at alpha = {out['alpha']:.3g}{words}"
-    mono = (f"it decreases monotonically from alpha = {out['start']:g} (the worse end)"
-            if out["monotone"] else
-            f"it is not monotone (it rises by {out['max_rise']:.3g} at alpha = "
-            f"{out['rise_alpha']:.3g} on the way from the worse end, alpha = {out['start']:g})")
-    out["verdict"] = f"{variable}: {text}; {mono}" + (
-        f" ({_assumed(surface)})" if fl is None else "")
-    return out
+    import warnings
+
+    from .barriers import barrier as the_barrier
+
+    warnings.warn("lossmap.analysis.geometry.barrier is deprecated and will be removed in the "
+                  "next release: use lossmap.barrier (lossmap.analysis.barrier), which reads "
+                  "interpolation lines and paths alike", DeprecationWarning, stacklevel=2)
+    return the_barrier(surface, variable, **kwargs)
 
 
 def convexity_map(
     surface: Any, variable: str, *, safety: float = CONVEXITY_SAFETY,
     floor_safety: float = ROUNDOFF_SAFETY,
-) -> dict[str, Any]:
+) -> ConvexityMap:
     """The 2×2 discrete Hessian of a plane at every interior grid point, its eigenvalues and kind.
 
     Central second differences ``L_αα``, ``L_ββ`` and the mixed
@@ -178,7 +87,7 @@ def convexity_map(
     ``4f/h_α²``, ``4f/h_β²``, ``f/(h_α h_β)``, so an eigenvalue by at most
     ``5f/min(h)²``), and where none was measured
     ``tol = safety · eps · 4 · max|L| over the 3×3 stencil / min(h_α, h_β)²``
-    (the verdict then says that the round-off was assumed).
+    (the evidence then says the round-off was assumed).
     Li et al.'s ``ratio = |λmin / λmax|`` (small where the negative curvature
     is weak against the positive).
 
@@ -194,14 +103,15 @@ def convexity_map(
 
     Returns
     -------
-    dict
+    ConvexityMap
         Arrays of shape ``(n_alpha, n_beta)`` (NaN on the border and wherever
         a stencil point is missing): ``lambda_min``, ``lambda_max``, ``ratio``,
-        ``kind`` (1 convex, 0 saddle, −1 concave); ``hessian`` of shape
-        (n_alpha, n_beta, 2, 2); ``valid`` (bool); the fractions
-        ``convex_fraction``, ``saddle_fraction``, ``concave_fraction`` of the
-        valid points; ``floor`` (the measured round-off floor, None if not
-        measured); ``verdict`` (a sentence).
+        ``classes`` (1 convex, 0 saddle, −1 concave); ``hessian`` of shape
+        (n_alpha, n_beta, 2, 2); ``valid`` (bool); ``interior`` (the valid
+        points) and the fractions of them: ``value`` (convex, also
+        ``convex_fraction``), ``saddle_fraction``, ``concave_fraction`` (None
+        without a valid point); the evidence holds the floor (None if not
+        measured).
     """
     _check_surface(surface, what="convexity_map")
     if len(surface.dims) != 2:
@@ -233,15 +143,14 @@ def convexity_map(
     kind[~valid] = np.nan
     H = np.stack([np.stack([laa, lab], -1), np.stack([lab, lbb], -1)], -2)  # (na, nb, 2, 2)
     n = int(valid.sum())
-    frac = {k: float((kind == v).sum() / n) if n else math.nan
+    frac = {k: float((kind == v).sum() / n) if n else None
             for k, v in (("convex", 1), ("saddle", 0), ("concave", -1))}
-    verdict = (f"{variable}: of {n} interior points, {frac['convex']:.0%} convex, "
-               f"{frac['saddle']:.0%} saddle, {frac['concave']:.0%} concave"
-               if n else f"{variable}: undetermined, no interior point with a full stencil")
-    verdict += f" ({_assumed(surface)})" if n and fl is None else ""
-    return {"variable": variable, "alpha": a, "beta": b, "hessian": H, "lambda_min": lmin,
-            "lambda_max": lmax, "ratio": ratio, "kind": kind, "valid": valid,
-            **{f"{k}_fraction": v for k, v in frac.items()}, "floor": fl, "verdict": verdict}
+    ev = _evidence(surface, variable, points=n, skipped=int(L.size - n), floor=fl,
+                   floor_measured=fl is not None)
+    return ConvexityMap(variable=variable, value=frac["convex"], evidence=ev,
+                        saddle_fraction=frac["saddle"], concave_fraction=frac["concave"],
+                        interior=n, alpha=a, beta=b, hessian=H, lambda_min=lmin,
+                        lambda_max=lmax, ratio=ratio, classes=kind, valid=valid)
 
 
 def gradient_field(surface: Any, variable: str) -> tuple[np.ndarray, ...]:
@@ -288,21 +197,22 @@ def gradient_field(surface: Any, variable: str) -> tuple[np.ndarray, ...]:
     return tuple(grads)
 
 
-def basin_width(surface: Any, variable: str, delta: float, *, z: float = Z) -> dict[str, Any]:
-    """Distance from the centre, each way along a line, until the loss exceeds L(0) + δ.
+def basin_width(surface: Any, variable: str, delta: float, *, z: float = Z) -> BasinWidth:
+    """Distance from the centre, each way along a line, until the loss exceeds L(c) + δ.
 
     Walking out from the centre's grid point, the first point with
-    ``L > L(0) + δ`` and the one before it bracket the crossing, placed by
+    ``L > L(c) + δ`` and the one before it bracket the crossing, placed by
     linear interpolation between them. A side is None when the loss stays
-    within ``L(0) + δ`` up to the end of the grid, or a missing point comes
+    within ``L(c) + δ`` up to the end of the grid, or a missing point comes
     first. Distances are in α units (multiply by the direction's norm for
     weight-space units).
 
-    Where standard errors were stored, the same walk on ``L(α) − L(0) ± z · se``
-    (``se`` of the difference, conservative: ``sqrt(se_α² + se_0²)``) gives
-    the interval of widths the sample's noise allows: the upper band crosses
-    δ first (the narrowest), the lower band last (the widest). The width is
-    *resolved* when the lower band crosses on the grid on both sides.
+    Where standard errors were stored, the same walk on ``L(α) − L(c) ± z · se``
+    (``se`` of the difference: paired where measured, else conservative,
+    ``sqrt(se_α² + se_c²)``) gives the interval of widths the sample's noise
+    allows: the upper band crosses δ first (the narrowest), the lower band
+    last (the widest). The width is *resolved* when the lower band crosses on
+    the grid on both sides.
 
     Parameters
     ----------
@@ -316,16 +226,15 @@ def basin_width(surface: Any, variable: str, delta: float, *, z: float = Z) -> d
 
     Returns
     -------
-    dict
-        ``left``, ``right`` (distances >= 0, or None), ``width`` (their sum,
-        or None), ``left_alpha``, ``right_alpha`` (the crossings),
-        ``centre_value``, ``threshold``, ``left_missing``, ``right_missing``
-        (α of the missing point that stops a side, or None), ``note`` (why a
-        side is None, or None), ``verdict`` (a sentence); ``z``, ``se_centre``,
-        ``left_range``, ``right_range`` (``[narrowest, widest]`` distance each
-        way, None parts where a band does not cross on the grid),
-        ``width_range`` (their sums), ``resolved`` (all None without SEs) and
-        ``uncertainty`` (a sentence: the interval, or that it was not measured).
+    BasinWidth
+        ``value`` (the width, left + right, or None), ``left``, ``right``
+        (distances >= 0, or None), ``left_at``, ``right_at`` (the crossings),
+        ``left_stop``, ``right_stop`` (``"crossed"``, ``"missing"`` or
+        ``"end"``), ``left_missing``, ``right_missing`` (the missing point that
+        stops a side), ``delta``, ``threshold``; with standard errors
+        ``se_centre``, ``left_range``, ``right_range`` (``(narrowest, widest)``
+        distance each way, None parts where a band does not cross on the
+        grid), ``width_range`` and ``resolved`` (all None without SEs).
 
     Examples
     --------
@@ -335,7 +244,7 @@ def basin_width(surface: Any, variable: str, delta: float, *, z: float = Z) -> d
     >>> spec = ScanSpec(grid=((-2, 2, 41),), splits=("train",), metrics=("loss",))
     >>> a = spec.coords()[0]
     >>> r = basin_width(Surface(spec, {"train_loss": a**2}, np.ones(41, bool)), "train_loss", 0.25)
-    >>> round(r["left"], 9), round(r["right"], 9)
+    >>> round(r.left, 9), round(r.right, 9)
     (0.5, 0.5)
     """
     a, L = _line(surface, variable, "basin_width")
@@ -343,41 +252,28 @@ def basin_width(surface: Any, variable: str, delta: float, *, z: float = Z) -> d
             and math.isfinite(delta) and delta > 0):
         raise InputError(f"delta={delta!r} must be a positive number (the allowed loss rise)")
     z = _check_z(z)
-    (i,), note = _centre_or_closest(surface)
-    notes = [note] if note else []
-    out: dict[str, Any] = {"variable": variable, "delta": float(delta),
-                           "centre_value": float(L[i]), "threshold": float(L[i] + delta)}
+    (i,), stand_in = _centre_or_closest(surface)
+    ev = _centre_evidence(surface, variable, L, i, stand_in)
     if not np.isfinite(L[i]):
-        out.update(left=None, right=None, width=None, left_alpha=None, right_alpha=None,
-                   left_missing=None, right_missing=None, note="the loss at the centre is missing",
-                   z=z, se_centre=None, left_range=None, right_range=None, width_range=None,
-                   resolved=None,
-                   verdict=f"{variable}: undetermined, the loss at the centre is missing")
-        return out
+        return BasinWidth(variable=variable, value=None, z=z, evidence=ev, delta=float(delta))
     thr = L[i] + delta
+    out: dict[str, Any] = {}
     for side, step in (("left", -1), ("right", 1)):
-        j, cross, out[f"{side}_missing"] = i, None, None
+        j, cross, stop, missing = i, None, "end", None
         while 0 <= j + step < len(a):
             j += step
             if not np.isfinite(L[j]):
-                out[f"{side}_missing"] = float(a[j])
-                notes.append(f"a missing point at alpha = {a[j]:.4g} stops the {side} side")
+                stop, missing = "missing", float(a[j])
                 break
             if L[j] > thr:
                 p = j - step
                 cross = float(a[p] + (thr - L[p]) / (L[j] - L[p]) * (a[j] - a[p]))
+                stop = "crossed"
                 break
-        else:
-            notes.append(f"the loss stays within L(0) + delta to the {side} end of the grid")
-        out[f"{side}_alpha"] = cross
-        out[side] = None if cross is None else abs(cross - float(a[i]))
+        out.update({f"{side}_at": cross, f"{side}_stop": stop, f"{side}_missing": missing,
+                    side: None if cross is None else abs(cross - float(a[i]))})
     both = out["left"] is not None and out["right"] is not None
-    out["width"] = out["left"] + out["right"] if both else None
-    out["note"] = "; ".join(notes) or None
-    fmt = lambda v: "beyond the grid" if v is None else f"{v:.4g}"  # noqa: E731
-    out["verdict"] = (f"{variable}: the loss stays within {L[i]:.4g} + {delta:g} for "
-                      f"{fmt(out['left'])} to the left and {fmt(out['right'])} to the right")
-    out.update(_basin_band(surface, variable, a, L, i, float(delta), z, out["width"]))
-    out["uncertainty"] = _basin_words(out, out["width"])
-    out["verdict"] += "; " + out["uncertainty"]
-    return out
+    width = out["left"] + out["right"] if both else None
+    band = _basin_band(surface, variable, a, L, i, float(delta), z, width)
+    return BasinWidth(variable=variable, value=width, z=z, evidence=ev, delta=float(delta),
+                      threshold=float(thr), **out, **band)

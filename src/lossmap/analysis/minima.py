@@ -213,12 +213,12 @@ def barrier_matrix(
                         progress=progress, **scan_options)
             var = variable or f"{surf.spec.splits[0]}_loss"
             r = barrier(surf, var)
-            B[i, j] = B[j, i] = r["barrier"]
-            if r["t"] is not None:
-                W[i, j], W[j, i] = r["t"], 1.0 - r["t"]
+            B[i, j] = B[j, i] = np.nan if r.value is None else r.value
+            if r.at is not None:
+                W[i, j], W[j, i] = r.at, 1.0 - r.at
             # an aligned copy computes the same function: its loss is the model's own
-            losses[i] = r["loss_a"] if np.isnan(losses[i]) else losses[i]
-            losses[j] = r["loss_b"] if np.isnan(losses[j]) else losses[j]
+            losses[i] = r.loss_a if np.isnan(losses[i]) else losses[i]
+            losses[j] = r.loss_b if np.isnan(losses[j]) else losses[j]
             surfaces[(i, j)] = surf
     return BarrierMatrix(names, B, W, losses, var, path, align, surfaces)
 

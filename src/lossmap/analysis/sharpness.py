@@ -9,6 +9,7 @@ plane only.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .finding import Evidence, GridSharpness, Sharpness
 
 __all__ = ["grid_sharpness", "sharpness"]
 
@@ -33,7 +35,7 @@ def sharpness(
     split: str | None = None,
     seed: int = 0,
     **scan_options: Any,
-) -> dict[str, Any]:
+) -> Sharpness:
     """ε-sharpness: the worst loss increase found in a ball of radius ε around the centre.
 
     Draws ``n_directions`` random directions d_i and scans each as a line
@@ -66,11 +68,11 @@ def sharpness(
 
     Returns
     -------
-    dict
-        ``sharpness`` (float), ``relative`` (sharpness / (1 + |L(c)|), as in
-        Keskar et al.), ``centre_value``, ``per_direction`` (list of each
-        line's worst increase), ``worst`` (``{"direction": i, "alpha": α}``),
-        ``epsilon``, ``norm``, ``split``, ``evaluations`` (points scanned), ``verdict``.
+    Sharpness
+        ``value`` (the sharpness), ``relative`` (value / (1 + |L(c)|), as in
+        Keskar et al.), ``centre_value``, ``per_direction`` (each line's worst
+        increase), ``worst`` (``{"direction": i, "alpha": α}``), ``epsilon``,
+        ``norm``, ``split``, ``n_directions``, ``evaluations`` (points scanned).
     """
     from .. import params as P
     from ..directions.direction import Direction
@@ -108,18 +110,15 @@ def sharpness(
     worst = np.unravel_index(int(np.nanargmax(inc)), inc.shape)
     s = float(inc[worst])
     alphas = np.linspace(-epsilon, epsilon, n_points)
-    return {"sharpness": s, "relative": s / (1 + abs(c)), "centre_value": c,
-            "per_direction": np.nanmax(inc, axis=1).tolist(),
-            "worst": {"direction": int(worst[0]), "alpha": float(alphas[worst[1]])},
-            "epsilon": float(epsilon), "norm": norm, "split": split,
-            "evaluations": int(L.size),
-            "verdict": f"{split} loss rises by at most {s:.4g} ({s / (1 + abs(c)):.2%} of "
-                       f"1 + L) within radius {epsilon:g} ({norm} norm) over "
-                       f"{n_directions} sampled directions"}
+    return Sharpness(variable=f"{split}_loss", value=s, relative=s / (1 + abs(c)),
+                     centre_value=c, per_direction=tuple(np.nanmax(inc, axis=1).tolist()),
+                     worst={"direction": int(worst[0]), "alpha": float(alphas[worst[1]])},
+                     epsilon=float(epsilon), norm=norm, split=split, n_directions=n_directions,
+                     evaluations=int(L.size), evidence=Evidence(points=int(L.size)))
 
 
 def grid_sharpness(surface: Any, variable: str, epsilon: float, *, z: float = 2.0
-                   ) -> dict[str, Any]:
+                   ) -> GridSharpness:
     """ε-sharpness read off a scanned line or plane: the worst rise within radius ε of the centre.
 
     ``max L(p) − L(c)`` over the finite grid points p with ``‖p − c‖ <= ε``,
@@ -148,15 +147,16 @@ def grid_sharpness(surface: Any, variable: str, epsilon: float, *, z: float = 2.
 
     Returns
     -------
-    dict
-        ``sharpness`` (float, or None without a finite grid point other than
-        the centre within ε), ``relative`` (sharpness / (1 + |L(c)|)),
-        ``centre_value``, ``worst`` (``{dim: coordinate}`` of the worst point),
-        ``points`` (finite grid points in the disc, the centre excluded),
-        ``missing`` (points in the disc that are not finite), ``covered``
-        (False when the disc reaches beyond the grid), ``epsilon``, ``verdict``;
-        ``se`` (of the rise, conservative; None where not measured), ``z``,
-        ``z_score``, ``resolved`` (None without SEs or without a sharpness), ``n``.
+    GridSharpness
+        ``value`` (the worst rise, or None without a finite grid point other
+        than the centre within ε, or with the centre not finite),
+        ``relative`` (value / (1 + |L(c)|)), ``worst`` (``{dim: coordinate}``
+        of the worst point), ``missing`` (points in the disc that are not
+        finite), ``covered`` (False when the disc reaches beyond the grid),
+        ``epsilon``, ``se`` (of the rise; None where not measured),
+        ``resolved`` (None without SEs or without a value); the evidence holds
+        ``points`` (finite grid points in the disc, the centre excluded), the
+        centre's state and value.
 
     Examples
     --------
@@ -167,10 +167,10 @@ def grid_sharpness(surface: Any, variable: str, epsilon: float, *, z: float = 2.
     >>> A, B = np.meshgrid(*spec.coords(), indexing="ij")
     >>> surf = Surface(spec, {"train_loss": 1 + A**2 + 3 * B**2}, np.ones((21, 21), bool))
     >>> r = grid_sharpness(surf, "train_loss", 0.3)
-    >>> round(r["sharpness"], 9), r["points"], r["covered"]
+    >>> round(r.value, 9), r.evidence.points, r.covered
     (0.27, 28, True)
     """
-    from .common import _centre_or_closest, _check_surface, _values
+    from .common import _centre_evidence, _centre_or_closest, _check_surface, _values
     from .uncertainty import _check_z, _rise_noise
 
     _check_surface(surface, what="grid_sharpness")
@@ -179,7 +179,7 @@ def grid_sharpness(surface: Any, variable: str, epsilon: float, *, z: float = 2.
             and math.isfinite(epsilon) and epsilon > 0):
         raise InputError(f"epsilon={epsilon!r} must be a positive number (the disc's radius)")
     L = _values(surface, variable)
-    idx, _ = _centre_or_closest(surface)
+    idx, stand_in = _centre_or_closest(surface)
     coords = [surface.coords[d] for d in surface.dims]
     c = [float(x[i]) for x, i in zip(coords, idx, strict=True)]
     mesh = np.meshgrid(*coords, indexing="ij")
@@ -187,34 +187,21 @@ def grid_sharpness(surface: Any, variable: str, epsilon: float, *, z: float = 2.
     disc = r <= epsilon * (1 + 1e-9)
     disc[idx] = False
     ok = disc & np.isfinite(L)
-    out: dict[str, Any] = {
-        "variable": variable, "epsilon": float(epsilon), "centre_value": float(L[idx]),
-        "points": int(ok.sum()), "missing": int((disc & ~np.isfinite(L)).sum()),
-        "covered": all(x[0] <= ci - epsilon and x[-1] >= ci + epsilon
-                       for x, ci in zip(coords, c, strict=True)),
-        "sharpness": None, "relative": None, "worst": None,
-        "se": None, "z": z, "z_score": None, "resolved": None, "n": None,
-    }
+    missing = int((disc & ~np.isfinite(L)).sum())
+    ev = _centre_evidence(surface, variable, L, idx, stand_in, points=int(ok.sum()),
+                          skipped=missing)
+    common = {"variable": variable, "z": z, "epsilon": float(epsilon), "missing": missing,
+              "covered": all(x[0] <= ci - epsilon and x[-1] >= ci + epsilon
+                             for x, ci in zip(coords, c, strict=True))}
     if not np.isfinite(L[idx]) or not ok.any():
-        why = ("the loss at the centre is missing" if not np.isfinite(L[idx]) else
-               f"no finished grid point other than the centre lies within {epsilon:g}: "
-               "take a larger epsilon or a finer grid")
-        out["verdict"] = f"{variable}: undetermined, {why}"
-        return out
+        return GridSharpness(value=None, evidence=ev, **common)
     rise = np.where(ok, L - L[idx], -np.inf)
     w = np.unravel_index(int(np.argmax(rise)), L.shape)
     s = max(float(rise[w]), 0.0)
-    out.update(sharpness=s, relative=s / (1 + abs(float(L[idx]))),
-               worst={d: float(x[i]) for d, x, i in zip(surface.dims, coords, w, strict=True)})
-    where = ", ".join(f"{'αβ'[k]} = {v:.3g}" for k, v in enumerate(out["worst"].values()))
-    out["verdict"] = (f"{variable}: rises by at most {s:.4g} ({out['relative']:.2%} of 1 + L(c)) "
-                      f"over the {out['points']} grid points within {epsilon:g} of the centre, "
-                      f"worst at {where}")
-    noise, words = _rise_noise(surface, variable, idx, w, s, z)
-    out.update(noise)
-    out["verdict"] += words
-    if not out["covered"]:
-        out["verdict"] += "; the disc reaches beyond the grid, only its scanned part counts"
-    if out["missing"]:
-        out["verdict"] += f"; {out['missing']} points in the disc are missing"
-    return out
+    noise, rule = _rise_noise(surface, variable, idx, w, s, z)
+    if noise["se"] is not None:
+        ev = dataclasses.replace(ev, se_rule=rule)
+    noise.pop("z")
+    return GridSharpness(value=s, **noise, evidence=ev, relative=s / (1 + abs(float(L[idx]))),
+                         worst={d: float(x[i]) for d, x, i in zip(surface.dims, coords, w,
+                                                                  strict=True)}, **common)

@@ -1,11 +1,10 @@
-"""The grid minimum, the cosine of two directions, and :func:`analyse` (every finding at once).
+"""The grid minimum, the cosine of two directions, and :func:`analyse` (the basic findings).
 
 The rules (missing points, slope, convexity) are stated in :mod:`lossmap.analysis.common`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,24 +12,26 @@ import numpy as np
 
 from ..errors import InputError, InputTypeError
 from ..surface import Surface
-from .common import _centre_or_closest, _check_surface, _values
+from .common import _centre_evidence, _centre_or_closest, _check_surface, _values
 from .convexity import convexity
+from .finding import Finding, Minimum
+from .flat import flatness
 from .slope import slope_at_centre
-from .uncertainty import Z, _check_z, _n, _pair_se, _pm, _resolve, _tail
+from .uncertainty import Z, _check_z, _pair_se, _resolve
 
 __all__ = ["analyse", "direction_cosine", "minimum"]
 
 
 # -- minimum -------------------------------------------------------------------
-def minimum(surface: Surface, variable: str, *, z: float = Z) -> dict[str, Any]:
-    """Value and coordinates of the grid minimum over the finite points, and its drop below L(c).
+def minimum(surface: Surface, variable: str, *, z: float = Z) -> Minimum:
+    """The grid minimum over the finite points, and its drop below the centre.
 
     Where standard errors were stored, the drop from the centre to an
-    off-centre minimum, ``L(c) − L(min)``, is compared with its conservative
-    standard error ``sqrt(se_c² + se_min²)`` (same split: shared samples,
+    off-centre minimum, ``L(c) − L(min)``, is compared with its standard
+    error (paired where the scan measured differences from the centre, else
+    the conservative ``sqrt(se_c² + se_min²)``: same split, shared samples,
     :mod:`lossmap.analysis.uncertainty`): the minimum is off the centre
-    *resolved* when the drop exceeds ``z`` standard errors, else "not resolved
-    at this sample size".
+    *resolved* when the drop exceeds ``z`` standard errors.
 
     Parameters
     ----------
@@ -43,16 +44,14 @@ def minimum(surface: Surface, variable: str, *, z: float = Z) -> dict[str, Any]:
 
     Returns
     -------
-    dict
-        ``value`` (NaN if no point is finite), ``coords`` (dim → coordinate,
-        or None), ``index`` (grid index tuple, or None), ``at_centre`` (bool:
-        the minimum is at the centre, or at the grid point closest to it when
-        0 is not on the grid; ties count as at the centre) and ``warning``
-        (a sentence, or None). Added: ``centre_value``, ``drop`` (``L(c) −
-        value`` >= 0, NaN when the centre is missing), ``se`` (of the drop,
-        conservative; None where not measured), ``z``, ``z_score``,
-        ``resolved`` (None at the centre or without SEs), ``n`` (samples) and
-        ``evidence`` (a sentence with the numbers).
+    Minimum
+        ``value`` (the drop ``L(c) − lowest`` >= 0; None when the centre's
+        value is not finite or no point is), ``lowest`` (None if no point is
+        finite), ``coords``, ``index``, ``at_centre`` (the minimum is at the
+        centre, or at the grid point closest to it when 0 is not on the grid;
+        ties count as at the centre), ``se`` (of the drop; None where not
+        measured), ``resolved`` (None at the centre or without SEs); the
+        evidence says the centre's state and the rule of ``se``.
 
     Examples
     --------
@@ -62,71 +61,38 @@ def minimum(surface: Surface, variable: str, *, z: float = Z) -> dict[str, Any]:
     >>> a = spec.coords()[0]
     >>> surf = Surface(spec, {"train_loss": (a - 0.5) ** 2}, np.ones(21, bool))
     >>> r = minimum(surf, "train_loss")
-    >>> r["coords"], r["warning"]
-    ({'alpha': 0.5}, 'the minimum along this slice is not at the centre')
+    >>> r.coords, r.at_centre
+    ({'alpha': 0.5}, False)
     >>> noisy = Surface(spec, surf.values, surf.done, errors={"train_loss": np.full(21, 0.2)})
     >>> r = minimum(noisy, "train_loss")  # drop 0.25 against a s.e. of sqrt(2) * 0.2
-    >>> round(r["drop"], 6), round(r["se"], 4), r["resolved"]
+    >>> round(r.value, 6), round(r.se, 4), r.resolved
     (0.25, 0.2828, False)
     """
     _check_surface(surface, what="minimum")
     L = _values(surface, variable)
     z = _check_z(z)
     finite = np.isfinite(L)
-    out: dict[str, Any] = {"variable": variable}
+    centre, stand_in = _centre_or_closest(surface)
     if not finite.any():
-        out.update(
-            value=math.nan,
-            coords=None,
-            index=None,
-            at_centre=False,
-            warning=f"{variable} has no finite point on this slice",
-            centre_value=math.nan,
-            drop=math.nan,
-            **_resolve(math.nan, None, z),
-            n=_n(surface, variable),
-            evidence=f"{variable} has no finite point on this slice",
-        )
-        return out
+        ev = _centre_evidence(surface, variable, L, centre, stand_in, points=0)
+        return Minimum(variable=variable, value=None, z=z, evidence=ev)
     flat = int(np.argmin(np.where(finite, L, np.inf)))
     idx = tuple(int(i) for i in np.unravel_index(flat, L.shape))
-    value = float(L[idx])
-    centre, note = _centre_or_closest(surface)
-    at_centre = bool(finite[centre] and L[centre] <= value)
+    lowest = float(L[idx])
+    at_centre = bool(finite[centre] and L[centre] <= lowest)
     if at_centre:
         idx = centre
-    out.update(
-        value=value,
-        coords={d: float(surface.coords[d][i]) for d, i in zip(surface.dims, idx, strict=True)},
-        index=idx,
-        at_centre=at_centre,
-        warning=None if at_centre else "the minimum along this slice is not at the centre",
-    )
-    if note:
-        out["note"] = note
-    out.update(_off_centre(surface, variable, L, idx, centre, at_centre, z))
-    return out
-
-
-def _off_centre(surface: Surface, variable: str, L: np.ndarray, idx: tuple, centre: tuple,
-                at_centre: bool, z: float) -> dict[str, Any]:
-    """``centre_value``, ``drop``, its SE and resolution, ``n`` and ``evidence`` of a minimum."""
-    c, n = float(L[centre]), _n(surface, variable)
-    drop = c - float(L[idx])
-    err, kind = _pair_se(surface, variable, tuple(idx), tuple(centre))
+    drop = float(L[centre]) - lowest if finite[centre] else None
+    err, rule = _pair_se(surface, variable, tuple(idx), tuple(centre))
     r = _resolve(drop, err, z)
-    out = {"centre_value": c, "drop": drop, **r, "n": n}
     if at_centre:
-        out["resolved"] = None  # nothing off the centre to resolve
-        out["evidence"] = "the minimum along this slice is at the centre"
-    elif not math.isfinite(c):
-        out["evidence"] = "the minimum is off the centre; the value at the centre is missing"
-    else:
-        where = ", ".join(f"{d} = {surface.coords[d][i]:.3g}"
-                          for d, i in zip(surface.dims, idx, strict=True))
-        out["evidence"] = (f"the minimum is off the centre (at {where}), below the centre "
-                           f"by {_pm(drop, r, n, kind)}{_tail(r)}")
-    return out
+        r["resolved"] = None  # nothing off the centre to resolve
+    ev = _centre_evidence(surface, variable, L, centre, stand_in, points=int(finite.sum()),
+                          skipped=int((~finite).sum()), se_rule=rule if err is not None else None)
+    return Minimum(variable=variable, value=drop, **r, evidence=ev, lowest=lowest,
+                   coords={d: float(surface.coords[d][i])
+                           for d, i in zip(surface.dims, idx, strict=True)},
+                   index=idx, at_centre=at_centre)
 
 
 # -- directions ----------------------------------------------------------------
@@ -166,8 +132,9 @@ def direction_cosine(d1: Mapping[str, Any], d2: Mapping[str, Any]) -> float:
 
 
 # -- everything at once --------------------------------------------------------
-def analyse(surface: Surface, variables: Any = None, *, z: float = Z) -> dict[str, dict[str, Any]]:
-    """Slope (lines only), convexity and minimum of each variable.
+def analyse(surface: Surface, variables: Any = None, *,
+            z: float = Z) -> dict[str, dict[str, Finding]]:
+    """Slope (lines only), convexity, flatness and minimum of each variable.
 
     Parameters
     ----------
@@ -180,22 +147,23 @@ def analyse(surface: Surface, variables: Any = None, *, z: float = Z) -> dict[st
 
     Returns
     -------
-    dict of str to dict
-        Per variable: ``{"slope": ..., "convexity": ..., "minimum": ...}``
-        (``slope`` only for a line), each the result of the function of that
-        name.
+    dict of str to dict of str to Finding
+        Per variable: ``{"slope": ..., "convexity": ..., "flatness": ...,
+        "minimum": ...}`` (``slope`` only for a line), each the result of the
+        function of that name.
     """
     _check_surface(surface, what="analyse")
     if variables is None:
         variables = [v for v in surface.values if v.endswith("_loss")] or list(surface.values)
     elif isinstance(variables, str):
         variables = [variables]
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, Finding]] = {}
     for v in variables:
-        entry: dict[str, Any] = {}
+        entry: dict[str, Finding] = {}
         if len(surface.dims) == 1:
             entry["slope"] = slope_at_centre(surface, v, z=z)
         entry["convexity"] = convexity(surface, v)
+        entry["flatness"] = flatness(surface, v)
         entry["minimum"] = minimum(surface, v, z=z)
         out[v] = entry
     return out

@@ -42,38 +42,19 @@ import numpy as np
 
 from ..errors import InputError
 from ..surface import Surface
-from .common import _centre_or_closest, _check_surface, _values
+from .common import _centre_or_closest, _check_surface, _evidence, _n, _state, _values
+from .finding import Gap
 
 __all__ = ["Z", "gap"]
 
 Z = 2.0
 """Default ``z``: an effect is resolved when it is more than ``z`` standard errors from zero."""
 
-NOT_RESOLVED = "not resolved at this sample size"
-NOT_MEASURED = "uncertainty not measured"
-
 
 def _check_z(z: Any) -> float:
     if isinstance(z, bool) or not isinstance(z, (int, float)) or not (0 < z < math.inf):
         raise InputError(f"z={z!r} must be a positive number (standard errors, e.g. 2)")
     return float(z)
-
-
-def _split_of(surface: Surface, variable: str) -> str | None:
-    """``"train"`` for ``"train_loss"`` (splits and metrics may hold underscores)."""
-    for s in surface.spec.splits:
-        for m in surface.spec.metrics:
-            if variable == f"{s}_{m}":
-                return s
-    return None
-
-
-def _n(surface: Surface, variable: str) -> int | None:
-    """The samples behind ``variable``: ``surface.samples`` of its split, else ``spec.samples``."""
-    split = _split_of(surface, variable)
-    if surface.samples and split in surface.samples and surface.samples[split]:
-        return int(surface.samples[split])
-    return int(surface.spec.samples) if surface.spec.samples else None
 
 
 def _se_array(surface: Surface, variable: str) -> np.ndarray | None:
@@ -102,19 +83,19 @@ def _paired(surface: Surface, variable: str) -> np.ndarray | None:
 
 
 def _pair_se(surface: Surface, variable: str, a: Any, b: Any) -> tuple[float | None, str]:
-    """The SE of ``L(a) − L(b)`` and how it was had (``"s.e., paired"`` or the bound's)."""
+    """The SE of ``L(a) − L(b)`` and how it was had (``"paired"`` or the bound's rule)."""
     d = _paired(surface, variable)
     centre = surface.centre_index()
     if d is not None and centre is not None:
         da, db = _se_at(d, a), _se_at(d, b)
         if tuple(b) == tuple(centre) and da is not None:
-            return da, "s.e., paired"
+            return da, "paired"
         if tuple(a) == tuple(centre) and db is not None:
-            return db, "s.e., paired"
+            return db, "paired"
         if da is not None and db is not None:
-            return math.sqrt(da * da + db * db), "s.e., paired, conservative"
+            return math.sqrt(da * da + db * db), "paired, conservative"
     se = _se_array(surface, variable)
-    return _diff_se(_se_at(se, a), _se_at(se, b)), "s.e., conservative"
+    return _diff_se(_se_at(se, a), _se_at(se, b)), "conservative"
 
 
 def _chord_se(se_t: float | None, se0: float | None, se1: float | None, t: float) -> float | None:
@@ -124,37 +105,15 @@ def _chord_se(se_t: float | None, se0: float | None, se1: float | None, t: float
     return math.sqrt(se_t**2 + ((1 - t) * se0 + t * se1) ** 2)
 
 
-def _resolve(effect: float, se: float | None, z: float) -> dict[str, Any]:
-    """``se``, ``z``, ``z_score`` (``|effect| / se``) and ``resolved`` (None: not measured)."""
-    if se is None or not math.isfinite(effect):
-        return {"se": se, "z": z, "z_score": None, "resolved": None}
-    score = abs(effect) / se if se > 0 else (math.inf if effect else 0.0)
-    return {"se": se, "z": z, "z_score": score, "resolved": bool(abs(effect) > z * se)}
-
-
-def _samples_text(n: int | None, kind: str = "s.e.") -> str:
-    return f"{kind}, n={n} samples" if n else kind
-
-
-def _pm(value: float, r: dict[str, Any], n: int | None, kind: str = "s.e.") -> str:
-    """``"0.0031 ± 0.0002 (s.e., n=512 samples), 15 s.e. from zero"`` (no SE: the value only)."""
-    if r["se"] is None:
-        return f"{value:.3g}"
-    return (f"{value:.3g} ± {r['se']:.2g} ({_samples_text(n, kind)}), "
-            f"{r['z_score']:.3g} s.e. from zero")
-
-
-def _tail(r: dict[str, Any]) -> str:
-    """``""``, ``": not resolved at this sample size (within 2 s.e.)"`` or the unmeasured note."""
-    if r["resolved"] is None:
-        return f" ({NOT_MEASURED})"
-    if r["resolved"]:
-        return ""
-    return f": {NOT_RESOLVED} (within {r['z']:g} s.e. of zero)"
+def _resolve(effect: float | None, se: float | None, z: float) -> dict[str, Any]:
+    """``se``, ``z`` and ``resolved`` (``|effect| > z · se``; None where not measured)."""
+    if se is None or effect is None or not math.isfinite(effect):
+        return {"se": se, "z": z, "resolved": None}
+    return {"se": se, "z": z, "resolved": bool(abs(effect) > z * se)}
 
 
 def gap(surface: Surface, metric: str = "loss", *, splits: tuple[str, str] = ("train", "test"),
-        z: float = Z) -> dict[str, Any]:
+        z: float = Z) -> Gap:
     """The gap between two splits at the centre (test above train), with its standard error.
 
     ``gap = L_b(c) − L_a(c)`` at the centre (or the grid point closest to it).
@@ -172,11 +131,11 @@ def gap(surface: Surface, metric: str = "loss", *, splits: tuple[str, str] = ("t
 
     Returns
     -------
-    dict
-        ``variable_a``, ``variable_b``, ``value_a``, ``value_b``, ``gap``,
-        ``coords`` (where), ``se`` (None when either split has no standard
-        errors), ``z``, ``z_score``, ``resolved`` (None without SEs),
-        ``n_a``, ``n_b`` (samples per split, None if unknown), ``verdict``.
+    Gap
+        ``value`` (b − a; None where a value is not finite), ``se`` (None
+        when either split has no standard errors), ``resolved``, ``splits``,
+        ``split_values``, ``split_n``, ``split_states``, ``coords``;
+        ``variable`` is the metric.
 
     Examples
     --------
@@ -189,7 +148,7 @@ def gap(surface: Surface, metric: str = "loss", *, splits: tuple[str, str] = ("t
     ...                np.ones(5, bool), errors={"train_loss": 0.02 * ones,
     ...                                          "test_loss": 0.02 * ones})
     >>> r = gap(surf)
-    >>> round(r["gap"], 6), round(r["se"], 6), r["resolved"]
+    >>> round(r.value, 6), round(r.se, 6), r.resolved
     (0.06, 0.028284, True)
     """
     _check_surface(surface, what="gap")
@@ -203,77 +162,44 @@ def gap(surface: Surface, metric: str = "loss", *, splits: tuple[str, str] = ("t
             raise InputError(f"gap needs {v!r} (split {s!r}, metric {metric!r}); this surface "
                              f"has {', '.join(surface.values)}")
     la, lb = (_values(surface, v) for v in names)
-    idx, note = _centre_or_closest(surface)
+    idx, stand_in = _centre_or_closest(surface)
     a, b = float(la[idx]), float(lb[idx])
-    g = b - a
-    se = _diff_se(_se_at(_se_array(surface, names[0]), idx), _se_at(_se_array(surface, names[1]),
-                                                                     idx))
-    r = _resolve(g, se, z)
-    na, nb = _n(surface, names[0]), _n(surface, names[1])
-    out: dict[str, Any] = {
-        "variable_a": names[0], "variable_b": names[1], "value_a": a, "value_b": b, "gap": g,
-        "coords": {d: float(surface.coords[d][i]) for d, i in zip(surface.dims, idx, strict=True)},
-        **r, "n_a": na, "n_b": nb,
-    }
-    lab_a, lab_b = (f"{s} {metric}" for s in splits)
-    where = "at the centre" if note is None else "at the grid point closest to the centre"
-    if not (math.isfinite(a) and math.isfinite(b)):
-        out["verdict"] = f"{lab_b} − {lab_a}: undetermined, a value {where} is missing"
-        return out
-    rel = "above" if g > 0 else "below" if g < 0 else "equal to"
-    ns = f"independent samples, n={na} and {nb}" if na and nb else "independent samples"
-    body = (f"{abs(g):.3g}" if r["se"] is None else
-            f"{abs(g):.3g} ± {r['se']:.2g} (s.e., exact: {ns}), {r['z_score']:.3g} s.e. from zero")
-    out["verdict"] = f"{lab_b} is {rel} {lab_a} {where} by {body}{_tail(r)}"
-    return out
+    g = b - a if math.isfinite(a) and math.isfinite(b) else None
+    se = _diff_se(_se_at(_se_array(surface, names[0]), idx),
+                  _se_at(_se_array(surface, names[1]), idx))
+    ev = _evidence(surface, names[1], se_rule="exact", stand_in=stand_in, points=2, n=None,
+                   split=None)
+    return Gap(variable=metric, value=g, **_resolve(g, se, z), evidence=ev,
+               splits=(str(splits[0]), str(splits[1])), split_values=(a, b),
+               split_n=(_n(surface, names[0]), _n(surface, names[1])),
+               split_states=(_state(surface, la, idx), _state(surface, lb, idx)),
+               coords={d: float(surface.coords[d][i])
+                       for d, i in zip(surface.dims, idx, strict=True)})
 
 
-def _sample_scope(surface: Surface, variable: str) -> dict[str, Any]:
-    """What an empirical statement (convexity, monotonicity) is about, and the per-point SE.
-
-    ``n``, ``scope`` (a sentence), ``se_typical`` (the median finite SE of the
-    variable, None where not measured).
-    """
-    n, split = _n(surface, variable), _split_of(surface, variable)
-    what = variable.replace("_", " ")
-    on = f"these n={n} samples" if n else "this scan's samples"
-    if split:
-        on += f" of the {split} split"
-    scope = (f"the claim is about the empirical {what} on {on}: a non-convex slice of the "
-             "sample's loss proves that loss non-convex")
+def _se_typical(surface: Surface, variable: str) -> float | None:
+    """The median finite standard error of one point of ``variable`` (None where not measured)."""
     se = _se_array(surface, variable)
     finite = se[np.isfinite(se)] if se is not None else np.empty(0)
-    return {"n": n, "scope": scope, "se_typical": float(np.median(finite)) if finite.size else None}
+    return float(np.median(finite)) if finite.size else None
 
 
-def _second_difference_noise(deepest: float, se_typical: float | None) -> tuple[Any, str | None]:
-    """(``se_ratio``, a sentence) comparing the deepest second difference with a point's SE."""
-    if se_typical is None or not math.isfinite(deepest):
-        return None, None
-    ratio = abs(deepest) / se_typical if se_typical > 0 else math.inf
-    return ratio, (
-        f"informative only: the deepest second difference {deepest:.2g} is {ratio:.3g}× the "
-        f"typical s.e. of one point ({se_typical:.2g}); the points share their samples, so a "
-        "second difference varies far less from sample to sample than one point does")
+def _second_difference_noise(deepest: float | None, se_typical: float | None) -> float | None:
+    """``|deepest| / se_typical``: the deepest second difference against one point's SE."""
+    if se_typical is None or deepest is None or not math.isfinite(deepest):
+        return None
+    return abs(deepest) / se_typical if se_typical > 0 else math.inf
 
 
-def _excess_noise(surface: Surface, variable: str, top: int, i0: int, i1: int, t: float,
-                  height: float, z: float) -> tuple[dict[str, Any], str]:
-    """A barrier's ``se`` (conservative, chord rule), resolution, ``n`` and the words to add."""
+def _excess_noise(surface: Surface, variable: str, top: int, i0: int, i1: int,
+                  t: float) -> tuple[float | None, str]:
+    """A barrier's ``se`` at its peak (conservative, chord rule; paired where measured) and rule."""
     se = _se_array(surface, variable)
-    d, centre, kind = _paired(surface, variable), surface.centre_index(), "s.e., conservative"
+    d, centre = _paired(surface, variable), surface.centre_index()
     if d is not None and centre is not None and tuple(centre) == (i0,) and np.isfinite(
             d[top]) and np.isfinite(d[i1]):  # δ_t − t·δ_1 about the centre at t = 0
-        err, kind = float(d[top] + t * d[i1]), "s.e., paired, conservative"
-    else:
-        err = _chord_se(_se_at(se, top), _se_at(se, i0), _se_at(se, i1), t)
-    r = _resolve(height, err, z)
-    n = _n(surface, variable)
-    if r["se"] is None:
-        return {**r, "n": n}, f" ({NOT_MEASURED})"
-    words = f" (± {r['se']:.2g}: {_samples_text(n, kind)}; "
-    words += f"{r['z_score']:.3g} s.e. from zero"
-    return {**r, "n": n}, words + ("" if r["resolved"] else f": {NOT_RESOLVED}") + ")"
+        return float(d[top] + t * d[i1]), "paired, conservative"
+    return _chord_se(_se_at(se, top), _se_at(se, i0), _se_at(se, i1), t), "conservative"
 
 
 def _crossing(a: np.ndarray, D: np.ndarray, i: int, step: int, thr: float) -> float | None:
@@ -303,7 +229,7 @@ def _basin_band(surface: Surface, variable: str, a: np.ndarray, L: np.ndarray, i
     """
     se = _se_array(surface, variable)
     if se is None or not np.isfinite(se[i]):
-        return {"z": z, "se_centre": None, "left_range": None, "right_range": None,
+        return {"se_centre": None, "left_range": None, "right_range": None,
                 "width_range": None, "resolved": None}
     d, centre = _paired(surface, variable), surface.centre_index()
     with np.errstate(invalid="ignore"):
@@ -313,44 +239,22 @@ def _basin_band(surface: Surface, variable: str, a: np.ndarray, L: np.ndarray, i
         else:
             s = np.sqrt(se**2 + se[i] ** 2)
         s[i] = 0.0
-    out: dict[str, Any] = {"z": z, "se_centre": float(se[i])}
+    out: dict[str, Any] = {"se_centre": float(se[i])}
     for side, step in (("left", -1), ("right", 1)):
         near = _crossing(a, D + z * s, i, step, delta)
         far = _crossing(a, D - z * s, i, step, delta)
-        out[f"{side}_range"] = [None if x is None else abs(x - float(a[i])) for x in (near, far)]
+        out[f"{side}_range"] = tuple(None if x is None else abs(x - float(a[i]))
+                                     for x in (near, far))
     lo = [out[f"{s}_range"][0] for s in ("left", "right")]
     hi = [out[f"{s}_range"][1] for s in ("left", "right")]
-    out["width_range"] = [None if None in lo else sum(lo), None if None in hi else sum(hi)]
+    out["width_range"] = (None if None in lo else sum(lo), None if None in hi else sum(hi))
     out["resolved"] = None if width is None else out["width_range"][1] is not None
     return out
 
 
-def _basin_words(band: dict[str, Any], width: float | None) -> str:
-    """The words a basin width gains from its band (empty without standard errors)."""
-    if band["se_centre"] is None:
-        return NOT_MEASURED
-    lo, hi = band["width_range"]
-    z = band["z"]
-    if width is None:
-        if lo is None:
-            return f"within ±{z:g} s.e. too, the crossing is beyond the grid"
-        return (f"within ±{z:g} s.e. the width is at least {lo:.4g}; its upper "
-                "end is beyond the grid")
-    if hi is None:
-        return (f"the width is {width:.4g}, but the loss − {z:g} s.e. stays within L(0) + δ "
-                f"to an end of the grid: {NOT_RESOLVED}")
-    low = "—" if lo is None else f"{lo:.4g}"
-    return f"within ±{z:g} s.e. the width is between {low} and {hi:.4g}"
-
-
 def _rise_noise(surface: Surface, variable: str, centre: Any, worst: Any, rise: float,
                 z: float) -> tuple[dict[str, Any], str]:
-    """A rise ``L(worst) − L(c)``'s ``se`` (conservative), resolution, ``n`` and words."""
-    err, kind = _pair_se(surface, variable, tuple(np.atleast_1d(worst)),
+    """A rise ``L(worst) − L(c)``'s ``se``/``z``/``resolved`` and the rule of its SE."""
+    err, rule = _pair_se(surface, variable, tuple(np.atleast_1d(worst)),
                          tuple(np.atleast_1d(centre)))
-    r = _resolve(rise, err, z)
-    n = _n(surface, variable)
-    if r["se"] is None:
-        return {**r, "n": n}, f" ({NOT_MEASURED})"
-    return {**r, "n": n}, (f"; the rise is {_pm(rise, r, n, kind)}"
-                           + ("" if r["resolved"] else f": {NOT_RESOLVED}"))
+    return _resolve(rise, err, z), rule

@@ -92,9 +92,9 @@ def figure_paths(comparisons: Any, variable: str | None = None, *, fig: Figure |
         ends = [r["loss_a"], r["loss_b"]]
         ax.plot([0.0, 1.0], ends, "--", color="0.4")
         ax.plot([0.0, 1.0], ends, "o", color="black", zorder=5)
-        h = r["barrier"]
-        if r["alpha"] is not None and h > 0:
-            ax.vlines(r["alpha"], r["chord"], r["chord"] + h, color="C3", linewidth=2.5,
+        h = float("nan") if r.value is None else r.value
+        if r.at is not None and h > 0:
+            ax.vlines(r.at, r.chord, r.chord + h, color="C3", linewidth=2.5,
                       zorder=4)
         ax.set_title(f"{label}\nbarrier {h:.3g}")
         ax.set_xlabel("t" if surf.dims[0] == "t" else ALPHA)

@@ -149,12 +149,12 @@ def plot_convexity_map(
     a, b = r["alpha"], r["beta"]
     ea = np.r_[a - (a[1] - a[0]) / 2, a[-1] + (a[1] - a[0]) / 2]
     eb = np.r_[b - (b[1] - b[0]) / 2, b[-1] + (b[1] - b[0]) / 2]
-    convex = np.ma.masked_where(r["kind"].T != 1, np.ones_like(r["ratio"].T))
+    convex = np.ma.masked_where(r.classes.T != 1, np.ones_like(r["ratio"].T))
     ax.pcolormesh(ea, eb, convex, cmap=ListedColormap(["0.85"]), shading="flat")
     kwargs.setdefault("cmap", "viridis")
     kwargs.setdefault("vmin", 0.0)
     kwargs.setdefault("vmax", 1.0)
-    ratio = np.ma.masked_invalid(np.where(r["kind"] == 1, np.nan, r["ratio"]).T)  # (nb, na)
+    ratio = np.ma.masked_invalid(np.where(r.classes == 1, np.nan, r["ratio"]).T)  # (nb, na)
     mesh = ax.pcolormesh(ea, eb, ratio, shading="flat", **kwargs)
     if colorbar:
         ax.figure.colorbar(mesh, ax=ax, label="|λmin / λmax|", extend="max")

@@ -4,7 +4,7 @@ Same contract as every view in :mod:`lossmap.plot` (``ax=None`` → a new figure
 with ``setdefault`` defaults to one named call, the Axes returned). Path and
 models come from ``Surface.meta`` as ``lossmap scan --pca`` / ``--plane``
 store them, or are passed directly; the barrier is
-:func:`lossmap.analysis.geometry.barrier`.
+:func:`lossmap.barrier`.
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def plot_barrier(
     Parameters
     ----------
     surface : Surface
-        A line holding α = 0 and 1 (see :func:`lossmap.analysis.geometry.barrier`).
+        A line holding α = 0 and 1 (see :func:`lossmap.barrier`).
     variable : str, optional
         Default the first ``<split>_loss``.
     ax : Axes, optional
@@ -222,13 +222,14 @@ def plot_barrier(
     for x, name in ((0.0, "a"), (1.0, "b")):
         ax.annotate(name, (x, ends[int(x)]), xytext=(0, 8), textcoords="offset points",
                     ha="center", fontweight="bold")
-    if r["alpha"] is not None and r["barrier"] > 0:
-        ax.vlines(r["alpha"], r["chord"], r["chord"] + r["barrier"], color="C3", linewidth=2.5,
-                  label=f"barrier {r['barrier']:.3g}", zorder=4)
+    if r.at is not None and r.value > 0:
+        ax.vlines(r.at, r.chord, r.chord + r.value, color="C3", linewidth=2.5,
+                  label=f"barrier {r.value:.3g}", zorder=4)
     ax.set_xlabel(ALPHA if surface.dims[0] == "alpha" else surface.dims[0])
     ax.set_ylabel(C.split_metric(surface, variable)[1] or variable)
     if not ax.get_title():
-        ax.set_title(f"{C.label(surface, variable)}: barrier {r['barrier']:.3g}"
+        h = r.value if r.value is not None else float("nan")
+        ax.set_title(f"{C.label(surface, variable)}: barrier {h:.3g}"
                      + ("" if r["monotone"] is not False else ", not monotone"))
     ax.grid(True, alpha=0.3)
     ax.legend(framealpha=0.85)

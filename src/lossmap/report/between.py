@@ -9,6 +9,7 @@ of each one's barrier, where it sits and the highest loss along it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -68,11 +69,11 @@ def comparison_section(comparisons: Any, png: Callable[[Any], str], *,
         x = surf.coords[surf.dims[0]]
         inside = (x >= 0.0) & (x <= 1.0) & np.isfinite(L)
         top = float(L[inside].max()) if inside.any() else float("nan")
-        where = r.get("t", r.get("alpha"))
-        rows.append([label, _kind(surf), surf.spec.bn, T.format_value(r["loss_a"]),
-                     T.format_value(r["loss_b"]), T.format_value(r["barrier"]),
-                     "—" if where is None else f"{where:.3g}", T.format_value(top),
-                     "no" if r["monotone"] is False else "yes" if r["monotone"] else "?"])
+        rows.append([label, _kind(surf), surf.spec.bn, T.format_value(r.loss_a),
+                     T.format_value(r.loss_b),
+                     T.format_value(math.nan if r.value is None else r.value),
+                     "—" if r.at is None else f"{r.at:.3g}", T.format_value(top),
+                     "no" if r.monotone is False else "yes" if r.monotone else "?"])
     head = ["path", "kind", "BatchNorm", "loss at t = 0", "loss at t = 1", "barrier",
             "at t", "highest loss", "monotone"]
     cap = ("Loss against t between the same two models along each path; dashed: the straight "

@@ -10,7 +10,6 @@ fingerprints and the versions. The page names no external resource.
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import math
 import os
@@ -22,14 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis.summary import analyse
+from ..analysis.evidence import findings
+from ..analysis.finding import Findings
+from ..analysis.render import lines
 from ..errors import InputError, InputTypeError
 from ..plot import common as C
 from ..surface import Surface, load
 from ..version import __version__
 from . import template as T
 from .curvature import curvature_section, meta_findings
-from .evidence import band_note, convexity_text, sample_findings
+from .evidence import band_note
 from .template import format_value
 
 __all__ = ["BASIN_DELTA", "SHARPNESS_EPSILON", "format_value", "write_report"]
@@ -165,10 +166,8 @@ def _interactive(surface: Surface, names: list[str]) -> list[T.Html]:
     return out
 
 
-def _findings(
-    surface: Surface, analysis: dict, cosine: float | None, delta: float, epsilon: float
-) -> list[tuple[str, ...]]:
-    """(css class, label, sentence) for every statement the analysis makes."""
+def _findings(surface: Surface, found: Findings, cosine: float | None) -> list[tuple[str, ...]]:
+    """(css class, label, sentence) for every statement about the run."""
     s = surface.summary()
     out: list[tuple[str, ...]] = []
     if not surface.complete:
@@ -179,20 +178,10 @@ def _findings(
     if cosine is not None:
         deg = math.degrees(math.acos(max(-1.0, min(1.0, cosine))))
         out.append(("", "directions", f"cosine {cosine:.4f} (angle {deg:.1f}°)"))
-    for v, r in analysis.items():
-        name = C.label(surface, v)
-        if "slope" in r:
-            out.append(("", name, r["slope"]["message"].removeprefix(f"{v}: ")))
-            if r["slope"]["note"] and r["slope"]["method"] is not None:
-                out.append(("warn", name, r["slope"]["note"]))
-        out.append(("", name, convexity_text(r["convexity"])))
-        m = r["minimum"]
-        if m["warning"]:
-            out.append(("", name, m["evidence"]))
-        geo = _geometry(surface, v, delta, epsilon)
-        out += [("", name, text.removeprefix(f"{v}: ")) for text in geo]
-    return (out + _perplexities(surface) + sample_findings(surface, delta, epsilon)
-            + meta_findings(surface))
+    said = lines(found, label=lambda v: C.label(surface, v))
+    tail = [x for x in said if x[1] in ("samples needed", "uncertainty")]
+    body = [x for x in said if x not in tail]
+    return out + body + _perplexities(surface) + tail + meta_findings(surface)
 
 
 def _perplexities(surface: Surface) -> list[tuple[str, ...]]:
@@ -215,41 +204,26 @@ def _perplexities(surface: Surface) -> list[tuple[str, ...]]:
     return out
 
 
-def _geometry(surface: Surface, variable: str, delta: float, epsilon: float) -> list[str]:
-    """Line: the barrier (interpolation lines), the basin width. Plane: convexity, ε-sharpness."""
-    from ..analysis import geometry
-    from ..analysis.sharpness import grid_sharpness
-
-    if len(surface.dims) == 2:
-        return [geometry.convexity_map(surface, variable)["verdict"],
-                T.sharpness_text(grid_sharpness(surface, variable, epsilon))]
-    out = []
-    if {"interpolation", "curve"} & {d.get("kind") for d in surface.spec.directions}:
-        with contextlib.suppress(ValueError, TypeError):  # 0 or 1 not on the grid: no barrier
-            out.append(geometry.barrier(surface, variable)["verdict"])
-    return [*out, T.basin_text(geometry.basin_width(surface, variable, delta))]
-
-
 def _section(i: int, label: str, surface: Surface, delta: float, epsilon: float) -> str:
     from ..analysis.barriers import as_line
 
-    path, surface = surface, as_line(surface)  # a path (dim t) is analysed as a line, α = t
+    path, surface = surface, as_line(surface)  # a path (dim t) is drawn as a line, α = t
     names = C.loss_variables(surface)
-    analysis = analyse(surface, [v for v in names if v in surface.values])
+    found = findings(path, delta=delta, epsilon=epsilon)  # the path itself: its barrier in t
     cosine = _cosine(surface)
     drawn = any(np.isfinite(surface.values[v]).any() for v in names)
     empty = ["<p>No finished point yet: nothing to draw.</p>"]
-    findings = "".join(
+    items = "".join(
         f'<li class="{c}"><b>{T.esc(name)}</b> · {T.esc(text)}</li>'
-        for c, name, text in _findings(surface, analysis, cosine, delta, epsilon)
+        for c, name, text in _findings(surface, found, cosine)
     )
     head = f"<h2>{T.esc(label)} {T.status_tags(surface)}</h2>"
     return "\n".join(
         [
             f'<section class="card run" id="run-{i}">{head}',
             T.stat_cards(surface, names, cosine),
-            f'<h3>Findings</h3><ul class="findings">{findings}</ul>',
-            "<h3>Numbers</h3>" + T.numbers_table(surface, analysis),
+            f'<h3>Findings</h3><ul class="findings">{items}</ul>',
+            "<h3>Numbers</h3>" + T.numbers_table(surface, found.variables),
             "<h3>Figures</h3>" + "".join(_static_figures(path, names) if drawn else empty),
             "<h3>Interactive view</h3>" + "".join(_interactive(surface, names) if drawn else empty),
             f'<div class="cols"><div><h3>Scan specification</h3>{T.spec_table(surface)}</div>'

@@ -22,7 +22,6 @@ __all__ = [
     "CSS",
     "DIGITS",
     "Html",
-    "basin_text",
     "esc",
     "figure",
     "format_at",
@@ -30,7 +29,6 @@ __all__ = [
     "numbers_table",
     "page",
     "provenance_table",
-    "sharpness_text",
     "spec_table",
     "stat_cards",
     "status_tags",
@@ -245,7 +243,11 @@ def stat_cards(surface: Surface, names: list[str], cosine: float | None) -> Html
 
 
 def numbers_table(surface: Surface, analysis: dict) -> Html:
-    """Per variable: value at the centre, grid minimum and where, slope and convexity."""
+    """Per variable: value at the centre, grid minimum and where, slope and convexity.
+
+    ``analysis`` maps each variable to its findings by kind
+    (:attr:`lossmap.analysis.Findings.variables`).
+    """
     s = surface.summary()
     line = C.kind_of(surface) == "line"
     header = ["variable", "at the centre", "grid minimum", "minimum at"]
@@ -258,12 +260,14 @@ def numbers_table(surface: Surface, analysis: dict) -> Html:
         if a is None:
             row += ["—", "—"]
         elif line:
-            sl = a["slope"]
-            pm = f" ± {sl['se']:.2g}" if sl.get("se") is not None else ""
-            row += [format_value(sl["slope"], 3) + pm, _SHORT[a["convexity"]["convex"]]]
+            sl = a.get("slope")  # none along a path: t = 0 is a model, not a centre
+            pm = f" ± {sl.se:.2g}" if sl is not None and sl.se is not None else ""
+            slope = "—" if sl is None else format_value(
+                math.nan if sl.value is None else sl.value, 3) + pm
+            row += [slope, _SHORT[a["convexity"].convex]]
         else:
-            cv = a["convexity"]
-            row += [f"{cv[d]['lines_not_convex']} of {cv[d]['lines']}" for d in ("alpha", "beta")]
+            axes = a["convexity"].axes
+            row += [f"{axes[d].lines_not_convex} of {axes[d].lines}" for d in ("alpha", "beta")]
         rows.append(row)
     return table(header, rows, numeric=(1, 2, 4) if line else (1, 2, 4, 5))
 
@@ -279,36 +283,3 @@ def status_tags(surface: Surface) -> str:
     if s["diverged"]:
         tags += f'<span class="tag bad">{s["diverged"]} diverged</span>'
     return tags
-
-
-def basin_text(r: Mapping[str, Any]) -> str:
-    """A line's basin width each way as a sentence that states δ (``r``: from ``basin_width``).
-
-    Examples
-    --------
-    >>> r = {"delta": 0.1, "threshold": 1.1, "centre_value": 1.0, "left": 0.5,
-    ...      "left_alpha": -0.5, "right": None, "right_missing": None, "width": None}
-    >>> basin_text(r).split("): ")[1]
-    '0.5 to the left (α = -0.5), beyond the scanned range to the right'
-    """
-    text = f"basin width (δ = {r['delta']:g}: distance along α from the centre until the loss "
-    if not math.isfinite(r["centre_value"]):
-        return text + "exceeds L(c) + δ): undetermined, the loss at the centre is missing"
-    sides = [f"{r[s]:.4g} to the {s} (α = {r[s + '_alpha']:.4g})" if r[s] is not None else
-             f"beyond the scanned range to the {s}" if r[s + "_missing"] is None else
-             f"undetermined to the {s} (a missing point at α = {r[s + '_missing']:.4g})"
-             for s in ("left", "right")]
-    text += f"exceeds L(c) + δ = {r['threshold']:.5g}): {', '.join(sides)}"
-    text += "" if r["width"] is None else f"; width {r['width']:.4g}"
-    return text + (f"; {r['uncertainty']}" if r.get("uncertainty") else "")
-
-
-def sharpness_text(r: Mapping[str, Any]) -> str:
-    """A plane's ε-sharpness read off its grid, as a sentence that states ε.
-
-    ``r`` is the result of :func:`lossmap.analysis.sharpness.grid_sharpness`.
-    """
-    return (f"ε-sharpness from the scanned grid (ε = {r['epsilon']:g} in (α, β) units, no extra "
-            "evaluation; a lower bound of the ε-sharpness over all directions, which "
-            "lm.sharpness samples by evaluating the model): "
-            + r["verdict"].removeprefix(f"{r['variable']}: "))
