@@ -95,7 +95,7 @@ def test_interpolate_line_ends_are_the_two_models(ckpt, tmp_path, capsys):
         for var, want in losses(ckpt["states"][name]).items():
             assert surf[var][i] == pytest.approx(want, rel=1e-5), (name, var)
     r = lm.barrier(surf, "train_loss")
-    assert np.isfinite(r["barrier"]) and r["barrier"] >= 0
+    assert np.isfinite(r.value) and r.value >= 0
 
 
 def test_plane_puts_the_three_models_at_their_coordinates(ckpt, tmp_path, capsys):
