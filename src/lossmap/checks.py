@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, InputTypeError
+from .scan.axis import Axis
 
 #: The most points a grid may have (1024 x 1024): a scan visits every one, each a pass over
 #: the data, and its order and coordinates are held in memory. Split a larger scan.
@@ -238,8 +239,6 @@ def check_axis(obj: Any, *, index: int = 0) -> Any:
     ...
     lossmap.errors.InputError: grid axis 0: n=1 must be >= 2 (a line needs two points)
     """
-    from .scan.spec import Axis
-
     where = f"grid axis {index}"
     if isinstance(obj, Axis):
         lo, hi, n = obj.lo, obj.hi, obj.n

@@ -22,6 +22,7 @@ import numpy as np
 from .. import checks as C
 from ..checks import MAX_POINTS, check_axis, check_grid_size  # noqa: F401  (their old home)
 from ..errors import InputError, InputTypeError
+from .axis import Axis
 from .pathspec import PATH_DIM, check_path, path_differences
 from .pathspec import plain as _plain
 
@@ -29,22 +30,6 @@ FORMAT_VERSION = 1
 DIM_NAMES = ("alpha", "beta")
 AUTOCAST = tuple(C.AUTOCAST)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-@dataclass(frozen=True)
-class Axis:
-    """One grid axis: ``n`` evenly spaced values from ``lo`` to ``hi`` inclusive."""
-
-    lo: float
-    hi: float
-    n: int
-
-    def values(self) -> np.ndarray:
-        """The coordinates along this axis, float64, shape (n,)."""
-        return np.linspace(self.lo, self.hi, self.n)
-
-    def __str__(self) -> str:
-        return f"{self.lo:g}:{self.hi:g}:{self.n}"
 
 
 def check_name(name: Any, *, what: str) -> str:
