@@ -9,12 +9,17 @@
 - ``scan --hessian-dirs K`` (old ``--hessian``) vs ``report --hessian FILE``;
   ``hessian_trace(probes=)`` (old ``n_samples=``);
 - ``lossmap info STORE --spec`` ⇄ ``lossmap scan --spec``: the printed spec
-  resumes the same store, and a changed key is refused naming the difference.
+  resumes the same store, and a changed key is refused naming the difference;
+- counts (issue 22): ``n`` is how many directions or eigenpairs a builder
+  makes (``hessian_eigenpairs(k=)`` still works, with a warning), ``samples``
+  the data subset, ``probes`` the random probe vectors; every builder of
+  several directions returns ``lm.Directions`` (tests/test_api_shapes.py).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 import sqlite3
@@ -489,3 +494,25 @@ def test_info_spec_and_json_exclude_each_other(tmp_path, capsys):
     assert run(capsys, *scan_argv(store))[0] == 0
     code, _, err = run(capsys, "info", store, "--spec", "--json")
     assert code == 2 and "--spec and --json cannot be combined" in err
+
+
+# -- 6. one name per count ---------------------------------------------------------------------
+
+COUNTS = {  # function: (its count of what it makes, the other counts it takes)
+    lm.random_directions: ("n", set()),
+    lm.pca_directions: ("n", set()),
+    lm.hessian_eigenpairs: ("n", {"samples"}),
+    lm.hessian_trace: ("probes", {"samples"}),
+    lm.hessian_density: ("probes", {"samples"}),
+    lm.slq_nodes_weights: ("probes", {"samples"}),
+}
+
+
+@pytest.mark.parametrize("fn", COUNTS, ids=lambda f: f.__name__)
+def test_counts_have_one_name_each(fn):
+    params = set(inspect.signature(fn).parameters)
+    made, others = COUNTS[fn]
+    assert made in params and others <= params, sorted(params)
+    deprecated = {"k", "n_probes", "n_samples"} & params  # kept one release, warning
+    doc = inspect.getdoc(fn)
+    assert all(f"Deprecated name of ``{made}``" in doc.split(f"{d} :")[1] for d in deprecated)

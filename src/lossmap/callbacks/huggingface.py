@@ -8,7 +8,7 @@ Needs ``transformers`` (``pip install lossmap[hf]``), which this module imports;
     trainer = Trainer(model, args, train_dataset=ds,
                       callbacks=[LossmapCallback("runs/trajectory", every_steps=100)])
     trainer.train()
-    dirs, ratio = lm.pca_directions("runs/trajectory", 2)
+    dirs = lm.pca_directions("runs/trajectory", 2)  # lm.scan(..., directions=dirs)
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class LossmapCallback(TrainerCallback):
     >>> trainer.train()  # doctest: +SKIP
     >>> callback.recorder.steps  # max_steps=237  # doctest: +SKIP
     [0, 50, 100, 150, 200, 237]
-    >>> dirs, ratio = lm.pca_directions("hf_trajectory", 2)  # doctest: +SKIP
+    >>> dirs = lm.pca_directions("hf_trajectory", 2)  # doctest: +SKIP
     """
 
     def __init__(

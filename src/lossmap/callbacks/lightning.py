@@ -8,7 +8,7 @@ imports; ``import lossmap`` and ``lossmap.callbacks`` never do::
     trainer = L.Trainer(max_steps=1000,
                         callbacks=[LossmapCallback("runs/trajectory", every_steps=100)])
     trainer.fit(module, loader)
-    dirs, ratio = lm.pca_directions("runs/trajectory", 2)
+    dirs = lm.pca_directions("runs/trajectory", 2)  # lm.scan(..., directions=dirs)
 
 The callback derives from ``lightning.pytorch.Callback`` (the ``lightning``
 package) or, where only the older ``pytorch_lightning`` package is installed,
@@ -77,7 +77,7 @@ class LossmapCallback(pl.Callback):
     >>> trainer.fit(module, loader)  # doctest: +SKIP
     >>> callback.recorder.steps  # doctest: +SKIP
     [0, 50, 100, 150, 200]
-    >>> dirs, ratio = lm.pca_directions("pl_trajectory", 2)  # doctest: +SKIP
+    >>> dirs = lm.pca_directions("pl_trajectory", 2)  # doctest: +SKIP
     """
 
     def __init__(

@@ -72,7 +72,7 @@ class TrajectoryRecorder:
     ...     opt.zero_grad(); loss.backward(); opt.step()
     >>> rec.steps
     [0, 5, 10, 15, 20]
-    >>> dirs, ratio = lm.pca_directions("my_run", 2)
+    >>> dirs = lm.pca_directions("my_run", 2)  # dirs.explained_variance_ratio: each share
     >>> lm.project("my_run", dirs).shape  # each recorded step on the PCA plane
     (5, 2)
     """
