@@ -171,6 +171,15 @@ def permutations(aligned: nn.Module) -> dict[str, torch.Tensor]:
     dict of str to torch.Tensor
         One permutation per group of units, as described in :func:`align`
         (empty where no unit could be permuted).
+
+    Examples
+    --------
+    >>> import lossmap as lm
+    >>> from lossmap.align import permutations
+    >>> from lossmap.models.cnn import mlp
+    >>> b2 = lm.align(mlp((4, 8, 3), seed=0), mlp((4, 8, 3), seed=1))
+    >>> sorted(permutations(b2)), sorted(permutations(b2)["1"].tolist()) == list(range(8))
+    (['1'], True)
     """
     if aligned not in _PERMS:
         raise InputError("this module was not returned by lm.align (a copy or a reloaded "
