@@ -14,7 +14,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Axis:
-    """One grid axis: ``n`` evenly spaced values from ``lo`` to ``hi`` inclusive."""
+    """One grid axis: ``n`` evenly spaced values from ``lo`` to ``hi`` inclusive.
+
+    Examples
+    --------
+    >>> Axis(-1.0, 1.0, 5).values()
+    array([-1. , -0.5,  0. ,  0.5,  1. ])
+    >>> str(Axis(-1.0, 1.0, 51))
+    '-1:1:51'
+    """
 
     lo: float
     hi: float

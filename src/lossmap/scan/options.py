@@ -72,6 +72,14 @@ class ScanOptions:
 
     Built checked by :meth:`checked` at the door (``lm.scan``, ``lm.plan_scan``,
     the command line); the backends read it as ``plan.options``.
+
+    Examples
+    --------
+    >>> from lossmap.scan.options import ScanOptions
+    >>> ScanOptions().samples is None
+    True
+    >>> ScanOptions.checked({"samples": 256}).samples
+    256
     """
 
     samples: int | None = field(
