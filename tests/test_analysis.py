@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import pytest
 import torch
 
+import helpers
+from helpers import plane
 from lossmap import Direction
 from lossmap.analysis import (
     analyse,
@@ -19,19 +22,8 @@ from lossmap.analysis import (
 from lossmap.scan.spec import Axis, ScanSpec
 from lossmap.surface import Surface
 
-
-def line(fn, lo=-1.0, hi=1.0, n=21, dtype="float32"):
-    """A complete line surface with train_loss = fn(alpha)."""
-    spec = ScanSpec(grid=(Axis(lo, hi, n),), splits=("train",), metrics=("loss",), dtype=dtype)
-    a = spec.coords()[0]
-    return Surface(spec, {"train_loss": np.asarray(fn(a), dtype=np.float64)}, np.ones(n, bool))
-
-
-def plane(fn, na=21, nb=15):
-    """A complete plane surface with train_loss = fn(A, B) (A, B indexed [i, j])."""
-    spec = ScanSpec(grid=(Axis(-1, 1, na), Axis(-1, 1, nb)), splits=("train",), metrics=("loss",))
-    A, B = np.meshgrid(*spec.coords(), indexing="ij")
-    return Surface(spec, {"train_loss": fn(A, B)}, np.ones(spec.shape, bool))
+# complete surfaces with train_loss = fn(alpha) / fn(A, B); lines scanned in float32
+line = functools.partial(helpers.line, dtype="float32")
 
 
 # -- slope ---------------------------------------------------------------------

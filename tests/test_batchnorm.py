@@ -1,12 +1,12 @@
 """bn="recompute": statistics re-estimated at every point, checked against a brute-force copy."""
 
-import copy
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+import helpers
 import lossmap as lm
 from lossmap.errors import InputError
 
@@ -25,10 +25,8 @@ def bn_net():
 
 def brute_force(model, d, a, X_bn, X, y, batch):
     """Deep copy, move, reset statistics, average them over the batches, evaluate."""
-    m = copy.deepcopy(model)
+    m = helpers.moved(model, [d], [a])
     with torch.no_grad():
-        for name, p in m.named_parameters():
-            p.add_(d[name], alpha=a)
         m.eval()
         for mod in m.modules():
             if isinstance(mod, nn.modules.batchnorm._BatchNorm):

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+import helpers
 import lossmap as lm
 from lossmap.backends.torch import firstlayer
 
@@ -116,19 +117,12 @@ def make(cls, *args):
 
 
 def brute_force(model, dirs, grid, X, y):
-    """MSE at every grid point: a copy of the model, weights set point by point."""
-    m = copy.deepcopy(model)
-    params = dict(m.named_parameters())  # tied tensors appear once and stay tied
-    centre = {k: p.detach().clone() for k, p in params.items()}
+    """MSE at every grid point: a copy of the model per point, weights set by hand."""
     axes = [np.linspace(lo, hi, n) for lo, hi, n in grid]
     out = np.empty([len(a) for a in axes])
     with torch.no_grad():
         for idx in np.ndindex(*out.shape):
-            for k, p in params.items():
-                p.data = centre[k].clone()
-                for a, d in zip((axes[i][j] for i, j in enumerate(idx)), dirs, strict=True):
-                    if k in d:
-                        p.data += float(a) * d[k]
+            m = helpers.moved(model, dirs, [axes[i][j] for i, j in enumerate(idx)])
             out[idx] = nn.functional.mse_loss(m(X), y).item()
     return out
 

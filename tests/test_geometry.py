@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+import helpers
 import lossmap as lm
+from helpers import plane
 from lossmap.errors import InputError, InputTypeError
-from lossmap.scan.spec import Axis, ScanSpec
 from lossmap.surface import Surface
 
-
-def line(fn, lo=-0.5, hi=1.5, n=41, dtype="float64"):
-    spec = ScanSpec(grid=(Axis(lo, hi, n),), splits=("train",), metrics=("loss",), dtype=dtype)
-    a = spec.coords()[0]
-    return Surface(spec, {"train_loss": np.asarray(fn(a), dtype=np.float64)}, np.ones(n, bool))
-
-
-def plane(fn, na=21, nb=15, lo=-1.0, hi=1.0):
-    spec = ScanSpec(grid=(Axis(lo, hi, na), Axis(-1, 1, nb)), splits=("train",), metrics=("loss",))
-    A, B = np.meshgrid(*spec.coords(), indexing="ij")
-    return Surface(spec, {"train_loss": fn(A, B)}, np.ones(spec.shape, bool))
+# train_loss = fn(alpha) on [-0.5, 1.5] (the models at 0 and 1), float64
+line = functools.partial(helpers.line, lo=-0.5, hi=1.5, n=41, dtype="float64")
 
 
 # -- barrier -------------------------------------------------------------------

@@ -17,9 +17,9 @@ from matplotlib.quiver import Quiver
 
 import lossmap as lm
 import lossmap.plot as lp
+from helpers import line, surface
 from lossmap.cli import plot as plot_cli
 from lossmap.errors import InputError, InputTypeError
-from lossmap.scan.spec import Axis, ScanSpec
 from lossmap.surface import Surface
 
 PATH = [[-0.8, 0.6], [-0.5, 0.3], [-0.2, 0.1], [0.0, 0.0]]
@@ -30,11 +30,9 @@ pytestmark = pytest.mark.usefixtures("close_figures")
 
 
 def plane(fn, meta=None, na=21, nb=17) -> Surface:
-    spec = ScanSpec(grid=(Axis(-1, 1.5, na), Axis(-1, 1.5, nb)), splits=("train", "test"),
-                    metrics=("loss",))
-    A, B = np.meshgrid(*spec.coords(), indexing="ij")
-    values = {"train_loss": fn(A, B), "test_loss": fn(A, B) + 0.1}
-    return Surface(spec, values, np.ones(spec.shape, bool), meta=meta or {})
+    """train_loss = fn(A, B) and test_loss 0.1 above it, on [-1, 1.5]²."""
+    return surface([(-1, 1.5, na), (-1, 1.5, nb)],
+                   {"train_loss": fn, "test_loss": lambda A, B: fn(A, B) + 0.1}, meta=meta)
 
 
 def bowl(meta=None) -> Surface:
@@ -42,9 +40,7 @@ def bowl(meta=None) -> Surface:
 
 
 def interpolation_line() -> Surface:
-    spec = ScanSpec(grid=(Axis(-0.5, 1.5, 41),), splits=("train",), metrics=("loss",))
-    a = spec.coords()[0]
-    return Surface(spec, {"train_loss": 2 - a + 0.8 * np.sin(np.pi * a)}, np.ones(41, bool))
+    return line(lambda a: 2 - a + 0.8 * np.sin(np.pi * a), -0.5, 1.5, 41)
 
 
 def test_eigenvalue_bars_and_file(tmp_path):

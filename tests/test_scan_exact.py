@@ -1,6 +1,5 @@
 """Every grid point against an independent reference: closed-form float64 and brute force."""
 
-import copy
 import math
 
 import numpy as np
@@ -8,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+import helpers
 import lossmap as lm
 
 
@@ -97,11 +97,8 @@ def classifier():
 
 def brute_force(model, loss_fn, X, y, dirs, coords, batch=7):
     """A deep copy per point, parameters set by hand, a plain loop over batches."""
-    m = copy.deepcopy(model).eval()
+    m = helpers.moved(model, dirs, coords).eval()
     with torch.no_grad():
-        for name, p in m.named_parameters():
-            for a, d in zip(coords, dirs, strict=True):
-                p.add_(d[name], alpha=a)
         tot_loss = tot_acc = 0.0
         for i in range(0, len(X), batch):
             out = m(X[i : i + batch])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+import helpers
 import lossmap as lm
 from lossmap.analysis import (
     barrier,
@@ -42,15 +43,10 @@ def line(values, *, lo=-1.0, hi=1.0, n=21, errors=None, slopes=None, samples=Non
     number (a bare ``values`` is the train split's)."""
     if not isinstance(values, dict):
         values = {"train": values}
-    spec = ScanSpec(grid=(Axis(lo, hi, n),), splits=splits, metrics=("loss",))
-    a = spec.coords()[0]
-
-    def arr(f):
-        return np.asarray(f(a) if callable(f) else f, dtype=np.float64) * np.ones(a.size)
-
-    vals = {f"{s}_loss": arr(f) for s, f in values.items()}
-    errs = None if errors is None else {f"{s}_loss": arr(f) for s, f in errors.items()}
-    return Surface(spec, vals, np.ones(a.size, bool), errors=errs, slopes=slopes, samples=samples)
+    assert tuple(values) == tuple(splits), "the splits are those of `values`, in order"
+    errs = None if errors is None else {f"{s}_loss": f for s, f in errors.items()}
+    return helpers.surface([(lo, hi, n)], {f"{s}_loss": f for s, f in values.items()},
+                           errors=errs, slopes=slopes, samples=samples)
 
 
 def sample_slope(mean, n=N, seed=0):
