@@ -17,11 +17,30 @@ out ``slow``, ``browser``, ``jax``, ``hf`` and ``data``.
 from __future__ import annotations
 
 import inspect
+import os
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import torch
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # `make test` runs one pytest-xdist worker per core: one torch thread each, rather
+        # than two per worker competing for the same cores.
+        torch.set_num_threads(1)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under ``-m "… not jax …"`` (``make test-fast``) the JAX-only modules ``test_jax_*.py``
+    are not even imported: importing JAX and Flax alone takes seconds."""
+    if collection_path.name.startswith("test_jax_") and re.search(
+        r"\bnot jax\b", config.getoption("markexpr") or ""
+    ):
+        return True
+    return None
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -8,12 +8,9 @@ whose evaluator lacks a field the profile reads (the 0.1 bug:
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from flax import linen
 
 import lossmap as lm
 from lossmap.backends.base import Backend, profile_of
@@ -52,6 +49,10 @@ def torch_case():
 
 
 def jax_case():
+    import jax  # here, not at collection: the torch cases run without JAX (make test-fast)
+    import jax.numpy as jnp
+    from flax import linen
+
     class MLP(linen.Module):
         @linen.compact
         def __call__(self, x):

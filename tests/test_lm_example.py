@@ -33,6 +33,8 @@ class _Lazy:
     module = None
 
     def __getattr__(self, name):
+        if name.startswith("_"):  # pytest's probes at collection (__test__, _pytestfixture…)
+            raise AttributeError(name)
         if _Lazy.module is None:
             _Lazy.module = _example()
         return getattr(_Lazy.module, name)
