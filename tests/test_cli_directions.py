@@ -251,7 +251,7 @@ BAD = {
     "split alone": (("--hessian-split", "test", "--grid=-1:1:3", "--grid=-1:1:3"),
                     ("--hessian-split needs --hessian-dirs",)),
     "k too large": (("--hessian-dirs", "60", "--grid=-1:1:3", "--grid=-1:1:3"),
-                    ("k=60 must be < the number of parameters n=51",)),
+                    ("n=60 must be < the number of parameters (51)",)),
 }
 
 
@@ -267,7 +267,7 @@ def test_bad_input_is_one_line_and_writes_nothing(ckpt, tmp_path, capsys, argv, 
 @pytest.mark.parametrize(
     ("extra", "needles"),
     [
-        (("--k", "51"), ("k=51 must be < the number of parameters",)),
+        (("--k", "51"), ("n=51 must be < the number of parameters",)),
         (("-o", "h.txt"), ("use -o FILE.json",)),
         (("--plot", "h.gif"), ("must end in .png",)),
         (("--split", "val"), ("--split 'val' is not a split",)),
