@@ -267,7 +267,7 @@ def test_bad_input_is_one_line_and_writes_nothing(ckpt, tmp_path, capsys, argv, 
 @pytest.mark.parametrize(
     ("extra", "needles"),
     [
-        (("--k", "51"), ("n=51 must be < the number of parameters",)),
+        (("--n", "51"), ("n=51 must be < the number of parameters",)),
         (("-o", "h.txt"), ("use -o FILE.json",)),
         (("--plot", "h.gif"), ("must end in .png",)),
         (("--split", "val"), ("--split 'val' is not a split",)),

@@ -53,7 +53,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--split", help="the split (default train, else the first)")
     p.add_argument("--loss", default="cross_entropy",
                    help="cross_entropy (default), mse, or MODULE:NAME of a loss")
-    p.add_argument("--k", type=int, default=5, help="number of top eigenvalues (default 5)")
+    p.add_argument("--n", "--k", dest="n", type=int, default=5,
+                   help="number of top eigenvalues (default 5; --k is its 0.1 name)")
     p.add_argument("--trace", action="store_true", help="Hutchinson trace estimate")
     p.add_argument("--density", action="store_true", help="spectral density (SLQ)")
     p.add_argument("--probes", type=int, default=50,
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     for flag, path in (("-o", args.output), ("--plot", args.plot)):
         if path:  # before any work: a file that may not be replaced, or cannot be written
             check_out_file(path, flag=flag, overwrite=overwrite)
-    for name in ("k", "probes", "lanczos"):
+    for name in ("n", "probes", "lanczos"):
         if getattr(args, name) < (2 if name == "probes" else 1):
             raise InputError(f"--{name} {getattr(args, name)} must be >= "
                              f"{2 if name == 'probes' else 1}")
@@ -120,14 +121,14 @@ def run(args: argparse.Namespace) -> int:
                               "loss": args.loss, "parameters": n, "samples": args.samples,
                               "seed": args.seed, "seconds": {}}
     t0 = time.perf_counter()
-    dirs = hessian_eigenpairs(model, loss_fn, one, n=args.k, **kw)
+    dirs = hessian_eigenpairs(model, loss_fn, one, n=args.n, **kw)
     vals = dirs.eigenvalues
     result["seconds"]["eigenvalues"] = time.perf_counter() - t0
     result["eigenvalues"] = vals.tolist()
     result["products"] = dirs[0].meta["products"]
     where = Path(args.checkpoint).name if args.checkpoint else "the model's weights"
     print(f"Hessian of {split} loss at {where} ({n:,} parameters)")
-    print(f"  top-{args.k} eigenvalues  " + ", ".join(f"{v:.6g}" for v in vals)
+    print(f"  top-{args.n} eigenvalues  " + ", ".join(f"{v:.6g}" for v in vals)
           + f"  ({result['products']} products, {result['seconds']['eigenvalues']:.2f} s)")
     if args.trace:
         t0 = time.perf_counter()
