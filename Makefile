@@ -47,7 +47,7 @@ demo: setup
 
 test: setup
 	$(PY) -m ruff check src tests benchmarks examples
-	$(PY) -m pytest -q -n auto --maxprocesses=4
+	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadscope
 
 # The unit tests only, in under a minute: no slow end-to-end runs, no browser,
 # no JAX, no Fashion-MNIST files (markers in tests/conftest.py). `make test`
@@ -55,7 +55,7 @@ test: setup
 FAST   ?= not slow and not browser and not jax and not hf and not data
 
 test-fast: $(VENV)/.stamp
-	$(PY) -m pytest -q -m "$(FAST)" -n auto --maxprocesses=4
+	$(PY) -m pytest -q -m "$(FAST)" -n auto --maxprocesses=4 --dist loadscope
 
 lint: setup
 	$(PY) -m ruff check src tests benchmarks examples
