@@ -45,13 +45,9 @@ def _unpacked_into(frame: FrameType | None) -> int | None:
 class Directions(tuple):
     """Directions made together, as a tuple of :class:`Direction`, with the builder's extras.
 
-    Parameters
-    ----------
-    directions : iterable of Direction
-        The directions, in order.
-    meta : dict, optional
-        Extras (``coords``, ``explained_variance_ratio``, ``eigenvalues``…),
-        also readable as attributes.
+    ``Directions(directions, meta=None)``: the directions in order, and the
+    builder's extras (``coords``, ``explained_variance_ratio``, ``eigenvalues``…),
+    also readable as attributes.
 
     Examples
     --------
