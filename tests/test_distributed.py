@@ -112,13 +112,15 @@ def test_ranks_that_read_different_data_are_refused(workdir):
     cmd[cmd.index("user.py:data")] = "user.py:data_by_rank"
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert res.returncode != 0
-    # each rank: one line naming the rank and what differs, and exit status 2
+    # one line naming the rank and what differs, and exit status 2
     # (the two ranks write stderr at once, so their lines may run together: find each message)
     said = re.findall(r"rank 1's train data differs from rank 0's \(fingerprint [^\s)]+ vs "
                       r"[^\s)]+\): every rank must read the same data", res.stderr)
-    assert len(said) == 2, res.stderr[-3000:]
-    assert res.stderr.count("differs from rank 0") == 2, res.stderr[-3000:]
-    assert res.stderr.count("exitcode  : 2") == 2, res.stderr[-3000:]
+    # every rank refuses; one may be stopped by torchrun before it has printed its line
+    assert 1 <= len(said) == res.stderr.count("differs from rank 0") <= 2, res.stderr[-3000:]
+    # the first rank to refuse exits 2; torchrun may stop the other (SIGTERM) before it does
+    codes = re.findall(r"exitcode\s*:\s*(-?\d+)", res.stderr)
+    assert "2" in codes and set(codes) <= {"2", "-15"}, res.stderr[-3000:]
     assert not out.exists()  # refused before the store was made
 
 
