@@ -122,6 +122,11 @@ def test_findings_to_dict_keeps_every_finding_with_its_sentence():
                 None if f.value is None or not math.isfinite(f.value) else f.value
             )
     assert d["gap"]["value"] == pytest.approx(0.1) and d["gap"]["sentence"] == sentence(found.gap)
+    # iterating gives every finding once: each variable's, then the gap and the unresolved
+    every = [f for e in found.variables.values() for f in e.values()]
+    assert list(found) == [*every, found.gap, *found.unresolved]
+    with pytest.raises(TypeError, match="not a sequence: read its fields"):
+        list(found.gap)
 
 
 # -- the renderer ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -89,6 +90,13 @@ class _Fields:
             return getattr(self, key)
         raise KeyError(
             f"{type(self).__name__} has no field {key!r}; its fields are {', '.join(names)}"
+        )
+
+    def __iter__(self) -> Iterator[Any]:
+        # Without this, ``for x in r`` would fall back on __getitem__(0) and fail obscurely.
+        raise TypeError(
+            f"a {type(self).__name__} is not a sequence: read its fields "
+            f"(r.value, r.se, r.evidence) or r.to_dict()"
         )
 
 
@@ -498,6 +506,14 @@ class Findings(_Fields):
             "gap": None if self.gap is None else one(self.gap),
             "unresolved": [one(u) for u in self.unresolved],
         }
+
+    def __iter__(self) -> Iterator[_Fields]:
+        """Every finding: each variable's (in order), then the gap and what more samples need."""
+        for per_variable in self.variables.values():
+            yield from per_variable.values()
+        if self.gap is not None:
+            yield self.gap
+        yield from self.unresolved
 
     def lines(self) -> list[tuple[str, str, str]]:
         """``(level, label, sentence)`` of every statement (see :mod:`.render`)."""
