@@ -127,27 +127,39 @@ def test_old_plane_unpacking_warns_and_gives_the_old_values():
 
 
 def test_old_pca_unpacking_warns_and_gives_the_old_values():
-    new = lm.pca_directions(trajectory(), 2)
+    new = lm.pca_directions(trajectory(), 3)
     with pytest.warns(DeprecationWarning, match="result.explained_variance_ratio"):
-        dirs, ratio = lm.pca_directions(trajectory(), 2)
+        dirs, ratio = lm.pca_directions(trajectory(), 3)  # three directions, two names: 0.1
     assert isinstance(dirs, list) and [d.fingerprint() for d in dirs] == [
         d.fingerprint() for d in new
     ]
     np.testing.assert_array_equal(ratio, new.explained_variance_ratio)
-    with pytest.warns(DeprecationWarning):  # three directions, two names: the 0.1 reading
-        dirs, ratio = lm.pca_directions(trajectory(), 3)
-    assert len(dirs) == 3 and ratio.shape == (3,)
+
+
+def test_two_directions_into_two_names_are_the_directions_with_a_visible_warning():
+    """``d1, d2 = lm.pca_directions(traj)`` (n=2) reads both ways: the new reading wins,
+    and a FutureWarning (shown by default) tells a 0.1 caller what changed."""
+    new = lm.pca_directions(trajectory(), 2)
+    with pytest.warns(FutureWarning, match=r"these are the 2 directions.*explained_variance"):
+        d1, d2 = lm.pca_directions(trajectory(), 2)
+    assert [d1.fingerprint(), d2.fingerprint()] == [d.fingerprint() for d in new]
+    with pytest.warns(FutureWarning, match="eigenvalues"):
+        e1, e2 = hessian(n=2)
+    assert [e1.fingerprint(), e2.fingerprint()] == [d.fingerprint() for d in hessian(n=2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # indexing, or passing it on, says nothing
+        _ = new[0], new[1], list(new)
 
 
 def test_old_hessian_forms_warn_and_give_the_old_values():
-    new = hessian(n=2)
+    new = hessian(n=3)
     with pytest.warns(DeprecationWarning, match="result.eigenvalues"):
-        vals, dirs = hessian(n=2)
+        vals, dirs = hessian(n=3)
     np.testing.assert_array_equal(vals, new.eigenvalues)
     assert [d.fingerprint() for d in dirs] == [d.fingerprint() for d in new]
     with pytest.warns(DeprecationWarning, match=r"k=\.\.\.\) is deprecated: use n="):
         old = hessian(k=2)
-    np.testing.assert_array_equal(old.eigenvalues, new.eigenvalues)
+    np.testing.assert_array_equal(old.eigenvalues, hessian(n=2).eigenvalues)
 
 
 def test_align_returns_the_module_and_its_permutations_apart():

@@ -264,8 +264,10 @@ def test_pca_and_project_read_the_folder_as_they_read_the_states(tmp_path):
     states, _ = _loop(model, rec, 20)
     kept = states[::2]
     assert len(kept) == len(rec.steps) == 11
-    dirs_f, ratio_f = lm.pca_directions(tmp_path, 2)
-    dirs_l, ratio_l = lm.pca_directions(kept, 2)
+    dirs_f = lm.pca_directions(tmp_path, 2)
+    ratio_f = dirs_f.explained_variance_ratio
+    dirs_l = lm.pca_directions(kept, 2)
+    ratio_l = dirs_l.explained_variance_ratio
     # equal up to the order of summation (the files list tensors by name, the states by
     # named_parameters()): the Gram matrix is accumulated tensor by tensor
     np.testing.assert_allclose(ratio_f, ratio_l, rtol=1e-12)
@@ -305,15 +307,17 @@ def test_buffers_recorded_with_keep_state_stay_out_of_pca(tmp_path):
     saved = load_file(str(rec.files[-1]))
     assert set(saved) == set(model.state_dict())  # buffers recorded too
     assert {"bn.running_mean", "bn.num_batches_tracked", "scale"} <= set(saved)
-    dirs, ratio = lm.pca_directions(tmp_path, 2)
+    dirs = lm.pca_directions(tmp_path, 2)
+    ratio = dirs.explained_variance_ratio
     assert set(dirs[0]) == {k for k, _ in model.named_parameters()}
-    ref_dirs, ref_ratio = lm.pca_directions(states, 2)  # parameters only
+    ref_dirs = lm.pca_directions(states, 2)  # parameters only
+    ref_ratio = ref_dirs.explained_variance_ratio
     np.testing.assert_allclose(ratio, ref_ratio, rtol=1e-12)
     for a, b in zip(dirs, ref_dirs, strict=True):
         for k in b:
             np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), rtol=0, atol=1e-12)
     # what the index prevents: guessing from the files would take the buffer `scale` in
-    guessed, _ = lm.pca_directions(list(rec.files), 2)
+    guessed = lm.pca_directions(list(rec.files), 2)
     assert "scale" in set(guessed[0])
     np.testing.assert_allclose(lm.project(tmp_path, dirs), lm.project(states, dirs), atol=1e-12)
 
@@ -337,7 +341,8 @@ def test_the_cli_pca_reads_a_recording_in_step_order(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     surf = lm.load(out)
     assert surf.meta["trajectory"] == [str(f) for f in rec.files]
-    dirs, ratio = lm.pca_directions(tmp_path / "traj", 2)
+    dirs = lm.pca_directions(tmp_path / "traj", 2)
+    ratio = dirs.explained_variance_ratio
     np.testing.assert_allclose(surf.meta["path"], lm.project(tmp_path / "traj", dirs),
                                rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(surf.meta["explained_variance_ratio"], ratio, rtol=1e-9)
@@ -402,7 +407,8 @@ def test_the_hugging_face_callback_records_a_trajectory_pca_reads(tmp_path,
     _assert_state_equal(load_file(str(rec.files[-1])), _params(trainer.model))
     assert not torch.equal(theta0["transformer.h.0.mlp.c_fc.weight"],
                            trainer.model.transformer.h[0].mlp.c_fc.weight)  # it trained
-    dirs, ratio = lm.pca_directions(tmp_path / "trajectory", 2)
+    dirs = lm.pca_directions(tmp_path / "trajectory", 2)
+    ratio = dirs.explained_variance_ratio
     assert set(dirs[0]) == set(names) and 0 < ratio.sum() <= 1 + 1e-12
     path = lm.project(tmp_path / "trajectory", dirs)
     assert path.shape == (4, 2) and np.all(path[-1] == 0)
@@ -461,7 +467,8 @@ def test_the_lightning_callback_records_a_trajectory_pca_reads(tmp_path,
     _assert_state_equal(load_file(str(rec.files[0])), theta0)
     _assert_state_equal(load_file(str(rec.files[-1])), _params(module))
     assert not torch.equal(theta0["net.0.weight"], module.net[0].weight)  # it trained
-    dirs, ratio = lm.pca_directions(tmp_path / "trajectory", 2)
+    dirs = lm.pca_directions(tmp_path / "trajectory", 2)
+    ratio = dirs.explained_variance_ratio
     assert set(dirs[0]) == set(rec.parameters) and 0 < ratio.sum() <= 1 + 1e-12
     path = lm.project(tmp_path / "trajectory", dirs)
     assert path.shape == (4, 2) and np.all(path[-1] == 0)

@@ -348,3 +348,58 @@ def test_a_fresh_lora_adapter_warns_before_the_scan_that_the_plane_is_flat():
         warnings.simplefilter("error", UserWarning)
         moved = plane_of_a()
     assert flatness(moved, "train_loss").flat is False
+
+
+def test_a_barrier_within_round_off_asks_for_no_more_samples():
+    """More samples cannot lift an excess that round-off alone explains."""
+    spec = ScanSpec(grid=((0, 1, 11),), splits=("train",), metrics=("loss",),
+                    path={"kind": "polychain", "control_points": 2})
+    t = spec.coords()[0]
+    L = 1.0 + 1e-8 * np.sin(np.pi * t)  # far below float32's round-off at 1.0
+    surf = Surface(spec, {"train_loss": L}, np.ones(11, bool),
+                   errors={"train_loss": np.full(11, 1e-3)})
+    r = lm.barrier(surf, "train_loss")
+    assert r.value == pytest.approx(1e-8, rel=1e-3) and not r.above_roundoff and r.se > 0
+    assert not [u for u in findings(surf).unresolved if u.finding == "barrier"]
+    assert "within round-off" in sentence(r)
+
+
+class _Lora(nn.Module):
+    """A Linear with a LoRA adapter named as peft names it (B starts at zero)."""
+
+    def __init__(self, adapter="default"):
+        super().__init__()
+        self.base = nn.Linear(4, 3)
+        self.lora_A = nn.ModuleDict({adapter: nn.Linear(4, 2, bias=False)})
+        self.lora_B = nn.ModuleDict({adapter: nn.Linear(2, 3, bias=False)})
+        nn.init.zeros_(self.lora_B[adapter].weight)
+        self.adapter = adapter
+
+    def forward(self, x):
+        return self.base(x) + self.lora_B[self.adapter](self.lora_A[self.adapter](x))
+
+
+@pytest.mark.parametrize("adapter", ["default", "my_lora_A"])
+def test_the_lora_warning_names_the_slice_and_points_at_the_users_line(adapter):
+    torch.manual_seed(0)
+    m = _Lora(adapter)
+    X, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    dA = lm.random_direction(m, params="*lora_A*", seed=0)
+    dB = lm.random_direction(m, params="*lora_B*", seed=1, norm="none")  # B moves off zero
+
+    def flat_warnings(dirs):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            surf = lm.scan(m, nn.CrossEntropyLoss(), data={"train": (X, y)}, directions=dirs,
+                           grid=[(-1, 1, 3)] * len(dirs), progress=False)
+        return [w for w in seen if "LoRA B matrices are zero" in str(w.message)], surf
+
+    alone, surf = flat_warnings([dA, dA])
+    assert len(alone) == 1 and str(alone[0].message).startswith("the plane is flat")
+    assert alone[0].filename == __file__  # the user's call, not lossmap's
+    assert np.ptp(surf["train_loss"]) == 0.0
+    # with B moved by the other direction, only A's own axis is flat, and the plane is not
+    mixed, surf = flat_warnings([dB, dA])
+    assert len(mixed) == 1 and "line along direction 1 (the other coordinates at 0)" in str(
+        mixed[0].message)
+    assert np.ptp(surf["train_loss"][1, :]) == 0.0 and np.ptp(surf["train_loss"]) > 1e-3

@@ -57,7 +57,7 @@ def test_report_command_adds_the_hessian_result(tmp_path, capsys):
     assert main(["report", str(store), "--hessian", str(js), "-o", str(out)]) == 0
     page = _text(out)
     model, (X, y) = tiny.make_model(), tiny.make_data()["train"]
-    vals, _ = lm.hessian_eigenpairs(model, nn.CrossEntropyLoss(), (X, y), k=3)
+    vals = lm.hessian_eigenpairs(model, nn.CrossEntropyLoss(), (X, y), n=3).eigenvalues
     assert "top-3 eigenvalues of the train loss: " + ", ".join(f"{v:.4g}" for v in vals) in page
     assert "trace " in page and "Hutchinson, 4 probes" in page
     assert "spectral density (stochastic Lanczos quadrature, 10 probes × 12 steps)" in page

@@ -258,3 +258,28 @@ def test_grid_dtype_check_follows_the_dtype_and_the_directions():
         lm.plan_scan(
             net32, torch.nn.CrossEntropyLoss(), data=data32, directions=big, grid="-1e38:1e38:3"
         )
+
+
+def test_a_centre_that_is_already_not_finite_is_scanned_not_refused():
+    """The grid check bounds finite weights: a nan weight makes points diverge, as before."""
+    net, data = _net()
+    with torch.no_grad():
+        net[0].weight[0, 0] = float("nan")
+    surf = lm.scan(net, torch.nn.CrossEntropyLoss(), data=data,
+                   directions=lm.random_direction(_net()[0], seed=0), grid=(-1, 1, 3),
+                   progress=False)
+    assert surf.done.all() and torch.isnan(torch.as_tensor(surf["train_loss"])).all()
+
+
+@pytest.mark.parametrize(("option", "value", "needle"), [
+    ("seed", "abc", "seed='abc' must be an integer"),
+    ("seed", -1, "seed=-1 must be >= 0"),
+    ("compile", "no", "compile='no' must be True or False"),
+    ("progress", "no", "progress='no' must be True or False"),
+    ("profile", 1, "profile=1 must be True or False"),
+    ("channels_last", "no", "channels_last='no' must be True or False"),
+])
+def test_every_option_has_a_checker(option, value, needle):
+    assert all(f.metadata["check"] is not None for f in declared()), "an option is unchecked"
+    with pytest.raises((lm.InputError, lm.InputTypeError), match=needle):
+        ScanOptions.checked({option: value})

@@ -123,7 +123,8 @@ def _unresolved(surface: Surface, per_var: dict[str, dict[str, Finding]], the_ga
             todo.append(("minimum", v))
         for kind, name in (("barrier", "barrier"), ("grid_sharpness", "sharpness")):
             f = e.get(kind)
-            if f is not None and f.resolved is False and (f.value or 0) > 0:
+            if (f is not None and f.resolved is False and (f.value or 0) > 0
+                    and getattr(f, "above_roundoff", True)):  # no sample size lifts round-off
                 todo.append((name, v))
     out = [samples_needed(surface, f, variable=v, z=z, epsilon=epsilon) for f, v in todo]
     if the_gap is not None and the_gap.resolved is False and the_gap.value != 0:

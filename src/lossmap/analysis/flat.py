@@ -14,6 +14,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,7 +27,7 @@ from ..surface import Surface
 from .common import ROUNDOFF_SAFETY, _check_surface, _eps, _evidence, _floor, _values
 from .finding import Flatness
 
-__all__ = ["LORA_FLAT", "flatness", "inert_lora", "warn_inert_directions"]
+__all__ = ["LORA_FLAT", "flatness", "inert_lora", "partner", "warn_inert_directions"]
 
 LORA_FLAT = (
     "the {what} is flat: the LoRA B matrices are zero, so moving A changes nothing; "
@@ -129,16 +132,34 @@ def inert_lora(direction: Mapping[str, Any], params: Mapping[str, Any]) -> list[
     >>> inert_lora({"l.lora_A.default.weight": torch.randn(2, 3)}, params)
     []
     """
-    if not any("lora_A" in k for k in direction):
+    if not any(_LORA_A.search(k) for k in direction):
         return []
+    for k, t in direction.items():  # anything else moved: the direction can move the output
+        if not _LORA_A.search(k) and bool(t.ne(0).any()):
+            return []
     moved = [k for k, t in direction.items() if bool(t.ne(0).any())]
-    if not moved or not all("lora_A" in k for k in moved):
-        return []
     for k in moved:
-        b = params.get(k.replace("lora_A", "lora_B"))
+        b = params.get(partner(k))
         if b is None or bool(b.ne(0).any()):
             return []
     return moved
+
+
+#: peft's adapter A matrices (``lora_A``, ``lora_embedding_A``), named as a path component
+_LORA_A = re.compile(r"(^|\.)lora_(embedding_)?A(\.|$)")
+
+
+def partner(name: str) -> str:
+    """The LoRA B matrix paired with A matrix ``name`` (the adapter's own name is kept).
+
+    Examples
+    --------
+    >>> partner("h.0.attn.lora_A.lora_A_run.weight")
+    'h.0.attn.lora_B.lora_A_run.weight'
+    >>> partner("wte.lora_embedding_A.default")
+    'wte.lora_embedding_B.default'
+    """
+    return _LORA_A.sub(lambda m: f"{m[1]}lora_{m[2] or ''}B{m[3]}", name, count=1)
 
 
 def warn_inert_directions(
@@ -152,15 +173,36 @@ def warn_inert_directions(
         The scan's directions.
     params : mapping of str to Tensor
         The centre's parameters.
+
+    The warning points at the user's line (the first frame outside lossmap),
+    whether it came through ``lm.scan`` or ``lm.plan_scan``.
     """
-    inert = [i for i, d in enumerate(directions) if inert_lora(d, params)]
+    inert = {i: found for i, d in enumerate(directions) if (found := inert_lora(d, params))}
     if not inert:
         return
-    what = (
-        "plane"
-        if len(directions) == 2 and len(inert) == 2
-        else "line"
-        if len(directions) == 1
-        else f"direction {inert[0]}"
+    # another direction that moves a matching B makes A matter off its own axis
+    others = {k for i, d in enumerate(directions) if i not in inert
+              for k, t in d.items() if bool(t.ne(0).any())}
+    if any(partner(k) in others for found in inert.values() for k in found):
+        what = ", ".join(f"line along direction {i} (the other coordinates at 0)"
+                         for i in inert)
+    elif len(inert) == len(directions):
+        what = {1: "line", 2: "plane"}.get(len(directions), "slice")
+    else:
+        what = ", ".join(f"line along direction {i}" for i in inert)
+    first = next(iter(inert.values()))
+    warnings.warn(
+        LORA_FLAT.format(what=what)
+        + f" ({sum(map(len, inert.values()))} A tensors, e.g. {first[0]!r})",
+        UserWarning,
+        stacklevel=_outside_lossmap(),
     )
-    warnings.warn(LORA_FLAT.format(what=what), UserWarning, stacklevel=3)
+
+
+def _outside_lossmap() -> int:
+    """The ``stacklevel`` of the first caller outside the lossmap package."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -227,7 +227,8 @@ def _barrier(f: Any) -> str:
         why = "; ".join(f"the end model at {c} = {x} {_state(s, v)}" for x, s, v in ends)
         return f"undetermined: {why}"
     if not f.above_roundoff:
-        text = "no barrier: the loss stays on or below the chord between the end losses"
+        text = ("no barrier: the loss stays on the chord between the end losses, or below it, "
+                "within round-off")
     else:
         text = f"a barrier of {f.value:.4g} above the chord at {c} = {f.at:.3g}"
         if f.se is None:

@@ -34,8 +34,8 @@ _UNPACK = dis.opmap["UNPACK_SEQUENCE"]
 
 def _unpacked_into(frame: FrameType | None) -> int | None:
     """How many names the caller unpacks into (``a, b, c = x``), else None."""
-    if frame is None:
-        return None
+    if frame is None or sys.implementation.name != "cpython":
+        return None  # the bytecode is CPython's: elsewhere every unpacking is the new one
     code, i = frame.f_code.co_code, frame.f_lasti
     if 0 <= i < len(code) - 1 and code[i] == _UNPACK:
         return code[i + 1]
@@ -94,6 +94,17 @@ class Directions(tuple):
     def __iter__(self) -> Iterator[Any]:
         legacy = self.__dict__.get("_legacy")
         if legacy is not None and _unpacked_into(sys._getframe(1)) == len(legacy[0]):
+            if len(legacy[0]) == tuple.__len__(self):
+                # ``d1, d2 = lm.pca_directions(...)`` (n=2) reads both ways: the new reading
+                # wins, and the 0.1 caller is told, visibly, what changed
+                warnings.warn(
+                    f"unpacked into {len(self)} names: these are the {len(self)} directions "
+                    f"(0.1 returned a pair here, now {', '.join(self._meta)} "
+                    "is an attribute of the result); index the result (dirs[0]) to silence this",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+                return tuple.__iter__(self)
             warnings.warn(legacy[1], DeprecationWarning, stacklevel=2)
             return iter(legacy[0])
         return tuple.__iter__(self)

@@ -95,6 +95,7 @@ class ScanOptions:
     seed: int = field(
         default=0,
         metadata=about(
+            check=lambda v: C.check_int(v, "seed", minimum=0),
             flag="--seed",
             record="spec",
             help="seed of the samples subset (on the command line also of the directions)",
@@ -168,6 +169,7 @@ class ScanOptions:
     channels_last: bool | None = field(
         default=None,
         metadata=about(
+            check=lambda v: None if v is None else C.check_bool(v, "channels_last"),
             help="image batches in channels-last layout (default: on for 4-D data and "
             "a model with Conv2d layers)"
         ),
@@ -175,6 +177,7 @@ class ScanOptions:
     compile: bool = field(
         default=False,
         metadata=about(
+            check=lambda v: C.check_bool(v, "compile"),
             flag="--compile",
             help="evaluate each point through torch.compile (pays off on long scans)",
         ),
@@ -192,12 +195,14 @@ class ScanOptions:
     progress: bool = field(
         default=True,
         metadata=about(
+            check=lambda v: C.check_bool(v, "progress"),
             flag="--no-progress", yaml=False, record="run", help="hide the progress bar"
         ),
     )
     profile: bool = field(
         default=False,
         metadata=about(
+            check=lambda v: C.check_bool(v, "profile"),
             flag="--profile",
             yaml=False,
             record="run",

@@ -208,8 +208,11 @@ def plan_scan(
 def _reach(params: Mapping[str, torch.Tensor], dirs: Sequence[Direction]) -> dict:
     """The largest magnitude of the centre's weights and of each direction (for the grid check)."""
     def top(tensors: Any) -> float:  # plain tensors (a sharded model's DTensors: not read)
-        return max((float(t.detach().abs().max()) for t in tensors if t.is_floating_point()
-                    and t.numel() and not hasattr(t, "placements")), default=0.0)
+        # finite values only: a weight that is already nan/inf makes its points diverge,
+        # which the scan reports; the check is about the grid pushing finite weights over
+        return max((float(t.detach().abs().nan_to_num(0.0, 0.0, 0.0).max()) for t in tensors
+                    if t.is_floating_point() and t.numel() and not hasattr(t, "placements")),
+                   default=0.0)
 
     return {"centre": top(params.values()), "directions": [top(d.values()) for d in dirs]}
 

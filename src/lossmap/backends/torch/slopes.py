@@ -146,7 +146,8 @@ def centre_slopes(
     candidates = {name: fn for name, fn in metrics.items()
                   if not any(fn is p for p in PIECEWISE_CONSTANT)}
     out: dict[str, list[dict[str, float]]] = {}
-    with preserved(model), torch.autocast(device.type, enabled=False):
+    # fused attention kernels have no forward-mode rule: the math kernel, once for the pass
+    with preserved(model), torch.autocast(device.type, enabled=False), differentiable_attention():
         for split in splits:
             slopes = _split_slopes(model, candidates, primal, fixed, tangents, split, device,
                                    batch_size)
@@ -186,8 +187,7 @@ def _split_slopes(model, metrics, primal, fixed, tangents, split, device, batch_
             return tuple(out)
 
         for i, tangent in enumerate(tangents):
-            with differentiable_attention():  # fused attention has no forward-mode rule
-                values, dots = jvp(terms, (primal,), (tangent,))
+            values, dots = jvp(terms, (primal,), (tangent,))
             for j, n in enumerate(names):
                 if n in kept:
                     slopes[n][i].append(as_numpy(dots[2 * j]))
