@@ -138,7 +138,8 @@ def test_pca_path_in_meta_equals_project(ckpt, tmp_path, capsys):
     assert code == 0, err
     surf = lm.load(out)
     files = sorted((ckpt["run"] / "checkpoints").glob("*.safetensors"))
-    dirs, ratio = lm.pca_directions(files, 2, model=tiny.make_model())
+    dirs = lm.pca_directions(files, 2, model=tiny.make_model())
+    ratio = dirs.explained_variance_ratio
     np.testing.assert_allclose(surf.meta["path"], lm.project(files, dirs), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(surf.meta["explained_variance_ratio"], ratio, rtol=1e-12)
     assert surf.meta["trajectory"] == [str(f) for f in files]
@@ -164,8 +165,9 @@ def test_hessian_directions_and_eigenvalues(ckpt, tmp_path, capsys):
     assert code == 0, err
     surf = lm.load(out)
     model, data = tiny.make_model(), tiny.make_data()
-    vals, dirs = lm.hessian_eigenpairs(model, nn.CrossEntropyLoss(), {"train": data["train"]},
-                                       k=3, centre=ckpt["states"]["B"])
+    dirs = lm.hessian_eigenpairs(model, nn.CrossEntropyLoss(), {"train": data["train"]},
+                                 n=3, centre=ckpt["states"]["B"])
+    vals = dirs.eigenvalues
     h = surf.meta["hessian"]
     np.testing.assert_allclose(h["eigenvalues"], vals, rtol=1e-6)
     assert h["split"] == "train" and h["k"] == 3
@@ -180,7 +182,7 @@ def test_hessian_directions_and_eigenvalues(ckpt, tmp_path, capsys):
                         "--grid=-1:1:3")
     assert code == 0, err
     surf = lm.load(out)
-    (want,), _ = lm.hessian_eigenpairs(model, nn.CrossEntropyLoss(), data["test"], k=1)
+    (want,) = lm.hessian_eigenpairs(model, nn.CrossEntropyLoss(), data["test"], n=1).eigenvalues
     assert surf.dims == ("alpha",) and surf.meta["hessian"]["split"] == "test"
     assert surf.meta["hessian"]["eigenvalues"][0] == pytest.approx(want, rel=1e-6)
 
@@ -206,7 +208,7 @@ def test_hessian_command(tmp_path, capsys):
     assert "top-2 eigenvalues" in out and "trace" in out and "density" in out
     r = json.loads(js.read_text())
     model, (X, y) = tiny.make_model(), tiny.make_data()["train"]
-    vals, _ = lm.hessian_eigenpairs(model, nn.CrossEntropyLoss(), (X, y), k=2)
+    vals = lm.hessian_eigenpairs(model, nn.CrossEntropyLoss(), (X, y), n=2).eigenvalues
     np.testing.assert_allclose(r["eigenvalues"], vals, rtol=1e-6)
     est, se = lm.hessian_trace(model, nn.CrossEntropyLoss(), (X, y), probes=4)
     assert r["trace"] == {"estimate": pytest.approx(est), "standard_error": pytest.approx(se),
