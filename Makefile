@@ -9,7 +9,17 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 # Optional extras installed with lossmap: the tests cover every one of them (the JAX
 # backend, VTK and HDF5 files, the training callbacks, the notebooks, the docs site).
-EXTRAS ?= dev,jax,vtk,li,hf,lightning,notebooks,docs
+EXTRAS ?= dev,jax,vtk,li,hf,lightning,notebooks,docs,topology
+# The curvature engine (extra `curvature`: curvlinops) and the peer libraries the tests
+# compare against (PyHessian, hessian-eigenthings, landscaper). backpack-for-pytorch,
+# curvlinops' dependency, asks for torchvision, and landscaper's topopy for numpy < 2: from
+# PyPI those would replace the CPU torch with a CUDA build and downgrade numpy. So these go
+# in without their dependencies, which are listed in PEERDEPS (nothing here needs torchvision;
+# topopy and nglpy load with numpy 2). Elsewhere, `pip install lossmap[curvature]` is enough.
+NODEPS ?= curvlinops-for-pytorch==3.0.1 backpack-for-pytorch==1.7.1 unfoldNd==0.2.3 \
+          einconv==0.1.0 linear_operator==0.6.1 pyhessian==0.1 hessian-eigenthings==1.0.0a5 \
+          landscaper==1.3.1 topopy==1.0.4 nglpy==1.1.7
+PEERDEPS ?= einops opt-einsum treelib drawsvg coloraide six pyDOE "ghalton<0.6.2"
 
 # Debian packages the demo and the tests use: the Fashion-MNIST files, a
 # headless browser for the report test, ffmpeg for the MP4 animations. Installed only when missing and when
@@ -32,12 +42,14 @@ system-deps:
 	  fi; \
 	fi
 
-$(VENV)/.stamp: pyproject.toml
+$(VENV)/.stamp: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@if [ -n "$(TORCH)" ] && ! $(PY) -c "import torch" 2>/dev/null; then \
 	    echo "installing $(TORCH) (CPU build)"; $(PY) -m pip install --quiet "$(TORCH)"; fi
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet $(PEERDEPS)
+	$(PY) -m pip install --quiet --no-deps $(NODEPS)
 	touch $@
 
 setup: $(VENV)/.stamp system-deps
