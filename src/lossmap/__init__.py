@@ -11,7 +11,7 @@ from .analysis.barriers import barrier
 from .analysis.geometry import basin_width, convexity_map, gradient_field
 from .analysis.minima import BarrierMatrix, barrier_matrix
 from .analysis.samples import samples_needed
-from .analysis.sharpness import grid_sharpness, sharpness
+from .analysis.sharpness import grid_sharpness
 from .callbacks.recorder import TrajectoryRecorder
 from .curves.curve import Curve
 from .curves.fit import curve
@@ -25,9 +25,12 @@ from .errors import InputError, InputTypeError, LossmapError, StoreError
 from .hessian.eigen import curvature, hessian_eigenpairs, hvp
 from .hessian.spectral import broaden, hessian_density, hessian_trace, slq_nodes_weights
 from .scan.api import load_directions, scan
+from .scan.design import Design, design
+from .scan.estimate import Estimate, estimate
 from .scan.path import curve_plane
 from .scan.plan import Plan, ScanOptions, plan_scan
 from .scan.spec import Axis, ScanSpec
+from .sharpness.api import sharpness
 from .surface import Surface, load
 from .version import __version__
 
@@ -35,8 +38,10 @@ __all__ = [
     "Axis",
     "BarrierMatrix",
     "Curve",
+    "Design",
     "Direction",
     "Directions",
+    "Estimate",
     "InputError",
     "InputTypeError",
     "LossmapError",
@@ -56,6 +61,8 @@ __all__ = [
     "curvature",
     "curve",
     "curve_plane",
+    "design",
+    "estimate",
     "fitted_grid",
     "gradient_field",
     "grid_sharpness",

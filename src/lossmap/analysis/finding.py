@@ -38,6 +38,7 @@ __all__ = [
     "Minimum",
     "SamplesNeeded",
     "Sharpness",
+    "SharpnessMeasure",
     "Slope",
     "plain",
 ]
@@ -372,6 +373,54 @@ class Sharpness(Finding):
     split: str = "data"
     n_directions: int = 0
     evaluations: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SharpnessMeasure(Finding):
+    """A sharpness measure of :func:`lossmap.sharpness` (``value``: the rise, or σ for PAC-Bayes).
+
+    ``measure`` ("worst", "average", "pac-bayes", "random"), ``rho``,
+    ``norm``, ``adaptive``, ``m``; ``centre_loss`` (L at the centre),
+    ``perturbed_loss`` (L at the point found, the mean over the draws for
+    "average", at σ for "pac-bayes"), ``direction`` (the perturbation δ
+    found, a :class:`~lossmap.directions.Direction`: ``lm.scan`` at α = 1
+    reaches the point found; None for "pac-bayes"), ``units`` (the batches
+    or draws ``se`` is over), ``gradient_evaluations`` and ``evaluations``
+    (forward passes over a unit), ``steps``, ``restarts``, ``draws``,
+    ``split``, ``per_unit`` (each unit's rise, first 64).
+    """
+
+    kind: ClassVar[str] = "sharpness_measure"
+    measure: str = "worst"
+    rho: float = 0.0
+    norm: str = "l2"
+    adaptive: bool = True
+    m: int | None = None
+    centre_loss: float | None = None
+    perturbed_loss: float | None = None
+    direction: Any = field(default=None, repr=False)
+    units: int = 1
+    gradient_evaluations: int = 0
+    evaluations: int = 0
+    steps: int = 0
+    restarts: int = 0
+    draws: int = 0
+    split: str = "data"
+    per_unit: tuple[float, ...] = ()
+
+    @property
+    def perturbation(self) -> Any:
+        """The perturbation found (= ``direction``)."""
+        return self.direction
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-safe data; the direction as its norm, size and fingerprint."""
+        out = super().to_dict()
+        d = self.direction
+        out["direction"] = None if d is None else {
+            "norm": float(d.norm()), "tensors": len(d),
+            "values": int(sum(t.numel() for t in d.values())), "fingerprint": d.fingerprint()}
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -335,6 +335,25 @@ def _sharpness(f: Any) -> str:
     )
 
 
+_MEASURES = {"worst": "worst-case", "average": "average-case (Gaussian)",
+             "random": "random-direction"}
+
+
+def _sharpness_measure(f: Any) -> str:
+    how = ("adaptive (scaled by |w|)" if f.adaptive else "plain") + (
+        f", {f.m}-sharpness" if f.m else "")
+    if f.measure == "pac-bayes":
+        return (f"PAC-Bayes flatness: Gaussian noise of σ = {_pm(f)} "
+                f"({'magnitude-aware' if f.adaptive else 'plain'}) raises "
+                f"the {f.split} loss by {f.rho:g} on average (from {_number(f.centre_loss)})")
+    ball = f"{'ℓ∞ box' if f.norm == 'linf' else 'ℓ2 ball'} of radius ρ = {f.rho:g}"
+    if f.measure == "average":
+        ball = f"σ = ρ = {f.rho:g} per weight"
+    return (f"{_MEASURES[f.measure]} sharpness, {how}, {ball}: the {f.split} loss rises by "
+            f"{_pm(f)} (from {_number(f.centre_loss)} to "
+            f"{_number(f.perturbed_loss)}; {f.units} unit{'s' if f.units != 1 else ''})")
+
+
 def _gap(f: Any) -> str:
     (a, b), m = f.splits, f.variable
     where = (
@@ -430,6 +449,7 @@ _RENDER: dict[str, Callable[[Any], str]] = {
     "basin_width": _basin,
     "grid_sharpness": _grid_sharpness,
     "sharpness": _sharpness,
+    "sharpness_measure": _sharpness_measure,
     "gap": _gap,
     "convexity_map": _convexity_map,
     "flatness": _flatness,
