@@ -25,8 +25,6 @@ from .errors import InputError, InputTypeError, LossmapError, StoreError
 from .hessian.eigen import curvature, hessian_eigenpairs, hvp
 from .hessian.spectral import broaden, hessian_density, hessian_trace, slq_nodes_weights
 from .scan.api import load_directions, scan
-from .scan.design import Design, design
-from .scan.estimate import Estimate, estimate
 from .scan.path import curve_plane
 from .scan.plan import Plan, ScanOptions, plan_scan
 from .scan.spec import Axis, ScanSpec
@@ -38,10 +36,8 @@ __all__ = [
     "Axis",
     "BarrierMatrix",
     "Curve",
-    "Design",
     "Direction",
     "Directions",
-    "Estimate",
     "InputError",
     "InputTypeError",
     "LossmapError",
@@ -61,8 +57,6 @@ __all__ = [
     "curvature",
     "curve",
     "curve_plane",
-    "design",
-    "estimate",
     "fitted_grid",
     "gradient_field",
     "grid_sharpness",
