@@ -189,9 +189,7 @@ def trace_estimate(
     }[method]
     with _seeded(seed, op.device), _full_rank(method, used):
         value = float(run(op, used, distribution=distribution))
-    terms = {"hutchinson": _hutchinson_terms, "hutch++": _hutchpp_terms, "xtrace": _xtrace_terms}[
-        method
-    ](op.calls)
+        terms = TERMS[method](op.calls)
     se = _se(terms)
     return TraceEstimate(
         value=value,
@@ -393,6 +391,9 @@ def _xtrace_parts(calls):
     """W, A·W, Q, A·Q and the normalised columns S of (Rᵀ)⁻¹ (Epperly et al.)."""
     (W, AW), (Q, AQ) = calls
     _, R = torch.linalg.qr(AW)
+    r = R.diagonal().abs()
+    if not r.min() > 100 * torch.finfo(R.dtype).eps * r.max() * R.shape[0]:
+        raise torch.linalg.LinAlgError("the sketch A·W is rank-deficient")  # _full_rank says why
     RT_inv = torch.linalg.inv(R.T)
     S = RT_inv / (RT_inv**2).sum(0).sqrt()
     return W, AW, Q, AQ, S
@@ -408,6 +409,9 @@ def _xtrace_terms(calls) -> torch.Tensor:
     QtAPW = Q.T @ APW
     PAPW = APW - Q @ (QtAPW - S * (S * QtAPW).sum(0))
     return sketch + (W * PAPW).sum(0)
+
+
+TERMS = {"hutchinson": _hutchinson_terms, "hutch++": _hutchpp_terms, "xtrace": _xtrace_terms}
 
 
 def _hutchinson_diagonals(calls) -> torch.Tensor:
