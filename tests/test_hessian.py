@@ -24,6 +24,10 @@ from lossmap.hessian.spectral import broaden, hessian_density, hessian_trace, sl
 DIM = 30
 F64 = torch.float64
 
+# The six 0.1 functions are thin calls on lm.curvature_operator and warn (FutureWarning)
+# for one release; the warning itself is checked in test_old_functions_warn_naming_the_new_call.
+pytestmark = pytest.mark.filterwarnings("ignore:lm\\..*is deprecated:FutureWarning")
+
 
 # -- the quadratic model: L(w) = ½ wᵀAw + bᵀw, so H = A everywhere -------------
 
@@ -489,3 +493,16 @@ def _deprecation_case():
     net = torch.nn.Linear(3, 1, bias=False).double()
     X = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
     return net, torch.nn.MSELoss(), (X, torch.zeros(3, 1).double())
+
+
+@pytest.mark.parametrize("call, new", [
+    (lambda m, lf, d: hvp(m, lf, d, {"weight": torch.ones(1, 3, dtype=F64)}), "matvec"),
+    (lambda m, lf, d: curvature(m, lf, d, {"weight": torch.ones(1, 3, dtype=F64)}), "quadratic"),
+    (lambda m, lf, d: hessian_eigenpairs(m, lf, d, n=1), "eigenpairs"),
+    (lambda m, lf, d: hessian_trace(m, lf, d, probes=2), "trace"),
+    (lambda m, lf, d: hessian_density(m, lf, d, n_lanczos=3, probes=1), "density"),
+    (lambda m, lf, d: slq_nodes_weights(m, lf, d, n_lanczos=3, probes=1), "nodes_weights"),
+])
+def test_old_functions_warn_naming_the_new_call(call, new):
+    with pytest.warns(FutureWarning, match=rf"lm\.curvature_operator\(.*\)\.{new}\("):
+        call(*_deprecation_case())

@@ -1,9 +1,9 @@
-"""Curvature of the loss through Hessian-vector products; the Hessian is never formed.
+"""The 0.1 Hessian functions, thin calls on :func:`lossmap.curvature_operator` (deprecated).
 
-* :mod:`.operator` — the Hessian of the mean loss over one split, as an operator.
-* :mod:`.checks` — argument checks shared by every Hessian function.
 * :mod:`.eigen` — :func:`hvp`, :func:`curvature`, :func:`hessian_eigenpairs`.
 * :mod:`.spectral` — trace (Hutchinson) and spectral density (stochastic Lanczos).
+
+Each warns (``FutureWarning``) naming the operator call that replaces it.
 """
 
 from .eigen import curvature, hessian_eigenpairs, hvp

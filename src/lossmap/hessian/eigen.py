@@ -1,19 +1,13 @@
-"""Curvature of the loss: Hessian-vector products, eigenpairs, curvature along a direction.
+"""The 0.1 Hessian functions, now thin calls on :func:`lossmap.curvature_operator`.
 
 Everything here is about the Hessian H of the *mean* loss over one split,
 
     L(θ) = Σ_b (n_b / N) · loss_fn(f(X_b; θ), y_b),
 
-taken with respect to the model's parameters (all of ``named_parameters()``,
-or the subset named by ``params=``) at a centre θ (default: the current
-weights). The model runs in evaluation mode (BatchNorm uses its running
-statistics, dropout is off) through ``torch.func.functional_call``; the
-user's module comes back bit-identical. ``loss_fn(outputs, targets)`` must
-return the batch *mean*, so that weighting batches by their sizes gives the
-exact mean over the split whatever the batch size.
-
-H is never formed: every function uses products H·v. The spectral estimates
-(trace, density) live in :mod:`lossmap.hessian.spectral`.
+with respect to the model's parameters (all, or ``params=``) at a centre θ.
+Each function builds ``lm.curvature_operator(model, loss_fn, data,
+kind="hessian", ...)`` and calls one method on it, and warns once per call
+site (``FutureWarning``) naming that call; they go in the next release.
 
 Precision: products are computed in the parameters' dtype (or ``dtype=``) and
 accumulated over batches in float64. In float32 they carry a relative error of
@@ -27,21 +21,32 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from ..curvature.api import curvature_operator
+from ..curvature.data import DEFAULT_BATCH, DEVICE_DATA_BUDGET  # noqa: F401
+from ..curvature.operator import CurvatureOperator
 from ..directions.result import Directions
-from ..errors import InputError
 
-# DEFAULT_BATCH and DEVICE_DATA_BUDGET live in _hessian_op; they stay importable from here.
-from .checks import _check_int
-from .operator import DEFAULT_BATCH, DEVICE_DATA_BUDGET, LossFn, _check_direction, _hessian_of  # noqa: F401
-
-WHICH = {"largest": "LA", "smallest": "SA", "magnitude": "LM"}
+LossFn = Any
 
 
-# -- public functions -------------------------------------------------------------
+def moved(old: str, new: str) -> None:
+    """The FutureWarning of a 0.1 Hessian function, pointing at the user's line."""
+    warnings.warn(
+        f"lm.{old}(...) is deprecated and goes in the next release: use {new}",
+        FutureWarning,
+        stacklevel=3,
+    )
+
+
+def hessian_of(model: nn.Module, loss_fn: Any, data: Any, options: dict) -> CurvatureOperator:
+    """``lm.curvature_operator(..., kind="hessian")`` with the 0.1 functions' shared options."""
+    shared = ("centre", "device", "batch_size", "samples", "seed", "params", "dtype")
+    return curvature_operator(
+        model, loss_fn, data, kind="hessian", **{k: options[k] for k in shared}
+    )
 
 
 def hvp(
@@ -106,13 +111,10 @@ def hvp(
     >>> bool(torch.allclose(Hv["weight"], (2 / 20) * X.T @ X @ torch.ones(3).double()))
     True
     """
-    with _hessian_of(
-        model, loss_fn, data, centre=centre, device=device, batch_size=batch_size,
-        samples=samples, seed=seed, params=params, dtype=dtype,
-    ) as op:  # fmt: skip
-        v = op.flatten(_check_direction(vector, op, what="vector"))
-        hv = op.apply(v[None])[0]
-        return {k: t.cpu() for k, t in op.unflatten(hv).items()}
+    moved("hvp", "lm.curvature_operator(model, loss_fn, data).matvec(vector)")
+    op = hessian_of(model, loss_fn, data, locals())
+    hv = op.matvec(vector)
+    return {k: hv[k].to(op._engine.dtype) for k in op.names}
 
 
 def curvature(
@@ -155,17 +157,9 @@ def curvature(
     >>> round(curvature(net, torch.nn.MSELoss(), (X, y), {"weight": torch.tensor([[0.0, 1.0]])}), 6)
     9.0
     """
-    with _hessian_of(
-        model, loss_fn, data, centre=centre, device=device, batch_size=batch_size,
-        samples=samples, seed=seed, params=params, dtype=dtype,
-    ) as op:  # fmt: skip
-        d = op.flatten(_check_direction(direction, op, what="direction"))
-        nn2 = float(d @ d)
-        if nn2 == 0.0:
-            raise InputError(
-                "the direction is zero on the parameters: curvature needs a nonzero direction"
-            )
-        return float(d @ op.apply(d[None])[0]) / nn2
+    moved("curvature", "lm.curvature_operator(model, loss_fn, data).quadratic(direction)")
+    op = hessian_of(model, loss_fn, data, locals())
+    return op.quadratic(direction)
 
 
 def hessian_eigenpairs(
@@ -247,74 +241,42 @@ def hessian_eigenpairs(
     >>> dirs[0].meta["kind"], round(dirs[0].norm(), 6)
     ('hessian', 1.0)
     """
-    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
-
-    if which not in WHICH:
-        raise InputError(
-            f"which={which!r} must be one of {', '.join(map(repr, WHICH))} "
-            "(largest / smallest algebraic eigenvalues, or largest magnitude)"
-        )
+    moved(
+        "hessian_eigenpairs", "lm.curvature_operator(model, loss_fn, data).eigenpairs(k, which=...)"
+    )
     if k is not None:
-        warnings.warn("hessian_eigenpairs(k=...) is deprecated: use n=... (the same number)",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "hessian_eigenpairs(k=...) is deprecated: use n=... (the same number)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         n = k
-    _check_int(n, "n", minimum=1)
-    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0:
-        raise InputError(f"tol={tol!r} must be a number >= 0 (relative accuracy)")
-    _check_int(maxiter, "maxiter", minimum=1)
-    with _hessian_of(
-        model, loss_fn, data, centre=centre, device=device, batch_size=batch_size,
-        samples=samples, seed=seed, params=params, dtype=dtype,
-    ) as op:  # fmt: skip
-        if n >= op.n:
-            raise InputError(
-                f"n={n} must be < the number of parameters ({op.n}): ARPACK (scipy's eigsh) "
-                f"finds at most {op.n - 1} eigenpairs; lower n, or for a model this small "
-                "compute the dense Hessian (torch.func.hessian) and use numpy.linalg.eigh"
-            )
-        if ncv is not None:
-            _check_int(ncv, "ncv", minimum=n + 1)
-            if ncv > op.n:
-                raise InputError(f"ncv={ncv} must be <= the number of parameters ({op.n})")
-        v0 = np.random.default_rng(seed).standard_normal(op.n)  # (n,) private generator
-        A = LinearOperator((op.n, op.n), matvec=op.matvec, dtype=np.float64)
-        try:
-            vals, vecs = eigsh(
-                A, k=n, which=WHICH[which], tol=float(tol), v0=v0, maxiter=maxiter, ncv=ncv
-            )  # vals (n,), vecs (parameters, n)
-        except ArpackNoConvergence as exc:
-            raise InputError(
-                f"eigsh found only {len(exc.eigenvalues)} of n={n} eigenpairs within "
-                f"maxiter={maxiter} restarts ({op.products} Hessian-vector products): raise "
-                "maxiter, loosen tol, raise ncv, or pass dtype=torch.float64 if the model is "
-                "float32 and the eigenvalues are small"
-            ) from None
-        order = {
-            "largest": np.argsort(-vals),
-            "smallest": np.argsort(vals),
-            "magnitude": np.argsort(-np.abs(vals)),
-        }[which]
-        vals, vecs = vals[order], vecs[:, order]
-        dirs = []
-        for i in range(n):
-            v = vecs[:, i] / np.linalg.norm(vecs[:, i])
-            if v[np.argmax(np.abs(v))] < 0:
-                v = -v
-            meta = {
-                "kind": "hessian",
-                "index": i,
-                "eigenvalue": float(vals[i]),
-                "which": which,
-                "params": None if params is None else list(op.names),
-                "seed": seed,
-                "samples": samples,
-                "products": op.products,
-            }
-            dirs.append(op.direction(torch.from_numpy(v), meta))
-        vals = vals.astype(np.float64)
-        return Directions(dirs, {"eigenvalues": vals, "which": which, "products": op.products},
-                          legacy=((vals, dirs), (
-            "unpacking lm.hessian_eigenpairs(...) into (eigenvalues, directions) is deprecated: "
-            "it returns the directions, which lm.scan takes as they are; the eigenvalues are "
-            "result.eigenvalues. Write `dirs = lm.hessian_eigenpairs(...)` and index it "
-            "(dirs[0], dirs[1])")))
+    from .. import checks as C
+    from ..curvature.eigen import check_which
+
+    check_which(which)
+    C.check_int(n, "n", minimum=1)
+    op = hessian_of(model, loss_fn, data, locals())
+    if n >= op.dim:
+        from ..errors import InputError
+
+        raise InputError(
+            f"n={n} must be < the number of parameters ({op.dim}): ARPACK (scipy's eigsh) "
+            f"finds at most {op.dim - 1} eigenpairs; lower n, or for a model this small "
+            "compute the dense Hessian (torch.func.hessian) and use numpy.linalg.eigh"
+        )
+    dirs = op.eigenpairs(n, which, tol=tol, seed=seed, maxiter=maxiter, ncv=ncv, _name="n")
+    vals = dirs.eigenvalues
+    return Directions(
+        list(dirs),
+        dict(dirs.meta),
+        legacy=(
+            (vals, list(dirs)),
+            (
+                "unpacking lm.hessian_eigenpairs(...) into (eigenvalues, directions) is "
+                "deprecated: it returns the directions, which lm.scan takes as they are; "
+                "the eigenvalues are result.eigenvalues. Write "
+                "`dirs = lm.hessian_eigenpairs(...)` and index it (dirs[0], dirs[1])"
+            ),
+        ),
+    )
