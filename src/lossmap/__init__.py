@@ -13,8 +13,6 @@ from .analysis.minima import BarrierMatrix, barrier_matrix
 from .analysis.samples import samples_needed
 from .analysis.sharpness import grid_sharpness
 from .callbacks.recorder import TrajectoryRecorder
-from .curvature.api import curvature_operator
-from .curvature.operator import CurvatureOperator
 from .curves.curve import Curve
 from .curves.fit import curve
 from .curves.neb import neb
@@ -32,13 +30,13 @@ from .scan.plan import Plan, ScanOptions, plan_scan
 from .scan.spec import Axis, ScanSpec
 from .sharpness.api import sharpness
 from .surface import Surface, load
+from .topology import topology
 from .version import __version__
 
 __all__ = [
     "Axis",
     "BarrierMatrix",
     "Curve",
-    "CurvatureOperator",
     "Direction",
     "Directions",
     "InputError",
@@ -58,7 +56,6 @@ __all__ = [
     "broaden",
     "convexity_map",
     "curvature",
-    "curvature_operator",
     "curve",
     "curve_plane",
     "fitted_grid",
@@ -83,6 +80,7 @@ __all__ = [
     "scan",
     "sharpness",
     "slq_nodes_weights",
+    "topology",
 ]
 
 

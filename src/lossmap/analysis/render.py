@@ -441,6 +441,26 @@ def _samples_needed(f: Any) -> str:
     )
 
 
+def _topology(f: Any) -> str:
+    """Basins (resolved of all), the deepest other basin, and SMAD with its bootstrap s.e."""
+    where = lambda c: ", ".join(f"{_sym(d)} = {x:.3g}" for d, x in c.coords.items())  # noqa: E731
+    if f.n_basins_se is not None:
+        lo, hi = f.n_basins_interval
+        count = (f"{f.n_basins} basin(s) resolved of {f.n_minima} minima (deeper than {f.z:g} "
+                 f"paired s.e.; bootstrap s.e. {f.n_basins_se:.2g}, 95% {lo:g}–{hi:g})")
+    else:
+        count = f"{f.n_minima} minima ({NOT_MEASURED}: no depth is judged against noise)"
+    others = [b for b in f.basins if math.isfinite(b.depth)]
+    deepest = ""
+    if others:
+        b = others[0]
+        deepest = (f"; the deepest other basin is {b.depth:.3g} deep at {where(b.minimum)} "
+                   f"({b.share:.1%} of the grid)")
+    smad = f"SMAD {_pm(f)}" if f.se is not None else f"SMAD {f.value:.3g} ({NOT_MEASURED})"
+    walls = f"; {f.diverged} diverged point(s) count as +inf" if f.diverged else ""
+    return f"{count}{deepest}; {smad}{walls}"
+
+
 _RENDER: dict[str, Callable[[Any], str]] = {
     "slope": _slope,
     "convexity": _convexity,
@@ -454,6 +474,7 @@ _RENDER: dict[str, Callable[[Any], str]] = {
     "convexity_map": _convexity_map,
     "flatness": _flatness,
     "samples_needed": _samples_needed,
+    "topology": _topology,
 }
 """The words of each kind of finding (:attr:`Finding.kind`); a new measure adds its own."""
 

@@ -1,0 +1,127 @@
+"""The typed finding :func:`lossmap.topology` returns: minima, persistence pairs, basins, SMAD."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..analysis.finding import Finding, _Fields, plain
+from .merge import MergeTree
+
+__all__ = ["Basin", "Critical", "Pair", "Topology"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Critical(_Fields):
+    """A critical point of the grid: ``index`` (flat), ``where`` (grid index per
+    dimension, or None for sampled points), ``coords`` (dimension → coordinate), ``value``."""
+
+    index: int
+    where: tuple[int, ...] | None
+    coords: dict[str, float]
+    value: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pair(_Fields):
+    """A persistence pair of the sublevel filtration (0-dimensional).
+
+    ``birth`` the minimum's value, ``death`` the value of the saddle where its
+    component merges into an elder one (+inf: never, at a finite level);
+    ``depth`` = death − birth; ``se`` = √(se_birth² + se_death²) (None where
+    not measured); ``resolved``: depth > z · se (None without ``se``; True
+    for an infinite depth: the global minimum's, or a basin walled off by
+    diverged points).
+    """
+
+    birth: float
+    death: float
+    depth: float
+    se: float | None
+    resolved: bool | None
+    minimum: Critical
+    saddle: Critical | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Basin(_Fields):
+    """A basin of the merge tree: its ``minimum``, ``depth`` (its pair's; +inf for one
+    that never merges), ``volume`` (grid cells or points in its sublevel component just
+    before it merges) and ``share`` (volume / all cells), ``resolved`` as its pair's."""
+
+    minimum: Critical
+    depth: float
+    volume: int
+    share: float
+    resolved: bool | None
+    saddle: Critical | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Topology(Finding):
+    """The topology of a scanned function (``value``: SMAD, ``se``: its bootstrap s.e.).
+
+    ``minima`` every local minimum (lowest first), ``pairs`` one persistence
+    pair per minimum (the global one's death +inf), ``basins`` one per
+    minimum (deepest first); ``n_basins`` the basins that are resolved (depth
+    beyond ``z`` paired standard errors, and those that never merge) —
+    every minimum where no standard errors were stored — with
+    ``n_basins_se`` and ``n_basins_interval`` (2.5 and 97.5 percentiles) from
+    the parametric bootstrap; ``n_minima`` all minima; ``graph`` the
+    connectivity (``"grid"``: 2k axis neighbours, ``"knn"``); ``k`` the
+    neighbours of a k-NN graph; ``dims``, ``shape``; ``diverged`` and
+    ``missing`` points (given +inf); ``bootstrap`` draws and ``seed``;
+    ``tree`` the :class:`~lossmap.topology.merge.MergeTree` (not in
+    ``to_dict``).
+    """
+
+    kind: ClassVar[str] = "topology"
+    minima: tuple[Critical, ...] = ()
+    pairs: tuple[Pair, ...] = ()
+    basins: tuple[Basin, ...] = ()
+    n_minima: int = 0
+    n_basins: int = 0
+    n_basins_se: float | None = None
+    n_basins_interval: tuple[float, float] | None = None
+    dims: tuple[str, ...] = ()
+    shape: tuple[int, ...] | None = None
+    graph: str = "grid"
+    k: int | None = None
+    diverged: int = 0
+    missing: int = 0
+    bootstrap: int = 0
+    seed: int | None = None
+    tree: MergeTree | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def smad(self) -> float | None:
+        """The saddle–minimum average distance (= ``value``)."""
+        return self.value
+
+    @property
+    def smad_se(self) -> float | None:
+        """Its standard error (= ``se``; parametric bootstrap)."""
+        return self.se
+
+    @property
+    def diagram(self) -> np.ndarray:
+        """The persistence diagram as an array of ``(birth, death)`` rows (shape (m, 2))."""
+        return np.array([(p.birth, p.death) for p in self.pairs], dtype=np.float64).reshape(-1, 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe fields (``kind`` first; the merge tree left out; +inf → None)."""
+        out = {k: v for k, v in super().to_dict().items() if k != "tree"}
+        out["smad"], out["smad_se"] = plain(self.value), plain(self.se)
+        return out
+
+
+def depth_resolved(depth: float, se: float | None, z: float) -> bool | None:
+    """``depth > z · se``; None without ``se``; True for an infinite depth (nothing to merge)."""
+    if not math.isfinite(depth):
+        return None if se is None else True
+    if se is None or not math.isfinite(se):
+        return None
+    return bool(depth > z * se)
