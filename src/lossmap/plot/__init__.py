@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .animate import centre_animation, path_animation, save_animation
     from .animate_mpl import centre_animation_mpl, path_animation_mpl
     from .between import curve_on_plane, figure_paths, plot_barrier_matrix
+    from .eos import plot_eos
     from .extra import plot_convexity_map, plot_density, plot_eigenvalues, plot_gradient
     from .figures import figure_lines, figure_planes, save
     from .interactive import contour_figure, line_figure, surface_figure, to_html
@@ -58,6 +59,7 @@ _WHERE = {
     "plot_gradient": "extra",
     "plot_models": "paths",
     "plot_path": "paths",
+    "plot_eos": "eos",
 }
 
 __all__ = [
@@ -79,6 +81,7 @@ __all__ = [
     "plot_convexity_map",
     "plot_density",
     "plot_eigenvalues",
+    "plot_eos",
     "plot_gradient",
     "plot_heatmap",
     "plot_history",
