@@ -13,6 +13,7 @@ from .analysis.minima import BarrierMatrix, barrier_matrix
 from .analysis.samples import samples_needed
 from .analysis.sharpness import grid_sharpness
 from .callbacks.recorder import TrajectoryRecorder
+from .compare import compare
 from .curves.curve import Curve
 from .curves.fit import curve
 from .curves.neb import neb
@@ -54,6 +55,7 @@ __all__ = [
     "barrier_matrix",
     "basin_width",
     "broaden",
+    "compare",
     "convexity_map",
     "curvature",
     "curve",

@@ -133,6 +133,7 @@ def _plugins() -> dict:
     """Subcommands that live in their own modules (each has add_parser and run)."""
     from .. import demo
     from . import align as align_cli
+    from . import compare as compare_cli
     from . import curve as curve_cli
     from . import hessian as hessian_cli
     from . import import_li as import_cli
@@ -142,7 +143,7 @@ def _plugins() -> dict:
 
     return {"plot": plot_cli, "report": report_cli, "train": train_cli, "demo": demo,
             "hessian": hessian_cli, "import": import_cli, "align": align_cli,
-            "curve": curve_cli}
+            "curve": curve_cli, "compare": compare_cli}
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
