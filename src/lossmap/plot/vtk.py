@@ -10,6 +10,13 @@ it writes neither ``.vts`` nor ``.vtp``.
   ``i + n_alpha * j``.
 - A **line** becomes a ``.vtp`` (``PolyData``) holding one poly-line through
   its ``n_alpha`` points: ``x = alpha``, ``y =`` the height variable, ``z = 0``.
+- A **3-D grid** (``alpha``, ``beta``, ``gamma``) becomes a ``.vti``
+  (``ImageData``, :func:`lossmap.plot.vti.to_vti`): origin and spacing from the evenly spaced
+  coordinates, the value at ``(i, j, k)`` is point ``i + n0 * (j + n1 * k)``;
+  there is no height (ParaView draws isosurfaces with *Contour*, slices with
+  *Slice*), so NaN/inf stay where they are, with ``finite`` to threshold on,
+  and the basins of a :func:`lossmap.topology` as ``basin`` (int32, the
+  position of each point's minimum in ``topology.minima``).
 
 Every variable is point data (float64, exactly the Surface's values), with its
 standard error ``<name>_se`` where measured, ``done`` (uint8, 1 where the
@@ -46,7 +53,7 @@ from ..errors import InputError
 __all__ = ["height_variable", "to_vtk", "vtk_heights"]
 
 #: The suffix a surface of each number of dimensions is written to.
-SUFFIXES = {1: ".vtp", 2: ".vts"}
+SUFFIXES = {1: ".vtp", 2: ".vts", 3: ".vti"}
 
 
 class _Surface(Protocol):  # lossmap.surface.Surface, without importing it (no cycle)
@@ -236,6 +243,13 @@ def to_vtk(surface: _Surface, path: str | os.PathLike, variable: str | None = No
     """  # noqa: E501
     path = Path(path)
     ndim = len(surface.dims)
+    if ndim == 3:
+        from .vti import to_vti
+
+        return to_vti(surface, path, variable)
+    if ndim not in SUFFIXES:
+        raise InputError(f"VTK files are written for 1 to 3 dimensions; this surface has {ndim}: "
+                         "slice it first (e.g. surf.sel(delta=0.0))")
     want = SUFFIXES[ndim]
     if path.suffix != want:
         kind = "a plane" if ndim == 2 else "a line"

@@ -45,7 +45,7 @@ class MergeTree:
         Vertices in each minimum's component just before it dies (one that
         never dies: its whole connected part of the graph).
     nodes : ndarray of int64, shape (q,)
-        The tree's nodes: the minima, then the saddles in the order they entered.
+        The tree's nodes (vertex indices): minima and saddles, in the order they entered.
     parent : ndarray of int64, shape (q,)
         Each node's parent's position in ``nodes`` (−1 for the root).
     label : ndarray of int64, shape (n,)
