@@ -32,6 +32,7 @@ from . import template as T
 from .curvature import curvature_section, meta_findings
 from .evidence import band_note
 from .template import format_value
+from .topology import topology_section
 
 __all__ = ["BASIN_DELTA", "SHARPNESS_EPSILON", "format_value", "write_report"]
 
@@ -226,6 +227,7 @@ def _section(i: int, label: str, surface: Surface, delta: float, epsilon: float)
             "<h3>Numbers</h3>" + T.numbers_table(surface, found.variables),
             "<h3>Figures</h3>" + "".join(_static_figures(path, names) if drawn else empty),
             "<h3>Interactive view</h3>" + "".join(_interactive(surface, names) if drawn else empty),
+            topology_section(surface, names, _png) if drawn else "",
             f'<div class="cols"><div><h3>Scan specification</h3>{T.spec_table(surface)}</div>'
             f"<div><h3>Provenance</h3>{T.provenance_table(surface)}</div></div></section>",
         ]
