@@ -188,6 +188,9 @@ def test_momentum_threshold_and_refusals(tmp_path):
     rec = SharpnessRecorder(tmp_path / "m.json", MSE, (X, y))
     row = rec(model, 0, sgd)
     assert row["two_over_lr"] == pytest.approx(20.0) and row["threshold"] == pytest.approx(38.0)
+    zero = rec.record(model, 1, torch.optim.SGD(model.parameters(), lr=0.0), force=True)
+    assert zero["two_over_lr"] == zero["threshold"] == np.inf  # a schedule's end: no edge
+    assert np.isnan(read_sharpness(tmp_path / "m.json")["two_over_lr"][1])
     with pytest.raises(InputError, match="exists: pass overwrite=True"):
         SharpnessRecorder(tmp_path / "m.json", MSE, (X, y))
     with pytest.raises(InputTypeError, match="pass the torch optimizer"):
@@ -245,3 +248,91 @@ def test_plot_draws_the_recorded_columns(tmp_path):
     assert plot_eos(rec).get_lines()[0].get_ydata().tolist() == r["lambda_max"]
     with pytest.raises(InputTypeError, match=r"pass the recorder's \.json path"):
         plot_eos(3)
+
+
+# -- Lightning and Hugging Face -----------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*LeafSpec")  # Lightning 2.6 on torch 2.13, not lossmap
+def test_the_lightning_callback_measures_and_leaves_training_as_it_was(tmp_path):
+    import lightning.pytorch as L
+
+    from lossmap.callbacks.lightning import SharpnessCallback
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp(4, dropout=0.1)
+            self.losses = []
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            loss = MSE(self(batch[0]), batch[1])
+            self.losses.append(loss.item())
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=0.02)
+
+    X, y = batch(64)
+
+    def fit(callbacks):
+        torch.manual_seed(5)
+        module = Module()
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(X, y), batch_size=8, shuffle=True
+        )
+        trainer = L.Trainer(max_steps=6, accelerator="cpu", logger=False, callbacks=callbacks,
+                            enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False)  # fmt: skip
+        trainer.fit(module, loader)
+        return module
+
+    plain = fit([])
+    module = fit([SharpnessCallback(tmp_path / "s.json", MSE, (X, y), every_steps=3, tol=1e-8)])
+    assert module.losses == plain.losses
+    r = read_sharpness(tmp_path / "s.json")
+    assert r["steps"] == [3, 6] and r["two_over_lr"] == [100.0, 100.0]
+    H = dense_hessian(module.net, X, y)  # the weights after step 6
+    assert r["lambda_max"][-1] == pytest.approx(np.linalg.eigvalsh(H)[-1], rel=1e-10)
+    assert np.isfinite(r["preconditioned_lambda_max"]).all()
+
+
+@pytest.mark.slow
+@pytest.mark.hf
+def test_the_hugging_face_callback_measures_and_leaves_training_as_it_was(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+
+    import lossmap as lm
+    from lossmap.callbacks.huggingface import SharpnessCallback
+
+    ids = torch.randint(0, 32, (24, 8), generator=torch.Generator().manual_seed(0))
+    data = [{"input_ids": x, "labels": x} for x in ids]
+    measure = [{"input_ids": ids[:8], "labels": ids[:8]}]  # one dict batch
+
+    def fit(callbacks, name):
+        torch.manual_seed(0)
+        config = GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=32, n_positions=8,
+                            bos_token_id=0, eos_token_id=0)  # fmt: skip
+        args = TrainingArguments(
+            output_dir=str(tmp_path / name), max_steps=4, per_device_train_batch_size=4,
+            learning_rate=1e-2, lr_scheduler_type="constant", logging_steps=1, report_to=[],
+            use_cpu=True,
+            save_strategy="no", disable_tqdm=True, seed=0,
+        )  # fmt: skip
+        trainer = Trainer(model=GPT2LMHeadModel(config), args=args, train_dataset=data,
+                          callbacks=callbacks)  # fmt: skip
+        trainer.train()
+        return trainer, [h["loss"] for h in trainer.state.log_history if "loss" in h]
+
+    _, plain = fit([], "plain")
+    trainer, losses = fit([SharpnessCallback(tmp_path / "s.json", measure, every_steps=2)], "cb")
+    assert losses == plain
+    r = read_sharpness(tmp_path / "s.json")
+    assert r["steps"] == [2, 4] and r["two_over_lr"] == [200.0, 200.0]
+    assert np.isfinite(r["preconditioned_lambda_max"]).all()
+    fresh = lm.curvature_operator(trainer.model, None, measure).eigenpairs(1)[0]
+    assert r["lambda_max"][-1] == pytest.approx(fresh.meta["eigenvalue"], rel=1e-3)

@@ -14,10 +14,13 @@ Needs ``transformers`` (``pip install lossmap[hf]``), which this module imports;
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from .recorder import TrajectoryRecorder, check_every, check_keep
+from .sharpness import SharpnessRecorder
 
 
 class LossmapCallback(TrainerCallback):
@@ -127,3 +130,65 @@ class LossmapCallback(TrainerCallback):
     ):
         """Record the end point, if training stopped before a recorded step."""
         self._record(kwargs.get("model"), state.global_step)
+
+
+class SharpnessCallback(TrainerCallback):
+    """A ``transformers.TrainerCallback`` that records λmax every ``every_steps`` optimizer steps.
+
+    A :class:`~lossmap.callbacks.sharpness.SharpnessRecorder` into ``out``
+    (made when training begins, on the main process), called after each
+    ``every_steps``-th optimizer step (``state.global_step``) with the
+    Trainer's model and optimizer; draw the file with
+    :func:`lossmap.plot.eos.plot_eos`. Training is left bit-identical.
+
+    Parameters
+    ----------
+    out : str or path
+        The JSON file to write.
+    data : list of dict batches, DataLoader or (X, y)
+        The fixed measurement split.
+    loss_fn : callable or None, default None
+        None: the model's own ``outputs.loss`` (batches carry ``labels``).
+    every_steps : int, default 10
+    **options
+        Passed to :class:`~lossmap.callbacks.sharpness.SharpnessRecorder`
+        (``preconditioned``, ``params``, ``tol``, ``max_hvps``, ``overwrite``, …).
+
+    Examples
+    --------
+    >>> from lossmap.callbacks.huggingface import SharpnessCallback  # doctest: +SKIP
+    >>> cb = SharpnessCallback("sharpness.json", batch, every_steps=20)  # doctest: +SKIP
+    >>> Trainer(model, args, train_dataset=ds, callbacks=[cb]).train()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        data: Any,
+        *,
+        loss_fn: Callable | None = None,
+        every_steps: int = 10,
+        **options: Any,
+    ) -> None:
+        self.out, self.data, self.loss_fn, self.options = out, data, loss_fn, options
+        self.every_steps = check_every(every_steps, "every_steps")
+        #: The :class:`~lossmap.callbacks.sharpness.SharpnessRecorder`, made when training begins.
+        self.recorder: SharpnessRecorder | None = None
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs
+    ):
+        """Make the recorder (checking ``out``)."""
+        if state.is_world_process_zero:
+            self.recorder = SharpnessRecorder(
+                self.out, self.loss_fn, self.data, every=1, **self.options
+            )
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs
+    ):
+        """Measure at every ``every_steps``-th optimizer step."""
+        model, optimizer = kwargs.get("model"), kwargs.get("optimizer")
+        if self.recorder is None or model is None or state.global_step % self.every_steps:
+            return
+        self.recorder.record(model, state.global_step, getattr(optimizer, "optimizer", optimizer))

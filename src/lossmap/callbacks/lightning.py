@@ -34,6 +34,7 @@ except ImportError:  # the older distribution of the same framework
     FRAMEWORK = "pytorch_lightning"
 
 from .recorder import TrajectoryRecorder, check_every, check_keep
+from .sharpness import SharpnessRecorder
 
 
 class LossmapCallback(pl.Callback):
@@ -146,3 +147,73 @@ def _loss_of(outputs: Any) -> torch.Tensor | float:
     if isinstance(outputs, torch.Tensor) and outputs.numel() == 1:
         return outputs.detach().reshape(())
     return math.nan
+
+
+class SharpnessCallback(pl.Callback):
+    """A Lightning ``Callback`` that records λmax every ``every_steps`` optimizer steps.
+
+    A :class:`~lossmap.callbacks.sharpness.SharpnessRecorder` into ``out``
+    (made when training starts, on global zero), called after each
+    ``every_steps``-th optimizer step (``trainer.global_step``) with the
+    LightningModule (its ``forward`` gives the outputs ``loss_fn`` reads) and
+    ``trainer.optimizers[0]``; draw the file with
+    :func:`lossmap.plot.eos.plot_eos`. Training is left bit-identical.
+
+    Parameters
+    ----------
+    out : str or path
+        The JSON file to write.
+    loss_fn : callable
+        ``loss_fn(outputs, targets)``, the batch mean.
+    data : (X, y), DataLoader or iterable of batches
+        The fixed measurement split.
+    every_steps : int, default 10
+    **options
+        Passed to :class:`~lossmap.callbacks.sharpness.SharpnessRecorder`.
+
+    Examples
+    --------
+    >>> from lossmap.callbacks.lightning import SharpnessCallback  # doctest: +SKIP
+    >>> cb = SharpnessCallback("sharpness.json", loss_fn, (X, y), every_steps=20)  # doctest: +SKIP
+    >>> L.Trainer(max_steps=500, callbacks=[cb]).fit(module, loader)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        loss_fn: Any,
+        data: Any,
+        *,
+        every_steps: int = 10,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        self.out, self.loss_fn, self.data, self.options = out, loss_fn, data, options
+        self.every_steps = check_every(every_steps, "every_steps")
+        #: The :class:`~lossmap.callbacks.sharpness.SharpnessRecorder`, made when training starts.
+        self.recorder: SharpnessRecorder | None = None
+        self._step = -1
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Make the recorder (checking ``out``)."""
+        self._step = trainer.global_step
+        if trainer.is_global_zero:
+            self.recorder = SharpnessRecorder(
+                self.out, self.loss_fn, self.data, every=1, **self.options
+            )
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Measure after every ``every_steps``-th optimizer step."""
+        step = trainer.global_step
+        if step == self._step:
+            return  # gradients are still accumulating
+        self._step = step
+        if self.recorder is not None and step % self.every_steps == 0:
+            self.recorder.record(pl_module, step, trainer.optimizers[0], _loss_of(outputs))

@@ -6,6 +6,8 @@ measured step; nothing here changes the optimizer.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -40,8 +42,10 @@ def learning_rate(
             "params= naming parameters of one group"
         )
     (lr,) = lrs
-    if lr <= 0:
-        raise InputError(f"the optimizer's learning rate is {lr}: 2/η needs lr > 0")
+    if lr < 0:
+        raise InputError(f"the optimizer's learning rate is {lr}: 2/η needs lr >= 0")
+    if lr == 0:  # e.g. a schedule's last step: no edge
+        return lr, math.inf
     g = next(iter(groups))
     if "betas" in g:  # Adam-type: momentum is an average, (1 − β₁) g per step
         b1 = float(g["betas"][0])

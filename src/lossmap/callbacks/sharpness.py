@@ -23,6 +23,7 @@ The Hugging Face and Lightning callbacks (``SharpnessCallback`` in
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Callable, Iterator
@@ -222,7 +223,7 @@ class SharpnessRecorder:
             lr, threshold = learning_rate(optimizer, model, op.names)
             hv = lambda v: op.matmat(v[None])[0]  # noqa: E731
             top = self._top("hessian", hv, op.dim)
-            row = {"lr": lr, "two_over_lr": 2.0 / lr, "threshold": threshold}
+            row = {"lr": lr, "two_over_lr": 2.0 / lr if lr else math.inf, "threshold": threshold}
             row.update(lambda_max=top.value, hvps=top.products, residual=top.residual)
             pre = None
             if self.preconditioned:
