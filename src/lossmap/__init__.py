@@ -13,6 +13,8 @@ from .analysis.minima import BarrierMatrix, barrier_matrix
 from .analysis.samples import samples_needed
 from .analysis.sharpness import grid_sharpness
 from .callbacks.recorder import TrajectoryRecorder
+from .curvature.api import curvature_operator
+from .curvature.operator import CurvatureOperator
 from .compare import compare
 from .curves.curve import Curve
 from .curves.fit import curve
@@ -38,6 +40,7 @@ __all__ = [
     "Axis",
     "BarrierMatrix",
     "Curve",
+    "CurvatureOperator",
     "Direction",
     "Directions",
     "InputError",
@@ -58,6 +61,7 @@ __all__ = [
     "compare",
     "convexity_map",
     "curvature",
+    "curvature_operator",
     "curve",
     "curve_plane",
     "fitted_grid",
