@@ -220,6 +220,10 @@ def test_finding_fields_and_json():
     assert t.resolved is True and t.z_score == pytest.approx(t.value / t.se)
     data = json.loads(json.dumps(t.to_dict()))
     assert data["method"] == "hutch++" and data["matvecs"] == 30 and data["se"] == t.se
+    assert t.sentence() == (
+        f"trace ≈ {t.value:.4g} ± {t.se:.2g} (s.e. from 10 probes; hutch++, 30 matrix-vector "
+        "products)"
+    )
     small = diagonal_estimate(lambda V: A[:40, :40] @ V, 40, probes=10)
     assert len(json.loads(json.dumps(small.to_dict()))["value"]) == 40
 

@@ -461,6 +461,13 @@ def _topology(f: Any) -> str:
     return f"{count}{deepest}; {smad}{walls}"
 
 
+def _trace_estimate(f: Any) -> str:
+    cost = f"{f.method}, {f.matvecs} matrix-vector products"
+    if f.se is None:
+        return f"trace ≈ {f.value:.4g} ({cost}; s.e. not measured: one probe)"
+    return f"trace ≈ {f.value:.4g} ± {f.se:.2g} (s.e. from {f.probes} probes; {cost})"
+
+
 _RENDER: dict[str, Callable[[Any], str]] = {
     "slope": _slope,
     "convexity": _convexity,
@@ -475,6 +482,7 @@ _RENDER: dict[str, Callable[[Any], str]] = {
     "flatness": _flatness,
     "samples_needed": _samples_needed,
     "topology": _topology,
+    "trace_estimate": _trace_estimate,
 }
 """The words of each kind of finding (:attr:`Finding.kind`); a new measure adds its own."""
 
