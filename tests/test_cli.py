@@ -553,7 +553,7 @@ BAD_SCANS = {
     "grid not LO:HI:N": (dict(grid=("-1:1",)), ("LO:HI:N",)),
     "grid count below dirs": (dict(grid=("-1:1:5",), dirs=2), ("1 --grid", "--dirs 2")),
     "grid count above dirs": (dict(grid=PLANE, dirs=1), ("2 --grid", "--dirs 1")),
-    "dirs 3": (dict(grid=PLANE, dirs=3), ("--dirs 3", "1 (line) or 2 (plane)")),
+    "dirs 7": (dict(grid=PLANE, dirs=7), ("--dirs 7", "1 (line), 2 (plane) or up to 6")),
     "unknown norm": (dict(extra=("--norm", "bogus")), ("unknown norm 'bogus'", "filter")),
     "unknown ignore": (dict(extra=("--ignore", "bogus")), ("unknown ignore 'bogus'", "biasbn")),
     "model module missing": (

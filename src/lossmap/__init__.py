@@ -11,11 +11,8 @@ from .analysis.barriers import barrier
 from .analysis.geometry import basin_width, convexity_map, gradient_field
 from .analysis.minima import BarrierMatrix, barrier_matrix
 from .analysis.samples import samples_needed
-from .analysis.sharpness import grid_sharpness
+from .analysis.sharpness import grid_sharpness, sharpness
 from .callbacks.recorder import TrajectoryRecorder
-from .curvature.api import curvature_operator
-from .curvature.operator import CurvatureOperator
-from .compare import compare
 from .curves.curve import Curve
 from .curves.fit import curve
 from .curves.neb import neb
@@ -28,21 +25,22 @@ from .errors import InputError, InputTypeError, LossmapError, StoreError
 from .hessian.eigen import curvature, hessian_eigenpairs, hvp
 from .hessian.spectral import broaden, hessian_density, hessian_trace, slq_nodes_weights
 from .scan.api import load_directions, scan
+from .scan.design import Design, design
+from .scan.estimate import Estimate, estimate
 from .scan.path import curve_plane
 from .scan.plan import Plan, ScanOptions, plan_scan
 from .scan.spec import Axis, ScanSpec
-from .sharpness.api import sharpness
 from .surface import Surface, load
-from .topology import topology
 from .version import __version__
 
 __all__ = [
     "Axis",
     "BarrierMatrix",
     "Curve",
-    "CurvatureOperator",
+    "Design",
     "Direction",
     "Directions",
+    "Estimate",
     "InputError",
     "InputTypeError",
     "LossmapError",
@@ -58,12 +56,12 @@ __all__ = [
     "barrier_matrix",
     "basin_width",
     "broaden",
-    "compare",
     "convexity_map",
     "curvature",
-    "curvature_operator",
     "curve",
     "curve_plane",
+    "design",
+    "estimate",
     "fitted_grid",
     "gradient_field",
     "grid_sharpness",
@@ -86,7 +84,6 @@ __all__ = [
     "scan",
     "sharpness",
     "slq_nodes_weights",
-    "topology",
 ]
 
 

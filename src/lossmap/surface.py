@@ -15,7 +15,10 @@ from .scan.spec import ScanSpec
 
 @dataclass(frozen=True)
 class Surface:
-    """Result of a line or plane scan.
+    """Result of a scan: a line, a plane, a k-D grid (k ≤ 6) or a sampled design.
+
+    A k-D surface is sliced to the plane or line every plot and analysis
+    takes with :meth:`sel` (``surf.sel(gamma=0.0)``) or :meth:`isel`.
 
     Attributes
     ----------
@@ -85,8 +88,46 @@ class Surface:
     # -- shape -------------------------------------------------------------
     @property
     def dims(self) -> tuple[str, ...]:
-        """``("alpha",)`` for a line, ``("alpha", "beta")`` for a plane."""
+        """``("alpha",)`` for a line, ``("alpha", "beta")`` for a plane, then ``gamma``,
+        ``delta``, ``epsilon``, ``zeta``; ``("point",)`` for a sampled design."""
         return self.spec.dims
+
+    def points(self) -> np.ndarray:
+        """The coefficients (one column per direction) of every point, shape (size, k),
+        in the flat order of ``values[v].reshape(-1)``."""
+        return self.spec.points()
+
+    def sel(self, method: str | None = None, **coords: float) -> Surface:
+        """The lower-dimensional surface through the given coordinate values.
+
+        ``surf.sel(gamma=0.0)`` of a 3-D surface is the plane through the
+        centre along the first two directions: the values, standard errors
+        and finished points at γ = 0, as a plane scanned directly gives them.
+        Values must be grid values (to 1e-9 of the axis span) unless
+        ``method="nearest"``. ``meta["slice"]`` records where the slice lies;
+        paired errors and slopes (both about the centre) are kept only for a
+        slice through the centre.
+
+        Examples
+        --------
+        >>> import torch, lossmap as lm
+        >>> net = torch.nn.Linear(3, 2)
+        >>> X, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+        >>> ds = lm.random_directions(net, 3, seed=0)
+        >>> cube = lm.scan(net, torch.nn.CrossEntropyLoss(), data={"train": (X, y)},
+        ...                directions=list(ds), grid=[(-1, 1, 3)] * 3, progress=False)
+        >>> cube.dims, cube.sel(gamma=0.0).dims
+        (('alpha', 'beta', 'gamma'), ('alpha', 'beta'))
+        """
+        from .scan.slicing import indices_of, take
+
+        return take(self, indices_of(self, coords, method))
+
+    def isel(self, **indices: int) -> Surface:
+        """Like :meth:`sel`, by grid index: ``surf.isel(gamma=5)``."""
+        from .scan.slicing import take
+
+        return take(self, indices)
 
     @property
     def coords(self) -> dict[str, np.ndarray]:
@@ -143,7 +184,9 @@ class Surface:
         return out
 
     def __repr__(self) -> str:
-        grid = " x ".join(str(a) for a in self.spec.grid)
+        from .surface_html import grid_text
+
+        grid = grid_text(self.spec)
         s = self.summary()
         state = "complete" if self.complete else f"{s['done']}/{s['points']} points"
         extra = f", {s['diverged']} diverged" if s["diverged"] else ""
@@ -155,69 +198,21 @@ class Surface:
         )
 
     def _kind(self) -> str:
-        """``"line"``, ``"plane"``, or along a path ``"path (bezier, 1 bend)"``."""
+        """``"line"``, ``"plane"``, ``"3-D grid"``, ``"sobol design (5-D)"``, or along a path
+        ``"path (bezier, 1 bend)"``."""
         if self.spec.path is not None:
             from .scan.pathspec import path_text
 
             return f"path ({path_text(self.spec.path)})"
-        return "line" if len(self.dims) == 1 else "plane"
+        if self.spec.design is not None:
+            return f"{self.spec.design['kind']} design ({len(self.spec.grid)}-D)"
+        return {1: "line", 2: "plane"}.get(len(self.dims), f"{len(self.dims)}-D grid")
 
     def _repr_html_(self) -> str:
-        """An HTML summary for Jupyter: the spec, progress, centre and minimum, a small picture.
+        """An HTML summary for Jupyter (:func:`lossmap.surface_html.surface_html`)."""
+        from .surface_html import surface_html
 
-        The numbers and the picture (a line plot, or a filled contour map of a
-        plane, 4 x 3 inches at 72 dpi, as an inline base64 PNG drawn with
-        matplotlib's Agg canvas, imported here) are of the first loss variable;
-        a partial plane is drawn from :meth:`filled` and says so. Every name and
-        value that comes from the user is HTML-escaped.
-        """
-        from html import escape
-
-        spec, s = self.spec, self.summary()
-        metric = "loss" if "loss" in spec.metrics else spec.metrics[0]
-        var = f"{spec.splits[0]}_{metric}"
-        var = var if var in self.values else next(iter(self.values))
-        at, c = s[var], self.centre_index()
-        where = ", ".join(f"{'αβ'[i]}={x:.3g}" for i, x in enumerate(at.get("argmin", {}).values()))
-        state = "complete" if self.complete else "partial"
-        centre = f"{at['centre']:.6g}" if c is not None and self.done[c] else "not finished yet"
-        rows = [
-            ("grid", " x ".join(str(a) for a in spec.grid)),
-            ("splits", ", ".join(spec.splits)),
-            ("metrics", ", ".join(spec.metrics) + f" (loss function: {spec.loss})"),
-            ("samples", "all" if spec.samples is None else f"{spec.samples:,} per split"),
-            ("directions", ", ".join(_direction_kind(d) for d in spec.directions) or "unknown"),
-            ("progress", f"{s['done']}/{s['points']} points, {state}"),
-            (f"{var} at the centre", "not on the grid" if c is None else centre),
-            (f"{var} grid minimum", f"{at['min']:.6g} at {where}" if "min" in at else "none yet"),
-        ]
-        rows += [("diverged", f"{s['diverged']} points")] if s["diverged"] else []
-        rows += [("store", self.path)] if self.path else []
-        rows += [(f"meta: {k}", _short(v)) for k, v in self.meta.items()]
-        if not self.done.any():
-            picture = "<p>no finished point yet</p>"
-        else:
-            shown = self.filled() if len(self.dims) == 2 else self
-            note = f"interpolated from {s['done']}/{s['points']} points"
-            note = "" if shown is self else f"<br><small>{note}</small>"
-            try:
-                from .plot.thumbnail import thumbnail_src
-
-                src = thumbnail_src(spec.coords(), shown.values[var], label=var)
-                picture = f'<div><img src="{src}" alt="{escape(var)}">{note}</div>'
-            except Exception as exc:  # the summary shows even where no picture can be drawn
-                picture = f"<p>no picture: {escape(f'{type(exc).__name__}: {exc}')}</p>"
-        cells = "".join(
-            f'<tr><th style="text-align:left">{escape(str(k))}</th>'
-            f'<td style="text-align:left">{escape(str(v))}</td></tr>'
-            for k, v in rows
-        )
-        kind = "line" if len(self.dims) == 1 else "plane"
-        return (
-            '<div class="lossmap-surface" style="display:flex;gap:1em;align-items:flex-start">'
-            f'<table><caption style="text-align:left"><b>lossmap Surface</b>: {kind}</caption>'
-            f"{cells}</table>{picture}</div>"
-        )
+        return surface_html(self)
 
     def filled(self) -> Surface:
         """The whole picture from the points done so far (for a running or stopped scan).
@@ -228,7 +223,7 @@ class Surface:
         ``meta["partial"] = {"done": k, "points": n}`` so plots can say so.
         A complete surface is returned unchanged.
         """
-        if self.complete or not self.done.any():
+        if self.complete or not self.done.any() or self.spec.design is not None:
             return self
         from scipy.interpolate import griddata
 
@@ -237,7 +232,9 @@ class Surface:
         want = np.stack([g.reshape(-1) for g in grids], axis=-1)
         values = {}
         for name, v in self.values.items():
-            if len(self.dims) == 1 or len(pts) < 3:
+            if len(self.dims) > 2:  # k-D: the nearest finished point (linear needs Qhull)
+                filled = griddata(pts, v[self.done], want, method="nearest")
+            elif len(self.dims) == 1 or len(pts) < 3:
                 order = np.argsort(pts[:, 0])
                 filled = np.interp(want[:, 0], pts[order, 0], v[self.done][order])
             else:
@@ -271,9 +268,14 @@ class Surface:
         data.update({f"{name}_se": (self.dims, v) for name, v in (self.errors or {}).items()})
         data.update({f"{name}_dse": (self.dims, v) for name, v in (self.paired or {}).items()})
         data["done"] = (self.dims, self.done)
+        coords = dict(self.coords)
+        if self.spec.design is not None:  # each point's coefficients along the directions
+            pts = self.points()
+            coords.update({d: (self.dims, pts[:, j])
+                           for j, d in enumerate(self.spec.coordinate_names)})
         attrs = {"spec": self.spec.to_json(), "lossmap_store": self.path or ""}
         attrs.update({f"fingerprint_{k}": v for k, v in self.fingerprints.items()})
-        return xr.Dataset(data, coords=self.coords, attrs=attrs)
+        return xr.Dataset(data, coords=coords, attrs=attrs)
 
     def to_netcdf(self, path: str | os.PathLike) -> Path:
         """Write NetCDF (via xarray; the ``scipy`` engine, no extra library needed)."""
@@ -298,18 +300,6 @@ class Surface:
         from .plot.vtk import to_vtk
 
         return to_vtk(self, path, variable)
-
-
-def _direction_kind(meta: dict) -> str:
-    """``"random (filter)"``: how a direction was made, from its stored meta."""
-    kind = str(meta.get("kind", "custom"))
-    return f"{kind} ({meta['norm']})" if meta.get("norm") else kind
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    """``value`` as text of at most ``limit`` characters (a long path of coordinates…)."""
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def from_rows(spec: ScanSpec, idx: list[int], rows: list[list[float]], **kw: Any) -> Surface:

@@ -76,6 +76,9 @@ _EPS = {"bfloat16": 2.0**-7, "float16": 2.0**-10, "half": 2.0**-10}
 def _check_surface(surface: Any, *, what: str) -> Surface:
     if not isinstance(surface, Surface):
         raise InputTypeError(f"{what} takes a lossmap Surface, got {type(surface).__name__}")
+    from ..scan.slicing import require_view
+
+    require_view(surface, what)  # 3-D and up: the message shows the slice to take
     return surface
 
 

@@ -26,13 +26,14 @@ from ..checks import check_int
 from ..directions.random import check_ignore, check_norm
 from ..errors import InputError, InputTypeError, MissingFileError
 from ..scan.options import yaml_keys
-from ..scan.spec import Axis
+from ..scan.spec import MAX_DIMS, Axis
 from .options import deprecated
 from .specfile import axis_text
 
 RENAMED = {"hessian": "hessian_dirs"}  # YAML keys renamed in 0.2: old → new
 # The keys whose values are text (paths, entry points, names), checked by type.
-_TEXT = ("model", "data", "out", "checkpoint", "loss", "norm", "pca", "hessian_split", "path")
+_TEXT = ("model", "data", "out", "checkpoint", "loss", "norm", "pca", "hessian_split", "path",
+         "design")
 PATH_GRID = "0:1:21"  # --path without --grid: t from 0 to 1
 
 
@@ -55,7 +56,7 @@ class ScanConfig:
     out: str | None = None  # path of the store
     checkpoint: str | None = None  # centre weights; default: the model's own
     loss: str = "cross_entropy"  # cross_entropy|mse|causal_lm|masked_lm|model|MODULE:NAME
-    dirs: int | None = None  # 1 = line, 2 = plane; default 2 (1 for --interpolate)
+    dirs: int | None = None  # 1 = line, 2 = plane, up to 6; default 2 (1 for --interpolate)
     norm: str = "filter"
     ignore: str | None = "biasbn"
     orthogonal: bool = False
@@ -69,6 +70,8 @@ class ScanConfig:
     hessian_dirs: int | None = None  # K: top-K Hessian eigen-directions at the centre
     hessian_split: str | None = None  # the split the Hessian is of (default the first)
     path: str | None = None  # CURVE.safetensors (Curve.save): scan along it, the grid in t
+    design: str | None = None  # sobol | lhs: sample `points` points in the grid's box
+    points: int | None = None  # N, the number of points of a design
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -151,15 +154,19 @@ class ScanConfig:
             self._check_path()
         fitted_later = check_mode(self)  # exclusive options; their dirs and grid defaults
         self.dirs = 2 if self.dirs is None else self.dirs
-        if self.dirs not in (1, 2) or isinstance(self.dirs, bool):
-            raise InputError(f"--dirs {self.dirs!r} must be 1 (line) or 2 (plane)")
+        if self.dirs not in range(1, MAX_DIMS + 1) or isinstance(self.dirs, bool):
+            raise InputError(f"--dirs {self.dirs!r} must be 1 (line), 2 (plane) or up to "
+                             f"{MAX_DIMS} (a k-D grid)")
         check_norm(self.norm)
         self.ignore = check_ignore(self.ignore)
         if isinstance(self.grid, (str, tuple)):
             self.grid = [self.grid]
         if not isinstance(self.grid, list):
             raise InputTypeError("grid must be a list of LO:HI:N entries")
-        if len(self.grid) != self.dirs and not (fitted_later and not self.grid):
+        self._check_design()
+        if self.design is not None and len(self.grid) == 1:
+            pass  # one box axis for every direction
+        elif len(self.grid) != self.dirs and not (fitted_later and not self.grid):
             raise InputError(
                 f"{len(self.grid)} --grid given for --dirs {self.dirs}: give one --grid LO:HI:N "
                 "per direction, e.g. --grid -1:1:51 --grid -1:1:51"
@@ -170,6 +177,22 @@ class ScanConfig:
             self.metrics = [m.strip() for m in self.metrics.split(",") if m.strip()]
         self._check_evaluation()
         return self
+
+    def _check_design(self) -> None:
+        """``--design sobol|lhs`` goes with ``--points N`` and a box (``--grid LO:HI``)."""
+        if (self.design is None) != (self.points is None):
+            raise InputError("--design and --points go together: e.g. --design sobol --points 512")
+        if self.design is not None and (self.path is not None or not self.grid):
+            raise InputError("--design needs directions and a box: --grid LO:HI (one for all "
+                             "directions or one per direction), not --path")
+
+    def scan_grid(self) -> Any:
+        """The grid ``lm.scan`` takes: the axes, or with ``--design`` a ``Design`` in the box."""
+        if self.design is None:
+            return self.grid
+        from ..scan.design import Design
+
+        return Design(self.design, self.points, box=self.grid, seed=self.seed)
 
     def _check_path(self) -> None:
         """``--path CURVE``: no other way to make directions, one grid axis in t."""

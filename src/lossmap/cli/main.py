@@ -72,7 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--loss", help="cross_entropy (default), mse, causal_lm or masked_lm (token "
                    "losses for dict batches), model (the model's own outputs.loss), or "
                    "MODULE:NAME of a loss")
-    s.add_argument("--dirs", type=int, help="1 (line) or 2 (plane, default)")
+    s.add_argument("--dirs", type=int, help="1 (line), 2 (plane, default), up to 6 (a k-D grid)")
     s.add_argument("--norm", help="filter (default) | layer | model | none")
     s.add_argument("--ignore", help="biasbn (default) | none")
     s.add_argument(
@@ -84,7 +84,14 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--params", action="append", metavar="PATTERN",
                    help="directions over the parameters whose names match this glob only, "
                         "e.g. '*lora_*' (repeat for several; the others stay at the centre)")
-    s.add_argument("--grid", action="append", help="LO:HI:N, once per direction")
+    s.add_argument("--grid", action="append",
+                   help="LO:HI:N, once per direction (with --design: the box, LO:HI)")
+    s.add_argument("--design", choices=("sobol", "lhs"),
+                   help="sample --points N points in the --grid box instead of the product grid")
+    s.add_argument("--points", type=int, metavar="N", help="number of points of a --design")
+    s.add_argument("--dry-run", action="store_true", dest="dry_run",
+                   help="print the points, the expected time (a short timing run) and the "
+                        "store size; scan nothing")
     s.add_argument("--metrics", help="comma-separated, default loss,accuracy")
     add_out(s, help="store path, e.g. runs/plane.lossmap")
     s.add_argument("--interpolate", nargs="+", metavar="CKPT",
@@ -189,19 +196,18 @@ def _scan(args: argparse.Namespace, cfg: Any) -> int:
             cfg, model, loss_fn, data, trust_pickle=bool(args.trust_pickle)
         )
     shown = {k: v for k in ("progress", "profile") if (v := getattr(args, k)) is not None}
-    surf = scan(
-        model,
-        loss_fn,
-        data=data,
-        directions=dirs,
-        grid=cfg.grid,
-        centre=centre,
-        metrics=tuple(cfg.metrics),
-        store=out,
-        meta={"command": cfg.to_dict(), **extra_meta},
-        path=path,
-        **{**cfg.scan_options(), "device": cfg.device or local_device(), **shown},
-    )
+    kwargs = dict(data=data, directions=dirs, grid=cfg.scan_grid(), centre=centre,
+                  metrics=tuple(cfg.metrics), store=out,
+                  meta={"command": cfg.to_dict(), **extra_meta}, path=path,
+                  **{**cfg.scan_options(), "device": cfg.device or local_device(), **shown})
+    if getattr(args, "dry_run", False):
+        from ..scan.estimate import estimate
+
+        kwargs.pop("progress", None)
+        kwargs.pop("profile", None)
+        print(f"{out} (dry run): {estimate(model, loss_fn, **kwargs)}")
+        return 0
+    surf = scan(model, loss_fn, **kwargs)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{out}: {surf!r}")
     return 0

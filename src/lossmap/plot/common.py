@@ -71,6 +71,9 @@ def check_surface(surface: Any, what: str) -> Surface:
             f"{what} takes a lossmap Surface (from lossmap.scan.api or lossmap.load), "
             f"got {type(surface).__name__}"
         )
+    from ..scan.slicing import require_view
+
+    require_view(surface, what)  # 3-D and up: the message shows the slice to take
     return surface
 
 

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -31,10 +32,11 @@ from ..data.splits import Split, as_splits
 from ..directions.direction import Direction, as_direction
 from ..errors import InputError, InputTypeError
 from ..surface import Surface
+from .design import Design, power_of_two_note
 from .metric_names import default_loss, loss_name, no_accuracy, resolve_metrics
 from .options import ScanOptions
 from .path import resolve_path
-from .spec import ScanSpec
+from .spec import MAX_DIMS, ScanSpec
 
 DEFAULT_METRICS = ("loss", "accuracy")
 
@@ -166,7 +168,16 @@ def plan_scan(
     params, buffers = backend.state(model, centre)
     dirs = _resolve_directions(directions, params, buffers, any_number=curve is not None)
     warn_inert_directions(dirs, params)  # e.g. LoRA A alone with B = 0: a flat plane, said now
-    axes = _axes(grid, 1 if curve is not None else len(dirs))
+    design = None
+    if isinstance(grid, Design):
+        if curve is not None:
+            raise InputError("a design samples directions, not a path: give a grid in t")
+        axes, design = grid.spec_parts(len(dirs))
+        note = power_of_two_note(design)
+        if note:
+            warnings.warn(note, UserWarning, stacklevel=3)
+    else:
+        axes = _axes(grid, 1 if curve is not None else len(dirs))
     dtype = next(iter(params.values())).dtype
     C.check_grid_dtype(axes, dtype, **({} if curve is not None else _reach(params, dirs)))
     samples, seed = opts.samples, opts.seed
@@ -191,6 +202,7 @@ def plan_scan(
         bn_split=bn_data.name if bn_data is not None else None,
         bn_samples=bn_data.n if bn_data is not None else None,
         path=record,
+        design=design,
     )
     fps = {
         "centre": backend.centre_fingerprint(params, buffers),
@@ -237,10 +249,14 @@ def _resolve_directions(directions: Any, params: dict, buffers: dict, *,
     if not isinstance(directions, Sequence) or isinstance(directions, str):
         raise InputTypeError(
             f"directions is a {type(directions).__name__}; pass a Direction or a list of "
-            "1 (line) or 2 (plane) Directions"
+            f"1 (line), 2 (plane) or up to {MAX_DIMS} Directions"
         )
-    if len(directions) not in (1, 2) and not any_number:  # a path has one per control point
-        raise InputError(f"{len(directions)} directions given: pass 1 (a line) or 2 (a plane)")
+    if not directions:
+        raise InputError("no directions given: pass 1 (a line), 2 (a plane) or up to "
+                         f"{MAX_DIMS} Directions")
+    if len(directions) > MAX_DIMS and not any_number:  # a path has one per control point
+        raise InputError(f"{len(directions)} directions given: a scan takes 1 to {MAX_DIMS} "
+                         f"(a grid of n points per axis has n**k points); pass at most {MAX_DIMS}")
     out = []
     for i, d in enumerate(directions):
         d = as_direction(d, name=f"direction {i}")

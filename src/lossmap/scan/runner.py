@@ -23,7 +23,7 @@ from ..errors import LossmapError
 from ..store import Store
 from ..surface import Surface, from_rows, load
 from .progress import bar
-from .spec import ScanSpec, progressive_order
+from .spec import ScanSpec
 
 # A round of points is evaluated and committed together: about this much work
 # per rank, so a killed scan loses at most that and the gather stays cheap.
@@ -46,13 +46,10 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
     ``measured`` (``samples`` and ``slopes``) is recorded like ``roundoff``. Where
     the evaluator gives standard errors they are stored beside the values.
     """
-    errors = evaluator.errors
     grp = distributed.group(evaluator.device)
     writer = grp is None or grp.is_writer
-    order = progressive_order(spec.shape, spec.centre_index())
-    coords = np.stack(np.meshgrid(*spec.coords(), indexing="ij"), axis=-1).reshape(
-        -1, len(spec.grid)
-    )
+    order = spec.order()  # coarse to fine (a design: as drawn)
+    coords = spec.points()  # (size, k)
     store, status = None, None
     if writer and store_path is not None:
         try:
@@ -89,12 +86,7 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
                 for i in range(0, len(mine), evaluator.chunk):  # within the memory bound
                     sub = mine[i : i + evaluator.chunk]
                     at = coords[sub] if to_coef is None else to_coef(coords[sub])
-                    if errors:  # values, their standard errors, the paired ones (or NaN)
-                        parts = list(evaluator.evaluate(at, errors=True))
-                        parts += [np.full_like(parts[0], np.nan)] * (3 - len(parts))
-                        vals = np.concatenate(parts, axis=1)
-                    else:
-                        vals = evaluator.evaluate(at)
+                    vals = evaluate_rows(evaluator, at)
                     own += [(int(j), coords[j], v, 0.0) for j, v in zip(sub, vals, strict=True)]
                     if writer:  # kept by the finally clause if the round is interrupted
                         pending = own
@@ -145,6 +137,16 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
         surf = grp.broadcast(surf)
     _warn_diverged(surf)
     return surf
+
+
+def evaluate_rows(evaluator: Evaluator, at: np.ndarray) -> np.ndarray:
+    """The stored row of each point: the values, then (where the evaluator gives them) their
+    standard errors and the paired ones (NaN where a metric has none)."""
+    if not evaluator.errors:
+        return evaluator.evaluate(at)
+    parts = list(evaluator.evaluate(at, errors=True))
+    parts += [np.full_like(parts[0], np.nan)] * (3 - len(parts))
+    return np.concatenate(parts, axis=1)
 
 
 def _measured(measured: dict | None) -> dict:

@@ -27,8 +27,10 @@ from .pathspec import PATH_DIM, check_path, path_differences
 from .pathspec import plain as _plain
 
 FORMAT_VERSION = 1
-DIM_NAMES = ("alpha", "beta")
+DIM_NAMES = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta")
+MAX_DIMS = len(DIM_NAMES)  # a scan has 1 to 6 directions
 AUTOCAST = tuple(C.AUTOCAST)
+POINT_DIM = "point"  # the one dimension of a sampled design
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -49,9 +51,11 @@ class ScanSpec:
     Attributes
     ----------
     grid : tuple of Axis
-        One axis per direction: 1 → a line (dim ``alpha``), 2 → a plane
-        (dims ``alpha``, ``beta``). (Called ``axes`` before 0.2; ``axes=``
-        and ``.axes`` still work, with a DeprecationWarning.)
+        One axis per direction, 1 to 6: 1 → a line (dim ``alpha``), 2 → a plane
+        (dims ``alpha``, ``beta``), then ``gamma``, ``delta``, ``epsilon``,
+        ``zeta``. With a ``design`` the axes are the box the points are drawn
+        in. (Called ``axes`` before 0.2; ``axes=`` and ``.axes`` still work,
+        with a DeprecationWarning.)
     splits : tuple of str
         Data split names, e.g. ``("train", "test")``.
     metrics : tuple of str
@@ -80,6 +84,10 @@ class ScanSpec:
         ``{"kind", "control_points", "knots" (polychain), "fingerprints"}``
         (one fingerprint per control point), the grid one axis in ``t`` (dim
         ``t``) and the directions θ_j − θ_0. None for a line or plane.
+    design : dict or None
+        A sampled design instead of the product grid (:mod:`lossmap.scan.design`):
+        ``{"kind": "sobol" | "lhs", "points": N, "seed": s}``, N points in the
+        box of ``grid``; the one dimension is ``point``. None for a product grid.
     format : int
         Version of the stored format.
     """
@@ -98,6 +106,7 @@ class ScanSpec:
     bn_samples: int | None = None
     format: int = FORMAT_VERSION
     path: dict | None = None  # a scan along a curve (lossmap.scan.path); None: line or plane
+    design: dict | None = None  # sampled points in the grid's box (lossmap.scan.design)
 
     def __post_init__(self) -> None:
         if isinstance(self.grid, (str, Axis)):
@@ -107,8 +116,9 @@ class ScanSpec:
         grid = tuple(a if isinstance(a, Axis) else C.check_axis(a, index=i)
                      for i, a in enumerate(self.grid))
         object.__setattr__(self, "grid", grid)
-        if not 1 <= len(grid) <= len(DIM_NAMES):
-            raise InputError(f"a scan has 1 or 2 grid axes, got {len(grid)}")
+        if not 1 <= len(grid) <= MAX_DIMS:
+            raise InputError(f"a scan has 1 to {MAX_DIMS} grid axes (one per direction), got "
+                             f"{len(grid)}: scan at most {MAX_DIMS} directions at once")
         if not self.splits:
             raise InputError("a scan needs at least one data split")
         for s in self.splits:
@@ -123,6 +133,10 @@ class ScanSpec:
         object.__setattr__(self, "directions", tuple(_plain(dict(d)) for d in self.directions))
         if self.path is not None:
             object.__setattr__(self, "path", check_path(self.path, len(grid)))
+        if self.design is not None:
+            from .design import check_design
+
+            object.__setattr__(self, "design", check_design(self.design))
 
     # -- derived ---------------------------------------------------------
     @property
@@ -134,12 +148,22 @@ class ScanSpec:
 
     @property
     def dims(self) -> tuple[str, ...]:
-        """Dimension names: ``("alpha",)``, ``("alpha", "beta")``, or ``("t",)`` along a path."""
+        """Dimension names: ``("alpha",)``, ``("alpha", "beta")``, … up to ``zeta``;
+        ``("t",)`` along a path, ``("point",)`` for a sampled design."""
+        if self.design is not None:
+            return (POINT_DIM,)
         return (PATH_DIM,) if self.path is not None else DIM_NAMES[: len(self.grid)]
 
     @property
+    def coordinate_names(self) -> tuple[str, ...]:
+        """The coordinates of each point, one per axis (a design's ``point`` has k of them)."""
+        return DIM_NAMES[: len(self.grid)] if self.design is not None else self.dims
+
+    @property
     def shape(self) -> tuple[int, ...]:
-        """Grid shape, one entry per axis."""
+        """Grid shape, one entry per axis; ``(N,)`` for a design of N points."""
+        if self.design is not None:
+            return (self.design["points"],)
         return tuple(a.n for a in self.grid)
 
     @property
@@ -148,11 +172,30 @@ class ScanSpec:
         return tuple(f"{s}_{m}" for s in self.splits for m in self.metrics)
 
     def coords(self) -> tuple[np.ndarray, ...]:
-        """Coordinates of each axis."""
+        """Coordinates of each axis (a design: the point numbers 0 … N−1)."""
+        if self.design is not None:
+            return (np.arange(self.design["points"], dtype=np.float64),)
         return tuple(a.values() for a in self.grid)
+
+    def points(self) -> np.ndarray:
+        """The coordinates of every point, shape (size, k), in flat (C-order) index order."""
+        if self.design is not None:
+            from .design import design_points
+
+            return design_points(self.design, self.grid)
+        return np.stack(np.meshgrid(*self.coords(), indexing="ij"), axis=-1).reshape(
+            -1, len(self.grid))
+
+    def order(self) -> np.ndarray:
+        """The order the points are visited in: coarse to fine (a design: as drawn)."""
+        if self.design is not None:  # Sobol points are balanced at every power of 2
+            return np.arange(self.design["points"], dtype=np.int64)
+        return progressive_order(self.shape, self.centre_index())
 
     def centre_index(self) -> tuple[int, ...] | None:
         """Grid index of the centre (every coordinate 0), or None if it is not on the grid."""
+        if self.design is not None:
+            return None
         idx = []
         for c in self.coords():
             hit = np.flatnonzero(np.isclose(c, 0.0, atol=1e-12))
@@ -163,6 +206,8 @@ class ScanSpec:
 
     def point(self, index: int) -> tuple[float, ...]:
         """Coordinates of the grid point with flat (C-order) index ``index``."""
+        if self.design is not None:
+            return tuple(float(x) for x in self.points()[index])
         ijk = np.unravel_index(index, self.shape)
         return tuple(float(a.values()[i]) for a, i in zip(self.grid, ijk, strict=True))
 
@@ -176,6 +221,8 @@ class ScanSpec:
         d["directions"] = [dict(x) for x in self.directions]
         if self.path is None:
             del d["path"]  # a line or plane is stored as before paths existed
+        if self.design is None:
+            del d["design"]  # a product grid is stored as before designs existed
         return d
 
     def to_json(self) -> str:

@@ -11,7 +11,7 @@ Layout (format 2)::
                                                  centre, per variable and direction)
     user_meta(key TEXT PRIMARY KEY, value TEXT)  the caller's ``meta=`` (JSON), keys as given
     directions(idx INTEGER PRIMARY KEY, data BLOB, file TEXT, sha TEXT)
-    points(idx INTEGER PRIMARY KEY, alpha REAL, [beta REAL,] <variables> REAL,
+    points(idx INTEGER PRIMARY KEY, alpha REAL, [beta REAL, … zeta REAL,] <variables> REAL,
            <variable>_se REAL ..., <variable>_dse REAL ..., seconds REAL, finished REAL)
 
 The ``_se`` and ``_dse`` columns (standard errors of the value and of its
@@ -104,7 +104,7 @@ def write_contents(conn: sqlite3.Connection, final: Path, token: str, spec: Scan
         raise InputError(f"the variable {clash[0]!r} has the name of another variable's "
                          "standard-error column: rename the metric")
     cols = ", ".join(f"{q(c)} REAL"
-                     for c in (*spec.dims, *spec.variables, *se_columns(spec)))
+                     for c in (*spec.coordinate_names, *spec.variables, *se_columns(spec)))
     conn.execute(
         f"CREATE TABLE points(idx INTEGER PRIMARY KEY, {cols}, seconds REAL, finished REAL)"
     )
@@ -219,7 +219,7 @@ def _decoded(conn: sqlite3.Connection, table: str, damaged: Damaged) -> dict:
 def _check_tables(conn: sqlite3.Connection, spec: ScanSpec, damaged: Damaged) -> None:
     """The points table has the spec's columns and grid; the directions table, one per axis."""
     cols = {r[1] for r in conn.execute("PRAGMA table_info(points)")}
-    missing = [c for c in (*spec.dims, *spec.variables) if c not in cols]
+    missing = [c for c in (*spec.coordinate_names, *spec.variables) if c not in cols]
     if missing:
         raise damaged(f"the points table lacks the column {missing[0]!r} of the spec")
     top, low = conn.execute("SELECT MAX(idx), MIN(idx) FROM points").fetchone()
@@ -231,9 +231,10 @@ def _check_tables(conn: sqlite3.Connection, spec: ScanSpec, damaged: Damaged) ->
         "SELECT idx, typeof(data), file, typeof(sha) FROM directions ORDER BY idx"
     ).fetchall()
     # one direction per grid axis; along a path one per control point after the first
-    n = len(spec.dims) if spec.path is None else spec.path["control_points"] - 1
+    n = len(spec.coordinate_names) if spec.path is None else spec.path["control_points"] - 1
     if [r[0] for r in rows] != list(range(n)):
-        raise damaged(f"it holds directions {[r[0] for r in rows]} for a {len(spec.dims)}-D grid"
+        raise damaged(f"it holds directions {[r[0] for r in rows]} for a "
+                      f"{len(spec.coordinate_names)}-D grid"
                       + ("" if spec.path is None else f" along a path of {n + 1} control points"))
     for idx, kind, file, sha in rows:
         problem = (

@@ -106,7 +106,7 @@ class Store:
         self.samples: dict[str, int] | None = contents.records.get("samples")
         self.slopes: dict[str, list[dict]] | None = contents.records.get("slopes")
         self._records, self._user = contents.records, contents.user
-        self.coord_cols = list(self.spec.dims)
+        self.coord_cols = list(self.spec.coordinate_names)
         self.var_cols = list(self.spec.variables)
         with self._reading():  # a store of lossmap <= 0.2.0.dev has no standard errors
             cols = {r[1] for r in conn.execute("PRAGMA table_info(points)")}

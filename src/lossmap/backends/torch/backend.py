@@ -132,8 +132,9 @@ class TorchBackend(Backend):
                 reverse=dtype == torch.float64, recalibrate=recal)
 
         try:
+            box = [a.values() for a in plan.spec.grid]  # a design's points lie in its box
             return R.measure_floor(evaluator, reference, evaluator.variables,
-                                   plan.coefficients(R.floor_points(plan.spec.coords())), dtype)
+                                   plan.coefficients(R.floor_points(box)), dtype)
         except MEASURED as exc:
             warnings.warn(f"the round-off floor was not measured ({type(exc).__name__}: "
                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "

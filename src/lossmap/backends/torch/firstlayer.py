@@ -190,6 +190,8 @@ def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 #: The point (a, b) at which :func:`agrees` compares the reused and the plain paths.
 CHECK_POINT = (0.5, -0.3)
+#: The coefficients of a third to sixth direction there (more, along a path, repeat all six).
+CHECK_POINT_MORE = (0.4, -0.2, 0.35, -0.45)
 
 
 def agrees(
@@ -201,14 +203,15 @@ def agrees(
 ) -> bool:
     """Whether the reuse reproduces the model's outputs on X at one point off the centre.
 
-    The point is c + Σ aᵢ·dᵢ with (a₁, a₂) = :data:`CHECK_POINT`. Through the stand-in, the
+    The point is c + Σ aᵢ·dᵢ with (a₁, a₂, …) = :data:`CHECK_POINT`. Through the stand-in, the
     layer's output is Y_c + Σ aᵢ·Yᵢ, as the evaluator forms it. The outputs
     must agree to round-off (√eps of their dtype, relative to the largest
     value); an error on the reused path (a forward that reads ``weight`` from
     the layer, say) counts as a disagreement.
     """
     n = max((len(v) for v in directions.values()), default=0)
-    coef = list(CHECK_POINT[:n])
+    every = CHECK_POINT + CHECK_POINT_MORE
+    coef = [every[i % len(every)] for i in range(n)]  # every direction is checked
     point = dict(state)
     for name, ds in directions.items():
         if name in point:

@@ -1,0 +1,142 @@
+"""Slices of a k-D Surface: fix some coordinates, keep the rest (``Surface.sel`` / ``isel``).
+
+A scan of k directions (dims ``alpha``, ``beta``, ``gamma``, ``delta``,
+``epsilon``, ``zeta``) is a k-D array per variable. Fixing ``gamma`` at one of
+its grid values gives the (k−1)-D Surface through that value — the same
+numbers a scan of the remaining directions would give around the centre
+moved by γ·d₃, and exactly the plane scanned directly when γ = 0. Every plot
+and analysis takes a line or a plane: a surface of more dimensions is
+refused there with the slice call to make (:func:`require_view`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import InputError, InputTypeError
+
+if TYPE_CHECKING:
+    from ..surface import Surface
+
+
+def require_view(surface: Surface, what: str, *, most: int = 2) -> None:
+    """Refuse a surface of more than ``most`` dimensions (or a sampled design), naming the slice.
+
+    Examples
+    --------
+    A 3-D surface given to a plot says which call makes it a plane::
+
+        plot_contour needs a line or a plane; this surface is 3-D (alpha, beta, gamma):
+        slice it first, e.g. surf.sel(gamma=0.0)
+    """
+    spec = surface.spec
+    if spec.design is not None:
+        raise InputError(
+            f"{what} needs a line or a plane; this surface is a {spec.design['kind']} design of "
+            f"{spec.design['points']} points in {len(spec.grid)}-D: plots and analyses read a "
+            "grid, so scan a product grid (or use lm.topology, which takes designs)"
+        )
+    k = len(surface.dims)
+    if k <= most:
+        return
+    extra = surface.dims[most:]
+    call = ", ".join(f"{d}={_zero_or_mid(surface, d):g}" for d in extra)
+    raise InputError(
+        f"{what} needs a line or a plane; this surface is {k}-D ({', '.join(surface.dims)}): "
+        f"slice it first, e.g. surf.sel({call})"
+    )
+
+
+def _zero_or_mid(surface: Surface, dim: str) -> float:
+    """0 where it is a grid value of ``dim``, else the middle grid value."""
+    c = surface.coords[dim]
+    hit = np.flatnonzero(np.isclose(c, 0.0, atol=1e-12))
+    return 0.0 if hit.size else float(c[len(c) // 2])
+
+
+def indices_of(surface: Surface, coords: dict[str, Any], method: str | None) -> dict[str, int]:
+    """The grid index of each coordinate value: exact (to 1e-9 of the axis span) or nearest."""
+    if method not in (None, "nearest"):
+        raise InputError(f"method={method!r}: use None (exact grid values) or 'nearest'")
+    out = {}
+    for dim, value in coords.items():
+        grid = _axis(surface, dim)
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            raise InputTypeError(f"{dim}={value!r} must be a number (one grid value)")
+        i = int(np.argmin(np.abs(grid - float(value))))
+        span = float(grid[-1] - grid[0]) or 1.0
+        if method is None and abs(grid[i] - float(value)) > 1e-9 * abs(span):
+            raise InputError(
+                f"{dim}={value!r} is not a grid value of {dim} ({grid[0]:g} … {grid[-1]:g}, "
+                f"{grid.size} points); the nearest is {grid[i]:.6g}: pass it, or "
+                "method='nearest'"
+            )
+        out[dim] = i
+    return out
+
+
+def _axis(surface: Surface, dim: str) -> np.ndarray:
+    if surface.spec.design is not None:
+        raise InputError(
+            "a sampled design has no grid to slice: select points with "
+            "surf.points() and the values instead"
+        )
+    if dim not in surface.dims:
+        raise InputError(f"{dim!r} is not a dimension of this surface ({', '.join(surface.dims)})")
+    return surface.coords[dim]
+
+
+def take(surface: Surface, indices: dict[str, int]) -> Surface:
+    """The surface with each dimension of ``indices`` fixed at that grid index."""
+    from ..surface import Surface
+
+    spec = surface.spec
+    if spec.path is not None:
+        raise InputError("a scan along a path has one dimension (t): there is nothing to slice")
+    for dim, i in indices.items():
+        n = _axis(surface, dim).size
+        if isinstance(i, bool) or not isinstance(i, int | np.integer) or not -n <= i < n:
+            raise InputError(f"{dim}={i!r} is not an index of {dim} (0 … {n - 1})")
+    if len(indices) >= len(surface.dims):
+        raise InputError("a slice must keep at least one dimension: fix fewer coordinates")
+    keep = [j for j, d in enumerate(surface.dims) if d not in indices]
+    where = tuple(int(indices[d]) if d in indices else slice(None) for d in surface.dims)
+
+    def cut(arrays: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+        return None if arrays is None else {k: np.array(v[where]) for k, v in arrays.items()}
+
+    at = {d: float(surface.coords[d][int(i)]) for d, i in indices.items()}
+    through_centre = all(v == 0.0 for v in at.values())
+    new_spec = dataclasses.replace(
+        spec,
+        grid=tuple(spec.grid[j] for j in keep),
+        directions=tuple(spec.directions[j] for j in keep) if spec.directions else (),
+    )
+    fps = {k: v for k, v in surface.fingerprints.items() if not k.startswith("dir_")}
+    fps.update(
+        {
+            f"dir_{n}": surface.fingerprints[f"dir_{j}"]
+            for n, j in enumerate(keep)
+            if f"dir_{j}" in surface.fingerprints
+        }
+    )
+    slopes = None
+    if surface.slopes is not None and through_centre:  # slopes at the centre: still its own
+        slopes = {v: [s[j] for j in keep] for v, s in surface.slopes.items() if len(s) > max(keep)}
+    meta = {**surface.meta, "slice": {**at, "of": list(surface.dims), "store": surface.path}}
+    return Surface(
+        new_spec,
+        cut(surface.values),
+        np.array(surface.done[where]),
+        fps,
+        None,
+        meta,
+        roundoff=surface.roundoff,
+        errors=cut(surface.errors),
+        paired=cut(surface.paired) if through_centre else None,  # paired with the centre's value
+        slopes=slopes,
+        samples=surface.samples,
+    )
