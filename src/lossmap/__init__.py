@@ -11,8 +11,11 @@ from .analysis.barriers import barrier
 from .analysis.geometry import basin_width, convexity_map, gradient_field
 from .analysis.minima import BarrierMatrix, barrier_matrix
 from .analysis.samples import samples_needed
-from .analysis.sharpness import grid_sharpness, sharpness
+from .analysis.sharpness import grid_sharpness
 from .callbacks.recorder import TrajectoryRecorder
+from .curvature.api import curvature_operator
+from .curvature.operator import CurvatureOperator
+from .compare import compare
 from .curves.curve import Curve
 from .curves.fit import curve
 from .curves.neb import neb
@@ -30,7 +33,9 @@ from .scan.estimate import Estimate, estimate
 from .scan.path import curve_plane
 from .scan.plan import Plan, ScanOptions, plan_scan
 from .scan.spec import Axis, ScanSpec
+from .sharpness.api import sharpness
 from .surface import Surface, load
+from .topology import topology
 from .version import __version__
 
 __all__ = [
@@ -38,6 +43,7 @@ __all__ = [
     "BarrierMatrix",
     "Curve",
     "Design",
+    "CurvatureOperator",
     "Direction",
     "Directions",
     "Estimate",
@@ -56,8 +62,10 @@ __all__ = [
     "barrier_matrix",
     "basin_width",
     "broaden",
+    "compare",
     "convexity_map",
     "curvature",
+    "curvature_operator",
     "curve",
     "curve_plane",
     "design",
@@ -84,6 +92,7 @@ __all__ = [
     "scan",
     "sharpness",
     "slq_nodes_weights",
+    "topology",
 ]
 
 
