@@ -56,11 +56,24 @@ def likelihood_of(loss_fn: Callable) -> str:
 
 
 def _row_grads(loss_fn: Callable, o: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """N · ∂ loss_fn(o, targets) / ∂o: each row example i's own gradient (N, ...)."""
+    """Each example's own gradient ∂ℓᵢ/∂oᵢ for S sets of targets (S, N, ...) at once: (S, N, ...).
+
+    The loss is a mean over rows, so on the S copies of the batch stacked
+    (S·N rows) S·N times its gradient is every row's own gradient.
+    """
+    S, N = targets.shape[:2]
+    big = o.detach().repeat(S, *([1] * (o.dim() - 1))).requires_grad_(True)  # (S·N, ...)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(loss_fn(big, targets.reshape(S * N, *targets.shape[2:])), big)
+    return (g * (S * N)).reshape(S, *o.shape)
+
+
+def _own_grads(loss_fn: Callable, o: torch.Tensor, target: Any) -> torch.Tensor:
+    """Each example's gradient at its true target (a tensor or a dict batch): (1, N, ...)."""
     o = o.detach().requires_grad_(True)
     with torch.enable_grad():
-        (g,) = torch.autograd.grad(loss_fn(o, targets), o)
-    return g * o.shape[0]
+        (g,) = torch.autograd.grad(loss_fn(o, target), o)
+    return (g * o.shape[0])[None]
 
 
 class OutputMatrix:
@@ -87,7 +100,7 @@ class OutputMatrix:
             if not g.requires_grad:  # the loss is linear in the outputs: M = 0
                 self.g = None
         elif kind == "empirical_fisher":
-            self.G = _row_grads(loss_fn, o, target)[None]  # (1, N, ...)
+            self.G = _own_grads(loss_fn, o, target)  # (1, N, ...)
             self.p = None
         elif kind == "fisher":
             dist = likelihood_of(loss_fn)
@@ -99,7 +112,7 @@ class OutputMatrix:
                 noise = torch.randn(
                     (mc_samples, *o.shape), generator=generator, dtype=torch.float64
                 ).to(o)
-                self.G = torch.stack([_row_grads(loss_fn, o, o + sd * e) for e in noise])
+                self.G = _row_grads(loss_fn, o, o[None] + sd * noise)
                 self.p = None
             else:
                 if o.dim() != 2:
@@ -117,7 +130,7 @@ class OutputMatrix:
                         p.cpu(), mc_samples, replacement=True, generator=generator
                     ).T.to(o.device)  # (S, N)
                     self.p = None
-                self.G = torch.stack([_row_grads(loss_fn, o, lab) for lab in labels])
+                self.G = _row_grads(loss_fn, o, labels)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """M·x for x shaped like the outputs."""

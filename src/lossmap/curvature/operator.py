@@ -342,17 +342,17 @@ class CurvatureOperator:
         out = {}
         for label, names in group_names(by, self.names).items():
             sub = self.block(names)
-            kk = min(k, sub.dim - 1)
-            if kk < 1:  # a one-entry block: its curvature is its single entry
+            sub._meta["block"] = label
+            if sub.dim == 1:  # a one-entry block: its curvature is its single entry
                 e = torch.ones(1, dtype=torch.float64)
                 val = float(sub.matmat(e[None])[0, 0])
-                d = sub._engine.direction(
-                    e, {**sub._meta, "block": label, "index": 0, "eigenvalue": val, "which": which}
+                meta = {**sub._meta, "index": 0, "eigenvalue": val, "which": which}
+                out[label] = Directions(
+                    [sub._engine.direction(e, meta)],
+                    {"eigenvalues": np.array([val]), "which": which},
                 )
-                out[label] = Directions([d], {"eigenvalues": np.array([val]), "which": which})
                 continue
-            dirs = sub.eigenpairs(kk, which, tol=tol, seed=seed, maxiter=maxiter)
-            for d in dirs:
-                d.meta["block"] = label
-            out[label] = dirs
+            out[label] = sub.eigenpairs(
+                min(k, sub.dim - 1), which, tol=tol, seed=seed, maxiter=maxiter
+            )
         return out
