@@ -3,6 +3,9 @@
 * :mod:`.recorder` — :class:`TrajectoryRecorder`, for a plain training loop
   (also ``lm.TrajectoryRecorder``).
 * :mod:`.index` — the folder's index, :func:`read_trajectory`.
+* :mod:`.sharpness` — :class:`SharpnessRecorder`: λmax (and Adam's
+  preconditioned λmax) every k steps against 2/η, the edge of stability;
+  :func:`read_sharpness` reads its file.
 * :mod:`.huggingface` — ``LossmapCallback`` for the Hugging Face ``Trainer``
   (``pip install lossmap[hf]``).
 * :mod:`.lightning` — ``LossmapCallback`` for PyTorch Lightning
@@ -18,5 +21,6 @@ Every recorder folder is read directly by ``lm.pca_directions(folder, 2)`` and
 
 from .index import read_trajectory
 from .recorder import TrajectoryRecorder
+from .sharpness import SharpnessRecorder, read_sharpness
 
-__all__ = ["TrajectoryRecorder", "read_trajectory"]
+__all__ = ["SharpnessRecorder", "TrajectoryRecorder", "read_sharpness", "read_trajectory"]
