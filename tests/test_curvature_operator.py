@@ -262,3 +262,16 @@ def test_bad_kind_and_loss_name_the_fix():
         lm.curvature_operator(net, nn.CrossEntropyLoss(), (X, y), params="lora_")
     with pytest.raises(InputError, match="needs a loss_fn"):
         lm.curvature_operator(net, None, (X, y), kind="ggn")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_curvlinops_engine_gives_the_same_matrix(kind):
+    net, X, y = tiny_attention()
+    ce = nn.CrossEntropyLoss()
+    ours = lm.curvature_operator(net, ce, (X, y), kind=kind, batch_size=5, params=r"^attn\.")
+    theirs = lm.curvature_operator(
+        net, ce, (X, y), kind=kind, batch_size=5, params=r"^attn\.", engine="curvlinops"
+    )
+    assert torch.allclose(theirs.to_dense(), ours.to_dense(), rtol=0, atol=1e-12)
+    with pytest.raises(InputError, match="torch loss module"):
+        lm.curvature_operator(net, lambda o, t: ce(o, t), (X, y), engine="curvlinops")
