@@ -157,4 +157,13 @@ class Design:
         return f"Design({self.kind!r}, points={self.points}, box={self.box!r}, seed={self.seed})"
 
 
-design = Design  # lm.design("sobol", points=N, box=(lo, hi)): the documented spelling
+def design(kind: str, points: int, box: Any, seed: int = 0) -> Design:
+    """A sampled design to pass as ``grid`` to :func:`lossmap.scan` (see :class:`Design`).
+
+    Examples
+    --------
+    >>> import lossmap as lm
+    >>> lm.design("lhs", points=100, box=[(-1, 1), (0, 2), (-0.5, 0.5)], seed=1).points
+    100
+    """
+    return Design(kind, points, box, seed)
