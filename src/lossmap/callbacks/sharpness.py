@@ -265,6 +265,18 @@ def read_sharpness(path: str | os.PathLike) -> dict[str, list]:
     dict of str to list
         ``steps``, ``lambda_max``, ``two_over_lr``, ``threshold``, ``hvps``,
         ``preconditioned_lambda_max``, … one entry per measured step.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lossmap.callbacks import SharpnessRecorder, read_sharpness
+    >>> model = torch.nn.Linear(2, 1, bias=False)
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    >>> rec = SharpnessRecorder("eos.json", torch.nn.MSELoss(), (torch.eye(2), torch.ones(2, 1)))
+    >>> _ = rec(model, 0, opt)
+    >>> r = read_sharpness("eos.json")
+    >>> r["steps"], r["two_over_lr"], round(r["lambda_max"][0], 6)  # H = (2/N)·XᵀX = I
+    ([0], [4.0], 1.0)
     """
     import json
 
