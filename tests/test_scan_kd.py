@@ -196,3 +196,52 @@ def test_dry_run_counts_points_and_sizes_the_store_exactly(tmp_path):
         seconds=0.05,
     )
     assert four.points == 14641 and four.store_bytes is None
+
+
+def test_progressive_order_in_4d_starts_with_the_centre_then_the_corners():
+    from lossmap.scan.spec import progressive_order
+
+    order = progressive_order((5, 5, 5, 5), (2, 2, 2, 2))
+    assert sorted(order.tolist()) == list(range(625))  # every point once
+    assert order[0] == np.ravel_multi_index((2, 2, 2, 2), (5,) * 4)
+    corners = {
+        np.ravel_multi_index(c, (5,) * 4)
+        for c in np.ndindex(2, 2, 2, 2)
+        for c in [tuple(4 * i for i in c)]
+    }
+    assert set(order[1:17].tolist()) == corners  # level 0: the 16 corners, then finer levels
+    coarse = np.array(np.unravel_index(order[:81], (5,) * 4)).T  # levels 0 and 1: the 3^4 grid
+    assert set(np.unique(coarse)) == {0, 2, 4}
+
+
+@pytest.mark.jax
+def test_jax_3d_scan_agrees_with_pytorch():
+    import jax
+    import jax.numpy as jnp
+
+    from test_jax_backend import MLP, classification, to_torch_names, torch_twin
+
+    net = MLP()
+    variables = net.init(jax.random.key(1), jnp.ones((1, 5)))
+    X, y = classification()
+    grid = [(-1.0, 1.0, 4), (-0.5, 1.5, 3), (0.0, 1.0, 3)]
+    dirs = lm.random_directions((net, variables), 3, norm="filter", ignore=None, seed=3)
+    surf = lm.scan(
+        (net, variables),
+        lm.jax.cross_entropy,
+        data={"train": (X, y)},
+        directions=dirs,
+        grid=grid,
+        batch_size=16,
+        progress=False,
+    )
+    ref = lm.scan(
+        torch_twin(variables),
+        nn.CrossEntropyLoss(),
+        data={"train": (torch.from_numpy(X), torch.from_numpy(y))},
+        directions=[to_torch_names(d) for d in dirs],
+        grid=grid,
+        progress=False,
+    )
+    assert surf.dims == ("alpha", "beta", "gamma")
+    np.testing.assert_allclose(surf["train_loss"], ref["train_loss"], rtol=1e-4)
