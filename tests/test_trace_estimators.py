@@ -166,11 +166,20 @@ def test_hutchpp_and_xtrace_beat_hutchinson_on_a_decaying_spectrum():
     assert rms["xtrace"] < rms["hutch++"], rms
 
 
-def test_hutchinson_diagonal_se_covers_each_entry():
+@pytest.mark.parametrize(
+    ("method", "low", "high"), [("hutchinson", 0.9, 0.98), ("xdiag", 0.75, 0.93)]
+)
+def test_diagonal_se_covers_each_entry(method, low, high):
+    """Per entry over 10 seeds × 200 entries; XDiag's s.e. runs small, as XTrace's (documented)."""
     A, _ = spectrum_matrix(0.5)
-    d = diagonal_estimate(lambda V: A @ V, DIM, probes=40, seed=3)
-    covered = ((d.value - A.diag()).abs() <= 2 * d.se).double().mean().item()
-    assert 0.88 <= covered <= 0.99, covered
+    covered = [
+        ((d.value - A.diag()).abs() <= 2 * d.se).double().mean().item()
+        for d in (
+            diagonal_estimate(lambda V: A @ V, DIM, method=method, probes=40, seed=s)
+            for s in range(10)
+        )
+    ]
+    assert low <= np.mean(covered) <= high, covered
 
 
 def test_estimates_are_exact_where_they_must_be():

@@ -23,7 +23,9 @@ matrix-vector product.
   because dropping a probe also shrinks the sketch. So XTrace gives the
   smallest error and Hutch++ the best-calibrated s.e.
 * Diagonals: the same rules per entry (Hutchinson: terms vᵢ ⊙ Avᵢ; XDiag:
-  the m leave-one-out diagonals).
+  the m leave-one-out diagonals). Measured per entry (50 seeds × 200
+  entries, 40 products): ±2 s.e. covers 94.6 % for Hutchinson and 85.5 %
+  for XDiag, whose s.e. runs small for XTrace's reason.
 
 Probes are drawn by curvlinops from torch's global generator, seeded with
 ``seed`` inside :func:`torch.random.fork_rng`: the same seed gives the same
