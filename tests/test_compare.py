@@ -24,6 +24,7 @@ from lossmap.analysis.finding import Finding
 from lossmap.compare import check_same_rule, compare
 from lossmap.errors import InputError
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread
 AXES = [(-1.0, 1.0, 41), (-1.0, 1.0, 41)]
 
 # Three bowls: their values at (r, 0) are known, so each panel has a point of any value.
