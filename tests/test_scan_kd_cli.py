@@ -107,3 +107,30 @@ def test_design_from_the_command_line(tmp_path, monkeypatch, capsys):
     assert "--design and --points go together" in capsys.readouterr().err
     assert main([*argv(tmp_path / "x.lossmap")[:5], "--dirs", "7", "--out", "x"]) == 2
     assert "--dirs 7 must be 1 (line), 2 (plane) or up to 6" in capsys.readouterr().err
+
+
+def test_a_design_store_prints_as_a_spec_file_that_resumes_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "design.lossmap"
+    assert (
+        main(command(store, 3, ["-1:1", "0:2", "-1:0"], "--design", "sobol", "--points", "8")) == 0
+    )
+    capsys.readouterr()
+    assert main(["info", str(store), "--spec"]) == 0
+    text = capsys.readouterr().out
+    assert "design: sobol" in text and "points: 8" in text and "'0:2'" in text
+    (tmp_path / "spec.yaml").write_text(text)
+    assert main(["scan", "--spec", str(tmp_path / "spec.yaml"), "--no-progress"]) == 0
+    assert lm.load(store).complete and lm.load(store).spec.design["points"] == 8
+
+
+def test_info_of_a_3d_store_shows_the_slice_to_take(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "cube.lossmap"
+    assert main(command(store, 3, ["-1:1:3", "-1:1:2", "-1:1:3"])) == 0
+    capsys.readouterr()
+    assert main(["info", str(store)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "(alpha, beta, gamma)" in out and "lm.load(STORE).sel(gamma=0.0)" in out
+    assert main(["export", str(store), "-o", str(tmp_path / "cube.csv")]) == 0
+    assert (tmp_path / "cube.csv").read_text().splitlines()[0].startswith("alpha,beta,gamma,")

@@ -242,15 +242,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from ..analysis.evidence import findings
     from ..surface import load
 
-    found = findings(load(args.path))  # every finding, its evidence and uncertainty
-    info["findings"] = found.to_dict()
+    found = None  # a k-D grid or a design: findings are of its slices
+    if len(store.spec.dims) <= 2 and store.spec.design is None:
+        found = findings(load(args.path))  # every finding, its evidence and uncertainty
+    info["findings"] = None if found is None else found.to_dict()
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     spec = store.spec
     s = info["summary"]
     print(f"{args.path}")
-    print(f"  grid        {' x '.join(str(a) for a in spec.grid)}  ({', '.join(spec.dims)})")
+    from ..surface_html import grid_text
+
+    print(f"  grid        {grid_text(spec)}  ({', '.join(spec.dims)})")
     if spec.path is not None:
         from ..scan.pathspec import path_text
 
@@ -273,6 +277,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
         centre = "n/a" if e["centre"] is None else f"{e['centre']:.6g}"
         low = f"{e['min']:.6g} at {e['argmin']}" if "min" in e else "n/a"
         print(f"  {var:<16} centre {centre}, min {low}")
+    if found is None:
+        print("  findings    of a plane or line: slice it first, e.g. in Python "
+              f"lm.load(STORE).sel({spec.dims[-1]}=0.0)" if spec.design is None else
+              "  findings    none for a sampled design (lm.topology reads it)")
+        return 0
     errors = "measured" if found.standard_errors else "not measured (none stored)"
     print(f"  findings    (resolved beyond {found.z:g} s.e.; standard errors {errors})")
     for _, label, text in found.lines():

@@ -122,6 +122,12 @@ def spec_keys(spec: ScanSpec, meta: dict, out: str) -> tuple[dict[str, Any], lis
                      "data: MODULE:FUNCTION (and loss: unless cross_entropy)")
     keys.update(_directions(spec, cmd, notes))
     keys["grid"] = [axis_text(a) for a in spec.grid]
+    if spec.design is not None:  # a sampled design: the grid is its box, LO:HI per direction
+        keys["grid"] = [":".join(axis_text(a).split(":")[:2]) for a in spec.grid]
+        keys["design"], keys["points"] = spec.design["kind"], spec.design["points"]
+        if spec.design["seed"] != spec.seed:
+            notes.append(f"design: its seed {spec.design['seed']} is not the scan's seed "
+                         f"{spec.seed}; the command line draws both from --seed")
     if spec.samples is not None:
         keys["samples"] = spec.samples
     keys["seed"] = spec.seed
