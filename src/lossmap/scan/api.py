@@ -57,9 +57,9 @@ def scan(
     meta: dict | None = None,
     path: Any = None,
 ) -> Surface:
-    """Evaluate loss and metrics on a line or plane through weight space, or along a path.
+    """Evaluate loss and metrics on a line, a plane or a k-D grid in weight space, or a path.
 
-    Each point is ``L(c + a·d1 [+ b·d2])``: the exact mean over the samples of
+    Each point is ``L(c + a·d1 [+ b·d2 + …])``: the exact mean over the samples of
     each split (weighted by batch sizes), in evaluation mode, without
     gradients. The model comes back bit-identical (parameters, buffers,
     train/eval mode, ``requires_grad``), also after an error or Ctrl-C. A model
@@ -79,12 +79,16 @@ def scan(
     data : dict of str to split
         Named splits; each a DataLoader, an ``(X, y)`` tuple of tensors, or
         an iterable of ``(X, y)`` batches. Read once and kept in memory.
-    directions : Direction or list of 1 or 2 Directions
-        One direction → a line (dim ``alpha``), two → a plane (``alpha``, ``beta``).
-        Leave it out with ``path``.
-    grid : list of (lo, hi, n) or "lo:hi:n"
+    directions : Direction or list of 1 to 6 Directions
+        One direction → a line (dim ``alpha``), two → a plane (``alpha``, ``beta``),
+        up to six → a k-D grid (then ``gamma``, ``delta``, ``epsilon``, ``zeta``;
+        ``surf.sel(gamma=0.0)`` is a plane again). Leave it out with ``path``.
+    grid : list of (lo, hi, n) or "lo:hi:n", or a Design
         One axis per direction; for a line a single ``(lo, hi, n)`` also works;
-        along a path one axis in t, e.g. ``(0, 1, 21)``.
+        along a path one axis in t, e.g. ``(0, 1, 21)``. ``lm.design("sobol",
+        points=N, box=(lo, hi))`` (or ``"lhs"``) samples N points in that box
+        instead (dim ``point``; :mod:`lossmap.scan.design`). ``lm.estimate``
+        takes the same arguments and says what the scan will cost.
     centre : None, dict, nn.Module or path, optional
         Centre of the slice; default the model's current weights.
     metrics : sequence, default ("loss", "accuracy")
