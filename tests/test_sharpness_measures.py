@@ -68,13 +68,14 @@ def test_worst_l2_on_a_quadratic_is_half_rho2_lambda_max(quad, seed):
     # the perturbation is the top eigenvector, and lm.scan at α = 1 reaches the point found
     top = torch.linalg.eigh(H)[1][:, -1]
     assert abs(float(r.direction["w"] @ top)) / rho == pytest.approx(1.0, abs=1e-3)
-    surf = lm.scan(net, loss, data={"train": data}, directions=r.direction, grid=(-1, 1, 3),
-                   progress=False)
+    surf = lm.scan(
+        net, loss, data={"train": data}, directions=r.direction, grid=(-1, 1, 3), progress=False
+    )
     assert surf["train_loss"][2] == pytest.approx(r.perturbed_loss, rel=1e-9)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_adaptive_worst_l2_is_half_rho2_lambda_max_of_DHD(quad, seed):
+def test_adaptive_worst_l2_is_half_rho2_lambda_max_of_dhd(quad, seed):
     H, _, wstar = quad
     net, loss, data = quadratic(H, wstar)
     rho = 0.1
@@ -178,8 +179,10 @@ def test_m_sharpness_is_the_mean_of_each_batchs_own_worst_case():
     net, loss, X, y = mlp_problem(n=64)
     r = lm.sharpness(net, loss, (X, y), rho=0.1, m=16, steps=10, seed=4)
     assert r.units == 4 and r.m == 16 and r.gradient_evaluations == 4 * 11
-    each = [lm.sharpness(net, loss, (X[i:i + 16], y[i:i + 16]), rho=0.1, steps=10, seed=4)
-            for i in range(0, 64, 16)]
+    each = [
+        lm.sharpness(net, loss, (X[i : i + 16], y[i : i + 16]), rho=0.1, steps=10, seed=4)
+        for i in range(0, 64, 16)
+    ]
     # the batches ascend side by side from different starts; each is a worst case found
     np.testing.assert_allclose(r.per_unit, [e.value for e in each], rtol=0.05)
     assert r.value == pytest.approx(np.mean(r.per_unit), rel=1e-12)
@@ -205,8 +208,7 @@ MEASURES = {  # name: (options, invariant?)
     "pac-bayes magnitude-aware": ({"kind": "pac-bayes", "rho": 0.05, "draws": 8}, True),
     "worst l2 plain": ({"kind": "worst", "adaptive": False}, False),
     "average plain": ({"kind": "average", "adaptive": False, "draws": 16}, False),
-    "pac-bayes plain": ({"kind": "pac-bayes", "rho": 0.05, "adaptive": False, "draws": 8},
-                        False),
+    "pac-bayes plain": ({"kind": "pac-bayes", "rho": 0.05, "adaptive": False, "draws": 8}, False),
 }
 
 
@@ -242,8 +244,10 @@ def test_batchnorm_weight_scaling_leaves_adaptive_measures_unchanged():
     assert torch.allclose(net(X), twin(X), atol=1e-4)
     loss = nn.CrossEntropyLoss()
     for adaptive, invariant in ((True, True), (False, False)):  # the layer BN follows moves
-        v0, v1 = (lm.sharpness(m, loss, (X, y), rho=0.1, adaptive=adaptive, params="0.*",
-                               seed=1).value for m in (net, twin))
+        v0, v1 = (
+            lm.sharpness(m, loss, (X, y), rho=0.1, adaptive=adaptive, params="0.*", seed=1).value
+            for m in (net, twin)
+        )
         assert bool(abs(v1 / v0 - 1) < 0.01) == invariant, (adaptive, v0, v1)
 
 
@@ -255,8 +259,9 @@ def test_average_case_se_covers_the_exact_value_in_about_95_percent(quad):
     want = 0.5 * rho**2 * float(ev.sum())
     hits = 0
     for seed in range(200):
-        r = lm.sharpness(net, loss, data, rho=rho, kind="average", adaptive=False, draws=32,
-                         seed=seed)
+        r = lm.sharpness(
+            net, loss, data, rho=rho, kind="average", adaptive=False, draws=32, seed=seed
+        )
         hits += abs(r.value - want) <= 2 * r.se
     assert 0.90 <= hits / 200 <= 0.99, hits
 
@@ -282,8 +287,9 @@ def test_params_subset_moves_only_those_tensors_and_the_model_is_unchanged():
     assert set(r.direction) == {"5.weight", "5.bias"}
     assert r.direction.meta["params"]["pattern"] == "5.*"
     assert net.training and all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
-    surf = lm.scan(net, loss, data={"train": (X, y)}, directions=r.direction, grid=(0, 1, 2),
-                   progress=False)
+    surf = lm.scan(
+        net, loss, data={"train": (X, y)}, directions=r.direction, grid=(0, 1, 2), progress=False
+    )
     assert surf["train_loss"][1] == pytest.approx(r.perturbed_loss, rel=1e-5)
 
 
@@ -299,7 +305,7 @@ def test_dict_batches_give_the_tuple_batches_value():
             return self.inner(x)
 
     keyed = Keyed(net)
-    batches = [{"x": X[i:i + 8], "y": y[i:i + 8]} for i in range(0, 32, 8)]
+    batches = [{"x": X[i : i + 8], "y": y[i : i + 8]} for i in range(0, 32, 8)]
     a = lm.sharpness(keyed, lambda out, b: loss(out, b["y"]), batches, rho=0.1, seed=2)
     b = lm.sharpness(keyed, loss, (X, y), rho=0.1, seed=2, batch_size=8)
     assert a.value == pytest.approx(b.value, rel=1e-5)
@@ -320,17 +326,61 @@ def test_the_01_call_warns_with_the_new_one_and_gives_the_old_finding():
     assert d["kind"] == "sharpness_measure" and d["direction"]["tensors"] == 6
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"rho": 0}, "rho=0 must be a positive"),
-    ({"rho": 0.1, "kind": "sam"}, "kind='sam' must be one of"),
-    ({"rho": 0.1, "norm": "l1"}, "norm='l1' must be"),
-    ({"rho": 0.1, "kind": "average", "norm": "linf"}, "leave norm out"),
-    ({"rho": 0.1, "kind": "pac-bayes", "m": 8}, "leave m out"),
-    ({"rho": 0.1, "steps": 0}, "steps=0 must be an integer >= 1"),
-    ({"rho": 0.1, "params": "nothing.*"}, "matches none"),
-    ({}, "rho= is missing"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"rho": 0}, "rho=0 must be a positive"),
+        ({"rho": 0.1, "kind": "sam"}, "kind='sam' must be one of"),
+        ({"rho": 0.1, "norm": "l1"}, "norm='l1' must be"),
+        ({"rho": 0.1, "kind": "average", "norm": "linf"}, "leave norm out"),
+        ({"rho": 0.1, "kind": "pac-bayes", "m": 8}, "leave m out"),
+        ({"rho": 0.1, "steps": 0}, "steps=0 must be an integer >= 1"),
+        ({"rho": 0.1, "params": "nothing.*"}, "matches none"),
+        ({}, "rho= is missing"),
+    ],
+)
 def test_bad_input_is_refused_in_one_line(kwargs, match):
     net, loss, X, y = mlp_problem(n=16)
     with pytest.raises(InputError, match=match):
         lm.sharpness(net, loss, (X, y), **kwargs)
+
+
+# -- the landscape along the worst case -----------------------------------------------------
+def test_worst_case_plane_reaches_the_point_found_at_1_0():
+    from lossmap.sharpness import worst_case_directions
+
+    net, loss, X, y = mlp_problem(n=32)
+    r = lm.sharpness(net, loss, (X, y), rho=0.1, seed=3)
+    dirs = worst_case_directions(r, net, seed=1)
+    d1, d2 = dirs[0], dirs[1]
+    assert abs(d1.dot(d2)) < 1e-6 * d1.norm() ** 2 and d2.norm() == pytest.approx(d1.norm())
+    surf = lm.scan(
+        net,
+        loss,
+        data={"train": (X, y)},
+        directions=dirs,
+        grid=((-1, 1, 3), (-1, 1, 3)),
+        progress=False,
+    )
+    assert surf["train_loss"][2, 1] == pytest.approx(r.perturbed_loss, rel=1e-5)
+    assert surf["train_loss"][1, 1] == pytest.approx(r.centre_loss, rel=1e-5)
+    pac = lm.sharpness(net, loss, (X, y), rho=0.05, kind="pac-bayes", draws=4)
+    with pytest.raises(TypeError, match="PAC-Bayes"):
+        worst_case_directions(pac, net)
+
+
+@pytest.mark.parametrize(
+    "module", ["lossmap.sharpness.api", "lossmap.sharpness.ascent", "lossmap.sharpness.landscape"]
+)
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module(module)).failed == 0
+
+
+def test_docstrings_match_signatures(assert_docstring_matches_signature):
+    from lossmap.sharpness import worst_case_directions
+
+    assert_docstring_matches_signature(lm.sharpness)
+    assert_docstring_matches_signature(worst_case_directions)

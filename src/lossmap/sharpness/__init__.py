@@ -14,5 +14,6 @@ a random direction orthogonal to it for a plane (docs/sharpness.md).
 """
 
 from .api import KINDS, sharpness
+from .landscape import worst_case_directions
 
-__all__ = ["KINDS", "sharpness"]
+__all__ = ["KINDS", "sharpness", "worst_case_directions"]

@@ -277,9 +277,9 @@ def sharpness(
     )
     return SharpnessMeasure(
         variable=f"{split}_loss",
-        value=value,
-        se=se,
-        resolved=None if se is None or not math.isfinite(se) else abs(value) > 2 * se,
+        value=float(value),
+        se=None if se is None else float(se),
+        resolved=None if se is None or not math.isfinite(se) else bool(abs(value) > 2 * se),
         measure=kind,
         rho=float(rho),
         norm=norm,

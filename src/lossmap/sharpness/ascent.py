@@ -36,7 +36,8 @@ def checkpoints(steps: int) -> list[int]:
     p = [0.0, 0.22]
     while p[-1] < 1:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    out = sorted({math.ceil(x * steps) for x in p[1:] if math.ceil(x * steps) <= steps})
+    w = [math.ceil(round(x * steps, 9)) for x in p[1:]]  # round: 0.57 · 100 is 57.000…01
+    out = sorted({x for x in w if x <= steps})
     return [w for w in out if w > 0]
 
 

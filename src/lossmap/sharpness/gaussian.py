@@ -70,7 +70,7 @@ def pac_bayes_sigma(
     adaptive: bool,
     draws: int,
     seed: int,
-    iterations: int = 24,
+    iterations: int = 12,
 ) -> tuple[float, float, float]:
     """``(σ, its standard error, the mean loss at σ)`` for a rise of ``target``.
 
