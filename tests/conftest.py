@@ -7,8 +7,9 @@ Markers (registered in ``pyproject.toml``; ``--strict-markers`` is on):
 - ``jax``: imports JAX/Flax (the ``jax`` extra);
 - ``hf``: builds ``transformers``/``peft`` models (the ``hf`` extra);
 - ``data``: needs the Fashion-MNIST files in ``/usr/share/datasets/fashion-mnist``;
-- ``gpu``: needs CUDA. The one legitimate skip: where no GPU exists, a ``gpu``
-  test is skipped and says why.
+- ``gpu``: needs CUDA (``tests/test_cuda_paths.py``). ``make test`` deselects
+  them where no GPU exists (``-m "not gpu"``); ``benchmarks/gpu.sh`` runs them
+  (``pytest -m gpu``). Run by hand without CUDA, they are skipped and say why.
 
 ``make test`` runs everything; ``make test-fast`` runs the unit tests, leaving
 out ``slow``, ``browser``, ``jax``, ``hf`` and ``data``.
