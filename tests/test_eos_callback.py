@@ -20,7 +20,7 @@ from lossmap.callbacks.sharpness import SharpnessRecorder, read_sharpness
 from lossmap.callbacks.topeig import top_eigenpair
 from lossmap.errors import InputError, InputTypeError
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "close_figures")
 
 MSE = nn.MSELoss()
 
@@ -336,3 +336,12 @@ def test_the_hugging_face_callback_measures_and_leaves_training_as_it_was(tmp_pa
     assert np.isfinite(r["preconditioned_lambda_max"]).all()
     fresh = lm.curvature_operator(trainer.model, None, measure).eigenpairs(1)[0]
     assert r["lambda_max"][-1] == pytest.approx(fresh.meta["eigenvalue"], rel=1e-3)
+
+
+def test_docstrings_match_signatures(assert_docstring_matches_signature):
+    from lossmap.callbacks.lightning import SharpnessCallback as LightningSharpness
+    from lossmap.plot.eos import plot_eos
+
+    for fn in (SharpnessRecorder, read_sharpness, top_eigenpair,
+               plot_eos, LightningSharpness):  # fmt: skip
+        assert_docstring_matches_signature(fn)

@@ -253,3 +253,8 @@ def test_refusals_name_the_problem():
     J = torch.ones(DIM, DIM, dtype=torch.float64)  # rank one
     with pytest.raises(InputError, match="rank is below its 5 probes"):
         trace_estimate(lambda V: J @ V, DIM, method="xtrace", probes=10)
+
+
+def test_docstrings_match_signatures(assert_docstring_matches_signature):
+    assert_docstring_matches_signature(trace_estimate)
+    assert_docstring_matches_signature(diagonal_estimate)
