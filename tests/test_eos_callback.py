@@ -72,10 +72,12 @@ def test_gradient_descent_on_a_quadratic_tracks_the_exact_lambda_max(tmp_path):
     model = nn.Linear(3, 1, bias=False).double()
     exact = float(np.linalg.eigvalsh((2 / len(X) * X.T @ X).numpy())[-1])  # H of the MSE
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    rec = SharpnessRecorder(tmp_path / "s.json", MSE, (X, y), every=3, tol=1e-8)
+    rec = SharpnessRecorder(tmp_path / "s.json", MSE, (X, y), every=3, tol=1e-8, jitter=0)
+    jittered = SharpnessRecorder(tmp_path / "j.json", MSE, (X, y), every=3, tol=1e-8)
     for step in range(13):
         loss = MSE(model(X), y)
         rec(model, step, opt, loss)
+        jittered(model, step, opt, loss)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -83,8 +85,35 @@ def test_gradient_descent_on_a_quadratic_tracks_the_exact_lambda_max(tmp_path):
     assert r["steps"] == [0, 3, 6, 9, 12]
     np.testing.assert_allclose(r["lambda_max"], exact, rtol=1e-10)
     assert r["hvps"][0] <= 3 and r["hvps"][1:] == [1, 1, 1, 1]  # warm: H is constant
+    np.testing.assert_allclose(read_sharpness(tmp_path / "j.json")["lambda_max"], exact, rtol=1e-10)
     assert r["two_over_lr"] == [40.0] * 5 and r["threshold"] == [40.0] * 5
     assert np.isnan(r["preconditioned_lambda_max"]).all()  # SGD has no preconditioner
+
+
+class Diagonal(nn.Module):
+    """outputs = X ⊙ w; with loss ½ Σ aᵢ outᵢ² and X = 1, H = diag(a)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(3, dtype=torch.float64))
+
+    def forward(self, X):
+        return X * self.w
+
+
+def test_a_new_top_direction_is_found_after_eigenvalues_cross(tmp_path):
+    a = torch.tensor([2.0, 1.0, 0.5], dtype=torch.float64)
+    loss_fn = lambda out, y: 0.5 * (a * out**2).sum(1).mean()  # noqa: E731
+    data = (torch.ones(1, 3, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64))
+    model = Diagonal()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    still = SharpnessRecorder(tmp_path / "s.json", loss_fn, data, every=1, tol=1e-8, jitter=0)
+    fresh = SharpnessRecorder(tmp_path / "f.json", loss_fn, data, every=1, tol=1e-8)
+    for rec in (still, fresh):
+        assert rec(model, 0, opt)["lambda_max"] == pytest.approx(2.0, rel=1e-12)
+    a[:] = torch.tensor([1.0, 3.0, 0.5])  # the top direction is now e₂, ⊥ the last vector
+    assert still(model, 1, opt)["lambda_max"] == pytest.approx(1.0)  # e₁ is still an eigenvector
+    assert fresh(model, 1, opt)["lambda_max"] == pytest.approx(3.0, rel=1e-12)
 
 
 def test_mlp_lambda_max_equals_a_fresh_lanczos_on_the_dense_hessian(tmp_path):
@@ -191,6 +220,8 @@ def test_momentum_threshold_and_refusals(tmp_path):
     zero = rec.record(model, 1, torch.optim.SGD(model.parameters(), lr=0.0), force=True)
     assert zero["two_over_lr"] == zero["threshold"] == np.inf  # a schedule's end: no edge
     assert np.isnan(read_sharpness(tmp_path / "m.json")["two_over_lr"][1])
+    with pytest.raises(InputError, match="jitter=2 must be a number from 0 to 1"):
+        SharpnessRecorder(tmp_path / "n.json", MSE, (X, y), jitter=2)
     with pytest.raises(InputError, match="exists: pass overwrite=True"):
         SharpnessRecorder(tmp_path / "m.json", MSE, (X, y))
     with pytest.raises(InputTypeError, match="pass the torch optimizer"):

@@ -84,8 +84,14 @@ class SharpnessRecorder:
     max_hvps : int, default 50
         At most this many Hessian-vector products per measurement (Lanczos
         keeps as many vectors of the parameters' size).
+    jitter : float, default 0.1
+        Each warm start is the previous top eigenvector plus this much of a
+        fresh random unit vector, so that a direction that has overtaken it
+        (eigenvalues crossing, common at the edge of stability) is still found;
+        0 starts from the previous vector alone (fewest products: one on a
+        quadratic).
     seed : int, default 0
-        Seeds the first start vector (a generator of its own).
+        Seeds the start vectors (a generator of its own).
     dtype : torch.dtype, optional
         Compute the products in this dtype (default the parameters').
     overwrite : bool, default False
@@ -132,6 +138,7 @@ class SharpnessRecorder:
         params: Any = None,
         tol: float = 1e-3,
         max_hvps: int = 50,
+        jitter: float = 0.1,
         seed: int = 0,
         dtype: torch.dtype | None = None,
         overwrite: bool = False,
@@ -147,6 +154,10 @@ class SharpnessRecorder:
             raise InputError(f"preconditioned={preconditioned!r} must be True, False or 'auto'")
         if not (isinstance(tol, float) and 0 < tol < 1):
             raise InputError(f"tol={tol!r} must be a float between 0 and 1, e.g. 1e-3")
+        if not (isinstance(jitter, int | float) and 0 <= jitter <= 1):
+            raise InputError(f"jitter={jitter!r} must be a number from 0 to 1, e.g. 0.1")
+        self.jitter = float(jitter)
+        self._generator = torch.Generator().manual_seed(seed)
         self.every = check_every(every, "every")
         self.max_hvps = check_every(max_hvps, "max_hvps")
         self.loss_fn, self.data, self.params = loss_fn, data, params
@@ -238,9 +249,11 @@ class SharpnessRecorder:
 
     def _top(self, which: str, matvec: Callable, dim: int):
         start = self._vectors.get(which)
+        fresh = torch.randn(dim, dtype=torch.float64, generator=self._generator)
         if start is None or start.numel() != dim:
-            g = torch.Generator().manual_seed(self.seed)
-            start = torch.randn(dim, dtype=torch.float64, generator=g)
+            start = fresh
+        elif self.jitter:
+            start = start + self.jitter * fresh / fresh.norm()
         top = top_eigenpair(matvec, start, tol=self.tol, max_products=self.max_hvps)
         self._vectors[which] = top.vector
         return top
