@@ -48,11 +48,15 @@ MEMORY_CASES = ["lossmap:1", "lossmap:2", "inplace_loop:2", "reload:2"]
 ENV = {"MALLOC_MMAP_THRESHOLD_": str(256 * 1024), "MALLOC_TRIM_THRESHOLD_": str(256 * 1024)}
 
 
-def _sizes(quick: bool):
+def _sizes(args):
+    """(the speed and memory model, the billion line's model) for these arguments."""
     from lm_methods import BILLION, SMALL, TINY, GPT2Size
 
-    big = GPT2Size(2, 128, 4, 1000, 1, 32) if quick else BILLION
-    return (TINY if quick else SMALL), big
+    big = GPT2Size(2, 128, 4, 1000, 1, 32) if args.quick else BILLION
+    small = TINY if args.quick else SMALL
+    if args.size:
+        small = GPT2Size(*(int(v) for v in args.size.split(",")))
+    return small, big
 
 
 def _warm_up() -> None:
@@ -87,15 +91,13 @@ def forward_profile(model, x, rows: int = 8) -> list[dict]:
     ]
 
 
-def speed(args) -> dict:
-    import numpy as np
-    import torch
-
+def speed(args, save) -> dict:
+    """The interleaved pairs; ``save(partial)`` after each pair, so a cut-short run keeps them."""
     import lossmap as lm
 
-    from lm_methods import METHODS, gpt2, param_bytes, token_ids
+    from lm_methods import METHODS, gpt2, token_ids
 
-    size, _ = _sizes(args.quick)
+    size, _ = _sizes(args)
     _warm_up()
     model, ids = gpt2(size), token_ids(size)
     dirs = lm.random_directions(model, 2, seed=0)
@@ -108,6 +110,18 @@ def speed(args) -> dict:
                 batch = run.info["batch_size"]
             runs[name].append(run)
             print(f"pair {r + 1}/{args.pairs}: {name} {run.seconds:.1f} s", file=sys.stderr)
+        out = summarize(runs, model, size, batch)
+        save(out)
+    out["forward_profile"] = forward_profile(model, ids[:batch])
+    return out
+
+
+def summarize(runs: dict, model, size, batch: int) -> dict:
+    """Medians, ratios pair by pair, agreement and lossmap's profile of the pairs so far."""
+    import numpy as np
+
+    from lm_methods import param_bytes
+
     ref = runs["lossmap"]
     out = {
         "model": size.describe(),
@@ -116,6 +130,7 @@ def speed(args) -> dict:
         "grid": PLANE,
         "points": 25,
         "batch": batch,
+        "pairs": len(ref),
         "methods": {},
         "ratios": {},
         "agreement_max_abs_loss_diff": {},
@@ -133,10 +148,14 @@ def speed(args) -> dict:
             out["agreement_max_abs_loss_diff"][name] = max(
                 float(np.max(np.abs(x.values - y.values))) for x, y in zip(rs, ref, strict=True)
             )
+    grid_s = [x.info.get("seconds", x.seconds) for x in ref]
+    out["methods"]["lossmap"]["grid_only_median_s"] = statistics.median(grid_s)
+    out["methods"]["lossmap"]["set_up_median_s"] = statistics.median(
+        x.info["set_up_s"] for x in ref
+    )
     out["lossmap_profile"] = [x.info for x in ref]
     out["loss_range"] = [float(ref[0].values.min()), float(ref[0].values.max())]
-    out["forward_profile"] = forward_profile(model, ids[:batch])
-    del torch  # imported for the profiler's side
+    out["forward_profile"] = []
     return out
 
 
@@ -152,7 +171,7 @@ def child(spec: str, args) -> dict:
     torch.set_num_threads(args.threads)
     method, ndirs, *big = spec.split(":")
     ndirs = int(ndirs)
-    small, billion = _sizes(args.quick)
+    small, billion = _sizes(args)
     size = billion if big else small
     grid = BILLION_LINE if big else MEMORY_GRIDS[ndirs]
     _warm_up()
@@ -197,6 +216,7 @@ def child(spec: str, args) -> dict:
 def _run_child(spec: str, args) -> dict:
     cmd = [sys.executable, __file__, "--child", spec, "--threads", str(args.threads)]
     cmd += ["--quick"] if args.quick else []
+    cmd += ["--size", args.size] if args.size else []
     env = {**os.environ, **ENV, "OMP_NUM_THREADS": str(args.threads)}
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if r.returncode:
@@ -218,7 +238,7 @@ def billion(args) -> dict:
     """The 1B line in a fresh process, if the machine has room for it (about 5 P)."""
     from lm_methods import BILLION
 
-    _, size = _sizes(args.quick)
+    _, size = _sizes(args)
     need = 5 * 4 * (12 * size.layers * size.width**2 + size.vocab * size.width)
     if not args.quick and _available() < need:
         return {
@@ -241,6 +261,17 @@ def table(res: dict) -> str:
                 f"  {name:<13} median {m['median_s']:8.1f} s  {m['per_point_s']:6.2f} s/pt"
                 + (f"  {ratio:5.2f}× lossmap's time, max |Δloss| {diff:.1e}" if ratio else "")
             )
+        lm_ = s["methods"]["lossmap"]
+        prof = s["lossmap_profile"][-1]
+        lines.append(
+            f"  lossmap's time: set-up passes {lm_['set_up_median_s']:.1f} s (round-off floor "
+            f"{prof.get('roundoff_seconds', 0):.1f} s), grid {lm_['grid_only_median_s']:.1f} s: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in prof["timings"].items() if v >= 0.05)
+        )
+        lines.append(
+            "  one forward batch (torch.profiler, self CPU time): "
+            + ", ".join(f"{e['op']} {e['share']:.0%}" for e in s["forward_profile"][:6])
+        )
     for r in res.get("memory", []) + ([res["billion"]] if "billion" in res else []):
         if "extra_over_P" in r:
             lines.append(
@@ -256,8 +287,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="a tiny GPT-2: the code paths in seconds")
+    p.add_argument("--size", help="LAYERS,WIDTH,HEADS,VOCAB,SEQUENCES,TOKENS of the 124M model")
     p.add_argument("--pairs", type=int, default=2, help="interleaved repeats (default 2)")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument(
+        "--memory-all",
+        action="store_true",
+        help="also the in-place loop's and reload's planes in the memory part",
+    )
     p.add_argument("--only", action="append", choices=["speed", "memory", "billion"])
     p.add_argument("--out", help="JSON file (default benchmarks/results/lm[-quick].json)")
     args = p.parse_args(argv)
@@ -276,19 +313,26 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(torch.device("cpu")),
         "load_average_start": os.getloadavg(),
     }
-    t0 = time.perf_counter()
-    if "speed" in only:
-        res["speed"] = speed(args)
-    if "memory" in only:
-        res["memory"] = [_run_child(spec, args) for spec in MEMORY_CASES]
-    if "billion" in only:
-        res["billion"] = billion(args)
-    res["load_average_end"] = os.getloadavg()
-    res["wall_s"] = time.perf_counter() - t0
-    print(table(res))
     out = Path(args.out or HERE / "results" / ("lm-quick.json" if args.quick else "lm.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2) + "\n")
+    t0 = time.perf_counter()
+
+    def save(key: str, value) -> None:  # after every step: a run cut short keeps what it has
+        res[key] = value
+        res["load_average_end"] = os.getloadavg()
+        res["wall_s"] = time.perf_counter() - t0
+        out.write_text(json.dumps(res, indent=2) + "\n")
+
+    if "speed" in only:
+        save("speed", speed(args, lambda partial: save("speed", partial)))
+    if "memory" in only:
+        cases = MEMORY_CASES if args.memory_all else MEMORY_CASES[:2]
+        save("memory", [])
+        for spec in cases:
+            save("memory", [*res["memory"], _run_child(spec, args)])
+    if "billion" in only:
+        save("billion", billion(args))
+    print(table(res))
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
