@@ -165,8 +165,8 @@ def test_hessian_directions_and_eigenvalues(ckpt, tmp_path, capsys):
     assert code == 0, err
     surf = lm.load(out)
     model, data = tiny.make_model(), tiny.make_data()
-    dirs = lm.hessian_eigenpairs(model, nn.CrossEntropyLoss(), {"train": data["train"]},
-                                 n=3, centre=ckpt["states"]["B"])
+    dirs = lm.curvature_operator(model, nn.CrossEntropyLoss(), {"train": data["train"]},
+                                 centre=ckpt["states"]["B"]).eigenpairs(3)
     vals = dirs.eigenvalues
     h = surf.meta["hessian"]
     np.testing.assert_allclose(h["eigenvalues"], vals, rtol=1e-6)
@@ -182,7 +182,8 @@ def test_hessian_directions_and_eigenvalues(ckpt, tmp_path, capsys):
                         "--grid=-1:1:3")
     assert code == 0, err
     surf = lm.load(out)
-    (want,) = lm.hessian_eigenpairs(model, nn.CrossEntropyLoss(), data["test"], n=1).eigenvalues
+    (want,) = lm.curvature_operator(model, nn.CrossEntropyLoss(), data["test"]).eigenpairs(
+        1).eigenvalues
     assert surf.dims == ("alpha",) and surf.meta["hessian"]["split"] == "test"
     assert surf.meta["hessian"]["eigenvalues"][0] == pytest.approx(want, rel=1e-6)
 
@@ -208,16 +209,35 @@ def test_hessian_command(tmp_path, capsys):
     assert "top-2 eigenvalues" in out and "trace" in out and "density" in out
     r = json.loads(js.read_text())
     model, (X, y) = tiny.make_model(), tiny.make_data()["train"]
-    vals = lm.hessian_eigenpairs(model, nn.CrossEntropyLoss(), (X, y), n=2).eigenvalues
+    op = lm.curvature_operator(model, nn.CrossEntropyLoss(), (X, y))
+    vals = op.eigenpairs(2).eigenvalues
     np.testing.assert_allclose(r["eigenvalues"], vals, rtol=1e-6)
-    est, se = lm.hessian_trace(model, nn.CrossEntropyLoss(), (X, y), probes=4)
-    assert r["trace"] == {"estimate": pytest.approx(est), "standard_error": pytest.approx(se),
-                          "probes": 4}
+    found = op.trace("hutchinson", probes=4)
+    assert r["trace"] == {"estimate": pytest.approx(found.value),
+                          "standard_error": pytest.approx(found.se), "probes": 4,
+                          "method": "hutchinson"}
     d = r["density"]
     assert np.trapezoid(d["density"], d["grid"]) == pytest.approx(1.0, abs=1e-4)
     assert sum(d["weights"]) == pytest.approx(1.0) and d["max"] >= vals[0] * (1 - 1e-3)
     assert set(r["seconds"]) == {"eigenvalues", "trace", "density"}
     assert png.stat().st_size > 0
+
+
+def test_hessian_command_kinds_bottom_blocks_and_saved_directions(tmp_path, capsys):
+    folder = tmp_path / "dirs"
+    code, out, err = run(capsys, "hessian", "--model", f"{TINY}:make_model", "--data",
+                         f"{TINY}:make_data", "--k", "1", "--kind", "ggn", "--smallest", "1",
+                         "--blocks", "--save-directions", folder, "-o", tmp_path / "g.json")
+    assert code == 0, err
+    assert "GGN of train loss" in out and "bottom-1 eigenvalues" in out and "block" in out
+    r = json.loads((tmp_path / "g.json").read_text())
+    model, (X, y) = tiny.make_model(), tiny.make_data()["train"]
+    op = lm.curvature_operator(model, nn.CrossEntropyLoss(), (X, y), kind="ggn")
+    np.testing.assert_allclose(r["eigenvalues"], op.eigenpairs(1).eigenvalues, rtol=1e-6)
+    assert r["kind"] == "ggn" and r["smallest"][0] >= -1e-6  # a GGN is positive semi-definite
+    assert set(r["blocks"]) == set(op.blocks("layer", k=1))
+    top = lm.Direction.load(folder / "top0.safetensors")
+    assert top.meta["eigenvalue"] == pytest.approx(r["eigenvalues"][0])
 
 
 def _one_line_error(result, command: str, *needles: str) -> None:

@@ -306,7 +306,7 @@ def build_directions(cfg: Any, model: torch.nn.Module, loss_fn: Any, data: Any, 
 
 def _hessian(cfg: Any, model: torch.nn.Module, loss_fn: Any, data: Any,
              trust_pickle: bool) -> tuple:
-    from ..hessian.eigen import hessian_eigenpairs
+    from ..curvature.api import curvature_operator
 
     centre = (checkpoint_of(model, cfg.checkpoint, what="--checkpoint", trust_pickle=trust_pickle)
               if cfg.checkpoint else None)
@@ -317,10 +317,10 @@ def _hessian(cfg: Any, model: torch.nn.Module, loss_fn: Any, data: Any,
         raise InputError(
             f"--hessian-split {split!r} is not a split of --data ({', '.join(map(str, data))})"
         )
-    dirs = hessian_eigenpairs(
-        model, loss_fn, {split: data[split]}, n=cfg.hessian_dirs, centre=centre,
-        samples=cfg.samples, seed=cfg.seed, device=cfg.device, batch_size=cfg.batch_size,
-    )  # fmt: skip
+    dirs = curvature_operator(
+        model, loss_fn, {split: data[split]}, centre=centre, samples=cfg.samples,
+        seed=cfg.seed, device=cfg.device, batch_size=cfg.batch_size,
+    ).eigenpairs(cfg.hessian_dirs, seed=cfg.seed)  # fmt: skip
     meta = {"hessian": {"eigenvalues": dirs.eigenvalues.tolist(), "k": cfg.hessian_dirs,
                         "split": split, "which": "largest", "products": dirs[0].meta["products"]}}
     return centre, dirs[: cfg.dirs], meta

@@ -1,14 +1,19 @@
-"""The ``lossmap hessian`` command: top eigenvalues, trace and spectral density at one point.
+"""The ``lossmap hessian`` command: eigenvalues, trace and spectral density at one point.
 
 ``lossmap hessian --model M:F [--checkpoint P] --data M:F [--split NAME] [--k 5]
-[--trace] [--density] [--samples N] [-o out.json] [--plot out.png]``
+[--kind hessian|ggn|fisher|empirical_fisher] [--smallest N] [--blocks]
+[--trace [--trace-method hutch++]] [--density] [--samples N] [-o out.json]
+[--plot out.png]``
 
-Prints the top-k eigenvalues of the Hessian of the mean loss over one split
-(``lm.hessian_eigenpairs``), with ``--trace`` Hutchinson's estimate ± its
-standard error (``lm.hessian_trace``), with ``--density`` a summary of the
-stochastic-Lanczos spectral density (``lm.slq_nodes_weights``); ``-o`` writes
-all of it, with timings, as JSON; ``--plot`` draws the eigenvalue bars (and
-the density) as PNG, SVG or PDF.
+Builds ``lm.curvature_operator`` of the mean loss over one split and prints
+its top-k eigenvalues (``.eigenpairs``), with ``--smallest`` the most negative
+ones too (a saddle's escape directions), with ``--blocks`` the top
+eigenvalues of every layer's block (``.blocks``), with ``--trace`` an estimate
+± its standard error (``.trace``), with ``--density`` a summary of the
+stochastic-Lanczos spectral density (``.nodes_weights``); ``-o`` writes all of
+it, with timings, as JSON; ``--plot`` draws the eigenvalue bars (and the
+density) as PNG, SVG or PDF; ``--save-directions DIR`` saves the eigenvectors
+(``top0.safetensors``…, ``bottom0``…) for ``lm.load_directions``.
 """
 
 from __future__ import annotations
@@ -55,7 +60,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="cross_entropy (default), mse, or MODULE:NAME of a loss")
     p.add_argument("--n", "--k", dest="n", type=int, default=5,
                    help="number of top eigenvalues (default 5; --k is its 0.1 name)")
-    p.add_argument("--trace", action="store_true", help="Hutchinson trace estimate")
+    p.add_argument("--kind", default="hessian",
+                   choices=["hessian", "ggn", "fisher", "empirical_fisher"],
+                   help="the curvature matrix (default hessian)")
+    p.add_argument("--smallest", type=int, default=0,
+                   help="also this many smallest (most negative) eigenvalues")
+    p.add_argument("--blocks", action="store_true",
+                   help="the top eigenvalues of every layer's block too")
+    p.add_argument("--trace", action="store_true", help="trace estimate ± standard error")
+    p.add_argument("--trace-method", default="hutchinson", choices=["hutchinson", "hutch++",
+                   "xtrace"], help="trace estimator (default hutchinson)")
+    p.add_argument("--save-directions", metavar="DIR",
+                   help="save the eigenvectors as direction files in DIR")
     p.add_argument("--density", action="store_true", help="spectral density (SLQ)")
     p.add_argument("--probes", type=int, default=50,
                    help="random probes of the trace (default 50; the density uses 10)")
@@ -83,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
     """Compute and report; returns the exit status (0). Bad input raises InputError."""
     import torch
 
-    from ..hessian.eigen import hessian_eigenpairs
-    from ..hessian.spectral import broaden, hessian_trace, slq_nodes_weights
+    from ..curvature.api import curvature_operator
+    from ..curvature.spectrum import broaden
     from ..plot.common import SUFFIXES, check_suffix
     from .directions import checkpoint_of, load_loss, load_model
     from .entry import call_entry
@@ -121,27 +137,49 @@ def run(args: argparse.Namespace) -> int:
                               "loss": args.loss, "parameters": n, "samples": args.samples,
                               "seed": args.seed, "seconds": {}}
     t0 = time.perf_counter()
-    dirs = hessian_eigenpairs(model, loss_fn, one, n=args.n, **kw)
+    op = curvature_operator(model, loss_fn, one, kind=args.kind, **kw)
+    result["kind"] = args.kind
+    if args.n >= op.dim:
+        raise InputError(f"--n {args.n}: n={args.n} must be < the number of parameters "
+                         f"({op.dim}); lower it")
+    dirs = op.eigenpairs(args.n, seed=args.seed)
     vals = dirs.eigenvalues
     result["seconds"]["eigenvalues"] = time.perf_counter() - t0
     result["eigenvalues"] = vals.tolist()
     result["products"] = dirs[0].meta["products"]
     where = Path(args.checkpoint).name if args.checkpoint else "the model's weights"
-    print(f"Hessian of {split} loss at {where} ({n:,} parameters)")
+    name = {"hessian": "Hessian", "ggn": "GGN", "fisher": "Fisher",
+            "empirical_fisher": "empirical Fisher"}[args.kind]
+    print(f"{name} of {split} loss at {where} ({n:,} parameters)")
     print(f"  top-{args.n} eigenvalues  " + ", ".join(f"{v:.6g}" for v in vals)
           + f"  ({result['products']} products, {result['seconds']['eigenvalues']:.2f} s)")
+    saved = {"top": dirs}
+    if args.smallest:
+        bottom = op.eigenpairs(args.smallest, "smallest", seed=args.seed)
+        saved["bottom"] = bottom
+        result["smallest"] = bottom.eigenvalues.tolist()
+        print(f"  bottom-{args.smallest} eigenvalues  "
+              + ", ".join(f"{v:.6g}" for v in bottom.eigenvalues))
+    if args.blocks:
+        t0 = time.perf_counter()
+        per = op.blocks("layer", k=min(args.n, 3), seed=args.seed)
+        result["blocks"] = {b: d.eigenvalues.tolist() for b, d in per.items()}
+        result["seconds"]["blocks"] = time.perf_counter() - t0
+        for b, d in per.items():
+            print(f"  block {b:<20} " + ", ".join(f"{v:.6g}" for v in d.eigenvalues))
     if args.trace:
         t0 = time.perf_counter()
-        est, se = hessian_trace(model, loss_fn, one, probes=args.probes, **kw)
+        found = op.trace(args.trace_method, probes=args.probes, seed=args.seed)
+        est, se = found.value, found.se
         result["seconds"]["trace"] = time.perf_counter() - t0
-        result["trace"] = {"estimate": est, "standard_error": se, "probes": args.probes}
-        print(f"  trace               {est:.6g} ± {se:.3g}  ({args.probes} probes, "
-              f"{result['seconds']['trace']:.2f} s)")
+        result["trace"] = {"estimate": est, "standard_error": se, "probes": args.probes,
+                           "method": args.trace_method}
+        print(f"  trace               {est:.6g} ± {se:.3g}  ({args.trace_method}, "
+              f"{args.probes} products, {result['seconds']['trace']:.2f} s)")
     grid = density = None
     if args.density:
         t0 = time.perf_counter()
-        nodes, weights = slq_nodes_weights(model, loss_fn, one, n_lanczos=args.lanczos,
-                                           probes=10, **kw)
+        nodes, weights = op.nodes_weights(n_lanczos=args.lanczos, probes=10, seed=args.seed)
         grid, density = broaden(nodes, weights)
         result["seconds"]["density"] = time.perf_counter() - t0
         s = _density_summary(nodes, weights)
@@ -151,6 +189,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"  density             support [{s['min']:.4g}, {s['max']:.4g}], mean "
               f"{s['mean']:.4g}, mass below 0 {s['negative_mass']:.1%}  "
               f"({result['seconds']['density']:.2f} s)")
+    if args.save_directions:
+        folder = Path(args.save_directions)
+        folder.mkdir(parents=True, exist_ok=True)
+        for tag, found_dirs in saved.items():
+            for i, d in enumerate(found_dirs):
+                d.save(folder / f"{tag}{i}.safetensors")
+        print(f"wrote {sum(map(len, saved.values()))} directions to {folder}")
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
         print(f"wrote {out}")
     if args.plot:
-        _plot(vals, grid, density, Path(args.plot), title=f"Hessian of {split} loss")
+        _plot(vals, grid, density, Path(args.plot), title=f"{name} of {split} loss")
         print(f"wrote {args.plot}")
     return 0
 
