@@ -312,10 +312,14 @@ def _store(path, seed: int, direction_seed: int) -> str:
 
 def test_cli_refuses_bad_input_with_exit_2_and_one_line(tmp_path, capsys):
     a, b = tmp_path / "a.lossmap", tmp_path / "b.lossmap"
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
     for argv, words in [
         ((a, "-o", tmp_path / "o"), "two or more stores, got 1"),
         ((a, b, "-o", tmp_path / "o", "--names", "x"), "1 names for 2 stores"),
         ((a, b, "-o", tmp_path / "o"), "a.lossmap"),  # no such store
+        ((a, b, "-o", tmp_path / "o", "--findings", tmp_path / "f.json"), "does not exist"),
+        ((a, b, "-o", tmp_path / "o", "--findings", bad), "must hold one JSON object"),
     ]:
         code, out, err = run_cli(capsys, "compare", *argv)
         assert code == 2 and out == "" and err.count("\n") == 1
@@ -325,11 +329,24 @@ def test_cli_refuses_bad_input_with_exit_2_and_one_line(tmp_path, capsys):
 @pytest.mark.slow  # three scans (about 2 s each on a busy 2-core machine)
 def test_cli_writes_the_comparison_and_refuses_other_rules(tmp_path, capsys):
     a, b = _store(tmp_path / "a.lossmap", 0, 3), _store(tmp_path / "b.lossmap", 1, 3)
+    given = tmp_path / "given.json"
+    given.write_text(json.dumps({"SAM": {"worst-case sharpness": {"value": 0.25, "se": 0.01}}}))
     code, out, err = run_cli(
-        capsys, "compare", a, b, "-o", tmp_path / "out", "--log", "--names", "SGD", "SAM"
+        capsys,
+        "compare",
+        a,
+        b,
+        "-o",
+        tmp_path / "out",
+        "--log",
+        "--names",
+        "SGD",
+        "SAM",
+        "--findings",
+        given,
     )
     assert code == 0, err
-    assert "| SGD |" in out and "| SAM |" in out
+    assert "| SGD |" in out and "| SAM |" in out and "| 0.25 ± 0.01 |" in out
     for f in ("comparison.png", "comparison.html", "comparison.json", "comparison.md"):
         assert (tmp_path / "out" / f).stat().st_size > 0
     saved = json.loads((tmp_path / "out" / "comparison.json").read_text())

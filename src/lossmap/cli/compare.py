@@ -1,6 +1,7 @@
 """The ``lossmap compare`` command: several stores side by side on one colour scale.
 
-``lossmap compare STORE STORE [STORE ...] -o OUT [--variable V] [--log] [--names A B ...]``
+``lossmap compare STORE STORE [STORE ...] -o OUT [--variable V] [--log] [--names A B ...]
+[--findings FILE.json]``
 
 Writes ``comparison.png``, ``comparison.html`` (self-contained), ``comparison.json``
 and ``comparison.md`` into the folder OUT and prints the findings table. Stores
@@ -11,9 +12,11 @@ setting that differs. This module imports matplotlib only when :func:`run` draws
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, MissingFileError
 from .options import add_out
 from .outputs import check_out_folder
 
@@ -77,6 +80,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_false",
         help="leave out the difference maps (model - first store)",
     )
+    p.add_argument(
+        "--findings",
+        metavar="FILE.json",
+        help="precomputed findings for the table: a JSON object {model name: {column: "
+        "{'value': v, 'se': s}}} (e.g. the to_dict() of lm.sharpness results)",
+    )
     p.add_argument("--levels", type=int, default=30, help="contour levels (default: 30)")
     p.add_argument(
         "--title",
@@ -88,6 +97,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
     return p
+
+
+def _findings(path: str | None) -> dict | None:
+    """The ``--findings`` JSON: one object of model name to its findings."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(f"--findings {path!r} does not exist: check the path")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"--findings {path!r} is not JSON ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, (dict, list)) for v in data.values()):
+        raise InputError(
+            f"--findings {path!r} must hold one JSON object of model name to its findings, "
+            "e.g. {'SAM': {'worst-case sharpness': {'value': 0.01, 'se': 0.002}}}"
+        )
+    return data
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             "stores: give one name per store"
         )
     check_out_folder(args.out, flag="-o")
+    given = _findings(getattr(args, "findings", None))
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no window, no display needed
@@ -126,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         levels=args.levels,
         title=args.title,
+        findings=given,
     )
     print(result.table.to_markdown())
     for path in result.paths.values():

@@ -47,6 +47,17 @@ class Comparison:
     paths : dict of str to Path
         The files written (``"png"``, ``"html"``, ``"json"``, ``"markdown"``);
         empty when ``out`` was None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lossmap.scan.spec import ScanSpec
+    >>> spec = ScanSpec(grid=((-1, 1, 21),), splits=("train",), metrics=("loss",))
+    >>> a = spec.coords()[0]
+    >>> r = compare([Surface(spec, {"train_loss": k * a**2}, np.ones(21, bool)) for k in (1, 2)],
+    ...             names=["flat", "sharp"])
+    >>> r.names, r.paths, sorted(r.to_dict())
+    (['flat', 'sharp'], {}, ['names', 'paths', 'scale', 'table', 'variable'])
     """
 
     names: list[str]
@@ -212,9 +223,23 @@ def compare(
 
     Examples
     --------
-    >>> r = lm.compare(["sgd.lossmap", "sam.lossmap"], names=["SGD", "SAM"],
-    ...                log=True, out="compare/")  # doctest: +SKIP
-    >>> print(r.table.to_markdown())  # doctest: +SKIP
+    >>> import numpy as np
+    >>> from lossmap.scan.spec import ScanSpec
+    >>> spec = ScanSpec(grid=((-1, 1, 11), (-1, 1, 11)), splits=("train",), metrics=("loss",))
+    >>> a, b = np.meshgrid(*spec.coords(), indexing="ij")
+    >>> done = np.ones((11, 11), bool)
+    >>> flat = Surface(spec, {"train_loss": a**2 + b**2}, done)
+    >>> sharp = Surface(spec, {"train_loss": 3 * (a**2 + b**2)}, done)
+    >>> r = compare({"flat": flat, "sharp": sharp}, levels=7)
+    >>> r.scale.vmin, r.scale.vmax, r.scale.levels.tolist()
+    (0.0, 6.0, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    >>> r.table.text("flat", "grid minimum"), r.scale.diff_limit
+    ('0', 4.0)
+
+    From stores on disk, with a log scale and the files written:
+
+    >>> r = compare(["sgd.lossmap", "sam.lossmap"], names=["SGD", "SAM"],
+    ...             log=True, out="compare/")  # doctest: +SKIP
     """
     import matplotlib
 

@@ -147,7 +147,7 @@ def check_same_rule(surfaces: Sequence[Surface], names: Sequence[str]) -> None:
     >>> check_same_rule([a, b], ["sgd", "sam"])
     Traceback (most recent call last):
     ...
-    lossmap.errors.InputError: sgd and sam were not scanned by the same rule: their grids \
+    lossmap.errors.InputError: sgd and sam were not scanned by the same rule: the grids \
 differ ([-1, 1] with 5 points against [-1, 1] with 7 points): scan every model with the same grid=
     """
     for name, s in zip(names[1:], surfaces[1:], strict=True):

@@ -52,6 +52,16 @@ class SharedScale:
         Their (diverging) colour map.
     ranges : tuple of (float, float)
         The axis ranges (α, and β for a plane), the same in every panel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = shared_scale([np.array([0.0, 1.0]), np.array([0.5, 2.0])], "train_loss",
+    ...                  log=False, levels=5, ranges=((-1.0, 1.0),))
+    >>> s.levels.tolist()
+    [0.0, 0.5, 1.0, 1.5, 2.0]
+    >>> s.band_colour(0.6) == s.band_colour(0.9), s.band_colour(0.6) == s.band_colour(1.1)
+    (True, False)
     """
 
     variable: str

@@ -43,6 +43,17 @@ class ComparisonTable:
         (``se`` None where not measured, ``value`` None where undetermined).
     sentences : dict of str to list of (str, str)
         Per model, ``(column, sentence)`` of every finding in its row.
+
+    Examples
+    --------
+    >>> t = ComparisonTable(columns=["sharpness"], rows=[
+    ...     {"model": "SGD", "cells": {"sharpness": {"value": 0.0123, "se": 0.0004}}},
+    ...     {"model": "SAM", "cells": {"sharpness": {"value": 0.0061, "se": None}}}])
+    >>> print(t.to_markdown())
+    | model | sharpness |
+    |---|---:|
+    | SGD | 0.0123 ± 0.0004 |
+    | SAM | 0.0061 |
     """
 
     columns: list[str]
@@ -207,6 +218,20 @@ def findings_table(
     Returns
     -------
     ComparisonTable
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lossmap.scan.spec import ScanSpec
+    >>> spec = ScanSpec(grid=((-1, 1, 21),), splits=("train",), metrics=("loss",))
+    >>> a = spec.coords()[0]
+    >>> lines = [Surface(spec, {"train_loss": k * np.abs(a)}, np.ones(21, bool)) for k in (1, 4)]
+    >>> given = {"narrow": {"sharpness": {"value": 2.0, "se": 0.1}}}
+    >>> t = findings_table(lines, ["wide", "narrow"], "train_loss", given=given)
+    >>> t.columns
+    ['at the centre', 'grid minimum', 'basin width', 'sharpness']
+    >>> t.text("wide", "basin width"), t.text("narrow", "basin width")
+    ('0.2', '0.05')
     """
     extra = _check_given(given, names)
     plane = len(surfaces[0].dims) == 2
