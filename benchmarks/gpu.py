@@ -226,7 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cpu", action="store_true", help="run on the CPU (no GPU needed)")
     p.add_argument("--tiny", action="store_true", help="tiny sizes: the whole path in seconds")
-    p.add_argument("--tests", nargs="*", default=["tests"], help="paths for pytest -m gpu")
+    p.add_argument(
+        "--tests",
+        nargs="*",
+        default=["tests/test_cuda_paths.py"],
+        help="paths for pytest -m gpu (default: the CUDA-path tests; all of tests/ needs every "
+        "extra installed to be collected)",
+    )
     p.add_argument("--out", help="the JSON (default benchmarks/results/gpu-<card>.json)")
     args = p.parse_args(argv)
     import torch
