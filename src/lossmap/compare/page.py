@@ -49,7 +49,8 @@ def _caption(scale: SharedScale, names: Sequence[str], plane: bool) -> str:
     if scale.log:
         cap += ", drawn as the loss above the common minimum on a log scale"
     if scale.diff_limit is not None and len(names) > 1:
-        cap += f"; below (right, for lines): each model − {names[0]} on one diverging scale"
+        where = "below" if plane else "in the last panel"
+        cap += f"; {where}: each model − {names[0]} on one diverging scale"
     return cap + "."
 
 
