@@ -66,10 +66,12 @@ def _planes(
         ax.set_ylim(b_lo, b_hi)
     label = scale.label(C.label(surfaces[0], scale.variable))
     cb = fig.colorbar(_mappable(scale.norm(), scale.cmap), ax=list(axes[0]), label=label)
-    if scale.log:
-        from ..plot.style import _log_ticks
+    if scale.log:  # ticks at 1, 2, 5 per decade, as numbers rather than powers of ten
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-        _log_ticks(cb)
+        cb.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.3g}"))
+        cb.ax.yaxis.set_minor_formatter(NullFormatter())
     if rows == 1:
         return
     ref = np.asarray(surfaces[0][scale.variable], dtype=np.float64)
