@@ -286,10 +286,14 @@ def test_plot_draws_the_recorded_columns(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*LeafSpec")  # Lightning 2.6 on torch 2.13, not lossmap
-def test_the_lightning_callback_measures_and_leaves_training_as_it_was(tmp_path):
+def test_the_lightning_callback_measures_and_leaves_training_as_it_was(
+    tmp_path, assert_docstring_matches_signature
+):
     import lightning.pytorch as L
 
     from lossmap.callbacks.lightning import SharpnessCallback
+
+    assert_docstring_matches_signature(SharpnessCallback)
 
     class Module(L.LightningModule):
         def __init__(self):
@@ -340,6 +344,9 @@ def test_the_hugging_face_callback_measures_and_leaves_training_as_it_was(tmp_pa
     import lossmap as lm
     from lossmap.callbacks.huggingface import SharpnessCallback
 
+    with pytest.raises(InputError, match="every_steps=0"):
+        SharpnessCallback(tmp_path / "x.json", [], every_steps=0)
+
     ids = torch.randint(0, 32, (24, 8), generator=torch.Generator().manual_seed(0))
     data = [{"input_ids": x, "labels": x} for x in ids]
     measure = [{"input_ids": ids[:8], "labels": ids[:8]}]  # one dict batch
@@ -370,9 +377,7 @@ def test_the_hugging_face_callback_measures_and_leaves_training_as_it_was(tmp_pa
 
 
 def test_docstrings_match_signatures(assert_docstring_matches_signature):
-    from lossmap.callbacks.lightning import SharpnessCallback as LightningSharpness
     from lossmap.plot.eos import plot_eos
 
-    for fn in (SharpnessRecorder, read_sharpness, top_eigenpair,
-               plot_eos, LightningSharpness):  # fmt: skip
+    for fn in (SharpnessRecorder, read_sharpness, top_eigenpair, plot_eos):
         assert_docstring_matches_signature(fn)
