@@ -44,6 +44,18 @@ class CurvatureOperator:
         Their total number of entries (C is dim × dim).
     products : int
         Matrix-vector products computed so far (each a pass over the split).
+
+    Examples
+    --------
+    >>> import torch, lossmap as lm
+    >>> net = torch.nn.Linear(2, 1, bias=False).double()
+    >>> X = torch.tensor([[1.0, 0.0], [0.0, 3.0]], dtype=torch.float64)
+    >>> H = lm.curvature_operator(net, torch.nn.MSELoss(), (X, torch.zeros(2, 1).double()))
+    >>> H.to_dense()  # 2/N · XᵀX
+    tensor([[1., 0.],
+            [0., 9.]], dtype=torch.float64)
+    >>> H.quadratic({"weight": torch.tensor([[0.0, 1.0]])})
+    9.0
     """
 
     def __init__(self, model: nn.Module, engine: Engine, meta: dict):
