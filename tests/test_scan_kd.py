@@ -245,3 +245,37 @@ def test_jax_3d_scan_agrees_with_pytorch():
     )
     assert surf.dims == ("alpha", "beta", "gamma")
     np.testing.assert_allclose(surf["train_loss"], ref["train_loss"], rtol=1e-4)
+
+
+def test_batches_of_several_inputs_in_3d_equal_brute_force():
+    """The evaluator of structured batches (tuples, dicts) takes k coefficients per point."""
+    from test_batches import TwoInputs
+
+    net = TwoInputs().double()
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(5, 4, generator=g, dtype=torch.float64),
+                torch.randn(5, 2, generator=g, dtype=torch.float64),
+                torch.randint(0, 3, (5,), generator=g)) for _ in range(3)]  # fmt: skip
+    dirs = lm.random_directions(net, 3, seed=3)
+    grid = [(-1.0, 1.0, 3), (-0.5, 0.5, 2), (0.0, 1.0, 2)]
+    surf = lm.scan(
+        net,
+        nn.CrossEntropyLoss(),
+        data={"train": batches},
+        directions=list(dirs),
+        grid=grid,
+        progress=False,
+    )
+    assert surf.dims == ("alpha", "beta", "gamma")
+    for flat, coef in enumerate(surf.points()):
+        state = {k: v.detach().clone() for k, v in net.named_parameters()}
+        for a, d in zip(coef, dirs, strict=True):
+            for k in state:
+                state[k] += float(a) * d[k].double()
+        with torch.no_grad():
+            per = torch.cat([nn.functional.cross_entropy(functional_call(net, state, (x1, x2)), y,
+                                                         reduction="none")
+                             for x1, x2, y in batches])  # fmt: skip
+        np.testing.assert_allclose(
+            surf["train_loss"].reshape(-1)[flat], float(per.mean()), rtol=1e-12
+        )
