@@ -149,7 +149,8 @@ def test_sections_toc_notes_and_history(page, stores):
         assert f"<h3>{heading}</h3>" in text or f"<h2>{heading}</h2>" in text, heading
     for name in ("line", "plane", "partial"):
         assert f"<h2>{name} " in text
-    assert text.count("<figure><img ") == 1 + 2 + 1 + 1  # line, plane, partial, history
+    # line, plane (+ its topology), partial, history
+    assert text.count("<figure><img ") == 1 + 2 + 1 + 1 + 1
     assert '<td class="num">0.7400</td>' in text and '<td class="num">3</td>' in text  # history
 
 
@@ -301,7 +302,7 @@ def test_renders_in_chromium_without_errors_or_requests(page, tmp_path):
     assert not foreign, foreign
     assert graphs == 4
     assert gl > 0  # the plane's 3D view drew with WebGL
-    assert images == 5
+    assert images == 6  # line, plane x 2, the plane's topology, partial, history
     assert not [u for u in linked if re.match(r"\s*(https?:)?//", u or "", re.I)], linked
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
