@@ -83,6 +83,9 @@ def lossmap_scan(model, data: Data, directions, axes: Axes, device, **options) -
         "first_layer_cached": prof.get("first_layer_cached", False),
         "chunk": prof["chunk"],
         "timings": {k: round(v, 6) for k, v in prof["timings"].items()},
+        # the passes before the first point (before issue 26: the floor and slopes together)
+        "setup": {**prof.get("setup", {"roundoff+slopes": prof.get("roundoff_seconds", 0.0)}),
+                  "centre_terms": prof["timings"].get("centre_terms", 0.0)},
     }
     return Run(seconds, values, info)
 

@@ -254,12 +254,14 @@ class Backend(ABC):
         """
         return None
 
-    def centre_slopes(self, plan: ResolvedScan) -> dict[str, list[dict[str, float]]] | None:
+    def centre_slopes(self, plan: ResolvedScan, evaluator: Evaluator | None = None
+                      ) -> dict[str, list[dict[str, float]]] | None:
         """Per variable and direction, the slope at the centre with its standard error, or None.
 
         ``{"train_loss": [{"slope", "se", "n"}, …one per direction], …}`` from the
         per-example directional derivatives (:mod:`lossmap.backends.torch.slopes`), for
         the metrics with per-example terms; None where not measured (the default).
+        ``evaluator``: the scan's, whose batches and kept work a backend may reuse.
         """
         return None
 

@@ -382,7 +382,7 @@ class ShardedBackend(TorchBackend):
     def roundoff(self, plan: ResolvedScan, evaluator: Evaluator) -> None:
         return None  # not measured: a float64 copy of a sharded model is what sharding avoids
 
-    def centre_slopes(self, plan: ResolvedScan) -> None:
+    def centre_slopes(self, plan: ResolvedScan, evaluator: Any = None) -> None:
         return None  # not measured for sharded models
 
 

@@ -67,8 +67,11 @@ class Plan(ResolvedScan):
         The model is evaluated inside its backend's guard, so it comes back
         unchanged after an error or Ctrl-C. The Surface's ``profile`` holds the
         evaluator's plan and timings (``roundoff_seconds``: the round-off
-        floor's measurement, kept out of the stages); ``profile=True`` also
-        prints them. The backend's round-off floor (:meth:`~lossmap.backends.base.Backend.roundoff`)
+        floor's and the slopes' measurement, kept out of the stages; ``setup``:
+        the seconds of each pass before the first point — ``prepare`` (checks,
+        data, first-layer cache), ``probe``, ``roundoff``, ``slopes``); ``profile=True``
+        also prints them, with the centre's per-example pass (``centre_terms``).
+        The backend's round-off floor (:meth:`~lossmap.backends.base.Backend.roundoff`)
         is measured first and recorded by a new store (``Surface.roundoff``).
         ``progress`` and ``profile`` default to the plan's options.
 
@@ -84,20 +87,29 @@ class Plan(ResolvedScan):
         progress = self.options.progress if progress is None else progress
         profile = self.options.profile if profile is None else profile
         own = {"backend": self.backend.name} if self.backend.name != "torch" else {}
+        clock = time.perf_counter
         with self.backend.guard(self.model):
+            t0 = clock()
             evaluator = self.evaluator()
+            setup = {"prepare": clock() - t0}  # each pass before the first point, timed
             try:
                 grp = distributed.group(evaluator.device)
                 if grp is not None:
                     _same_on_every_rank(grp, self.spec, self.fingerprints)
+                t0 = clock()
                 probe = self.backend.probe(self, evaluator)
-                t0, stages = time.perf_counter(), dict(evaluator.timings)
+                setup["probe"], t0, stages = clock() - t0, clock(), dict(evaluator.timings)
                 # A resumed store keeps the floor measured when it was made: not again.
                 resuming = store is not None and is_store(store)
                 roundoff = None if resuming else self.backend.roundoff(self, evaluator)
-                measured = None if resuming else self._measured()
-                evaluator.timings = defaultdict(float, stages)  # the floor is no stage of the scan
-                t_roundoff = time.perf_counter() - t0
+                setup["roundoff"], t0 = clock() - t0, clock()
+                measured = None if resuming else self._measured(evaluator)
+                setup["slopes"] = clock() - t0
+                centre = evaluator.timings.get("centre_terms", 0.0)  # if the floor ran it first
+                setup["roundoff"] -= centre
+                # the floor is no stage of the scan
+                evaluator.timings = defaultdict(float, {**stages, "centre_terms": centre})
+                t_roundoff = setup["roundoff"] + setup["slopes"]
                 t0 = time.perf_counter()
                 try:
                     surface = run(self.spec, self.fingerprints, self.directions, evaluator,
@@ -107,17 +119,18 @@ class Plan(ResolvedScan):
                                   measured=measured)
                 finally:
                     if profile and (grp is None or grp.is_writer):
-                        print(format_profile(evaluator, time.perf_counter() - t0),
+                        print(format_profile(evaluator, time.perf_counter() - t0, setup),
                               file=sys.stderr)
             finally:
                 evaluator.restore()  # what the evaluator wrote into the model (a sharded one)
-        prof = {**profile_of(evaluator, time.perf_counter() - t0), "roundoff_seconds": t_roundoff}
+        prof = {**profile_of(evaluator, time.perf_counter() - t0), "roundoff_seconds": t_roundoff,
+                "setup": setup}
         return dataclasses.replace(surface, profile=prof)
 
-    def _measured(self) -> dict:
+    def _measured(self, evaluator: Evaluator) -> dict:
         """Samples per split, and the per-sample slopes at the centre where the backend has them."""
         return {"samples": {s.name: s.n for s in self.splits},
-                "slopes": self.backend.centre_slopes(self)}
+                "slopes": self.backend.centre_slopes(self, evaluator)}
 
     def evaluator(self) -> Evaluator:
         """A new evaluator of this plan (use inside ``plan.backend.guard(plan.model)``)."""

@@ -154,8 +154,12 @@ def _measured(measured: dict | None) -> dict:
     return {k: (measured or {}).get(k) for k in ("samples", "slopes")}
 
 
-def format_profile(evaluator: Evaluator, total: float) -> str:
-    """A table of where the scan's time went (any backend's evaluator)."""
+def format_profile(evaluator: Evaluator, total: float, setup: dict | None = None) -> str:
+    """A table of where the scan's time went (any backend's evaluator).
+
+    ``setup``: seconds of each pass before the first point (``Plan.run``), listed
+    with the centre's per-example pass and their share of the whole scan.
+    """
     p = profile_of(evaluator)
     lines = [
         f"lossmap profile ({p['strategy']}, first-layer reuse "
@@ -169,8 +173,15 @@ def format_profile(evaluator: Evaluator, total: float) -> str:
         v = p["timings"].get(key, 0.0)
         accounted += v
         lines.append(f"  {key:<12} {v:9.3f} s  {100 * v / max(total, 1e-9):5.1f} %")
-    lines.append(f"  {'other':<12} {total - accounted:9.3f} s")
+    passes = {**(setup or {}), "centre_terms": p["timings"].get("centre_terms", 0.0)}
+    lines.append(f"  {'other':<12} {total - accounted - passes['centre_terms']:9.3f} s")
     lines.append(f"  {'total':<12} {total:9.3f} s")
+    whole = total + sum(passes.values()) - passes["centre_terms"]  # centre_terms: in total
+    lines.append("  set-up passes (share of the whole scan, set-up included):")
+    for key, v in passes.items():
+        lines.append(f"    {key:<12} {v:9.3f} s  {100 * v / max(whole, 1e-9):5.1f} %")
+    v = sum(passes.values())
+    lines.append(f"    {'together':<12} {v:9.3f} s  {100 * v / max(whole, 1e-9):5.1f} %")
     return "\n".join(lines)
 
 

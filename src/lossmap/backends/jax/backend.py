@@ -90,7 +90,8 @@ class JaxBackend(Backend):
                         for m, v in zip(plan.metrics, vals, strict=True)})
         return out
 
-    def centre_slopes(self, plan: ResolvedScan) -> dict[str, list[dict[str, float]]] | None:
+    def centre_slopes(self, plan: ResolvedScan, evaluator: Any = None
+                      ) -> dict[str, list[dict[str, float]]] | None:
         """Per-example directional slopes at the centre, by ``jax.jvp``.
 
         See :mod:`lossmap.backends.jax.slopes`.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -14,6 +15,7 @@ from torch import nn
 
 from ... import params as P
 from ...data.batches import Batches
+from ...data.splits import Split
 from ...errors import InputError
 from ..base import PROBE_SAMPLES, Backend, ResolvedScan
 from .checks import check_on_sample
@@ -39,6 +41,26 @@ def _check_structured(plan: ResolvedScan) -> None:
         raise InputError(f"{why}: compile=True is not supported there; drop it")
     if plan.bn_data is not None:
         raise InputError(f"{why}: bn='recompute' is not supported there; use bn='eval'")
+
+
+def _floor_plan(plan: ResolvedScan, evaluator: Any) -> ResolvedScan:
+    """The plan the round-off floor is measured on: each split's spread subset.
+
+    At most :data:`~lossmap.backends.torch.roundoff.FLOOR_SAMPLES` samples per split
+    (:func:`~lossmap.backends.torch.roundoff.spread_subset`), evaluated with the
+    scan's batch size; the plan itself where every split is that small, where
+    splits are kept as batches, and with ``compile=True`` (a second compiled
+    evaluator would cost more than it saves).
+    """
+    from . import roundoff as R
+
+    if plan.options.compile or not all(isinstance(s, Split) for s in plan.splits):
+        return plan
+    splits = [R.spread_subset(s) for s in plan.splits]
+    if all(a is b for a, b in zip(splits, plan.splits, strict=True)):
+        return plan
+    options = dataclasses.replace(plan.options, batch_size=evaluator.batch_size)
+    return dataclasses.replace(plan, splits=splits, options=options)
 
 
 class TorchBackend(Backend):
@@ -120,20 +142,23 @@ class TorchBackend(Backend):
             return None  # a float64 copy of a large model is not worth a floor
         device = P.resolve_device(plan.model, plan.options.device)
         dtype = next(iter(plan.params.values())).dtype
-        recal = None
-        if evaluator.bn is not None:  # bn="recompute": the reference re-estimates them too,
-            recal = copy.copy(evaluator.bn)  # from the same batches as the scan, in float64
-            recal.batches = [as_float64(x) for x in evaluator.bn.batches]
-
-        def reference(points):
-            return plain_values(
-                plan.model, plan.metrics, state, plan.directions,
-                plan.splits, points, device, evaluator.batch_size,
-                reverse=dtype == torch.float64, recalibrate=recal)
-
+        sub = _floor_plan(plan, evaluator)
         try:
+            # the scan's own evaluator, built on the subset (its batch size, reuse, precision)
+            ours = evaluator if sub is plan else self.evaluator(sub)
+            recal = None
+            if ours.bn is not None:  # bn="recompute": the reference re-estimates them too,
+                recal = copy.copy(ours.bn)  # from the same batches as the scan, in float64
+                recal.batches = [as_float64(x) for x in ours.bn.batches]
+
+            def reference(points):
+                return plain_values(
+                    plan.model, plan.metrics, state, plan.directions,
+                    sub.splits, points, device, evaluator.batch_size,
+                    reverse=dtype == torch.float64, recalibrate=recal)
+
             box = [a.values() for a in plan.spec.grid]  # a design's points lie in its box
-            return R.measure_floor(evaluator, reference, evaluator.variables,
+            return R.measure_floor(ours, reference, evaluator.variables,
                                    plan.coefficients(R.floor_points(box)), dtype)
         except MEASURED as exc:
             warnings.warn(f"the round-off floor was not measured ({type(exc).__name__}: "
@@ -142,10 +167,14 @@ class TorchBackend(Backend):
                           stacklevel=3)
             return None
 
-    def centre_slopes(self, plan: ResolvedScan) -> dict[str, list[dict[str, float]]] | None:
+    def centre_slopes(self, plan: ResolvedScan, evaluator: Any = None
+                      ) -> dict[str, list[dict[str, float]]] | None:
         """Per-example directional slopes at the centre (:mod:`lossmap.backends.torch.slopes`).
 
-        Every sample of each split, BatchNorm in eval mode. None (not measured)
+        Every sample of each split, BatchNorm in eval mode. Given the scan's
+        ``evaluator`` with first-layer reuse, through its batches and kept
+        first-layer outputs (:func:`~lossmap.backends.torch.slopes.evaluator_slopes`:
+        the same values for less work). None (not measured)
         for a path scan (its directions are not the scan's axis), with
         ``bn="recompute"`` (the statistics would move with α), for directions that
         move buffers (between models: BatchNorm's running statistics have no
@@ -157,7 +186,7 @@ class TorchBackend(Backend):
         from ...data.splits import Split
         from . import roundoff as R
         from .sizing import auto_batch_size
-        from .slopes import centre_slopes
+        from .slopes import centre_slopes, evaluator_slopes
 
         splits = list(plan.splits)
         if (plan.path is not None or plan.bn_data is not None
@@ -171,9 +200,14 @@ class TorchBackend(Backend):
         device = P.resolve_device(plan.model, plan.options.device)
         batch = plan.options.batch_size or auto_batch_size(plan.model, state, splits[0].X[:2],
                                                            device)
+        reuse = (isinstance(evaluator, Evaluator) and evaluator.reuses_first_layer
+                 and evaluator.bn is None)
         try:
-            out = centre_slopes(plan.model, plan.metrics, plan.params, plan.buffers,
-                                plan.directions, splits, device, batch)
+            if reuse:
+                out = evaluator_slopes(evaluator, plan.metrics, splits)
+            else:
+                out = centre_slopes(plan.model, plan.metrics, plan.params, plan.buffers,
+                                    plan.directions, splits, device, batch)
         except (*MEASURED, NotImplementedError) as exc:
             warnings.warn(f"the slopes at the centre were not measured ({type(exc).__name__}: "
                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})",

@@ -16,6 +16,12 @@ so its uncertainty is measured the way a mean's is:
    ``SE² = Σ(gᵢ − slope·cᵢ)² / (n(n−1)c̄²)``; with every cᵢ = 1 that is
    ``mean(g)`` and ``std(g, ddof=1)/√n``. Summed in float64.
 
+A scan computes them through its own evaluator (:func:`evaluator_slopes`):
+its batches, and, where the first layer is reused, its kept first-layer
+outputs, which are that layer's exact derivatives along each direction, so
+forward-mode differentiation runs only the layers after it. On a
+784-512-512-10 MLP that does the work of about 2.5 grid points instead of 6.
+
 Only metrics with per-example terms get an entry: a loss module with a
 ``reduction``, a metric returning one value per example or per-example
 ``(totals, counts)``; not a metric that returns only a batch mean, and not a
@@ -29,6 +35,7 @@ restored exactly after it).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -143,14 +150,79 @@ def centre_slopes(
                  for k in moved} for d in directions]
     fixed = {k: v for k, v in state.items() if k not in moved}
     primal = {k: state[k].detach() for k in moved}
+
+    def forward(params, X, Y):
+        return functional_call(model, {**fixed, **params}, (X,))
+
+    def batches(split):
+        for X, y in zip(split.X.split(batch_size), split.y.split(batch_size), strict=True):
+            yield X.to(device), y.to(device), None
+
+    with preserved(model):
+        return _slopes(forward, metrics, primal, tangents, splits, batches, device)
+
+
+@torch.no_grad()
+def evaluator_slopes(evaluator: Any, metrics: Mapping[str, Callable], splits: Sequence[Split]
+                     ) -> dict[str, list[dict[str, float]]]:
+    """:func:`centre_slopes` through a scan's own evaluator: its batches and first-layer reuse.
+
+    The first layer is affine in its weights, so its output at c + α·dᵢ is
+    ``Y_c + α·Yᵢ`` exactly: its derivative along dᵢ is Yᵢ, the output the
+    evaluator already keeps for every batch (:mod:`lossmap.backends.torch.firstlayer`).
+    Forward-mode differentiation therefore starts after the first layer, with
+    primal Y_c and tangent Yᵢ, and runs only the layers after it; the other
+    tensors enter as in :func:`centre_slopes`. Same values, to round-off, for
+    a fraction of the work (on a 784-512-512-10 MLP the first layer holds 60 %
+    of the multiply-adds).
+
+    Parameters
+    ----------
+    evaluator : lossmap.backends.torch.evaluator.Evaluator
+        With first-layer reuse active (``evaluator.reuses_first_layer``) and
+        ``bn="eval"``; its batches are those of ``splits``.
+    metrics : dict of str to callable
+    splits : sequence of Split
+        The splits the evaluator was built on (their names).
+
+    Returns
+    -------
+    dict of str to list of dict
+        As :func:`centre_slopes`.
+    """
+    ev = evaluator
+    centre = ev.centre
+    tangents = [{k: ds[i].to(centre[k].dtype) for k, ds in ev.D.items()}
+                for i in range(ev._ndims)]
+    primal = dict(centre)
+
+    def forward(params, X, Y):
+        ev.given.value = Y
+        try:
+            return functional_call(ev.net, {**ev.fixed, **params}, (X,))
+        finally:
+            ev.given.value = None  # a tensor of the jvp never outlives it
+
+    def batches(split):
+        s = ev.split_names.index(split.name)
+        for b, (X, y) in enumerate(ev.batches[s]):
+            X, y = X.to(ev.device), y.to(ev.device)
+            Ys = ev.cache[s][b] if ev.cache is not None else ev._first_outputs(X, y)
+            yield X, y, Ys
+
+    return _slopes(forward, metrics, primal, tangents, splits, batches, ev.device)
+
+
+def _slopes(forward, metrics, primal, tangents, splits, batches, device
+            ) -> dict[str, list[dict[str, float]]]:
+    """Per variable and direction the slope summary, from ``forward(params, X, Y)``."""
     candidates = {name: fn for name, fn in metrics.items()
                   if not any(fn is p for p in PIECEWISE_CONSTANT)}
     out: dict[str, list[dict[str, float]]] = {}
     # fused attention kernels have no forward-mode rule: the math kernel, once for the pass
-    with preserved(model), torch.autocast(device.type, enabled=False), differentiable_attention():
+    with torch.autocast(device.type, enabled=False), differentiable_attention():
         for split in splits:
-            slopes = _split_slopes(model, candidates, primal, fixed, tangents, split, device,
-                                   batch_size)
+            slopes = _split_slopes(forward, candidates, primal, tangents, batches(split))
             for name, (per_direction, c) in slopes.items():
                 if all(not g.any() for g in per_direction):
                     continue  # zero on every example: piecewise constant (an accuracy)
@@ -158,9 +230,13 @@ def centre_slopes(
     return out
 
 
-def _split_slopes(model, metrics, primal, fixed, tangents, split, device, batch_size
+def _split_slopes(forward, metrics, primal, tangents, batches
                   ) -> dict[str, tuple[list[np.ndarray], np.ndarray]]:
-    """Per metric with per-example terms: every example's slope per direction, and counts."""
+    """Per metric with per-example terms: every example's slope per direction, and counts.
+
+    ``batches`` yields ``(X, y, Ys)``: ``Ys`` None (the model runs whole) or the first
+    layer's outputs ``(Y_c, Y_1, …)``, whose ``Yᵢ`` is the tangent of ``Y_c`` along dᵢ.
+    """
     names = list(metrics)
     kept = set(names)
     slopes: dict[str, list[list[np.ndarray]]] = {n: [[] for _ in tangents] for n in names}
@@ -169,12 +245,11 @@ def _split_slopes(model, metrics, primal, fixed, tangents, split, device, batch_
     def as_numpy(t: torch.Tensor) -> np.ndarray:
         return t.detach().to(torch.float64).cpu().numpy()
 
-    for X, y in zip(split.X.split(batch_size), split.y.split(batch_size), strict=True):
-        X, y = X.to(device), y.to(device)
+    for X, y, Ys in batches:
 
-        def terms(moved, X=X, y=y):
+        def terms(moved, Y=None, X=X, y=y):
             """(t₁, c₁, t₂, c₂, …): each metric's per-example totals and counts."""
-            outputs = functional_call(model, {**fixed, **moved}, (X,))
+            outputs = forward(moved, X, Y)
             out: list[torch.Tensor] = []
             for n in names:
                 tc = per_example_terms(metrics[n], outputs, y) if n in kept else None
@@ -187,7 +262,10 @@ def _split_slopes(model, metrics, primal, fixed, tangents, split, device, batch_
             return tuple(out)
 
         for i, tangent in enumerate(tangents):
-            values, dots = jvp(terms, (primal,), (tangent,))
+            if Ys is None:
+                values, dots = jvp(terms, (primal,), (tangent,))
+            else:
+                values, dots = jvp(terms, (primal, Ys[0]), (tangent, Ys[i + 1]))
             for j, n in enumerate(names):
                 if n in kept:
                     slopes[n][i].append(as_numpy(dots[2 * j]))
@@ -197,4 +275,3 @@ def _split_slopes(model, metrics, primal, fixed, tangents, split, device, batch_
             break
     return {n: ([np.concatenate(p) for p in slopes[n]], np.concatenate(counts[n]))
             for n in names if n in kept}
-
