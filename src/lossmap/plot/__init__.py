@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from .paths import plot_annotations, plot_barrier, plot_models, plot_path
     from .planes import plot_contour, plot_contourf, plot_heatmap
     from .surface3d import plot_surface3d
+    from .topology import plot_barcode, plot_merge_tree, plot_persistence, plot_profile
+    from .topology3d import isosurface_figure, plot_slices
 
 _WHERE = {
     "centre_animation": "animate",
@@ -60,6 +62,12 @@ _WHERE = {
     "plot_models": "paths",
     "plot_path": "paths",
     "plot_eos": "eos",
+    "plot_barcode": "topology",
+    "plot_merge_tree": "topology",
+    "plot_persistence": "topology",
+    "plot_profile": "topology",
+    "isosurface_figure": "topology3d",
+    "plot_slices": "topology3d",
 }
 
 __all__ = [
@@ -70,10 +78,12 @@ __all__ = [
     "figure_lines",
     "figure_paths",
     "figure_planes",
+    "isosurface_figure",
     "line_figure",
     "path_animation",
     "path_animation_mpl",
     "plot_annotations",
+    "plot_barcode",
     "plot_barrier",
     "plot_barrier_matrix",
     "plot_contour",
@@ -86,8 +96,12 @@ __all__ = [
     "plot_heatmap",
     "plot_history",
     "plot_line",
+    "plot_merge_tree",
     "plot_models",
     "plot_path",
+    "plot_persistence",
+    "plot_profile",
+    "plot_slices",
     "plot_surface3d",
     "save",
     "save_animation",
