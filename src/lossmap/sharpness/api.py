@@ -13,14 +13,12 @@ import torch
 from .. import params as P
 from ..analysis.finding import Evidence, SharpnessMeasure
 from ..backends.torch.restore import preserved
-from ..data.batches import rows_of
 from ..data.splits import as_split
 from ..directions.direction import Direction
 from ..directions.subset import Pattern, select_params, subset_meta
 from ..errors import InputError, InputTypeError
-from ..stats import finish
-from .ascent import apgd
-from .gaussian import average_rises, pac_bayes_sigma, random_rises
+from .measures import KINDS as _KINDS
+from .measures import se_rule
 from .objective import Objective, units_of
 
 __all__ = ["KINDS", "sharpness"]
@@ -296,98 +294,5 @@ def sharpness(
         draws=draws if kind != "worst" else 0,
         split=split,
         per_unit=tuple(float(x) for x in per_unit[:64]),
-        evidence=Evidence(n=n, split=split, centre_value=centre, se_rule=_rule(kind, len(units))),
+        evidence=Evidence(n=n, split=split, centre_value=centre, se_rule=se_rule(kind, len(units))),
     )
-
-
-def _rule(kind: str, units: int) -> str:
-    if kind == "pac-bayes":
-        return "over draws, delta method"
-    if units > 1:
-        return "over m-batches"
-    return "over draws" if kind == "average" else "paired, over examples"
-
-
-def _over_units(rises: np.ndarray, sizes: np.ndarray) -> tuple[float, float]:
-    """The example-weighted mean rise over units and its ratio-estimator s.e."""
-    t, c = rises * sizes, sizes
-    value, se = finish(np.array([t.sum(), c.sum(), t @ t, t @ c, c @ c, len(t)]))
-    return float(value), float(se)
-
-
-def _finish(
-    obj: Objective, rises: np.ndarray, centres: np.ndarray, gammas: list, best: int
-) -> tuple:
-    """Per-unit rises (worst or random) → value, s.e., losses, δ of unit ``best``."""
-    delta = obj.delta(gammas[best])
-    if len(rises) == 1:
-        perturbed, se, n = obj.paired(0, gammas[0])
-        return (perturbed - centres[0], se, float(centres[0]), perturbed, delta, rises, n)
-    sizes = np.array([sum(rows_of(b) for b in u) for u in obj.units], dtype=float)
-    value, se = _over_units(rises, sizes)
-    centre = float(centres @ sizes / sizes.sum())
-    return value, se, centre, centre + value, delta, rises, int(sizes.sum())
-
-
-def _worst(obj: Objective, *, rho, norm, steps, restarts, seed, **_: Any) -> tuple:
-    gen = torch.Generator().manual_seed(int(seed))
-    units = list(range(len(obj.units)))
-    centres = np.array([obj.loss(u)[0] for u in units])
-    best_f, best_x = centres.copy(), obj.zeros(len(units))
-    for _r in range(restarts):
-        f, x = apgd(obj, units, best_f, rho=rho, norm=norm, steps=steps, gen=gen)
-        up = f > best_f
-        best_f = np.where(up, f, best_f)
-        best_x = {
-            k: torch.where(torch.as_tensor(up).view(-1, *[1] * (v.dim() - 1)).to(v.device), x[k], v)
-            for k, v in best_x.items()
-        }
-    rises = best_f - centres
-    gammas = [{k: v[u] for k, v in best_x.items()} for u in units]
-    return _finish(obj, rises, centres, gammas, int(np.argmax(rises)))
-
-
-def _random(obj: Objective, *, rho, norm, draws, seed, **_: Any) -> tuple:
-    rises, gammas, centres = [], [], []
-    for u in range(len(obj.units)):
-        c = obj.loss(u)[0]
-        r, g = random_rises(obj, u, c, rho=rho, norm=norm, draws=draws, seed=seed + u)
-        i = int(np.argmax(r))
-        sign, k = (1 if i < draws else -1), i % draws
-        rises.append(r[i])
-        gammas.append({n: sign * v[k] for n, v in g.items()})
-        centres.append(c)
-    rises = np.array(rises)
-    return _finish(obj, rises, np.array(centres), gammas, int(np.argmax(rises)))
-
-
-def _average(obj: Objective, *, rho, draws, seed, **_: Any) -> tuple:
-    per, typical, centres = [], [], []
-    for u in range(len(obj.units)):
-        c = obj.loss(u)[0]
-        r, gammas = average_rises(obj, u, c, rho=rho, draws=draws, seed=seed + u)
-        per.append(r)
-        typical.append(gammas[int(np.argsort(r)[len(r) // 2])])
-        centres.append(c)
-    centres = np.array(centres)
-    if len(per) == 1:
-        r = per[0]
-        value, se = float(r.mean()), float(r.std(ddof=1) / math.sqrt(len(r)))
-        n = sum(rows_of(b) for b in obj.units[0])
-        return value, se, float(centres[0]), float(centres[0]) + value, obj.delta(typical[0]), r, n
-    rises = np.array([r.mean() for r in per])
-    sizes = np.array([sum(rows_of(b) for b in u) for u in obj.units], dtype=float)
-    value, se = _over_units(rises, sizes)
-    centre = float(centres @ sizes / sizes.sum())
-    best = int(np.argmax(rises))
-    return value, se, centre, centre + value, obj.delta(typical[best]), rises, int(sizes.sum())
-
-
-def _pac_bayes(obj: Objective, *, rho, adaptive, draws, seed, **_: Any) -> tuple:
-    c = obj.loss(0)[0]
-    sigma, se, at = pac_bayes_sigma(obj, c, target=rho, adaptive=adaptive, draws=draws, seed=seed)
-    n = sum(rows_of(b) for b in obj.units[0])
-    return sigma, se, c, at, None, np.array([sigma]), n
-
-
-_KINDS = {"worst": _worst, "average": _average, "pac-bayes": _pac_bayes, "random": _random}
