@@ -72,6 +72,7 @@ class ScanConfig:
     path: str | None = None  # CURVE.safetensors (Curve.save): scan along it, the grid in t
     design: str | None = None  # sobol | lhs: sample `points` points in the grid's box
     points: int | None = None  # N, the number of points of a design
+    draws: int | None = None  # K: repeat the line/plane over K direction draws (lm.scan(draws=))
 
     @classmethod
     def field_names(cls) -> list[str]:

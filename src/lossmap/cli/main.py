@@ -89,6 +89,9 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--design", choices=("sobol", "lhs"),
                    help="sample --points N points in the --grid box instead of the product grid")
     s.add_argument("--points", type=int, metavar="N", help="number of points of a --design")
+    s.add_argument("--draws", type=int, metavar="K",
+                   help="repeat the line or plane over K draws of the random directions (same "
+                        "rule and grid; one store with a leading 'draw' dimension)")
     s.add_argument("--dry-run", action="store_true", dest="dry_run",
                    help="print the points, the expected time (a short timing run) and the "
                         "store size; scan nothing")
@@ -198,14 +201,16 @@ def _scan(args: argparse.Namespace, cfg: Any) -> int:
     shown = {k: v for k in ("progress", "profile") if (v := getattr(args, k)) is not None}
     kwargs = dict(data=data, directions=dirs, grid=cfg.scan_grid(), centre=centre,
                   metrics=tuple(cfg.metrics), store=out,
-                  meta={"command": cfg.to_dict(), **extra_meta}, path=path,
+                  meta={"command": cfg.to_dict(), **extra_meta}, path=path, draws=cfg.draws,
                   **{**cfg.scan_options(), "device": cfg.device or local_device(), **shown})
     if getattr(args, "dry_run", False):
         from ..scan.estimate import estimate
 
         kwargs.pop("progress", None)
         kwargs.pop("profile", None)
-        print(f"{out} (dry run): {estimate(model, loss_fn, **kwargs)}")
+        draws = kwargs.pop("draws", None)  # K draws cost K times one draw's points
+        per = f" per draw, x{draws} draws" if draws else ""
+        print(f"{out} (dry run): {estimate(model, loss_fn, **kwargs)}{per}")
         return 0
     surf = scan(model, loss_fn, **kwargs)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -56,6 +56,7 @@ def scan(
     profile: bool = False,
     meta: dict | None = None,
     path: Any = None,
+    draws: int | None = None,
 ) -> Surface:
     """Evaluate loss and metrics on a line, a plane or a k-D grid in weight space, or a path.
 
@@ -157,6 +158,15 @@ def scan(
         is its first control point (no ``centre``, no ``directions``). With
         ``bn="recompute"`` the BatchNorm statistics are re-estimated at every
         t (the REPAIR-style reset). See :mod:`lossmap.scan.path`.
+    draws : int, optional
+        Repeat the line, plane or grid over this many draws (K ≥ 2) of the
+        random directions given — the same rule and grid, draw 0 the
+        directions themselves, draw k seeded by
+        :func:`lossmap.scan.draws.draw_seed` (recorded in ``spec.draws``). One
+        scan, one store (resumable), one Surface whose first dimension is
+        ``draw``: ``surf.sel(draw=k)`` is draw k's ordinary Surface;
+        ``lm.over_draws`` gives each direction-dependent number's spread over
+        draws. See :mod:`lossmap.scan.draws`.
 
     Returns
     -------
@@ -179,6 +189,7 @@ def scan(
         batch_size=batch_size, progress=progress, strategy=strategy,
         reuse_first_layer=reuse_first_layer, bn=bn, bn_samples=bn_samples, bn_split=bn_split,
         channels_last=channels_last, compile=compile, autocast=autocast, profile=profile,
+        draws=draws,
     )
     return plan.run(store=store, meta=meta)
 

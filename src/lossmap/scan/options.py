@@ -29,7 +29,7 @@ from ..errors import InputTypeError
 
 #: ``lm.scan``'s other keywords: what is scanned, not how (objects the command line builds
 #: its own way: entry points, direction options, checkpoint and curve files, ``-o``).
-INPUTS = ("data", "directions", "grid", "centre", "metrics", "store", "meta", "path")
+INPUTS = ("data", "directions", "grid", "centre", "metrics", "store", "meta", "path", "draws")
 
 
 def about(

@@ -147,6 +147,7 @@ def plan_scan(
     centre: Any = None,
     metrics: Any = DEFAULT_METRICS,
     path: Any = None,
+    draws: int | None = None,
     **options: Any,
 ) -> Plan:
     """Check and resolve the arguments of :func:`lossmap.scan.api` into a :class:`Plan`.
@@ -154,7 +155,9 @@ def plan_scan(
     The parameters are those of :func:`lossmap.scan.api`, less ``store`` and
     ``meta`` (which :meth:`Plan.run` takes); ``options`` are the fields of
     :class:`~lossmap.scan.options.ScanOptions` (``samples``, ``seed``, ``bn``, …).
-    This is the door: each argument is checked here, once (:mod:`lossmap.checks`).
+    With ``draws=K`` the plan is repeated over K direction draws
+    (:func:`lossmap.scan.draws.with_draws`). This is the door: each argument is
+    checked here, once (:mod:`lossmap.checks`).
 
     Examples
     --------
@@ -223,8 +226,12 @@ def plan_scan(
         **{f"data_{s.name}": s.fingerprint() for s in splits},
         **({"bn_data": bn_data.fingerprint()} if bn_data is not None else {}),
     }
-    return Plan(backend, model, loss_fn, spec, fps, dirs, splits, mfns, params, buffers, opts,
+    from .draws import check_draws, with_draws  # draws.py builds on Plan
+
+    draws = check_draws(draws)
+    plan = Plan(backend, model, loss_fn, spec, fps, dirs, splits, mfns, params, buffers, opts,
                 bn_data, curve)
+    return plan if draws is None else with_draws(plan, draws)
 
 
 # -- checks that need the resolved arguments (the inputs' own checks: lossmap.checks) ------

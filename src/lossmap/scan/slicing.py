@@ -89,6 +89,29 @@ def _axis(surface: Surface, dim: str) -> np.ndarray:
     return surface.coords[dim]
 
 
+def _directions_kept(spec: Any, indices: dict[str, int], keep: list[int]
+                     ) -> tuple[list[int], dict | None]:
+    """The stored directions a slice keeps (their indices), and its record of draws.
+
+    Without draws, one direction per kept axis. With draws (K draws of D
+    directions, axis 0 the draw), direction ``k·D + j − 1`` is axis j of draw k:
+    fixing the draw keeps that draw's directions (an ordinary surface), keeping
+    it keeps the kept axes' directions of every draw.
+    """
+    if spec.draws is None:
+        return keep, None
+    per = len(spec.grid) - 1
+    axes = [j - 1 for j in keep if j > 0]
+    if not axes:
+        raise InputError("a slice of draws must keep a direction: fix the draw, or fewer axes")
+    if 0 not in keep:  # one draw: an ordinary surface
+        k = int(indices["draw"]) % spec.draws["count"]
+        return [k * per + a for a in axes], None
+    count, seeds = spec.draws["count"], spec.draws["seeds"]
+    return ([k * per + a for k in range(count) for a in axes],
+            {"count": count, "seeds": [[seeds[k][a] for a in axes] for k in range(count)]})
+
+
 def take(surface: Surface, indices: dict[str, int]) -> Surface:
     """The surface with each dimension of ``indices`` fixed at that grid index."""
     from ..surface import Surface
@@ -109,17 +132,20 @@ def take(surface: Surface, indices: dict[str, int]) -> Surface:
         return None if arrays is None else {k: np.array(v[where]) for k, v in arrays.items()}
 
     at = {d: float(surface.coords[d][int(i)]) for d, i in indices.items()}
-    through_centre = all(v == 0.0 for v in at.values())
+    # the draw number moves no weights: every draw is a slice through the centre
+    through_centre = all(v == 0.0 for d, v in at.items() if d != "draw")
+    dir_of, draws = _directions_kept(spec, indices, keep)
     new_spec = dataclasses.replace(
         spec,
         grid=tuple(spec.grid[j] for j in keep),
-        directions=tuple(spec.directions[j] for j in keep) if spec.directions else (),
+        directions=tuple(spec.directions[j] for j in dir_of) if spec.directions else (),
+        draws=draws,
     )
     fps = {k: v for k, v in surface.fingerprints.items() if not k.startswith("dir_")}
     fps.update(
         {
             f"dir_{n}": surface.fingerprints[f"dir_{j}"]
-            for n, j in enumerate(keep)
+            for n, j in enumerate(dir_of)
             if f"dir_{j}" in surface.fingerprints
         }
     )

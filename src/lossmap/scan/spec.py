@@ -31,6 +31,7 @@ DIM_NAMES = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta")
 MAX_DIMS = len(DIM_NAMES)  # a scan has 1 to 6 directions
 AUTOCAST = tuple(C.AUTOCAST)
 POINT_DIM = "point"  # the one dimension of a sampled design
+DRAW_DIM = "draw"  # the leading dimension of repeated direction draws (lossmap.scan.draws)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -88,6 +89,11 @@ class ScanSpec:
         A sampled design instead of the product grid (:mod:`lossmap.scan.design`):
         ``{"kind": "sobol" | "lhs", "points": N, "seed": s}``, N points in the
         box of ``grid``; the one dimension is ``point``. None for a product grid.
+    draws : dict or None
+        Repeated direction draws (``lm.scan(draws=K)``, :mod:`lossmap.scan.draws`):
+        ``{"count": K, "seeds": [[seed of each direction] for each draw]}``; the
+        first grid axis is then the draw number 0 … K−1 (dim ``draw``) and
+        ``directions`` holds the K·D directions, draw after draw. None otherwise.
     format : int
         Version of the stored format.
     """
@@ -107,6 +113,7 @@ class ScanSpec:
     format: int = FORMAT_VERSION
     path: dict | None = None  # a scan along a curve (lossmap.scan.path); None: line or plane
     design: dict | None = None  # sampled points in the grid's box (lossmap.scan.design)
+    draws: dict | None = None  # repeated direction draws (lossmap.scan.draws); dim "draw" first
 
     def __post_init__(self) -> None:
         if isinstance(self.grid, (str, Axis)):
@@ -137,6 +144,8 @@ class ScanSpec:
             from .design import check_design
 
             object.__setattr__(self, "design", check_design(self.design))
+        if self.draws is not None:
+            object.__setattr__(self, "draws", _check_draws(self.draws, grid))
 
     # -- derived ---------------------------------------------------------
     @property
@@ -152,12 +161,24 @@ class ScanSpec:
         ``("t",)`` along a path, ``("point",)`` for a sampled design."""
         if self.design is not None:
             return (POINT_DIM,)
+        if self.draws is not None:
+            return (DRAW_DIM, *DIM_NAMES[: len(self.grid) - 1])
         return (PATH_DIM,) if self.path is not None else DIM_NAMES[: len(self.grid)]
 
     @property
     def coordinate_names(self) -> tuple[str, ...]:
         """The coordinates of each point, one per axis (a design's ``point`` has k of them)."""
         return DIM_NAMES[: len(self.grid)] if self.design is not None else self.dims
+
+    @property
+    def direction_count(self) -> int:
+        """How many directions the store keeps: one per axis, K·D for draws, one per control
+        point after the first along a path."""
+        if self.path is not None:
+            return self.path["control_points"] - 1
+        if self.draws is not None:
+            return self.draws["count"] * (len(self.grid) - 1)
+        return len(self.coordinate_names)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -223,6 +244,8 @@ class ScanSpec:
             del d["path"]  # a line or plane is stored as before paths existed
         if self.design is None:
             del d["design"]  # a product grid is stored as before designs existed
+        if self.draws is None:
+            del d["draws"]  # one draw is stored as before draws existed
         return d
 
     def to_json(self) -> str:
@@ -276,6 +299,20 @@ class ScanSpec:
                 else:
                     out.append(f"{key} {b.get(key)!r} stored vs {a.get(key)!r} now")
         return out
+
+
+def _check_draws(draws: Any, grid: tuple[Axis, ...]) -> dict:
+    """The record of repeated draws: K ≥ 2 draws of the D directions, the draw axis first."""
+    if not isinstance(draws, dict) or set(draws) != {"count", "seeds"}:
+        raise InputError(f"draws={draws!r} must be {{'count': K, 'seeds': [[...], ...]}}")
+    k, seeds = draws["count"], _plain(draws["seeds"])
+    first = grid[0]
+    if (isinstance(k, bool) or not isinstance(k, int) or k < 2 or len(grid) < 2
+            or (first.lo, first.hi, first.n) != (0.0, float(k - 1), k)
+            or len(seeds) != k or any(len(s) != len(grid) - 1 for s in seeds)):
+        raise InputError(f"draws={draws!r} does not match the grid {' x '.join(map(str, grid))}"
+                         ": the first axis must be 0:K-1:K and each draw one seed per direction")
+    return {"count": k, "seeds": seeds}
 
 
 def _accept_axes_keyword(init: Any) -> Any:

@@ -230,8 +230,9 @@ def _check_tables(conn: sqlite3.Connection, spec: ScanSpec, damaged: Damaged) ->
     rows = conn.execute(
         "SELECT idx, typeof(data), file, typeof(sha) FROM directions ORDER BY idx"
     ).fetchall()
-    # one direction per grid axis; along a path one per control point after the first
-    n = len(spec.coordinate_names) if spec.path is None else spec.path["control_points"] - 1
+    # one direction per grid axis; along a path one per control point after the first;
+    # K·D for repeated draws (spec.direction_count)
+    n = spec.direction_count
     if [r[0] for r in rows] != list(range(n)):
         raise damaged(f"it holds directions {[r[0] for r in rows]} for a "
                       f"{len(spec.coordinate_names)}-D grid"
