@@ -32,7 +32,7 @@ from . import template as T
 from .curvature import curvature_section, meta_findings
 from .evidence import band_note
 from .template import format_value
-from .topology import topology_section
+from .topology import centre_plane, topology_section
 
 __all__ = ["BASIN_DELTA", "SHARPNESS_EPSILON", "format_value", "write_report"]
 
@@ -208,6 +208,7 @@ def _perplexities(surface: Surface) -> list[tuple[str, ...]]:
 def _section(i: int, label: str, surface: Surface, delta: float, epsilon: float) -> str:
     from ..analysis.barriers import as_line
 
+    full, (surface, note) = surface, centre_plane(surface)  # k ≥ 3: the plane through c
     path, surface = surface, as_line(surface)  # a path (dim t) is drawn as a line, α = t
     names = C.loss_variables(surface)
     found = findings(path, delta=delta, epsilon=epsilon)  # the path itself: its barrier in t
@@ -223,11 +224,12 @@ def _section(i: int, label: str, surface: Surface, delta: float, epsilon: float)
         [
             f'<section class="card run" id="run-{i}">{head}',
             T.stat_cards(surface, names, cosine),
+            f'<p class="note">{T.esc(note)}</p>' if note else "",
             f'<h3>Findings</h3><ul class="findings">{items}</ul>',
             "<h3>Numbers</h3>" + T.numbers_table(surface, found.variables),
             "<h3>Figures</h3>" + "".join(_static_figures(path, names) if drawn else empty),
             "<h3>Interactive view</h3>" + "".join(_interactive(surface, names) if drawn else empty),
-            topology_section(surface, names, _png) if drawn else "",
+            topology_section(full, names, _png) if drawn else "",
             f'<div class="cols"><div><h3>Scan specification</h3>{T.spec_table(surface)}</div>'
             f"<div><h3>Provenance</h3>{T.provenance_table(surface)}</div></div></section>",
         ]

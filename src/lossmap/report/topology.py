@@ -14,10 +14,43 @@ from typing import Any
 
 from . import template as T
 
-__all__ = ["BOOTSTRAP", "topology_section"]
+__all__ = ["BOOTSTRAP", "centre_plane", "topology_section"]
 
 BOOTSTRAP = 100
 """Parametric bootstrap draws behind the report's SMAD and basin-count uncertainties."""
+
+
+def centre_plane(surface: Any) -> tuple[Any, str]:
+    """The plane through the centre of a scan of 3 or more dimensions, and a note saying so.
+
+    The report's findings, numbers and views are of lines and planes; a k-D
+    grid (k ≥ 3) shows them for ``surface.sel(gamma=0, …)`` (the grid value
+    nearest 0 of every dimension after ``beta``), and its topology for the
+    whole grid. A line, a plane, a path or a sampled design is returned as is
+    with an empty note.
+
+    Parameters
+    ----------
+    surface : Surface
+
+    Returns
+    -------
+    (Surface, str)
+    """
+    import dataclasses
+
+    dims = tuple(surface.dims)
+    if len(dims) < 3 or getattr(surface.spec, "design", None) is not None:
+        return surface, ""
+    at = {d: 0.0 for d in dims[2:]}
+    plane = dataclasses.replace(surface.sel(method="nearest", **at), path=None)
+    nearest = {d: float(min(surface.coords[d], key=abs)) for d in dims[2:]}
+    where = ", ".join(f"{d} = {x:g}" for d, x in nearest.items())
+    note = (
+        f"This is a {len(dims)}-D scan: the findings, numbers, figures and views below are of "
+        f"the plane through the centre ({where}); the topology part is of the whole grid."
+    )
+    return plane, note
 
 
 def _basin_rows(t: Any, most: int = 12) -> list[list[Any]]:

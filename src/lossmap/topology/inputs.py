@@ -143,6 +143,20 @@ def _surface(surf: Any, variable: str) -> Field:
         raise InputError(str(exc.args[0]) if exc.args else f"no variable {variable!r}") from None
     split = variable.split("_", 1)[0]
     samples = (surf.samples or {}).get(split) if getattr(surf, "samples", None) else None
+    spec = getattr(surf, "spec", None)
+    if getattr(spec, "design", None) is not None:  # sampled points, not a grid: a k-NN graph
+        pts = np.asarray(surf.points(), dtype=np.float64)
+        k = pts.shape[1]
+        dims = DIMS[:k] if k <= len(DIMS) else tuple(f"x{i}" for i in range(k))
+        return Field(
+            np.asarray(values, np.float64).reshape(-1),
+            None if err is None else np.asarray(err, np.float64).reshape(-1),
+            tuple(dims),
+            {},
+            pts,
+            ~np.asarray(surf.done, bool).reshape(-1),
+            samples,
+        )
     return _grid(
         values, err, tuple(surf.dims), dict(surf.coords), ~np.asarray(surf.done, bool), samples
     )
