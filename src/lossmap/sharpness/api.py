@@ -167,6 +167,12 @@ def sharpness(
     >>> r.value > 0, r.se > 0, r.gradient_evaluations
     (True, True, 21)
     """
+    if rho is not None and legacy:
+        raise InputTypeError(
+            f"lm.sharpness got {', '.join(sorted(legacy))}: with rho= those are not options "
+            f"(the 0.1 call takes {', '.join(_LEGACY)} without rho); see lm.sharpness's "
+            "parameters"
+        )
     if legacy or norm in _LEGACY_NORMS or rho is None:
         if not legacy and norm not in _LEGACY_NORMS:
             raise InputError(
