@@ -24,6 +24,7 @@ from .directions.direction import Direction
 from .directions.random import random_direction, random_directions
 from .directions.result import Directions
 from .directions.trajectory import fitted_grid, pca_directions, project
+from .draws import over_draws
 from .errors import InputError, InputTypeError, LossmapError, StoreError
 from .hessian.eigen import curvature, hessian_eigenpairs, hvp
 from .hessian.spectral import broaden, hessian_density, hessian_trace, slq_nodes_weights
@@ -82,6 +83,7 @@ __all__ = [
     "load_directions",
     "metrics",
     "neb",
+    "over_draws",
     "pca_directions",
     "plan_scan",
     "plane",

@@ -468,7 +468,19 @@ def _trace_estimate(f: Any) -> str:
     return f"trace ≈ {f.value:.4g} ± {f.se:.2g} (s.e. from {f.probes} probes; {cost})"
 
 
+def _draw_spread(f: Any) -> str:
+    """``height at r = 0.5: 0.12 ± 0.04 (s.d. over 10 draws; ±0.01 s.e. of the mean), …``."""
+    name = f.quantity.replace("_", " ") + (f" at r = {f.radius:g}" if f.radius is not None else "")
+    if f.value is None or f.sd is None:
+        return f"{name}: fewer than two draws with a finite value (no spread over draws)"
+    samples = (f"s.e. over samples {f.se_samples:.2g}; the draws make {f.draw_share:.0%} of the "
+               "variance" if f.se_samples is not None else f"s.e. over samples {NOT_MEASURED}")
+    return (f"{name}: {f.value:.3g} ± {f.sd:.2g} (s.d. over {f.count} draws, itself ± "
+            f"{f.sd_se:.1g}; s.e. of the mean {f.se:.2g}); {samples}")
+
+
 _RENDER: dict[str, Callable[[Any], str]] = {
+    "draw_spread": _draw_spread,
     "slope": _slope,
     "convexity": _convexity,
     "minimum": _minimum,
