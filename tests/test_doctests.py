@@ -125,6 +125,12 @@ WITH_EXAMPLES = [
     "lossmap.backends.sharded",
     "lossmap.scan.spec",
     "lossmap.train.trainer",
+    "lossmap.topology.api",
+    "lossmap.topology.graph",
+    "lossmap.topology.merge",
+    "lossmap.topology.result",
+    "lossmap.plot.topology",
+    "lossmap.plot.topology3d",
 ]
 
 #: Public functions and classes (by where they are defined) without a runnable example

@@ -66,6 +66,13 @@ def plot_persistence(t: Topology, *, ax: Axes | None = None, **kwargs: Any) -> A
     Returns
     -------
     Axes
+
+    Examples
+    --------
+    >>> import numpy as np, lossmap as lm
+    >>> t = lm.topology(np.array([1.0, 0.0, 2.0, 0.5, 3.0]), bootstrap=0)
+    >>> len(plot_persistence(t).collections[0].get_offsets())
+    2
     """
     t = _check(t, "plot_persistence")
     ax = _new_axes(ax)
@@ -102,6 +109,13 @@ def plot_barcode(t: Topology, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     Returns
     -------
     Axes
+
+    Examples
+    --------
+    >>> import numpy as np, lossmap as lm
+    >>> t = lm.topology(np.array([1.0, 0.0, 2.0, 0.5, 3.0]), bootstrap=0)
+    >>> len(plot_barcode(t).collections)
+    2
     """
     t = _check(t, "plot_barcode")
     ax = _new_axes(ax)
@@ -161,6 +175,13 @@ def plot_merge_tree(t: Topology, *, ax: Axes | None = None, **kwargs: Any) -> Ax
     Returns
     -------
     Axes
+
+    Examples
+    --------
+    >>> import numpy as np, lossmap as lm
+    >>> t = lm.topology(np.array([1.0, 0.0, 2.0, 0.5, 3.0]), bootstrap=0)
+    >>> plot_merge_tree(t).get_title()
+    'merge tree: 2 minima'
     """
     t = _check(t, "plot_merge_tree")
     ax = _new_axes(ax)
@@ -202,6 +223,13 @@ def plot_profile(t: Topology, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
     Returns
     -------
     Axes
+
+    Examples
+    --------
+    >>> import numpy as np, lossmap as lm
+    >>> t = lm.topology(np.array([1.0, 0.0, 2.0, 0.5, 3.0]), bootstrap=0)
+    >>> plot_profile(t).get_xlabel()
+    'cells below the level'
     """
     t = _check(t, "plot_profile")
     ax = _new_axes(ax)

@@ -56,6 +56,13 @@ def plot_slices(
     Returns
     -------
     Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = plot_slices(np.arange(27.0).reshape(3, 3, 3))  # one panel per gamma, a colour bar
+    >>> [ax.get_title() for ax in fig.axes[:3]]
+    ['gamma = 0', 'gamma = 1', 'gamma = 2']
     """
     import matplotlib.pyplot as plt
 
@@ -130,6 +137,12 @@ def isosurface_figure(
     Returns
     -------
     plotly.graph_objects.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> isosurface_figure(np.arange(27.0).reshape(3, 3, 3)).data[0].type
+    'isosurface'
     """
     import plotly.graph_objects as go
 

@@ -33,6 +33,14 @@ def smad(tree: MergeTree) -> float:
     Returns
     -------
     float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lossmap.topology import grid_edges, merge_tree
+    >>> v = np.array([1.0, 0.0, 2.0, 0.5, 3.0])  # minima 0 and 0.5, saddle 2
+    >>> smad(merge_tree(v, grid_edges(v.shape)))  # ((2 - 0) + (2 - 0.5)) / 2
+    1.75
     """
     s = tree.first_saddle
     ok = s >= 0

@@ -64,6 +64,11 @@ def knn_edges(points: np.ndarray, k: int = 8) -> np.ndarray:
     -------
     ndarray of int64, shape (m, 2)
         Each row ``(i, j)`` with ``i < j``, each edge once.
+
+    Examples
+    --------
+    >>> knn_edges(np.array([[0.0], [1.0], [3.0], [7.0]]), k=1).tolist()
+    [[0, 1], [1, 2], [2, 3]]
     """
     from scipy.spatial import cKDTree
 

@@ -52,6 +52,14 @@ class MergeTree:
         Each vertex's arc: the position in ``minima`` of the component's
         elder minimum when the vertex entered (the segmentation a landscape
         profile draws).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> path = np.array([[0, 1], [1, 2], [2, 3], [3, 4]])
+    >>> t = merge_tree(np.array([1.0, 0.0, 2.0, 0.5, 3.0]), path)
+    >>> t.nodes.tolist(), t.parent.tolist()  # minima 1 and 3 merge at the saddle 2
+    ([1, 3, 2], [2, 2, -1])
     """
 
     values: np.ndarray

@@ -17,7 +17,15 @@ __all__ = ["Basin", "Critical", "Pair", "Topology"]
 @dataclass(frozen=True, kw_only=True)
 class Critical(_Fields):
     """A critical point of the grid: ``index`` (flat), ``where`` (grid index per
-    dimension, or None for sampled points), ``coords`` (dimension → coordinate), ``value``."""
+    dimension, or None for sampled points), ``coords`` (dimension → coordinate), ``value``.
+
+    Examples
+    --------
+    >>> import numpy as np, lossmap as lm
+    >>> m = lm.topology(np.array([1.0, 0.0, 2.0, 0.5, 3.0]), bootstrap=0).minima[1]
+    >>> m.value, m.where, m.coords
+    (0.5, (3,), {'alpha': 3.0})
+    """
 
     index: int
     where: tuple[int, ...] | None
@@ -35,6 +43,14 @@ class Pair(_Fields):
     not measured); ``resolved``: depth > z · se (None without ``se``; True
     for an infinite depth: the global minimum's, or a basin walled off by
     diverged points).
+
+    Examples
+    --------
+    >>> import numpy as np, lossmap as lm
+    >>> t = lm.topology(np.array([1.0, 0.0, 2.0, 0.5, 3.0]), bootstrap=0)  # two wells
+    >>> p = t.pairs[1]
+    >>> p.birth, p.death, p.depth, p.saddle.index
+    (0.5, 2.0, 1.5, 2)
     """
 
     birth: float
@@ -50,7 +66,16 @@ class Pair(_Fields):
 class Basin(_Fields):
     """A basin of the merge tree: its ``minimum``, ``depth`` (its pair's; +inf for one
     that never merges), ``volume`` (grid cells or points in its sublevel component just
-    before it merges) and ``share`` (volume / all cells), ``resolved`` as its pair's."""
+    before it merges) and ``share`` (volume / all cells), ``resolved`` as its pair's.
+
+    Examples
+    --------
+    >>> import numpy as np, lossmap as lm
+    >>> t = lm.topology(np.array([1.0, 0.0, 2.0, 0.5, 3.0]), bootstrap=0)  # two wells
+    >>> b = t.basins[1]  # deepest first: the global basin, then this one
+    >>> b.minimum.value, b.depth, b.volume, b.share
+    (0.5, 1.5, 1, 0.2)
+    """
 
     minimum: Critical
     depth: float
@@ -76,6 +101,13 @@ class Topology(Finding):
     ``missing`` points (given +inf); ``bootstrap`` draws and ``seed``;
     ``tree`` the :class:`~lossmap.topology.merge.MergeTree` (not in
     ``to_dict``).
+
+    Examples
+    --------
+    >>> import numpy as np, lossmap as lm
+    >>> t = lm.topology(np.array([1.0, 0.0, 2.0, 0.5, 3.0]), bootstrap=0)  # two wells
+    >>> t.n_minima, t.smad, t.diagram.tolist()
+    (2, 1.75, [[0.0, inf], [0.5, 2.0]])
     """
 
     kind: ClassVar[str] = "topology"
