@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..draws.compare import has_draws, spread_columns
 from ..errors import InputError, InputTypeError
 from ..plot import common as C
 from ..surface import Surface, load
@@ -16,7 +17,7 @@ from .draw import draw_comparison
 from .page import comparison_page, png_base64
 from .rule import check_same_rule
 from .scale import SharedScale, shared_scale
-from .table import ComparisonTable, findings_table
+from .table import ComparisonTable, _check_given, findings_table
 
 __all__ = ["Comparison", "compare"]
 
@@ -186,6 +187,10 @@ def compare(
         Two or more lines or planes (``lm.scan``, ``lm.load``) or store paths;
         a dict's keys are the names. The first is the reference of the
         differences.
+        Scanned with ``draws=K`` (dims ``draw, alpha[, beta]``): the median
+        draw is drawn, and the table gives each number's mean ± s.d. over the
+        draws and whether each model's difference from the reference exceeds
+        the draw-to-draw spread (:mod:`lossmap.draws.compare`).
     variable : str, default "train_loss"
         The variable drawn and tabled.
     names : list of str, optional
@@ -252,6 +257,10 @@ def compare(
     for s, n in zip(surfs, names, strict=True):
         C.check_variable(s, variable, f"compare ({n})")
     check_same_rule(surfs, names)
+    if has_draws(surfs):  # K draws (lm.scan(draws=K)): the median draw drawn, the spread tabled
+        surfs, over = spread_columns(surfs, names, variable, delta=delta)
+        given = _check_given(findings, names)
+        findings = {n: {**given.get(n, {}), **over[n]} for n in names}
     ranges = tuple((a.lo, a.hi) for a in surfs[0].spec.grid)
     scale = shared_scale(
         [s[variable] for s in surfs],
