@@ -11,8 +11,9 @@ it writes neither ``.vts`` nor ``.vtp``.
 - A **line** becomes a ``.vtp`` (``PolyData``) holding one poly-line through
   its ``n_alpha`` points: ``x = alpha``, ``y =`` the height variable, ``z = 0``.
 - A **3-D grid** (``alpha``, ``beta``, ``gamma``) becomes a ``.vti``
-  (``ImageData``, :func:`lossmap.plot.vti.to_vti`): origin and spacing from the evenly spaced
-  coordinates, the value at ``(i, j, k)`` is point ``i + n0 * (j + n1 * k)``;
+  (``ImageData``; with a topology's basins: :func:`lossmap.plot.vti.to_vti`):
+  origin and spacing from the evenly spaced coordinates, the value at
+  ``(i, j, k)`` is point ``i + n0 * (j + n1 * k)``;
   there is no height (ParaView draws isosurfaces with *Contour*, slices with
   *Slice*), so NaN/inf stay where they are, with ``finite`` to threshold on,
   and the basins of a :func:`lossmap.topology` as ``basin`` (int32, the
@@ -201,7 +202,8 @@ def to_vtk(surface: _Surface, path: str | os.PathLike, variable: str | None = No
     """Write a plane as a ``.vts`` structured grid, a line as a ``.vtp`` poly-line.
 
     The plane's points are ``(alpha, beta, height)``, the line's
-    ``(alpha, height, 0)``; every variable is point data (float64), with
+    ``(alpha, height, 0)``; a 3-D grid is written as ``.vti`` image data (no
+    height; see the module's notes). Every variable is point data (float64), with
     ``done`` and ``finite`` (uint8). A missing or diverged point keeps NaN/inf
     in its point data; a missing one sits at the lowest finite height, a
     diverged one (+inf, NaN) above the highest (see :func:`vtk_heights`). The
@@ -211,9 +213,9 @@ def to_vtk(surface: _Surface, path: str | os.PathLike, variable: str | None = No
     Parameters
     ----------
     surface : Surface
-        A line or plane, complete or partial.
+        A line, plane or 3-D grid, complete or partial.
     path : str or os.PathLike
-        The file: ending in ``.vts`` for a plane, ``.vtp`` for a line.
+        The file: ending in ``.vts`` for a plane, ``.vtp`` for a line, ``.vti`` for a 3-D grid.
     variable : str, optional
         The height variable; default the first loss variable (``train_loss``).
 
@@ -241,19 +243,27 @@ def to_vtk(surface: _Surface, path: str | os.PathLike, variable: str | None = No
     ...
     lossmap.errors.InputError: 'plane.vtp': a plane is written to a .vts file (a VTK structured grid), not .vtp: name it plane.vts
     """  # noqa: E501
-    path = Path(path)
-    ndim = len(surface.dims)
-    if ndim == 3:
-        from .vti import to_vti
+    return _write(surface, Path(path), variable)
 
-        return to_vti(surface, path, variable)
+
+#: What each number of dimensions is, in the messages: (the surface, the file's kind).
+_KINDS = {1: ("a line", "a VTK poly-line"), 2: ("a plane", "a VTK structured grid"),
+          3: ("a 3-D grid", "VTK image data")}
+
+
+def _write(surface: _Surface, path: Path, variable: str | None,
+           extra: dict[str, np.ndarray] | None = None) -> Path:
+    """Check the suffix and variable, write next to ``path``, rename onto it.
+
+    ``extra`` (3-D only) adds point data arrays of the grid's shape.
+    """
+    ndim = len(surface.dims)
     if ndim not in SUFFIXES:
         raise InputError(f"VTK files are written for 1 to 3 dimensions; this surface has {ndim}: "
                          "slice it first (e.g. surf.sel(delta=0.0))")
     want = SUFFIXES[ndim]
     if path.suffix != want:
-        kind = "a plane" if ndim == 2 else "a line"
-        what = "a VTK structured grid" if ndim == 2 else "a VTK poly-line"
+        kind, what = _KINDS[ndim]
         got = path.suffix or "a name without suffix"
         raise InputError(f"{str(path)!r}: {kind} is written to a {want} file ({what}), not {got}: "
                          f"name it {path.with_suffix(want).name}")
@@ -266,9 +276,36 @@ def to_vtk(surface: _Surface, path: str | os.PathLike, variable: str | None = No
     tmp = path.with_name(f".{path.stem}.partial{os.getpid()}")  # pyevtk adds the suffix
     written = Path(f"{tmp}{want}")
     try:
-        (_write_plane if ndim == 2 else _write_line)(str(tmp), surface, first)
+        if ndim == 3:
+            _write_image(str(tmp), surface, first, extra)
+        else:
+            (_write_plane if ndim == 2 else _write_line)(str(tmp), surface, first)
         os.replace(written, path)
     finally:
         if written.exists():
             written.unlink()
     return path
+
+
+def _spacing(axis: np.ndarray, name: str) -> float:
+    """The step of evenly spaced coordinates (VTK image data has one per axis)."""
+    axis = np.asarray(axis, dtype=np.float64)
+    if axis.size < 2:
+        return 1.0
+    steps = np.diff(axis)
+    if not np.allclose(steps, steps[0], rtol=1e-9, atol=0.0):
+        raise InputError(f"a .vti file needs evenly spaced coordinates; {name} is not: "
+                         "write planes of it (surf.sel(...)) instead")
+    return float(steps[0])
+
+
+def _write_image(stem: str, surface: _Surface, first: str,
+                 extra: dict[str, np.ndarray] | None = None) -> None:
+    from pyevtk.hl import imageToVTK
+
+    coords = [np.asarray(surface.coords[d], dtype=np.float64) for d in surface.dims]
+    spacing = tuple(_spacing(c, d) for c, d in zip(coords, surface.dims, strict=True))
+    origin = tuple(float(c[0]) for c in coords)
+    data = {n: np.ascontiguousarray(v) for n, v in _point_data(surface, first).items()}
+    data.update({n: np.ascontiguousarray(v) for n, v in (extra or {}).items()})
+    imageToVTK(stem, origin=origin, spacing=spacing, pointData=data)

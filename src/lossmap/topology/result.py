@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..analysis.finding import Finding, _Fields, plain
+from ..analysis.finding import Finding, plain
 from .merge import MergeTree
 
 __all__ = ["Basin", "Critical", "Pair", "Topology"]
 
 
+class _Record:
+    """``to_dict()`` of a small record: its fields as JSON-safe data (+inf → None)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-safe data."""
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, kw_only=True)
-class Critical(_Fields):
+class Critical(_Record):
     """A critical point of the grid: ``index`` (flat), ``where`` (grid index per
     dimension, or None for sampled points), ``coords`` (dimension → coordinate), ``value``.
 
@@ -34,7 +43,7 @@ class Critical(_Fields):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Pair(_Fields):
+class Pair(_Record):
     """A persistence pair of the sublevel filtration (0-dimensional).
 
     ``birth`` the minimum's value, ``death`` the value of the saddle where its
@@ -63,7 +72,7 @@ class Pair(_Fields):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Basin(_Fields):
+class Basin(_Record):
     """A basin of the merge tree: its ``minimum``, ``depth`` (its pair's; +inf for one
     that never merges), ``volume`` (grid cells or points in its sublevel component just
     before it merges) and ``share`` (volume / all cells), ``resolved`` as its pair's.
