@@ -38,7 +38,10 @@ of the two differences: a guide to the size, not an exact s.e.
 Variance split: the variance of ``q`` over draws, ``sd²``, holds the
 sampling noise too; its mean square, ``se_samples²``, is taken out to give
 the draw-to-draw variance ``max(sd² − se_samples², 0)``, and ``draw_share`` =
-that over ``sd²`` (1: all the spread is the directions'). The spread of the
+that over ``sd²`` (1: all the spread is the directions'). Every draw reads
+the same samples, so part of the sampling error is common to all draws and
+does not spread them: the mean square over-states the sampling part of the
+spread, and ``draw_share`` is a lower bound. The spread of the
 spread — how well K draws know ``sd`` — is ``sd_se = sd / √(2(K − 1))``
 (normal draws): K = 10 knows the spread to ±24 %, K = 50 to ±10 %.
 """
