@@ -172,7 +172,7 @@ def _time(plan: Plan, order: np.ndarray, seconds: float, resuming: bool) -> tupl
             }
             if not resuming:
                 records["roundoff"] = plan.backend.roundoff(plan, evaluator)
-                records["measured"] = plan._measured()
+                records["measured"] = plan._measured(evaluator)
             setup = time.perf_counter() - t0
 
             def run(sub: np.ndarray) -> None:
