@@ -38,7 +38,14 @@ def has_draws(surfaces: Sequence[Any]) -> bool:
 
 
 def median_draw(spread: dict[str, DrawSpread]) -> int:
-    """The draw whose peak is the median of the draws' peaks (the lower middle for even K)."""
+    """The draw whose peak is the median of the draws' peaks (the lower middle for even K).
+
+    Examples
+    --------
+    >>> from lossmap.draws import DrawSpread
+    >>> median_draw({"peak": DrawSpread(variable="v", value=None, draws=(5.0, 1.0, 3.0))})
+    2
+    """
     peaks = np.asarray(spread["peak"].draws, dtype=np.float64)
     order = np.argsort(np.where(np.isfinite(peaks), peaks, np.inf), kind="stable")
     return int(order[(len(order) - 1) // 2])

@@ -127,6 +127,18 @@ def plot_draw_planes(
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import torch, lossmap as lm
+    >>> net = torch.nn.Linear(3, 2)
+    >>> X, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+    >>> plane = lm.scan(net, torch.nn.CrossEntropyLoss(), data={"train": (X, y)},
+    ...                 directions=list(lm.random_directions(net, 2, seed=0)),
+    ...                 grid=[(-1, 1, 5)] * 2, draws=4, progress=False)
+    >>> fig = plot_draw_planes(plane)
+    >>> sum(ax.get_title().startswith("draw ") for ax in fig.axes)  # the three others, small
+    3
     """
     from matplotlib.figure import Figure
 

@@ -75,6 +75,15 @@ class DrawSpread(Finding):
     ``se_samples``); ``sd_se`` the standard error of ``sd`` (``sd/√(2(K−1))``);
     ``draws`` the per-draw values; ``count`` K (finite draws); ``radius`` the
     r of a height.
+
+    Examples
+    --------
+    >>> f = DrawSpread(variable="train_loss", value=2.0, se=0.5, quantity="peak", sd=1.0,
+    ...                se_samples=0.1, draw_share=0.99, sd_se=0.35, draws=(1.0, 2.0, 3.0, 2.0),
+    ...                count=4)
+    >>> print(f.sentence())  # doctest: +NORMALIZE_WHITESPACE
+    peak: 2 ± 1 (s.d. over 4 draws, itself ± 0.3; s.e. of the mean 0.5); s.e. over samples
+    0.1; the draws make 99% of the variance
     """
 
     kind: ClassVar[str] = "draw_spread"
@@ -155,7 +164,23 @@ def _line_numbers(
 def per_draw(
     surface: Any, variable: str, *, delta: float = 0.1, z: float = Z, radius: float | None = None
 ) -> list[dict[str, tuple[float, float | None]]]:
-    """Each draw's direction-dependent numbers: name → (value, s.e. over samples)."""
+    """Each draw's direction-dependent numbers: name → (value, s.e. over samples).
+
+    The parameters are :func:`over_draws`'s; the list has one dict per draw.
+
+    Examples
+    --------
+    >>> import torch, lossmap as lm
+    >>> net = torch.nn.Linear(3, 2)
+    >>> X, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+    >>> line = lm.scan(net, torch.nn.CrossEntropyLoss(), data={"train": (X, y)},
+    ...                directions=lm.random_direction(net, seed=0), grid=(-1, 1, 5),
+    ...                draws=3, progress=False)
+    >>> rows = per_draw(line, "train_loss")
+    >>> len(rows), sorted(rows[0])  # doctest: +NORMALIZE_WHITESPACE
+    (3, ['basin_width_alpha', 'convexity_alpha', 'curvature_alpha', 'height', 'peak',
+         'slope_alpha'])
+    """
     if "draw" not in surface.dims or len(surface.dims) not in (2, 3):
         raise InputError(
             f"over_draws reads a line or plane scanned with draws=K; this surface "

@@ -9,7 +9,7 @@ one :class:`~lossmap.surface.Surface` with a leading dimension ``draw``.
 How it is computed (the cheapest honest way): the K·D directions are the
 scan's directions, and a grid point ``(k, α, β)`` is the coefficient vector
 that puts α on direction ``k·D`` and β on ``k·D + 1`` and 0 on the others
-(:meth:`DrawPlan.coefficients`). So the same evaluator (first-layer reuse,
+(:func:`draw_plan_class`). So the same evaluator (first-layer reuse,
 chunks, the store's rounds and resume) runs the draws as it runs a path's
 control points; the cost is K times one scan's points, and the K·D directions
 are held in memory together.
@@ -25,6 +25,7 @@ directions whose rule cannot be repeated are refused by name.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +34,6 @@ import numpy as np
 from ..directions.direction import Direction
 from ..errors import InputError
 from .axis import Axis
-from .plan import Plan
 from .spec import MAX_DIMS
 
 
@@ -54,16 +54,28 @@ class DrawLayout:
         return out
 
 
-@dataclasses.dataclass
-class DrawPlan(Plan):
-    """A :class:`~lossmap.scan.plan.Plan` whose grid's first axis is the draw number.
+def _layout_coefficients(self: Any, points: Any) -> Any:
+    """The K·D coefficients of grid points ``(k, a1 … aD)`` (``self.path``: the DrawLayout)."""
+    return self.path.coefficients(points)
 
-    ``path`` holds the :class:`DrawLayout` (so the driver maps grid points to
+
+@functools.cache
+def draw_plan_class(cls: type) -> type:
+    """``cls`` (a :class:`~lossmap.scan.plan.Plan`) whose grid's first axis is the draw number.
+
+    Its ``path`` holds the :class:`DrawLayout` (so the driver maps grid points to
     coefficients, as along a path); the slopes at the centre are not measured.
+    Made from the plan's class, so this module needs no import of the plan's.
     """
-
-    def coefficients(self, points: Any) -> Any:
-        return self.path.coefficients(points)
+    return type(
+        f"Draw{cls.__name__}",
+        (cls,),
+        {
+            "coefficients": _layout_coefficients,
+            "__doc__": draw_plan_class.__doc__,
+            "__module__": __name__,
+        },
+    )
 
 
 def draw_seed(seed: int, k: int) -> int:
@@ -146,7 +158,7 @@ def redraw(
     return [d for d in out if d is not None], seeds
 
 
-def with_draws(plan: Plan, count: int) -> DrawPlan:
+def with_draws(plan: Any, count: int) -> Any:
     """``plan`` (a line, plane or k-D grid of random directions) repeated over ``count`` draws."""
     if plan.path is not None or plan.spec.design is not None:
         raise InputError(
@@ -184,4 +196,4 @@ def with_draws(plan: Plan, count: int) -> DrawPlan:
     fps.update({f"dir_{i}": d.fingerprint() for i, d in enumerate(dirs)})
     fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)}
     fields.update(spec=spec, fingerprints=fps, directions=dirs, path=DrawLayout(count, dims))
-    return DrawPlan(**fields)
+    return draw_plan_class(type(plan))(**fields)
