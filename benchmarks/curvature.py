@@ -75,21 +75,9 @@ def _build(name: str, args: argparse.Namespace):
             y[: args.cnn_samples],
         )
     import transformers
+    from curvature_fd_gpt2 import CausalLM, ShiftedCE  # beside this file
 
     transformers.logging.set_verbosity_error()
-
-    class CausalLM(nn.Module):
-        def __init__(self, net: nn.Module):
-            super().__init__()
-            self.net = net
-
-        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-            return self.net(input_ids=input_ids).logits
-
-    def shifted_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        v = logits.shape[-1]
-        return nn.functional.cross_entropy(logits[:, :-1].reshape(-1, v), labels[:, 1:].reshape(-1))
-
     cfg = transformers.GPT2Config(
         n_layer=6, n_embd=512, n_head=8, vocab_size=16384, n_positions=args.tokens
     )
@@ -97,7 +85,7 @@ def _build(name: str, args: argparse.Namespace):
     x = torch.randint(
         0, 16384, (args.sequences, args.tokens), generator=torch.Generator().manual_seed(1)
     )
-    return model, shifted_ce, x, x
+    return model, ShiftedCE(), x, x  # a loss module: curvlinops reads .reduction
 
 
 def _run(tool: str, task: str, model, loss, X, y, args) -> dict:
