@@ -3,12 +3,13 @@
 Two models, each at m = 128 examples per batch and 20 ascent steps, ℓ2,
 adaptive (|w|-scaled), ρ = 0.05:
 
-* the demo CNN (``fashion_cnn``, 1,024 Fashion-MNIST training images, trained
-  for one short epoch; the 8×8 digits and ``digits_cnn`` where the
-  Fashion-MNIST files are missing);
+* the demo CNN (``fashion_cnn`` trained for one short epoch on 1,024
+  Fashion-MNIST training images, measured on the first ``--examples DEMO``;
+  the 8×8 digits and ``digits_cnn`` where the Fashion-MNIST files are missing);
 * ResNet-20 (``lossmap.models.resnet20``, 0.27M parameters) at its seeded
-  initialization on 512 CIFAR-shaped images drawn at random (3×32×32, ten
-  classes): no CIFAR files are assumed; the cost per gradient is the same.
+  initialization on ``--examples RESNET`` CIFAR-shaped images drawn at random
+  (3×32×32, ten classes): no CIFAR files are assumed; the cost per gradient is
+  the same.
 
 The plain loop is what one writes by hand: a ``copy.deepcopy`` of the model;
 for each batch of m and each of the 21 gradient evaluations, write ``w + |w|⊙γ``
@@ -23,7 +24,7 @@ threads as given (``--threads``, default 1: the machine is shared).
 
 Usage::
 
-    python benchmarks/sharpness.py --out benchmarks/results/sharpness-cpu.json
+    python benchmarks/sharpness.py --examples 512 128 --out benchmarks/results/sharpness-cpu.json
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ from hardware import machine_info, sync
 RHO, M, STEPS = 0.05, 128, 20
 
 
+EXAMPLES = {"demo": 1024, "resnet": 512}  # --examples changes both
+
+
 def demo_problem(seed: int = 0) -> tuple[str, nn.Module, torch.Tensor, torch.Tensor]:
-    """The demo CNN after one short epoch on 1,024 training images."""
+    """The demo CNN after one short epoch on 1,024 training images (evaluated on EXAMPLES)."""
     try:
         X, y = lm.data.fashion_mnist("train")
         name, net = "demo CNN (fashion_cnn), Fashion-MNIST", fashion_cnn(seed=seed)
@@ -61,14 +65,16 @@ def demo_problem(seed: int = 0) -> tuple[str, nn.Module, torch.Tensor, torch.Ten
         opt.zero_grad()
         nn.functional.cross_entropy(net(X[i : i + 64]), y[i : i + 64]).backward()
         opt.step()
-    return name, net.eval(), X, y
+    n = EXAMPLES["demo"]
+    return name, net.eval(), X[:n], y[:n]
 
 
 def resnet_problem(seed: int = 0) -> tuple[str, nn.Module, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    X = torch.randn(512, 3, 32, 32, generator=g)
-    y = torch.randint(0, 10, (512,), generator=g)
-    return "ResNet-20, 512 random CIFAR-shaped images", resnet20(seed=seed).eval(), X, y
+    n = EXAMPLES["resnet"]
+    X = torch.randn(n, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return f"ResNet-20, {n} random CIFAR-shaped images", resnet20(seed=seed).eval(), X, y
 
 
 def plain_loop(net: nn.Module, X: torch.Tensor, y: torch.Tensor, seed: int = 0) -> dict:
@@ -97,7 +103,7 @@ def plain_loop(net: nn.Module, X: torch.Tensor, y: torch.Tensor, seed: int = 0) 
             loss = nn.functional.cross_entropy(work(xb), yb)
             loss.backward()
             grads += 1
-            best = max(best, float(loss))
+            best = max(best, float(loss.detach()))
             gg = [p.grad * s for p, s in zip(params, scale, strict=True)]
             gn = math.sqrt(sum(float((v * v).sum()) for v in gg)) or 1.0
             gam = [v + 0.2 * RHO * d / gn for v, d in zip(gam, gg, strict=True)]
@@ -151,23 +157,29 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", choices=("demo", "resnet"), default=None)
+    ap.add_argument(
+        "--examples",
+        type=int,
+        nargs=2,
+        metavar=("DEMO", "RESNET"),
+        default=(EXAMPLES["demo"], EXAMPLES["resnet"]),
+    )
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
+    EXAMPLES.update(demo=a.examples[0], resnet=a.examples[1])
     torch.set_num_threads(a.threads)
-    rows = [
-        bench(p, a.repeats)
-        for k, p in (("demo", demo_problem), ("resnet", resnet_problem))
-        if a.only in (None, k)
-    ]
     result = {
         "machine": machine_info(torch.device("cpu")),
         "threads": a.threads,
         "repeats": a.repeats,
-        "rows": rows,
+        "rows": [],
     }
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(result, indent=2) + "\n")
+    for k, p in (("resnet", resnet_problem), ("demo", demo_problem)):
+        if a.only in (None, k):
+            result["rows"].append(bench(p, a.repeats))
+            if a.out:  # after each model, so that a long run keeps what it measured
+                a.out.parent.mkdir(parents=True, exist_ok=True)
+                a.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
