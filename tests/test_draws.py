@@ -183,3 +183,18 @@ def test_a_killed_k_draw_scan_resumes_to_the_uninterrupted_one(tmp_path, monkeyp
     other = [a if a != "4" else "3" for a in _argv(store)]
     assert main(other) == 2
     assert "draws" in capsys.readouterr().err
+
+
+def test_plots_analyses_and_info_take_one_draw_or_the_spread(tmp_path, capsys):
+    net, data = _setup()
+    store = tmp_path / "line.lossmap"
+    line = _scan(net, data, [lm.random_direction(net, seed=0)], draws=3, store=store)
+    assert line.dims == ("draw", "alpha")  # two dims, and still not a plane
+    from lossmap.analysis.evidence import findings
+
+    for call in (lambda: findings(line), lambda: lm.plot.plot_line(line)):
+        with pytest.raises(InputError, match=r"3 direction draws .*surf\.sel\(draw=0\)"):
+            call()
+    findings(line.sel(draw=0))  # one draw: an ordinary line
+    assert main(["info", str(store)]) == 0
+    assert "lm.over_draws(lm.load(STORE))" in capsys.readouterr().out

@@ -248,7 +248,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from ..surface import load
 
     found = None  # a k-D grid or a design: findings are of its slices
-    if len(store.spec.dims) <= 2 and store.spec.design is None:
+    if len(store.spec.dims) <= 2 and store.spec.design is None and store.spec.draws is None:
         found = findings(load(args.path))  # every finding, its evidence and uncertainty
     info["findings"] = None if found is None else found.to_dict()
     if args.json:
@@ -282,6 +282,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         centre = "n/a" if e["centre"] is None else f"{e['centre']:.6g}"
         low = f"{e['min']:.6g} at {e['argmin']}" if "min" in e else "n/a"
         print(f"  {var:<16} centre {centre}, min {low}")
+    if found is None and spec.draws is not None:  # K draws: their spread, or one draw's
+        print(f"  findings    over {spec.draws['count']} draws: in Python "
+              "lm.over_draws(lm.load(STORE)); one draw's: lm.load(STORE).sel(draw=0)")
+        return 0
     if found is None:
         print("  findings    of a plane or line: slice it first, e.g. in Python "
               f"lm.load(STORE).sel({spec.dims[-1]}=0.0)" if spec.design is None else

@@ -33,6 +33,12 @@ def require_view(surface: Surface, what: str, *, most: int = 2) -> None:
         slice it first, e.g. surf.sel(gamma=0.0)
     """
     spec = surface.spec
+    if spec.draws is not None:
+        raise InputError(
+            f"{what} needs a line or a plane; this surface holds {spec.draws['count']} direction "
+            "draws (dim 'draw'): take one, e.g. surf.sel(draw=0), or their spread with "
+            "lm.over_draws(surf) (pictures: lossmap.draws.plot_draw_lines / plot_draw_planes)"
+        )
     if spec.design is not None:
         raise InputError(
             f"{what} needs a line or a plane; this surface is a {spec.design['kind']} design of "
