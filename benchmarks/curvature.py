@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--models", nargs="+", default=["cnn", "gpt2"], choices=["cnn", "gpt2"])
     p.add_argument("--tools", nargs="+", default=list(TOOLS), choices=list(TOOLS))
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--cnn-samples", type=int, default=64)
     p.add_argument("--sequences", type=int, default=1)
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for model in args.models:
         for tool in args.tools:
-            for task in TASKS:
+            for task in args.tasks:
                 kernels = ["default"]
                 while kernels:
                     kernel = kernels.pop(0)
