@@ -190,6 +190,7 @@ def test_plots_analyses_and_info_take_one_draw_or_the_spread(tmp_path, capsys):
     store = tmp_path / "line.lossmap"
     line = _scan(net, data, [lm.random_direction(net, seed=0)], draws=3, store=store)
     assert line.dims == ("draw", "alpha")  # two dims, and still not a plane
+    assert repr(line).startswith("Surface(3 draws of a line 0:2:3 x -1:1:5, complete")
     from lossmap.analysis.evidence import findings
 
     for call in (lambda: findings(line), lambda: lm.plot.plot_line(line)):

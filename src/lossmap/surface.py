@@ -206,6 +206,9 @@ class Surface:
             return f"path ({path_text(self.spec.path)})"
         if self.spec.design is not None:
             return f"{self.spec.design['kind']} design ({len(self.spec.grid)}-D)"
+        if self.spec.draws is not None:  # K draws of a line or plane (lm.scan(draws=K))
+            one = {2: "line", 3: "plane"}.get(len(self.dims), f"{len(self.dims) - 1}-D grid")
+            return f"{self.spec.draws['count']} draws of a {one}"
         return {1: "line", 2: "plane"}.get(len(self.dims), f"{len(self.dims)}-D grid")
 
     def _repr_html_(self) -> str:
