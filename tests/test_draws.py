@@ -199,3 +199,19 @@ def test_plots_analyses_and_info_take_one_draw_or_the_spread(tmp_path, capsys):
     findings(line.sel(draw=0))  # one draw: an ordinary line
     assert main(["info", str(store)]) == 0
     assert "lm.over_draws(lm.load(STORE))" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [{"params": "2.*"}, {"orthogonal": True}, {"norm": "model"}, {"norm": "layer", "ignore": None}],
+    ids=["subset", "orthogonal", "model-norm", "layer-all"],
+)
+def test_every_draw_follows_the_rule_of_the_given_directions(rule):
+    net, data = _setup()
+    surf = _scan(net, data, lm.random_directions(net, 2, seed=3, **rule), draws=3)
+    for k in range(3):
+        own = lm.random_directions(net, 2, seed=surf.spec.draws["seeds"][k][0], **rule)
+        assert surf.isel(draw=k).spec.directions == tuple(d.meta for d in own)
+        assert [surf.fingerprints[f"dir_{2 * k + j}"] for j in range(2)] == [
+            d.fingerprint() for d in own
+        ]

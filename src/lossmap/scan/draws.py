@@ -119,6 +119,23 @@ def _groups(dirs: Sequence[Direction]) -> dict[int, list[int]]:
     return out
 
 
+def _subset(model: Any, d: Direction, rule: dict) -> Any:
+    """The ``params=`` that gives ``d``'s tensors: its recorded pattern where that still selects
+    them (so each draw records it as given), else their names."""
+    from ..directions.random import random_directions
+
+    if "params" not in d.meta:
+        return None
+    pattern = d.meta["params"].get("pattern")
+    if isinstance(pattern, str | list):
+        try:
+            if set(random_directions(model, 1, params=pattern, **rule)[0]) == set(d):
+                return pattern
+        except InputError:  # a callable's text, say: not a pattern any more
+            pass
+    return sorted(d)
+
+
 def redraw(
     model: Any, centre: dict, dirs: Sequence[Direction], k: int
 ) -> tuple[list[Direction], list[int]]:
@@ -139,19 +156,16 @@ def redraw(
                 "draw them in one lm.random_directions call, or with other seeds"
             )
         n = 1 + max(int(dirs[j].meta.get("index", 0)) for j in members)
-        subset = sorted(dirs[members[0]]) if "params" in m else None
-        new = random_directions(
-            model,
-            n,
+        rule = dict(
             norm=m["norm"],
             ignore=m["ignore"],
             seed=draw_seed(seed, k),
             orthogonal=m["orthogonal"],
             filter_axis=m.get("filter_axis"),
-            params=subset,
             storage=dirs[members[0]].storage,
             centre=centre,
         )
+        new = random_directions(model, n, params=_subset(model, dirs[members[0]], rule), **rule)
         for j in members:
             out[j] = new[int(dirs[j].meta.get("index", 0))]
             seeds[j] = draw_seed(seed, k)
