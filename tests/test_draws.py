@@ -182,7 +182,7 @@ def test_a_killed_k_draw_scan_resumes_to_the_uninterrupted_one(tmp_path, monkeyp
     # a store of other draws is refused, by what differs
     other = [a if a != "4" else "3" for a in _argv(store)]
     assert main(other) == 2
-    assert "draws" in capsys.readouterr().err
+    assert "draws 4 stored vs 3 now" in capsys.readouterr().err
 
 
 def test_plots_analyses_and_info_take_one_draw_or_the_spread(tmp_path, capsys):

@@ -286,6 +286,12 @@ class ScanSpec:
             if a.get(key) != b.get(key):
                 if key == "directions" and "path" in a and "path" in b:
                     continue  # made from the control points: the path's line says what differs
+                if "draws" in a and "draws" in b and a["draws"] != b["draws"] and (
+                        key == "directions" or (key == "grid" and a[key][1:] == b[key][1:])):
+                    continue  # other draws (their count or seeds): the draws' line says so
+                if key == "draws" and a.get(key) and b.get(key):
+                    out.append(_draws_difference(b[key], a[key]))
+                    continue
                 if key == "path":
                     out += path_differences(b.get(key), a.get(key))
                 elif key == "grid":
@@ -299,6 +305,13 @@ class ScanSpec:
                 else:
                     out.append(f"{key} {b.get(key)!r} stored vs {a.get(key)!r} now")
         return out
+
+
+def _draws_difference(stored: dict, now: dict) -> str:
+    """``draws 3 stored vs 4 now``, or which seeds differ."""
+    if stored["count"] != now["count"]:
+        return f"draws {stored['count']} stored vs {now['count']} now"
+    return f"draw seeds {stored['seeds']} stored vs {now['seeds']} now"
 
 
 def _check_draws(draws: Any, grid: tuple[Axis, ...]) -> dict:
