@@ -317,10 +317,14 @@ def _hessian(cfg: Any, model: torch.nn.Module, loss_fn: Any, data: Any,
         raise InputError(
             f"--hessian-split {split!r} is not a split of --data ({', '.join(map(str, data))})"
         )
-    dirs = curvature_operator(
+    op = curvature_operator(
         model, loss_fn, {split: data[split]}, centre=centre, samples=cfg.samples,
         seed=cfg.seed, device=cfg.device, batch_size=cfg.batch_size,
-    ).eigenpairs(cfg.hessian_dirs, seed=cfg.seed)  # fmt: skip
+    )  # fmt: skip
+    if cfg.hessian_dirs >= op.dim:
+        raise InputError(f"--hessian-dirs {cfg.hessian_dirs}: n={cfg.hessian_dirs} must be < the "
+                         f"number of parameters ({op.dim}); lower it")
+    dirs = op.eigenpairs(cfg.hessian_dirs, seed=cfg.seed)
     meta = {"hessian": {"eigenvalues": dirs.eigenvalues.tolist(), "k": cfg.hessian_dirs,
                         "split": split, "which": "largest", "products": dirs[0].meta["products"]}}
     return centre, dirs[: cfg.dirs], meta
