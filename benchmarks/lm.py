@@ -2,7 +2,7 @@
 
 Three figures, in one run (issue 26, part 2):
 
-1. **Speed**: a 5×5 plane through a GPT-2-small-sized model (124,439,808
+1. **Speed**: a 5×5 plane through a GPT-2-small-sized model (123,849,984
    parameters, ``transformers.GPT2LMHeadModel`` from a config, nothing
    downloaded) on 16 sequences of 256 tokens, token-exact next-token loss.
    ``lm.scan`` with ``lm.metrics.causal_lm_loss`` against a plain in-place loop
@@ -17,7 +17,7 @@ Three figures, in one run (issue 26, part 2):
    the measured window). One fresh process per measurement
    (``--child``), peak read from ``VmHWM`` after ``/proc/self/clear_refs``.
 3. **One billion parameters**: a line through a GPT-2 of 18 layers × 2048
-   (1,010,358,272 parameters, 4.04 GB float32) on one sequence of 256 tokens,
+   (1,009,903,616 parameters, 4.04 GB float32) on one sequence of 256 tokens,
    in a fresh process: peak memory and time per point.
 
 Run (about 25 minutes on 2 cores; ``nice`` it on a shared machine)::

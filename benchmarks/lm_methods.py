@@ -46,8 +46,8 @@ class GPT2Size:
         )
 
 
-SMALL = GPT2Size(12, 768, 12, 50257, 16, 256)  # GPT-2 small: 124,439,808 parameters
-BILLION = GPT2Size(18, 2048, 16, 50257, 1, 256)  # 1,010,358,272 parameters (4.04 GB float32)
+SMALL = GPT2Size(12, 768, 12, 50257, 16, 256)  # GPT-2 small, 256 positions: 123,849,984
+BILLION = GPT2Size(18, 2048, 16, 50257, 1, 256)  # 1,009,903,616 parameters (4.04 GB float32)
 TINY = GPT2Size(2, 64, 2, 1000, 4, 32)  # --quick / --tiny: the same code paths in seconds
 
 
