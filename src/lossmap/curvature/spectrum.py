@@ -31,7 +31,7 @@ GRID_POINTS = 1000
 MARGIN = 6.0  # default grid reaches this many σ beyond the extreme nodes
 
 
-def _rademacher(gen: torch.Generator, n: int) -> torch.Tensor:
+def rademacher(gen: torch.Generator, n: int) -> torch.Tensor:
     """One Rademacher vector (n,) of ±1 in float64, drawn from ``gen``."""
     return torch.randint(0, 2, (n,), generator=gen, dtype=torch.int8).to(torch.float64) * 2 - 1
 
@@ -103,7 +103,7 @@ def nodes_weights(
     done = 0
     while done < probes:
         b = min(block, probes - done)
-        Q0 = torch.stack([_rademacher(gen, op.n) for _ in range(b)]) / op.n**0.5  # (b, n)
+        Q0 = torch.stack([rademacher(gen, op.n) for _ in range(b)]) / op.n**0.5  # (b, n)
         for alpha, beta in _lanczos(op, Q0.to(op.device), m):
             theta, tau = _gauss_quadrature(alpha, beta)
             nodes.append(theta)
