@@ -13,9 +13,9 @@ from .analysis.minima import BarrierMatrix, barrier_matrix
 from .analysis.samples import samples_needed
 from .analysis.sharpness import grid_sharpness
 from .callbacks.recorder import TrajectoryRecorder
+from .compare import compare
 from .curvature.api import curvature_operator
 from .curvature.operator import CurvatureOperator
-from .compare import compare
 from .curves.curve import Curve
 from .curves.fit import curve
 from .curves.neb import neb
@@ -42,9 +42,9 @@ from .version import __version__
 __all__ = [
     "Axis",
     "BarrierMatrix",
+    "CurvatureOperator",
     "Curve",
     "Design",
-    "CurvatureOperator",
     "Direction",
     "Directions",
     "Estimate",
