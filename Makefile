@@ -57,14 +57,18 @@ setup: $(VENV)/.stamp system-deps
 demo: setup
 	$(VENV)/bin/lossmap demo
 
+# The tests marked `gpu` (tests/test_cuda_paths.py) need CUDA: deselected where torch sees
+# no GPU, run where it does (and by benchmarks/gpu.sh).
+NOGPU  := import torch; print('' if torch.cuda.is_available() else 'not gpu')
+
 test: setup
 	$(PY) -m ruff check src tests benchmarks examples
-	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadscope
+	$(PY) -m pytest -q -m "$$($(PY) -c "$(NOGPU)")" -n auto --maxprocesses=4 --dist loadscope
 
 # The unit tests only, in under a minute: no slow end-to-end runs, no browser,
-# no JAX, no Fashion-MNIST files (markers in tests/conftest.py). `make test`
-# runs everything.
-FAST   ?= not slow and not browser and not jax and not hf and not data
+# no JAX, no Fashion-MNIST files, no GPU (markers in tests/conftest.py). `make test`
+# runs everything this machine can run.
+FAST   ?= not slow and not browser and not jax and not hf and not data and not gpu
 
 test-fast: $(VENV)/.stamp
 	$(PY) -m pytest -q -m "$(FAST)" -n auto --maxprocesses=4 --dist loadscope

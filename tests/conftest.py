@@ -11,8 +11,9 @@ Markers (registered in ``pyproject.toml``; ``--strict-markers`` is on):
   them where no GPU exists (``-m "not gpu"``); ``benchmarks/gpu.sh`` runs them
   (``pytest -m gpu``). Run by hand without CUDA, they are skipped and say why.
 
-``make test`` runs everything; ``make test-fast`` runs the unit tests, leaving
-out ``slow``, ``browser``, ``jax``, ``hf`` and ``data``.
+``make test`` runs everything the machine can run (all but ``gpu`` without CUDA);
+``make test-fast`` runs the unit tests, leaving out ``slow``, ``browser``, ``jax``,
+``hf``, ``data`` and ``gpu``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .scan.spec import ScanSpec
-    from .surface import Surface
+
+# a lossmap.surface.Surface: not imported (surface.py imports this module)
+Surface = Any
 
 
 def surface_html(surface: Surface) -> str:

@@ -69,7 +69,7 @@ def _big(v: Any) -> bool:
     return isinstance(v, np.ndarray) and (v.ndim > 1 or v.size > _KEEP)
 
 
-class _Fields:
+class Fields:
     """``to_dict()`` and read-only subscript access by field name (``r["se"]`` = ``r.se``)."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,7 +102,7 @@ class _Fields:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Evidence(_Fields):
+class Evidence(Fields):
     """What a finding rests on.
 
     Attributes
@@ -151,7 +151,7 @@ class Evidence(_Fields):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Finding(_Fields):
+class Finding(Fields):
     """One statement about a surface, as numbers.
 
     Attributes
@@ -223,7 +223,7 @@ class Slope(Finding):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ConvexityAxis(_Fields):
+class ConvexityAxis(Fields):
     """The second differences of a plane's grid lines along one dimension."""
 
     lines: int
@@ -487,7 +487,7 @@ class Flatness(Finding):
 
 
 @dataclass(frozen=True, kw_only=True)
-class SamplesNeeded(_Fields):
+class SamplesNeeded(Fields):
     """How many samples would resolve a finding, if its effect stays the size measured.
 
     ``finding`` the kind asked about, ``effect`` and ``se`` as measured on
@@ -519,7 +519,7 @@ class SamplesNeeded(_Fields):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Findings(_Fields):
+class Findings(Fields):
     """Every finding about one surface (:func:`lossmap.analysis.findings`).
 
     ``variables`` maps each loss variable to its findings by kind (``"slope"``,
@@ -556,7 +556,7 @@ class Findings(_Fields):
             "unresolved": [one(u) for u in self.unresolved],
         }
 
-    def __iter__(self) -> Iterator[_Fields]:
+    def __iter__(self) -> Iterator[Fields]:
         """Every finding: each variable's (in order), then the gap and what more samples need."""
         for per_variable in self.variables.values():
             yield from per_variable.values()

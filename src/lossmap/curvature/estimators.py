@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..analysis.finding import Evidence, Finding, _Fields, plain
+from ..analysis.finding import Evidence, Fields, Finding, plain
 from ..errors import InputError, InputTypeError
 
 __all__ = ["DiagonalEstimate", "TraceEstimate", "diagonal_estimate", "trace_estimate"]
@@ -87,7 +87,7 @@ class TraceEstimate(Finding):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DiagonalEstimate(_Fields):
+class DiagonalEstimate(Fields):
     """An estimate of diag(A) with a standard error per entry.
 
     ``value`` (dim,) and ``se`` (dim,) are tensors in the estimate's dtype and

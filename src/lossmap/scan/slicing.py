@@ -12,14 +12,15 @@ refused there with the slice call to make (:func:`require_view`).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, InputTypeError
 
-if TYPE_CHECKING:
-    from ..surface import Surface
+# ``Surface`` below is a lossmap.surface.Surface; it is not imported here (surface.py
+# imports this module: the scan package stays below the surface in the import graph).
+Surface = Any
 
 
 def require_view(surface: Surface, what: str, *, most: int = 2) -> None:
@@ -120,8 +121,6 @@ def _directions_kept(spec: Any, indices: dict[str, int], keep: list[int]
 
 def take(surface: Surface, indices: dict[str, int]) -> Surface:
     """The surface with each dimension of ``indices`` fixed at that grid index."""
-    from ..surface import Surface
-
     spec = surface.spec
     if spec.path is not None:
         raise InputError("a scan along a path has one dimension (t): there is nothing to slice")
@@ -159,7 +158,7 @@ def take(surface: Surface, indices: dict[str, int]) -> Surface:
     if surface.slopes is not None and through_centre:  # slopes at the centre: still its own
         slopes = {v: [s[j] for j in keep] for v, s in surface.slopes.items() if len(s) > max(keep)}
     meta = {**surface.meta, "slice": {**at, "of": list(surface.dims), "store": surface.path}}
-    return Surface(
+    return type(surface)(  # a Surface (not imported: surface.py imports this module)
         new_spec,
         cut(surface.values),
         np.array(surface.done[where]),

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backends.torch.metrics import _terms, batch_stats, centre_terms, per_example
+from ..backends.torch.metrics import batch_stats, centre_terms, metric_terms, per_example
 from ..backends.torch.structured import accepted, call_at, metric_input, to_device
 from ..data.batches import Batches, rows_of
 from ..errors import InputError
@@ -137,7 +137,7 @@ class Objective:
         with torch.enable_grad() if grad else torch.no_grad():
             for batch in self.units[u]:
                 result, rows = self._result(self._state(gamma), batch)
-                t, c, _ = _terms(result, rows, self.device)
+                t, c, _ = metric_terms(result, rows, self.device)
                 if grad:
                     parts = torch.autograd.grad(
                         t.sum(), [gamma[k] for k in self.names], allow_unused=True

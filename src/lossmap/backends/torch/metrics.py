@@ -129,7 +129,7 @@ def _class_terms(none: nn.Module, fn: nn.Module, out: torch.Tensor, y: torch.Ten
     return v.reshape(len(out), -1).sum(1), w.reshape(len(out), -1).sum(1)
 
 
-def _terms(result: object, rows: int, device: torch.device):
+def metric_terms(result: object, rows: int, device: torch.device):
     """``(t, c, per_example)``: a metric's result as totals and counts (float64)."""
     kind = result_kind("metric", result, rows)
     if kind in (MEAN, VALUES):
@@ -154,7 +154,7 @@ def centre_terms(result: object, rows: int, device: torch.device) -> torch.Tenso
     has none), kept for the paired errors; the last two the batch's count Σc
     and the sum of its negative counts (0 when none), for :func:`check_centre`.
     """
-    t, c, per = _terms(result, rows, device)
+    t, c, per = metric_terms(result, rows, device)
     totals = t if per else torch.full((rows,), math.nan, dtype=torch.float64, device=device)
     return torch.cat([totals, torch.stack([c.sum(), c.clamp(max=0).sum()])])
 
@@ -189,7 +189,7 @@ def batch_stats(result: object, rows: int, device: torch.device,
     With ``centre``, the same examples' totals at the centre (:func:`centre_terms`),
     the :data:`PAIRED` sums of the differences follow (NaN without per-example terms).
     """
-    t, c, per = _terms(result, rows, device)
+    t, c, per = metric_terms(result, rows, device)
     n = torch.full_like(t.sum(), len(t) if per else rows)
     if per:
         stats = [t.sum(), c.sum(), (t * t).sum(), (t * c).sum(), (c * c).sum(), n]
