@@ -10,12 +10,13 @@
 * :mod:`.geometry` — basin widths, convexity maps, gradient fields.
 * :mod:`.barriers` — the barrier of a line or a path (dim t).
 * :mod:`.minima` — pairwise barriers of N models and their minimum spanning tree.
-* :mod:`.sharpness` — ε-sharpness, on a model or read off a plane.
+* :mod:`.sharpness` — ε-sharpness read off a scanned line or plane (the measures that
+  evaluate the model are :func:`lossmap.sharpness`).
 * :mod:`.uncertainty` — standard errors of differences, resolved or not; the train-test gap.
 * :mod:`.samples` — :func:`samples_needed`: how many samples would resolve a finding.
 * :mod:`.evidence` — :func:`findings`: every finding with its evidence.
 
-Nothing here draws or evaluates a model (except :func:`sharpness`, which scans).
+Nothing here draws or evaluates a model.
 """
 
 from .barriers import barrier
@@ -27,7 +28,7 @@ from .geometry import basin_width, convexity_map, gradient_field
 from .minima import BarrierMatrix, barrier_matrix, minimum_spanning_tree
 from .render import finding_sentences, sentence
 from .samples import FINDINGS, samples_needed
-from .sharpness import grid_sharpness, sharpness
+from .sharpness import grid_sharpness
 from .slope import slope_at_centre
 from .summary import analyse, direction_cosine, minimum
 from .uncertainty import Z, gap
@@ -56,6 +57,5 @@ __all__ = [
     "minimum_spanning_tree",
     "samples_needed",
     "sentence",
-    "sharpness",
     "slope_at_centre",
 ]

@@ -1,7 +1,7 @@
-"""ε-sharpness read off a scanned grid; the sharpness measures that evaluate the model.
+"""ε-sharpness read off a scanned grid.
 
-:func:`sharpness` (= :func:`lossmap.sharpness.api.sharpness`, the measures
-of :mod:`lossmap.sharpness`) evaluates the model. :func:`grid_sharpness` only reads a
+The sharpness measures that evaluate the model are :func:`lossmap.sharpness`
+(:mod:`lossmap.sharpness`). :func:`grid_sharpness` only reads a
 stored :class:`~lossmap.surface.Surface` (no evaluation): the worst increase
 over the grid points within ε of the centre, i.e. within the scanned line or
 plane only.
@@ -18,17 +18,7 @@ import numpy as np
 from ..errors import InputError
 from .finding import GridSharpness
 
-__all__ = ["grid_sharpness", "sharpness"]  # noqa: F822 (sharpness: module __getattr__)
-
-
-def __getattr__(name: str) -> Any:
-    # lm.analysis.sharpness is lm.sharpness (lossmap.sharpness.api), imported when asked for:
-    # lossmap.sharpness imports the findings of this package, so not at import time.
-    if name == "sharpness":
-        from ..sharpness.api import sharpness
-
-        return sharpness
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["grid_sharpness"]
 
 
 def grid_sharpness(surface: Any, variable: str, epsilon: float, *, z: float = 2.0
@@ -40,7 +30,7 @@ def grid_sharpness(surface: Any, variable: str, epsilon: float, *, z: float = 2.
     ``sqrt(α² + β²)`` on a plane; the directions' units). No evaluation: it
     sees only the scanned slice, so it is a lower bound of both the sharpness
     over that disc (the true maximum may fall between grid points) and of
-    :func:`sharpness` over the full ball. When the centre is not a grid point,
+    :func:`lossmap.sharpness` over the full ball. When the centre is not a grid point,
     the grid point closest to it stands in for it.
 
     Where standard errors were stored, the rise at the worst point carries the

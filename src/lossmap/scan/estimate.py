@@ -55,6 +55,19 @@ class Estimate:
     shape : tuple of int
         Grid shape (``(N,)`` for a design).
     dims : tuple of str
+
+    Examples
+    --------
+    >>> import torch, lossmap as lm
+    >>> net = torch.nn.Linear(3, 2)
+    >>> X, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+    >>> est = lm.estimate(net, torch.nn.CrossEntropyLoss(), data={"train": (X, y)},
+    ...                   directions=list(lm.random_directions(net, 2, seed=0)),
+    ...                   grid=[(-1, 1, 5), (-1, 1, 7)], seconds=0.1)
+    >>> est.points, est.todo, est.shape, est.dims, est.store_bytes, est.seconds_per_point > 0
+    (35, 35, (5, 7), ('alpha', 'beta'), None, True)
+    >>> print(est)  # doctest: +ELLIPSIS
+    35 points (5 x 7; alpha, beta); expected ... in memory (no store)
     """
 
     points: int

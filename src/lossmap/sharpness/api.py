@@ -164,8 +164,10 @@ def sharpness(
     >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     >>> X, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
     >>> r = lm.sharpness(net, torch.nn.CrossEntropyLoss(), (X, y), rho=0.05)
-    >>> r.value > 0, r.se > 0, r.gradient_evaluations
-    (True, True, 21)
+    >>> r.kind, r.measure, r.value > 0, r.se > 0, r.gradient_evaluations
+    ('sharpness_measure', 'worst', True, True, 21)
+    >>> abs(r.value - (r.perturbed_loss - r.centre_loss)) < 1e-6, r.direction.norm() <= 0.05 + 1e-6
+    (True, True)
     """
     if rho is not None and legacy:
         raise InputTypeError(
