@@ -111,6 +111,7 @@ def test_equal_values_equal_colours_in_every_panel(log):
     assert checked >= 4  # several values, each seen in two or three panels
 
 
+@pytest.mark.slow  # over a second: make test runs it, make test-fast does not
 def test_independent_scales_would_fail_the_colour_check():
     """The check above can fail: each panel on its own scale gives one value two colours."""
     v = 0.8
@@ -142,6 +143,7 @@ def test_panels_share_levels_norm_and_ranges_from_the_artists():
     np.testing.assert_allclose(r.scale.levels, np.linspace(0.1, 6.1, 9))
 
 
+@pytest.mark.slow  # over a second: make test runs it, make test-fast does not
 def test_difference_maps_share_one_symmetric_scale():
     names = list(MODELS)
     r = compare([_bowl(*MODELS[n]) for n in names], names=names)
@@ -237,6 +239,7 @@ def test_refuses_bad_arguments_with_one_line():
         compare(s)
 
 
+@pytest.mark.slow  # over a second: make test runs it, make test-fast does not
 def test_table_holds_the_analysis_numbers_and_the_given_findings(tmp_path):
     # V-shaped: linear interpolation is exact, so the basin width (δ = 0.1) is 0.2 along each axis
     v = surface(
@@ -279,6 +282,7 @@ def test_table_holds_the_analysis_numbers_and_the_given_findings(tmp_path):
     assert (tmp_path / "cmp" / "comparison.md").read_text().strip() == md
 
 
+@pytest.mark.slow  # over a second: make test runs it, make test-fast does not
 def test_html_page_is_self_contained_and_holds_the_table(tmp_path):
     names = ["<flat>", "sharp"]
     r = compare([_bowl(0.1, 1.0), _bowl(0.1, 3.0)], names=names, out=tmp_path)

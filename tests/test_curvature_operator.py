@@ -92,6 +92,7 @@ def _reference(kind, net, X, y):
     return G.T @ G / len(y)  # empirical Fisher: (1/N) Σ gᵢgᵢᵀ
 
 
+@pytest.mark.slow  # over a second: make test runs it, make test-fast does not
 @pytest.mark.parametrize("model", list(MODELS))
 @pytest.mark.parametrize("kind", KINDS)
 def test_dense_matrix_equals_float64_reference(model, kind):
@@ -169,6 +170,7 @@ def test_dict_batches_give_the_matrix_of_the_tuple_batches(kind):
     assert torch.allclose(op.to_dense(), want, rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow  # over a second: make test runs it, make test-fast does not
 def test_eigenpairs_are_directions_scan_takes_with_their_eigenvalue(tmp_path):
     net, X, y = tiny_mlp()
     op = lm.curvature_operator(net, nn.CrossEntropyLoss(), (X, y))
@@ -264,6 +266,7 @@ def test_bad_kind_and_loss_name_the_fix():
         lm.curvature_operator(net, None, (X, y), kind="ggn")
 
 
+@pytest.mark.slow  # over a second: make test runs it, make test-fast does not
 @pytest.mark.parametrize("kind", KINDS)
 def test_curvlinops_engine_gives_the_same_matrix(kind):
     net, X, y = tiny_attention()

@@ -72,6 +72,7 @@ def _scan(model, norm, draws):
     )
 
 
+@pytest.mark.slow  # over a second: make test runs it, make test-fast does not
 @pytest.mark.parametrize("norm", ["filter", "layer"])
 def test_the_mean_height_over_draws_is_half_r2_times_the_expected_dhd(norm):
     model = _quadratic()

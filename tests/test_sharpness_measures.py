@@ -254,6 +254,7 @@ def test_batchnorm_weight_scaling_leaves_adaptive_measures_unchanged():
 
 
 # -- standard errors -----------------------------------------------------------------------
+@pytest.mark.slow  # over a second: make test runs it, make test-fast does not
 def test_average_case_se_covers_the_exact_value_in_about_95_percent(quad):
     H, ev, wstar = quad
     net, loss, data = quadratic(H, wstar)

@@ -81,6 +81,7 @@ def test_a_sampled_design_uses_a_knn_graph():
     assert sorted(round(b.minimum.coords["alpha"]) for b in big) == [-1, 1]
 
 
+@pytest.mark.slow  # over a second: make test runs it, make test-fast does not
 def test_the_report_of_a_3d_scan_shows_its_topology(tmp_path):
     cube4 = surface(
         [(-1, 1, 7), (-1, 1, 5), (-1, 1, 4)], {"train_loss": cube}, errors={"train_loss": 1e-3}

@@ -38,6 +38,7 @@ class Grid3:
         return self.errors[name]
 
 
+@pytest.mark.slow  # over a second: make test runs it, make test-fast does not
 @pytest.mark.usefixtures("one_thread")
 def test_a_plane_report_states_its_topology(tmp_path):
     surf = plane(wells, 21, 15, errors={"train_loss": 1e-3})
@@ -49,6 +50,7 @@ def test_a_plane_report_states_its_topology(tmp_path):
     assert 'alt="topology"' in page
 
 
+@pytest.mark.slow  # over a second: make test runs it, make test-fast does not
 def test_a_3d_scan_gets_slices_and_isosurfaces():
     g = Grid3()
     text = topology_section(g, ["train_loss"], _png)

@@ -151,6 +151,7 @@ def test_two_se_interval_covers_the_trace_about_95_percent(method, decay):
     assert 0.8 < se.mean() / np.sqrt(np.mean(err**2)) < 1.2
 
 
+@pytest.mark.slow  # over a second: make test runs it, make test-fast does not
 def test_xtrace_se_is_its_papers_estimate_and_runs_small():
     """Documented: the tᵢ share one sketch, so std/√m is 0.6–0.85 of the actual error."""
     err, se = errors("xtrace", 1.0)
@@ -160,6 +161,7 @@ def test_xtrace_se_is_its_papers_estimate_and_runs_small():
     assert 0.5 < ratio < 1.0, ratio
 
 
+@pytest.mark.slow  # over a second: make test runs it, make test-fast does not
 def test_hutchpp_and_xtrace_beat_hutchinson_on_a_decaying_spectrum():
     rms = {m: np.sqrt(np.mean(errors(m, 2.0)[0] ** 2)) for m in ("hutchinson", "hutch++", "xtrace")}
     assert rms["hutch++"] < 0.2 * rms["hutchinson"], rms
