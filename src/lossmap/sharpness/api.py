@@ -302,5 +302,11 @@ def sharpness(
         draws=draws if kind != "worst" else 0,
         split=split,
         per_unit=tuple(float(x) for x in per_unit[:64]),
-        evidence=Evidence(n=n, split=split, centre_value=centre, se_rule=se_rule(kind, len(units))),
+        evidence=Evidence(
+            n=n,
+            split=split,
+            centre_value=centre,
+            se_rule=se_rule(kind, len(units)),
+            dtype=str(theta[names[0]].dtype).removeprefix("torch."),  # the model's own
+        ),
     )
