@@ -208,6 +208,12 @@ def _perplexities(surface: Surface) -> list[tuple[str, ...]]:
 def _section(i: int, label: str, surface: Surface, delta: float, epsilon: float) -> str:
     from ..analysis.barriers import as_line
 
+    spread = ""
+    if surface.spec.draws is not None:  # K draws: the median draw, and the spread over draws
+        from .draws import draws_part
+
+        mid, spread = draws_part(surface, _png, delta=delta)
+        surface = surface.isel(draw=mid)
     full, (surface, note) = surface, centre_plane(surface)  # k ≥ 3: the plane through c
     path, surface = surface, as_line(surface)  # a path (dim t) is drawn as a line, α = t
     names = C.loss_variables(surface)
@@ -228,6 +234,7 @@ def _section(i: int, label: str, surface: Surface, delta: float, epsilon: float)
             f'<h3>Findings</h3><ul class="findings">{items}</ul>',
             "<h3>Numbers</h3>" + T.numbers_table(surface, found.variables),
             "<h3>Figures</h3>" + "".join(_static_figures(path, names) if drawn else empty),
+            spread,
             "<h3>Interactive view</h3>" + "".join(_interactive(surface, names) if drawn else empty),
             topology_section(full, names, _png) if drawn else "",
             f'<div class="cols"><div><h3>Scan specification</h3>{T.spec_table(surface)}</div>'
