@@ -57,6 +57,19 @@ def lossmap_run(model, data, dirs, axes, device) -> M.Run:
     return run
 
 
+def workload(samples: int, threads: int | None = None) -> tuple[torch.nn.Module, dict, list, str]:
+    """The MLP, ``{"train": (X, y)}``, two random directions (seed 0) and the data's source.
+
+    ``threads``: torch's thread count, set first (default: left as it is).
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = mlp().eval()
+    X, y, source = images("train", samples)
+    return model, {"train": (X, y)}, lm.random_directions(model, 2, seed=0), source
+
+
 def git_revision() -> str:
     try:
         out = subprocess.run(
@@ -79,14 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--label", default="", help="a note stored with the result")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "mlp_plane.json")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    model, data, dirs, source = workload(args.samples, args.threads)
     device = torch.device("cpu")
-    torch.manual_seed(0)
-    model = mlp().eval()
-    X, y, source = images("train", args.samples)
-    data = {"train": (X, y)}
-    dirs = lm.random_directions(model, 2, seed=0)
+    y = data["train"][1]
     axes = [(-1.0, 1.0, args.points)] * 2
     methods = {
         "lossmap": lambda a: lossmap_run(model, data, dirs, a, device),
