@@ -30,13 +30,13 @@ def _check_demo(out, summary) -> dict:
     """
     for name in ("lines_after.png", "plane_before.png", "plane_after.png", "history.png",
                  "surface3d_before.png", "surface3d_after.png", "plane_before.html",
-                 "plane_after.html", "report.html", "summary.json"):
+                 "plane_after.html", "report.html", "summary.json",
+                 *(["plane_after_draws.png"] if summary["settings"]["draws"] > 1 else [])):
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "summary.json").read_text())
     assert saved == json.loads(json.dumps(summary, default=str))  # what run_demo returned
     assert set(saved) == {"dataset", "backend", "settings", "init", "notes", "final", "lines",
-                          "findings",
-                          "files", "seconds"}
+                          "findings", "draws", "files", "seconds"}
     assert saved["dataset"] == "digits" and saved["seconds"] > 0
     # which θ0 initialization was used: in summary.json and (as a note) in the report
     init = demo.init_description(saved["settings"]["init"], saved["settings"]["seed"])
@@ -48,11 +48,20 @@ def _check_demo(out, summary) -> dict:
     settings = saved["settings"]
     n_line, n_plane, span = settings["line_points"], settings["plane_points"], settings["span"]
     stores = {name: lm.load(out / f"{name}.lossmap") for name in (*LINES, *PLANES)}
+    draws = {"plane_before": settings["draws_before"], "plane_after": settings["draws"]}
     for name, surf in stores.items():
         shape = (n_line,) if name in LINES else (n_plane, n_plane)
+        if draws.get(name, 1) > 1:  # K direction draws of the plane: a leading draw dimension
+            shape = (draws[name], *shape)
+            assert surf.dims[0] == "draw" and saved["draws"][name]["draws"] == draws[name]
+        else:
+            assert name not in saved["draws"]
         assert surf.complete and surf.spec.shape == shape, name
         for dim, coords in surf.coords.items():
-            np.testing.assert_allclose(coords, np.linspace(-span, span, shape[0]), err_msg=dim)
+            if dim == "draw":
+                continue
+            np.testing.assert_allclose(coords, np.linspace(-span, span, shape[-1]),
+                                       err_msg=dim)
         for var in VARIABLES:
             values = surf[var]
             assert values.shape == shape and np.isfinite(values).all(), (name, var)
@@ -65,6 +74,7 @@ def _check_demo(out, summary) -> dict:
     # a plane and a line around the same centre agree at the centre (same subset, same seed)
     for tag in ("before", "after"):
         line, plane = stores[f"line_{tag}"], stores[f"plane_{tag}"]
+        plane = plane.isel(draw=0) if "draw" in plane.dims else plane
         for var in VARIABLES:
             assert plane[var][plane.centre_index()] == pytest.approx(
                 line[var][line.centre_index()], rel=1e-5), (tag, var)
@@ -109,6 +119,10 @@ def _check_demo(out, summary) -> dict:
                         "Scan specification", "Provenance"):
             assert f"<h3>{heading}</h3>" in section, (name, heading)
         assert f'<a href="#run-{i}">{name}</a>' in text
+        # a plane of K > 1 direction draws: the draws' figure and the spread table
+        k = draws.get(name, 1)
+        assert (f"<h3>Spread over {k} direction draws</h3>" in section) == (k > 1), name
+        assert ('alt="direction draws"' in section) == (k > 1), name
     assert '<section class="card" id="history"><h2>Training history</h2>' in text
     return saved
 
@@ -151,6 +165,53 @@ def test_demo_command_line(tmp_path, capsys):
     for tag, line in saved["lines"].items():  # what it prints is what it saved
         for var, entry in line.items():
             assert f"line around {tag}: {var} L(0) = {entry['centre']:.4f}; " in printed
+
+
+@pytest.mark.slow  # trains 10 epochs and scans 2 lines and 2 planes of 2 draws (about 10 s)
+def test_demo_report_shows_the_spread_over_draws_of_its_planes(tmp_path):
+    import html as html_lib
+    import re
+
+    from lossmap.analysis.render import sentence
+    from lossmap.report import format_value
+
+    out = tmp_path / "demo"
+    settings = DemoSettings(epochs=10, line_points=5, plane_points=5, samples=64, draws=2,
+                            draws_before=2)
+    saved = _check_demo(out, run_demo(out, settings=settings, dataset="digits",
+                                      progress=False))
+    text = (out / "report.html").read_text()
+    for i, name in ((3, "plane_before"), (4, "plane_after")):
+        surf = lm.load(out / f"{name}.lossmap")
+        assert surf.spec.draws["count"] == 2
+        section = text.split(f'id="run-{i}">')[1].split("</section>")[0]
+        table = section.split("Spread over 2 direction draws")[1].split("</table>")[0]
+        rows = [[html_lib.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", r)]
+                for r in re.findall(r"<tr>(.*?)</tr>", table) if "<td" in r]
+        for var in ("train_loss", "test_loss"):
+            spread = lm.over_draws(surf, var)
+            assert html_lib.escape(sentence(lm.over_draws(surf, "train_loss")["height"])) \
+                in section
+            for number, f in spread.items():
+                row = next(r for r in rows if r[0] == var.replace("_", " ")
+                           and r[1].startswith(number.replace("_", " ")))
+                assert row[2:5] == [format_value(f.value), format_value(f.sd),
+                                    format_value(f.se_samples)], (name, var, number)
+                # summary.json holds the same numbers
+                assert saved["draws"][name][var][number]["sd"] == pytest.approx(f.sd,
+                                                                                 nan_ok=True)
+
+
+def test_demo_draws_flag_sets_both_planes_and_refuses_zero(tmp_path, monkeypatch, capsys):
+    seen = {}
+    monkeypatch.setattr(demo, "run_demo", lambda out, *, settings, **kw: seen.update(s=settings))
+    monkeypatch.setattr(demo, "_print_summary", lambda *a: None)
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 0
+    assert (seen["s"].draws, seen["s"].draws_before) == (3, 1)  # default: 3 at θ̂, 1 at θ0
+    assert main(["demo", "--draws", "5", "--out", str(tmp_path / "d")]) == 0
+    assert (seen["s"].draws, seen["s"].draws_before) == (5, 5)
+    assert main(["demo", "--draws", "0", "--out", str(tmp_path / "d")]) == 2
+    assert "--draws 0 must be >= 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("argv", "seed", "init", "epochs"), [

@@ -62,6 +62,8 @@ class DemoSettings:
     momentum: float = 0.9
     batch_size: int = 512
     init: str = "flax"  # θ0 as the notebook drew it; "torch": PyTorch's default init
+    draws: int = 3  # the plane at θ̂ over 3 direction draws (lm.scan draws=K; 1: one plane)
+    draws_before: int = 1  # the plane at θ0 (--draws K sets both)
 
     @classmethod
     def full(cls, seed: int = NOTEBOOK_SEED) -> DemoSettings:
@@ -112,8 +114,9 @@ def load_data(
         return "digits", datasets.digits("train"), datasets.digits("test"), models.digits_cnn, note
 
 
-def _scan_pair(model, centre, settings, data, out: Path, tag: str, progress: bool, loss=LOSS):
-    """Line and plane around one centre, directions normalized to that centre.
+def _scan_pair(model, centre, settings, data, out: Path, tag: str, progress: bool, loss=LOSS,
+               draws: int = 1):
+    """Line and plane (over ``draws`` direction draws) around one centre, normalized to it.
 
     For a JAX model, ``(module, variables)``, ``centre`` is None: the variables are the centre.
     """
@@ -125,7 +128,8 @@ def _scan_pair(model, centre, settings, data, out: Path, tag: str, progress: boo
     line = scan(model, loss, directions=dirs[0], grid=(-s, s, settings.line_points),
                 store=out / f"line_{tag}.lossmap", **common)
     plane = scan(model, loss, directions=dirs, grid=[(-s, s, settings.plane_points)] * 2,
-                 store=out / f"plane_{tag}.lossmap", **common)
+                 store=out / f"plane_{tag}.lossmap", draws=draws if draws > 1 else None,
+                 **common)
     return line, plane
 
 
@@ -145,7 +149,7 @@ def _torch_runs(make_model, settings, train_data, test_data, out: Path, progress
     model = make_model(dropout=0.0, seed=settings.seed)  # the layout; seeded, so the
     model.load_state_dict(theta0)                        # global RNG is never drawn from
     lines["before"], planes["before"] = _scan_pair(model, theta0, settings, data, out, "before",
-                                                   progress)
+                                                   progress, draws=settings.draws_before)
     for p in settings.dropouts:
         tag = _tag(p)
         model = make_model(dropout=p, seed=settings.seed)
@@ -156,7 +160,7 @@ def _torch_runs(make_model, settings, train_data, test_data, out: Path, progress
                        progress=progress)  # the demo replaces its own earlier run
         runs[tag] = result
         lines[tag], planes[tag] = _scan_pair(model, result.theta_hat, settings, data, out, tag,
-                                             progress)
+                                             progress, draws=settings.draws)
     return lines, planes, runs
 
 
@@ -178,7 +182,8 @@ def _jax_runs(name: str, settings, train_data, test_data, out: Path, progress: b
     theta0 = cnn.init(settings.seed, make())
     lines, planes, runs = {}, {}, {}
     lines["before"], planes["before"] = _scan_pair((make(), theta0), None, settings, data, out,
-                                                   "before", progress, cross_entropy)
+                                                   "before", progress, cross_entropy,
+                                                   settings.draws_before)
     for p in settings.dropouts:
         tag = _tag(p)
         result = train(make(dropout=p), theta0, train_data, test_data, epochs=settings.epochs,
@@ -187,7 +192,7 @@ def _jax_runs(name: str, settings, train_data, test_data, out: Path, progress: b
                        out=out / f"train_{tag}", overwrite=True, progress=progress)
         runs[tag] = result
         lines[tag], planes[tag] = _scan_pair((make(), result.theta_hat), None, settings, data,
-                                             out, tag, progress, cross_entropy)
+                                             out, tag, progress, cross_entropy, settings.draws)
     return lines, planes, runs
 
 
@@ -198,8 +203,10 @@ def _figures(out: Path, lines: dict[str, Surface], planes: dict[str, Surface], h
     import matplotlib.pyplot as plt
 
     from . import plot
+    from .demo_draws import draw_figures, median_of
 
-    written = []
+    written = draw_figures(out, planes)
+    planes = {tag: median_of(surf) for tag, surf in planes.items()}  # K draws: the median
     tags = list(lines)
     for after in tags[1:]:
         fig = plot.figure_lines(lines[tags[0]], lines[after])
@@ -239,6 +246,7 @@ def run_demo(
     """
     from .analysis import summary as analysis
     from .analysis.evidence import findings
+    from .demo_draws import median_of, spread_summary
     from .errors import InputError
     from .models.init import check_init
 
@@ -286,7 +294,9 @@ def run_demo(
         "lines": {t: _line_facts(s, analysis.analyse(s)) for t, s in lines.items()},
         # every finding: its numbers, evidence, uncertainty and sentence (lossmap.analysis)
         "findings": {**{f"line_{t}": findings(s).to_dict() for t, s in lines.items()},
-                     **{f"plane_{t}": findings(s).to_dict() for t, s in planes.items()}},
+                     **{f"plane_{t}": findings(median_of(s)).to_dict()
+                        for t, s in planes.items()}},
+        "draws": spread_summary(planes),  # K-draw planes: each number's spread (lm.over_draws)
         "files": [str(p) for p in [*figures, report]],
         "seconds": round(time.perf_counter() - t_start, 1),
     }
@@ -370,6 +380,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="torch (default) or jax: the notebook's Flax CNN, trained and scanned "
                         "with JAX (needs lossmap[jax])")
+    p.add_argument("--draws", type=int, metavar="K", default=None,
+                   help="scan each plane over K direction draws; the report shows their spread "
+                        "(default: 3 for the plane at θ̂, 1 at θ0; 1: one plane each)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
@@ -389,6 +402,12 @@ def run(args: argparse.Namespace) -> int:
         from .errors import InputError
 
         raise InputError(f"--epochs {settings.epochs} must be >= 1")
+    if getattr(args, "draws", None) is not None:
+        if args.draws < 1:
+            from .errors import InputError
+
+            raise InputError(f"--draws {args.draws} must be >= 1 (1: one plane, no spread)")
+        settings = replace(settings, draws=args.draws, draws_before=args.draws)
     summary = run_demo(args.out, settings=settings, dataset=args.dataset,
                        progress=not args.no_progress, backend=getattr(args, "backend", "torch"))
     _print_summary(summary, Path(args.out))
