@@ -36,9 +36,13 @@ FLAT_WHY = (
 
 
 # -- shared pieces ------------------------------------------------------------------------
+GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "zeta": "ζ"}
+
+
 def _sym(coordinate: str) -> str:
-    """``"α"`` for ``alpha``, the name itself otherwise (``t``)."""
-    return "α" if coordinate == "alpha" else coordinate
+    """The Greek letter of a direction's coordinate (``alpha`` → ``α`` … ``zeta`` → ``ζ``),
+    the name itself otherwise (``t``)."""
+    return GREEK.get(coordinate, coordinate)
 
 
 def _number(v: float | None) -> str:
@@ -310,7 +314,7 @@ def _grid_sharpness(f: Any) -> str:
             f"{f.epsilon:g}: take a larger epsilon or a finer grid"
         )
     where = ", ".join(
-        f"{_sym(d) if d == 'alpha' else 'β' if d == 'beta' else d} = {v:.3g}"
+        f"{_sym(d)} = {v:.3g}"
         for d, v in f.worst.items()
     )
     text += (
