@@ -263,6 +263,10 @@ def test_demo_command_line_runs_the_jax_backend(tmp_path, capsys, monkeypatch):
     assert "lossmap demo (digits, JAX) finished" in capsys.readouterr().out
     saved = _check_demo(out, json.loads((out / "summary.json").read_text()))
     assert saved["backend"] == "jax" and any("JAX backend" in n for n in saved["notes"])
+    # repeated draws run on PyTorch only: the JAX planes are one draw each, and it says so
+    assert (saved["settings"]["draws"], saved["settings"]["draws_before"]) == (1, 1)
+    assert any("repeated draws (lm.scan draws=K) run on the PyTorch backend only" in n
+               for n in saved["notes"])
     assert (saved["settings"]["line_points"], saved["settings"]["plane_points"]) == (5, 3)
     assert "(JAX)" in (out / "report.html").read_text()
     for name in (*LINES, *PLANES):  # the JAX scans, normalized per layer as in the original

@@ -257,6 +257,11 @@ def run_demo(
     if backend == "jax" and settings.init != "flax":
         raise InputError(f"init {settings.init!r} needs the torch backend: the JAX demo starts "
                          "from Flax's own initialization (drop --init or use --backend torch)")
+    draws_note = None
+    if backend == "jax" and max(settings.draws, settings.draws_before) > 1:  # torch-only
+        settings = replace(settings, draws=1, draws_before=1)
+        draws_note = ("one direction draw per plane: repeated draws (lm.scan draws=K) run on "
+                      "the PyTorch backend only")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -277,6 +282,8 @@ def run_demo(
     if backend == "jax":
         notes.append("JAX backend: the notebook's Flax CNN from Flax's own initialization "
                      "(seeded), trained with optax SGD and scanned on JAX")
+    if draws_note:
+        notes.append(draws_note)
     from .report.page import write_report
 
     runs_for_report = [(f"line_{t}", s) for t, s in lines.items()]
