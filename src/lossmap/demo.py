@@ -7,7 +7,10 @@ in the original), and write figures, interactive HTML and one report.
 
 The default finishes in about five minutes on a quiet 2-core CPU; ``--full`` runs the
 original settings exactly (25 epochs, both dropout runs, 51×51 planes, each
-point on one 512-sample batch of train and of test). Without the Fashion-MNIST
+point on one 512-sample batch of train and of test). The plane at θ̂ is scanned
+over 3 direction draws (``--draws K``: every plane over K): its figures and
+findings are the median draw's, and the report shows the spread over the draws
+(:mod:`lossmap.demo_draws`). Without the Fashion-MNIST
 files the demo falls back to scikit-learn's 8×8 digits and a smaller CNN, and
 says so. ``--backend jax`` runs the same on JAX: the notebook's Flax CNN
 (:mod:`lossmap.jax.cnn`, Flax's own initialization), its optax training loop
