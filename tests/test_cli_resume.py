@@ -12,19 +12,18 @@ between commits whatever the chunking.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import lossmap as lm
+from killing import kill_when_committed
 from lossmap.cli import main
 from lossmap.cli.entry import load_entry
 
@@ -54,20 +53,6 @@ def scan_argv(out: Path) -> list[str]:
         "--out", str(out),
         "--no-progress",
     ]  # fmt: skip
-
-
-def committed(path: Path) -> int | None:
-    """Rows in the points table, read-only; None while the store is absent or busy."""
-    if not path.exists():
-        return None
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
-        try:
-            return conn.execute("SELECT COUNT(*) FROM points").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:  # 'database is locked', or the tables are not there yet
-        return None
 
 
 def stored_rows(path: Path) -> dict[int, tuple]:
@@ -108,28 +93,7 @@ def test_sigkill_then_resume_evaluates_each_point_once(tmp_path, monkeypatch, ca
         cmd, cwd=tmp_path, env=run_env(tmp_path / "forwards-1.log", DELAY),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            n = committed(store)
-            if n is not None and n >= KILL_AFTER:
-                break
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"the scan exited (status {proc.returncode}) with {n} points committed "
-                    f"before it could be killed: {proc.stderr.read().decode()}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(f"the scan committed {n} points in 60 s")
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        proc.stderr.close()
+    kill_when_committed(proc, store, KILL_AFTER, timeout=60)
     assert proc.returncode == -signal.SIGKILL
     at_kill = stored_rows(store)
     n_kill = len(at_kill)
