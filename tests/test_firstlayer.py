@@ -327,3 +327,94 @@ def test_a_tied_models_own_state_dict_is_a_valid_centre():
     bad = {**net.state_dict(), "dec.weight": torch.zeros(4, 4)}
     with pytest.raises(lm.InputError, match=r"values for 'dec\.weight' and 'enc\.weight'"):
         lm.scan(net, nn.CrossEntropyLoss(), centre=bad, **kw)
+
+
+# -- the ReLU after the layer, and the kept partial sums --------------------------
+
+
+class ReluCalledElsewhere(nn.Module):
+    """Runs the ReLU after its first layer a second time, on something else."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 5))
+
+    def forward(self, x):
+        return self.body(x) + self.body[1](-x)
+
+
+def relu_mlp():
+    return nn.Sequential(nn.Flatten(), nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 6), nn.ReLU(),
+                         nn.Linear(6, 5))
+
+
+def evaluator_of(model, X, y, ndirs=2, **options):
+    dirs = lm.random_directions(model, ndirs, ignore=None, seed=3)
+    grid = [(-1.0, 1.0, 3)] * ndirs
+    plan = lm.plan_scan(model, nn.MSELoss(), data={"train": (X, y)}, directions=dirs,
+                        grid=grid, **options)
+    return plan, dirs
+
+
+@pytest.mark.parametrize("options", OPTIONS.values(), ids=OPTIONS.keys())
+def test_the_relu_after_the_first_layer_runs_in_the_stand_in_with_the_same_values(options,
+                                                                                 capsys):
+    model = make(relu_mlp)
+    X, y = data()
+    grid = GRIDS["plane"]
+    got, dirs = scan(model, grid, X, y, capsys, **options)
+    np.testing.assert_allclose(got, brute_force(model, dirs, grid, X, y), rtol=1e-6, atol=0)
+    assert reuse_reported(capsys)
+    assert type(model[2]) is nn.ReLU  # the user's model keeps its ReLU
+    plan, _ = evaluator_of(model, X, y)
+    with plan.backend.guard(model):
+        ev = plan.evaluator()
+    assert ev.first.fuse_relu and ev.given.relu
+    assert type(ev.net[2]) is nn.Identity and type(model[2]) is nn.ReLU
+
+
+def test_a_relu_called_elsewhere_or_hooked_stays_in_the_model(capsys):
+    model = make(ReluCalledElsewhere)
+    X, y = data()
+    grid = GRIDS["plane"]
+    got, dirs = scan(model, grid, X, y, capsys)
+    np.testing.assert_allclose(got, brute_force(model, dirs, grid, X, y), rtol=1e-6, atol=0)
+    assert reuse_reported(capsys)  # the reuse stays on, without the fusion
+    first = firstlayer.detect(model, dict(model.state_dict()), X[:2],
+                              {k: [torch.randn_like(v)] for k, v in model.state_dict().items()})
+    assert first is not None and not first.fuse_relu
+
+    hooked = make(relu_mlp)
+    hooked[2].register_forward_hook(lambda m, a, out: out * 2)
+    first = firstlayer.detect(hooked, dict(hooked.state_dict()), X[:2],
+                              {k: [torch.randn_like(v)] for k, v in hooked.state_dict().items()})
+    assert first is not None and not first.fuse_relu
+    got, dirs = scan(hooked, grid, X, y)
+    np.testing.assert_allclose(got, brute_force(hooked, dirs, grid, X, y), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("ndirs", [2, 3])
+def test_kept_partial_sums_give_the_values_of_the_whole_sum(ndirs):
+    """Points sharing their leading coefficients reuse Y_c + Σ_{i<k} aᵢ·Yᵢ; a change of
+    them, a zero and a return are all exact against the evaluator without the partials."""
+    model = make(relu_mlp)
+    X, y = data(n=40)
+    plan, dirs = evaluator_of(model, X, y, ndirs=ndirs, batch_size=16)
+    lead = [[0.5] * (ndirs - 1), [0.5] * (ndirs - 1), [0.0] * (ndirs - 1),
+            [-0.25] * (ndirs - 1), [0.5] * (ndirs - 1)]
+    points = np.array([r + [b] for r, b in zip(lead, [0.3, -0.7, 0.4, 0.0, 0.3], strict=True)])
+    with plan.backend.guard(model):
+        ev = plan.evaluator()
+        assert ev._partials is not None and ev.chunk == 1
+        got = np.concatenate([ev.evaluate(points[i:i + 1]) for i in range(len(points))])
+        kept = ev._partials[(0, 0)]
+        ev_plain = plan.evaluator()
+        ev_plain._partials = None
+        want = np.concatenate([ev_plain.evaluate(points[i:i + 1])
+                               for i in range(len(points))])
+    assert kept[0] == [0.5] * (ndirs - 1)  # the last leading coefficients are kept
+    assert len(ev._partials) == 3  # one per batch: 16 + 16 + 8
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    ref = np.array([[nn.functional.mse_loss(helpers.moved(model, dirs, list(p))(X), y).item()]
+                    for p in points])
+    np.testing.assert_allclose(got[:, :1], ref, rtol=1e-10, atol=0)

@@ -123,6 +123,7 @@ class Evaluator(EvaluatorBase):
         self._work: dict[str, torch.Tensor] = {}  # parameter buffers, reused across chunks
         self._ybuf: dict[tuple, torch.Tensor] = {}  # first-layer outputs of the current point
         self._tc: list | None = None  # per-example totals at the centre, per split and batch
+        self._partials: dict | None = None  # per batch: (leading coefficients, partial sum)
 
         # Image batches in channels-last layout: oneDNN/cuDNN convolutions run
         # much faster on it (measured 1.4x on the example CNN, see benchmarks/).
@@ -177,6 +178,10 @@ class Evaluator(EvaluatorBase):
             per_sample = sum(t.nbytes for t in sample) / len(self.batches[0][0][0])
             if per_sample * sum(self.n) <= CACHE_BUDGET:
                 self.cache = [[self._first_outputs(X, y) for X, y in b] for b in self.batches]
+                # the partial sums of :meth:`_combine`: one more output per batch
+                more = per_sample / len(sample) * sum(self.n)
+                if self._ndims >= 2 and per_sample * sum(self.n) + more <= CACHE_BUDGET:
+                    self._partials = {}
         if not self.vmap and (self.first is None or self.cache is not None):
             self.chunk = 1  # a point loop with nothing to share per batch gains nothing from chunks
         # torch.compile of one point (the combination of the first-layer outputs included,
@@ -236,13 +241,15 @@ class Evaluator(EvaluatorBase):
             Y = Ys[0]
             for i in range(len(Ys) - 1):
                 Y = Y + coef[i] * Ys[i + 1]
-            self.given.value = Y
+            self.given.take(Y)
         return functional_call(self.metered, {f"net.{k}": v for k, v in state.items()},
                                (X, y, tc))
 
     def _point_metrics(self, state, X, y, Y, tc=None, terms=False) -> torch.Tensor:
+        """One point's metric sums on one batch; ``Y``, the first layer's output, is
+        a buffer of the evaluator's (the fused ReLU may run in place on it)."""
         if self.first is not None:
-            self.given.value = Y
+            self.given.take(Y, owned=True)
         # Metrics run inside functional_call too: while they run, the model's
         # attributes are lossmap's tensors, so a metric cannot touch the user's.
         return functional_call(self.metered, {f"net.{k}": v for k, v in state.items()},
@@ -269,7 +276,7 @@ class Evaluator(EvaluatorBase):
                 Y = None
                 if self.first is not None:
                     Ys = self.cache[s][b] if self.cache is not None else self._first_outputs(X, y)
-                    Y = self._combine(Ys, zero)
+                    Y = self._combine(Ys, zero.tolist())
                 with self._precision():
                     out[s].append(self._point_metrics(state, X, y, Y, terms=True))
         return check_centre(self.split_names, self.metrics, out)
@@ -315,6 +322,7 @@ class Evaluator(EvaluatorBase):
         sums = torch.zeros(K, len(self.batches), nm, STATS + PAIRED, dtype=torch.float64,
                            device=self.device)
         coef = A.to(self.device)
+        rows = A.tolist()
         for s, batches in enumerate(self.batches):
             for b, (X, y) in enumerate(batches):
                 t0 = t()
@@ -332,16 +340,20 @@ class Evaluator(EvaluatorBase):
                     if self.vmap:
                         out += self._vmapped(stacked, X, y, Ys, coef, self._tc[s][b])
                     else:
+                        slot = (s, b) if self.cache is not None else None
                         for k in range(K):
                             out[k] += self._point(states[k], X, y, Ys, coef[k],
-                                                  self._tc[s][b])
+                                                  self._tc[s][b], slot, rows[k])
                 self.timings["forward"] += t() - t0
         flat = sums.reshape(K, len(self.batches) * nm, STATS + PAIRED).cpu().numpy()
         values, se = finish(flat)
         return (values, se, finish_paired(flat)) if errors else values
 
-    def _point(self, state, X, y, Ys, a, tc) -> torch.Tensor:
-        """One point's metrics on one batch: compiled when asked, else eager."""
+    def _point(self, state, X, y, Ys, a, tc, slot=None, row=None) -> torch.Tensor:
+        """One point's metrics on one batch: compiled when asked, else eager.
+
+        ``row``: the coefficients as floats; ``slot``: the batch's key for its kept
+        partial sum (:meth:`_combine`)."""
         if self._compiled is not None:
             try:
                 return self._compiled(state, X, y, Ys, a, tc)
@@ -360,27 +372,49 @@ class Evaluator(EvaluatorBase):
                     RuntimeWarning,
                     stacklevel=2,
                 )
-        Y = self._combine(Ys, a) if Ys is not None else None
+        Y = None
+        if Ys is not None:
+            Y = self._combine(Ys, a.tolist() if row is None else row, slot)
         return self._point_metrics(state, X, y, Y, tc)
 
-    def _combine(self, Ys: tuple[torch.Tensor, ...], a: torch.Tensor) -> torch.Tensor:
+    def _combine(self, Ys: tuple[torch.Tensor, ...], a: list[float],
+                 slot: tuple[int, int] | None = None) -> torch.Tensor:
         """Y_c + Σ aᵢ·Yᵢ for one point, in a buffer reused across points and batches.
 
         The cached outputs are only read: the model may modify what it gets
         (an in-place ReLU after the first layer, say) without harm.
+
+        With two or more directions the sum is formed as P + a_k·Y_k, where the
+        partial sum P = Y_c + Σ_{i<k} aᵢ·Yᵢ is kept per batch (``slot``) while
+        the leading coefficients repeat: the scan visits each level of its
+        grid in C order, so consecutive points mostly share them (a row of the
+        plane), and a point then costs one pass over the activations instead
+        of two. The partial sums are kept where the memory budget allows
+        (``self._partials``); the values are the same either way.
         """
         Yc = Ys[0]
         key = (tuple(Yc.shape), Yc.stride())
         out = self._ybuf.get(key)
         if out is None:
             out = self._ybuf[key] = torch.empty_like(Yc)
-        terms = [(ai, Yi) for ai, Yi in zip(a.tolist(), Ys[1:], strict=True) if ai != 0.0]
-        if not terms:
-            return out.copy_(Yc)
-        torch.add(Yc, terms[0][1], alpha=terms[0][0], out=out)
-        for ai, Yi in terms[1:]:
-            out.add_(Yi, alpha=ai)
-        return out
+        lead, last = a[:-1], a[-1]
+        base = Yc
+        if any(ai != 0.0 for ai in lead):
+            kept = self._partials.get(slot) if self._partials is not None else None
+            if kept is not None and kept[0] == lead:
+                base = kept[1]
+            else:
+                base = out if slot is None or self._partials is None else (
+                    kept[1] if kept is not None else torch.empty_like(Yc))
+                terms = [(ai, Yi) for ai, Yi in zip(lead, Ys[1:-1], strict=True) if ai != 0.0]
+                torch.add(Yc, terms[0][1], alpha=terms[0][0], out=base)
+                for ai, Yi in terms[1:]:
+                    base.add_(Yi, alpha=ai)
+                if base is not out:
+                    self._partials[slot] = (list(lead), base)
+        if last != 0.0:
+            return torch.add(base, Ys[-1], alpha=last, out=out)
+        return base if base is out else out.copy_(base)
 
     def _vmapped(self, stacked, X, y, Ys, coef, tc) -> torch.Tensor:
         def one(params, Y):
@@ -389,6 +423,6 @@ class Evaluator(EvaluatorBase):
         if Ys is None:
             return vmap(one, in_dims=(0, None))(stacked, None)
         with torch.autocast(self.device.type, enabled=False):  # full precision, as the loop
-            Yk = firstlayer.combine_many(Ys, coef)
+            Yk = firstlayer.combine_many(Ys, coef)  # a new tensor: the fused ReLU runs in place
         return vmap(one)(stacked, Yk)
 

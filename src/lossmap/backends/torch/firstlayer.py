@@ -22,6 +22,7 @@ reference to the layer kept outside the module tree, ...).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ class FirstLayer:
     path: str  # module name, e.g. "0" or "features.conv1"
     module: nn.Module
     in_shape: tuple[int, ...]  # per-sample shape of the layer input (a reshape of X)
+    fuse_relu: bool = False  # the stand-in takes the nn.ReLU after it (:func:`shadow`)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -126,9 +128,15 @@ def detect(
     first = FirstLayer(name, mod, tuple(inp.shape[1:]))
     if obstacle(model, first, state) is not None:
         return None
-    if directions is not None and not agrees(model, first, state, directions, X):
-        return None
-    return first
+    if directions is None:
+        return first
+    # With the ReLU after the layer taken into the stand-in where that reproduces the model
+    # (a forward that also calls that ReLU module elsewhere would not), else without it.
+    fused = dataclasses.replace(first, fuse_relu=True)
+    for candidate in (fused, first) if _fusable(model, first) else (first,):
+        if agrees(model, candidate, state, directions, X):
+            return candidate
+    return None
 
 
 def obstacle(
@@ -229,7 +237,7 @@ def agrees(
                 d = {k: directions[k][i] if k in directions else torch.zeros_like(state[k])
                      for k in first.names}
                 Y = Y + a * first.output(Xr, d)
-            given.value = Y
+            given.take(Y, owned=True)
             got = functional_call(net, {k: v for k, v in point.items()
                                         if k not in first.names}, (Xr,))
         except Exception:
@@ -284,12 +292,26 @@ class _Given(nn.Module):
 
     Other attributes (``out_features``, ``kernel_size``, ...) are the layer's;
     its tensors are not available (their value at a point is not known here).
+
+    ``relu``: the ``nn.ReLU`` right after the layer was taken into the stand-in
+    (:func:`shadow`); :meth:`take` applies it to the value it is given.
     """
 
     def __init__(self, layer: nn.Module | None = None) -> None:
         super().__init__()
         self.value: torch.Tensor | None = None
+        self.relu = False
         self.__dict__["_layer"] = layer  # not a submodule: its tensors are not the stand-in's
+
+    def take(self, value: torch.Tensor, *, owned: bool = False) -> None:
+        """Set the layer's output at the point: ``value``, through the fused ReLU if any.
+
+        ``owned``: ``value`` is a buffer of the caller's that may be overwritten, so
+        the ReLU runs in place on it (one pass over the activations fewer).
+        """
+        if self.relu:
+            value = value.relu_() if owned else torch.relu(value)
+        self.value = value
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -315,6 +337,14 @@ def shadow(model: nn.Module, first: FirstLayer) -> tuple[nn.Module, _Given]:
     Only the modules on the path to the layer are copied (shallowly); every
     other module, parameter and buffer is shared, and the user's model is not
     changed.
+
+    With ``first.fuse_relu`` (set by :func:`detect`) where the layer sits in a
+    plain ``nn.Sequential`` and the next module is an ``nn.ReLU`` without
+    hooks, the copy holds ``nn.Identity`` there and the stand-in applies the
+    ReLU itself (``given.relu``): the evaluator then runs it in place on the
+    buffer it forms the layer's output in, instead of writing a second copy of
+    the activations at every point. The values are the same; :func:`detect`
+    has checked them against the model (:func:`agrees`).
     """
     given = _Given(first.module)
     if not first.path:  # the model is the layer itself
@@ -329,7 +359,33 @@ def shadow(model: nn.Module, first: FirstLayer) -> tuple[nn.Module, _Given]:
         parent._modules[part] = child
         parent = child
     parent._modules[parts[-1]] = given
+    after = _relu_after(parent, parts[-1]) if first.fuse_relu else None
+    if after is not None:
+        parent._modules[after] = nn.Identity()
+        given.relu = True
     return root, given
+
+
+def _fusable(model: nn.Module, first: FirstLayer) -> bool:
+    """Whether a plain ``nn.Sequential`` runs an ``nn.ReLU`` right after the layer."""
+    if not first.path:
+        return False
+    parent = model.get_submodule(first.path.rpartition(".")[0])
+    return _relu_after(parent, first.path.rpartition(".")[2]) is not None
+
+
+def _relu_after(parent: nn.Module, name: str) -> str | None:
+    """The name of the ``nn.ReLU`` that a plain ``nn.Sequential`` runs right after ``name``."""
+    if not isinstance(parent, nn.Sequential) or type(parent).forward is not nn.Sequential.forward:
+        return None
+    keys = list(parent._modules)
+    i = keys.index(name)
+    if i + 1 >= len(keys):
+        return None
+    nxt = parent._modules[keys[i + 1]]
+    if type(nxt) is not nn.ReLU or nxt._forward_hooks or nxt._forward_pre_hooks:
+        return None
+    return keys[i + 1]
 
 
 def combine_many(Ys: tuple[torch.Tensor, ...], A: torch.Tensor) -> torch.Tensor:
