@@ -134,33 +134,48 @@ def mlp_problem(seed: int = 0, n: int = 96):
 
 
 def plain_pgd(net, X, y, rho, restarts=50, steps=40, seed=0):
-    """The reference: projected gradient ascent on a model copy, fixed step, many restarts."""
+    """The reference: projected gradient ascent, fixed step, many restarts.
+
+    All restarts ascend side by side (``torch.func.vmap`` over a leading restart
+    dimension of the perturbation); each is its own plain loop: a random start on the
+    sphere, ``steps`` normalized-gradient steps of 0.2 ρ, each projected back into the
+    ball. The best rise seen at any iterate of any restart counts.
+    """
+    from torch.func import functional_call, grad_and_value, vmap
+
     g = torch.Generator().manual_seed(seed)
+    names = [name for name, _ in net.named_parameters()]
     w0 = [p.detach().clone() for p in net.parameters()]
     with torch.no_grad():
         base = float(nn.functional.cross_entropy(net(X), y))
-    best = 0.0
-    for _ in range(restarts):
-        copy_ = copy.deepcopy(net)
+    starts = []
+    for _ in range(restarts):  # drawn one restart after the other, as a loop would
         d = [torch.randn(p.shape, generator=g) for p in w0]
         n = math.sqrt(sum(float((x * x).sum()) for x in d))
-        d = [x * rho / n for x in d]
+        starts.append([x * rho / n for x in d])
+    d = [torch.stack(xs) for xs in zip(*starts, strict=True)]  # (restarts, *shape) each
+
+    def rise(delta):
+        params = {k: w + x for k, w, x in zip(names, w0, delta, strict=True)}
+        return nn.functional.cross_entropy(functional_call(net, params, (X,)), y) - base
+
+    def norms(ts):  # per restart: the 2-norm over every tensor
+        return torch.sqrt(sum((t * t).flatten(1).sum(1) for t in ts))
+
+    def per_restart(v, like):
+        return v.view(-1, *([1] * (like.dim() - 1)))
+
+    ascend = vmap(grad_and_value(rise))
+    best = 0.0
+    with torch.no_grad():
         for _ in range(steps):
-            with torch.no_grad():
-                for p, w, x in zip(copy_.parameters(), w0, d, strict=True):
-                    p.copy_(w + x)
-            copy_.zero_grad()
-            loss = nn.functional.cross_entropy(copy_(X), y)
-            best = max(best, float(loss) - base)
-            loss.backward()
-            gn = math.sqrt(sum(float((p.grad**2).sum()) for p in copy_.parameters()))
-            d = [x + 0.2 * rho * p.grad / gn for x, p in zip(d, copy_.parameters(), strict=True)]
-            n = math.sqrt(sum(float((x * x).sum()) for x in d))
-            d = [x * min(1.0, rho / n) for x in d]
-        with torch.no_grad():
-            for p, w, x in zip(copy_.parameters(), w0, d, strict=True):
-                p.copy_(w + x)
-            best = max(best, float(nn.functional.cross_entropy(copy_(X), y)) - base)
+            grads, rises = ascend(tuple(d))
+            best = max(best, float(rises.max()))
+            gn = norms(grads)
+            d = [x + 0.2 * rho * gr / per_restart(gn, gr) for x, gr in zip(d, grads, strict=True)]
+            scale = torch.clamp(rho / norms(d), max=1.0)
+            d = [x * per_restart(scale, x) for x in d]
+        best = max(best, float(vmap(rise)(tuple(d)).max()))
     return best
 
 
