@@ -127,12 +127,26 @@ def _check_demo(out, summary) -> dict:
     return saved
 
 
-@pytest.mark.slow  # trains 10 epochs and scans 4 stores (about 10 s)
-def test_demo_api_writes_everything_and_trains(tmp_path):
-    out = tmp_path / "demo"
-    settings = DemoSettings(epochs=10, line_points=7, plane_points=5, samples=128, init="torch")
-    summary = run_demo(out, settings=settings, dataset="digits", progress=False)
-    saved = _check_demo(out, summary)
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> tuple:
+    """One demo run through the API that two tests read: PyTorch's init, 7-point lines,
+    5×5 planes of 2 direction draws at θ0 and at θ̂ (the command's defaults, 3 draws at θ̂
+    and 1 at θ0, are test_demo_command_line's); the stores checked by ``_check_demo``."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    settings = DemoSettings(epochs=10, line_points=7, plane_points=5, samples=64, init="torch",
+                            draws=2, draws_before=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the `one_thread` fixture, which a module fixture precedes
+    try:
+        summary = run_demo(out, settings=settings, dataset="digits", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return out, _check_demo(out, summary)
+
+
+@pytest.mark.slow  # trains 10 epochs and scans 4 stores (about 10 s, shared with the next test)
+def test_demo_api_writes_everything_and_trains(small_run):
+    out, saved = small_run
     assert (saved["settings"]["line_points"], saved["settings"]["plane_points"]) == (7, 5)
     assert any("10 training epochs" in n for n in saved["notes"])
     # PyTorch's init on request: recorded, and named as a departure from the original
@@ -147,8 +161,22 @@ def test_demo_api_writes_everything_and_trains(tmp_path):
                for k, v in digits_cnn(seed=0, init="torch").state_dict().items())
 
 
-@pytest.mark.slow  # the command's own settings: 31-point lines, 31×31 planes
-def test_demo_command_line(tmp_path, capsys):
+@dataclasses.dataclass(frozen=True)
+class _SmallGrid(DemoSettings):
+    """The demo's default settings on a smaller grid and subset (the command has no flags
+    for them): the command's own 31-point lines and 31×31 planes over 3 draws took ~30 s."""
+
+    line_points: int = 7
+    plane_points: int = 5
+    samples: int = 128
+
+
+@pytest.mark.slow  # the command's own settings, on a smaller grid (about 8 s)
+def test_demo_command_line(tmp_path, capsys, monkeypatch):
+    # the command's defaults are DemoSettings()'s: 31-point lines, 31×31 planes, 3 draws at θ̂
+    assert (DemoSettings().line_points, DemoSettings().plane_points) == (31, 31)
+    assert (DemoSettings().draws, DemoSettings().draws_before) == (3, 1)
+    monkeypatch.setattr(demo, "DemoSettings", _SmallGrid)
     out = tmp_path / "d"
     code = main(["demo", "--dataset", "digits", "--epochs", "10", "--out", str(out),
                  "--no-progress"])
@@ -159,7 +187,9 @@ def test_demo_command_line(tmp_path, capsys):
     # the default θ0 is the notebook's: Flax's init (seed 0 unless --full)
     assert saved["init"] == "flax (LeCun normal, zero biases, seed 0)"
     assert not any("instead of the original's Flax" in n for n in saved["notes"])
-    assert (saved["settings"]["line_points"], saved["settings"]["plane_points"]) == (31, 31)
+    # the command ran DemoSettings()'s defaults: its grid, and 3 draws of the plane at θ̂
+    assert (saved["settings"]["line_points"], saved["settings"]["plane_points"]) == (7, 5)
+    assert (saved["settings"]["draws"], saved["settings"]["draws_before"]) == (3, 1)
     assert "lossmap demo (digits) finished" in printed
     assert f"report: {out / 'report.html'}" in printed
     for tag, line in saved["lines"].items():  # what it prints is what it saved
@@ -167,19 +197,16 @@ def test_demo_command_line(tmp_path, capsys):
             assert f"line around {tag}: {var} L(0) = {entry['centre']:.4f}; " in printed
 
 
-@pytest.mark.slow  # trains 10 epochs and scans 2 lines and 2 planes of 2 draws (about 10 s)
-def test_demo_report_shows_the_spread_over_draws_of_its_planes(tmp_path):
+@pytest.mark.slow  # the run of small_run: 2 lines and 2 planes of 2 draws
+def test_demo_report_shows_the_spread_over_draws_of_its_planes(small_run):
     import html as html_lib
     import re
 
     from lossmap.analysis.render import sentence
     from lossmap.report import format_value
 
-    out = tmp_path / "demo"
-    settings = DemoSettings(epochs=10, line_points=5, plane_points=5, samples=64, draws=2,
-                            draws_before=2)
-    saved = _check_demo(out, run_demo(out, settings=settings, dataset="digits",
-                                      progress=False))
+    out, saved = small_run
+    assert (saved["settings"]["draws"], saved["settings"]["draws_before"]) == (2, 2)
     text = (out / "report.html").read_text()
     for i, name in ((3, "plane_before"), (4, "plane_after")):
         surf = lm.load(out / f"{name}.lossmap")
