@@ -122,6 +122,8 @@ def _class_terms(none: nn.Module, fn: nn.Module, out: torch.Tensor, y: torch.Ten
     v = none(out, y)
     if y.is_floating_point():  # class probabilities: the mean is over samples
         return _element_terms(v, len(out))
+    if fn.weight is None and v.dim() == 1:  # one label per example: the common case, few ops
+        return v, (y != fn.ignore_index).to(v.dtype)
     ignored = y == fn.ignore_index  # any label (-100, 255, …): not an index into the weights
     w = (torch.ones_like(v) if fn.weight is None
          else fn.weight.to(v.dtype)[torch.where(ignored, torch.zeros_like(y), y)])
@@ -190,19 +192,23 @@ def batch_stats(result: object, rows: int, device: torch.device,
     the :data:`PAIRED` sums of the differences follow (NaN without per-example terms).
     """
     t, c, per = metric_terms(result, rows, device)
-    n = torch.full_like(t.sum(), len(t) if per else rows)
-    if per:
-        stats = [t.sum(), c.sum(), (t * t).sum(), (t * c).sum(), (c * c).sum(), n]
-    else:
-        nan = torch.full_like(t, math.nan)
-        stats = [t, c, nan, nan, nan, n]
+    if per:  # every sum from one (k, N) @ (N, k) product: a few ops per batch, not fifteen
+        rows_ = [t, c] if centre is None else [t, c, t - centre]
+        S = torch.stack(rows_)
+        flat = torch.cat([S.sum(1), (S @ S.T).reshape(-1), S.new_full((1,), len(t))])
+        return flat[_PICK[len(rows_)].to(flat.device)]
+    n = torch.full_like(t.sum(), rows)
+    nan = torch.full_like(t, math.nan)
+    stats = [t, c, nan, nan, nan, n]
     if centre is not None:
-        if per:
-            d = t - centre
-            stats += [d.sum(), (d * d).sum(), (d * c).sum()]
-        else:
-            stats += [torch.full_like(n, math.nan)] * PAIRED
+        stats += [torch.full_like(n, math.nan)] * PAIRED
     return torch.stack(stats)
+
+
+# Where batch_stats finds each sum in [S.sum(1), (S·Sᵀ).flatten(), examples], by the rows of
+# S: (t, c) gives Σt, Σc, Σt², Σt·c, Σc², n; (t, c, d) adds Σd, Σd², Σd·c.
+_PICK = {2: torch.tensor([0, 1, 2, 3, 5, 6]),
+         3: torch.tensor([0, 1, 3, 4, 7, 12, 2, 11, 10])}
 
 
 def check_result(name: str, result: object, rows: int) -> None:
