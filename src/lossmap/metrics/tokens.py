@@ -23,18 +23,30 @@ def _check_range(labels: torch.Tensor, mask: torch.Tensor, vocab: int, who: str)
 
 
 def _token_losses(outputs: Any, batch: Any, shift: bool, who: str, ignore_index: int):
-    """Per-token cross-entropy (B, L) in float32 or wider, zero where ignored, and the mask."""
-    logits = logits_of(outputs)
+    """Per-token cross-entropy (B, L) in float32 or wider, zero where ignored, and the mask.
+
+    With the causal shift, the cross-entropy runs on the unshifted logits (B, T, V)
+    against the labels moved one place left, the last position ignored, and the
+    last column is dropped after: each row's value is the one ``logits[:, :-1]``
+    gives (the rows are independent), without copying the shifted slice of the
+    logits — a copy as large as the logits, which a plain ``reshape`` of the
+    slice makes (for GPT-2's 50,257 tokens it took ~40 % of the loss's time).
+    """
+    full = logits_of(outputs)
     labels, shift = labels_of(batch, who, shift=shift)
-    logits, labels = aligned(logits, labels, shift, who)
+    logits, labels = aligned(full, labels, shift, who)
     mask = labels != ignore_index  # (B, L)
     _check_range(labels, mask, logits.shape[-1], who)
-    wide = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-    losses = F.cross_entropy(  # (B*L,)
-        wide.reshape(-1, wide.shape[-1]), labels.reshape(-1).long(),
+    rows, target = logits, labels
+    if shift:  # (B, T, V) and (B, T): position t scored against label t + 1, the last not at all
+        rows = full
+        target = torch.cat([labels, labels.new_full((len(labels), 1), ignore_index)], dim=1)
+    wide = rows.float() if rows.dtype in (torch.float16, torch.bfloat16) else rows
+    losses = F.cross_entropy(  # (B*T,)
+        wide.reshape(-1, wide.shape[-1]), target.reshape(-1).long(),
         ignore_index=ignore_index, reduction="none",
-    )
-    return losses.reshape(labels.shape), mask, logits, labels
+    ).reshape(target.shape)
+    return (losses[:, :-1] if shift else losses), mask, logits, labels
 
 
 def causal_lm_loss(outputs: Any, batch: Any, *, ignore_index: int = IGNORE_INDEX

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -237,12 +238,26 @@ def plan_scan(
 # -- checks that need the resolved arguments (the inputs' own checks: lossmap.checks) ------
 
 
+def _largest_finite(t: torch.Tensor) -> float:
+    """max |t| over the finite entries: one pass, no copy, where every entry is finite.
+
+    Finite values only: a weight that is already nan/inf makes its points
+    diverge, which the scan reports; the check is about the grid pushing
+    finite weights over. ``aminmax`` reads the tensor once; ``abs`` and
+    ``nan_to_num`` (the fallback, where an entry is not finite) each write a
+    copy of it: 0.50 s against 0.10 s for a 4-layer GPT-2's weights and two
+    directions on one thread.
+    """
+    lo, hi = (float(v) for v in torch.aminmax(t))
+    if math.isfinite(lo) and math.isfinite(hi):
+        return max(-lo, hi)
+    return float(t.abs().nan_to_num(0.0, 0.0, 0.0).max())
+
+
 def _reach(params: Mapping[str, torch.Tensor], dirs: Sequence[Direction]) -> dict:
     """The largest magnitude of the centre's weights and of each direction (for the grid check)."""
     def top(tensors: Any) -> float:  # plain tensors (a sharded model's DTensors: not read)
-        # finite values only: a weight that is already nan/inf makes its points diverge,
-        # which the scan reports; the check is about the grid pushing finite weights over
-        return max((float(t.detach().abs().nan_to_num(0.0, 0.0, 0.0).max()) for t in tensors
+        return max((_largest_finite(t.detach()) for t in tensors
                     if t.is_floating_point() and t.numel() and not hasattr(t, "placements")),
                    default=0.0)
 
