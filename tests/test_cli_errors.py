@@ -50,6 +50,14 @@ def lossmap(cwd: Path, *argv, timeout: float = 120, **kw) -> subprocess.Complete
     )  # fmt: skip
 
 
+def in_process(*argv) -> int:
+    """``lossmap ARGV`` run in this process: a command's earlier output or a reference,
+    made without starting a process (the case under test still runs in one)."""
+    from lossmap.cli import main
+
+    return main([str(a) for a in argv])
+
+
 def one_line_error(proc: subprocess.CompletedProcess, command: str, *needles: str) -> str:
     """Exit status 2 and exactly one stderr line 'lossmap CMD: error: …' naming every needle."""
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -163,7 +171,8 @@ def test_loss_returning_shape_1_is_the_scalar_it_stands_for(tmp_path):
     with torch.no_grad():
         centre = nn.functional.cross_entropy(net(X.double()), y).item()
     np.testing.assert_allclose(surf["train_loss"][1, 1], centre, rtol=1e-5)
-    assert lossmap(tmp_path, *scan_argv("ce.lossmap", "--metrics", "loss")).returncode == 0
+    # the reference plane in-process (the case under test ran in a process above)
+    assert in_process(*scan_argv(str(tmp_path / "ce.lossmap"), "--metrics", "loss")) == 0
     np.testing.assert_allclose(
         surf["train_loss"], lm.load(tmp_path / "ce.lossmap")["train_loss"], rtol=1e-6
     )
@@ -302,14 +311,6 @@ def test_overwrite_replaces_it(command, store, tmp_path):
     assert proc.returncode == 0, proc.stderr
     signatures = (b"\x89PNG",) if command == "plot" else (b"CDF", b"\x89HDF")  # NetCDF 3 or 4
     assert target.read_bytes().startswith(signatures)
-
-
-def in_process(*argv) -> int:
-    """``lossmap ARGV`` run in this process: a command's earlier output, made without
-    starting a process (the case under test still runs in one)."""
-    from lossmap.cli import main
-
-    return main([str(a) for a in argv])
 
 
 def test_export_refuses_even_its_own_earlier_export(store, tmp_path):
