@@ -16,7 +16,7 @@ MIN_BATCH, MAX_BATCH = 64, 1024  # on accelerators up to 64x more, within MAX_BA
 ACTIVATION_CAP = 8  # x the target: the largest activation of a batch at most this, even if
 # that takes fewer than MIN_BATCH samples. A language model's logits are 51 MB per GPT-2
 # sequence of 256 tokens: 16 sequences per batch took 1.66x the parameter bytes of GPT-2 small,
-# and a 4-layer GPT-2 on 8 x 256 tokens ran 1.35x slower per point in batches of 8 than of 1.
+# and a 4-layer GPT-2 on 8 x 256 tokens took 1.09x the CPU time per point in batches of 8 as of 1.
 
 
 def auto_batch_size(
