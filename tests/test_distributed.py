@@ -88,16 +88,30 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path, env
 
 
+@pytest.fixture(scope="module")
+def one(tmp_path_factory) -> Path:
+    """The single-process scan of user.py (one python process), made once for the tests
+    that compare a torchrun job with it."""
+    folder = tmp_path_factory.mktemp("one")
+    (folder / "user.py").write_text(USER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LOSSMAP_TEST_PIDS": str(folder / "pids")}
+    env.pop("LOSSMAP_TEST_DELAY", None)
+    subprocess.run(
+        command(folder / "one.lossmap", "python"), env=env, cwd=folder, check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return folder / "one.lossmap"
+
+
 @pytest.mark.slow  # two torchrun jobs: 5-13 s
-def test_two_ranks_equal_one(workdir):
+def test_two_ranks_equal_one(workdir, one):
     tmp, env = workdir
-    subprocess.run(command(tmp / "one.lossmap", "python"), env=env, check=True, capture_output=True)
     res = subprocess.run(
         command(tmp / "two.lossmap", "torchrun"), env=env, capture_output=True, text=True
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.count("two.lossmap: Surface(") == 1  # one rank reports
-    one, two = lm.load(tmp / "one.lossmap"), lm.load(tmp / "two.lossmap")
+    one, two = lm.load(one), lm.load(tmp / "two.lossmap")
     assert two.complete
     for v in one.values:
         np.testing.assert_array_equal(one[v], two[v])
@@ -133,9 +147,8 @@ def committed(path):
 
 
 @pytest.mark.slow  # two torchrun jobs: 6-15 s
-def test_killed_rank_fails_the_job_and_rerun_resumes(workdir):
+def test_killed_rank_fails_the_job_and_rerun_resumes(workdir, one):
     tmp, env = workdir
-    subprocess.run(command(tmp / "one.lossmap", "python"), env=env, check=True, capture_output=True)
     out = tmp / "two.lossmap"
     slow = {**env, "LOSSMAP_TEST_DELAY": "0.05"}
     proc = subprocess.Popen(
@@ -161,7 +174,7 @@ def test_killed_rank_fails_the_job_and_rerun_resumes(workdir):
     assert 6 <= kept < 35
     res = subprocess.run(command(out, "torchrun"), env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
-    one, two = lm.load(tmp / "one.lossmap"), lm.load(out)
+    one, two = lm.load(one), lm.load(out)
     assert two.complete
     for v in one.values:
         np.testing.assert_array_equal(one[v], two[v])
