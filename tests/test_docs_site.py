@@ -177,10 +177,16 @@ def test_getting_started_code_runs_as_written(tmp_path):
                 if line.startswith("lossmap "):
                     commands.append(shlex.split(line.split(" #")[0])[1:])
     assert [c[0] for c in commands] == ["scan", "info", "plot", "report"]
-    for args in commands:
-        r = subprocess.run([sys.executable, "-m", "lossmap", *args], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, f"lossmap {' '.join(args)}: {r.stderr[-2000:]}"
+    # the commands one after the other in one fresh process (lossmap's entry point, main),
+    # stopping at the first that fails (a process per command cost a torch start-up each)
+    driver = ("import sys\nfrom lossmap.cli import main\n"
+              f"for argv in {commands!r}:\n"
+              "    code = main(argv)\n"
+              "    if code:\n"
+              "        sys.exit(f\"lossmap {' '.join(argv)}: exit status {code}\")\n")
+    r = subprocess.run([sys.executable, "-c", driver], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
     for out in ("cli.lossmap", "cli.png", "cli.html"):
         assert (tmp_path / "runs" / out).stat().st_size > 0, out
 
