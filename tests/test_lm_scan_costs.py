@@ -191,3 +191,30 @@ def test_probe_runs_in_the_scans_batches(monkeypatch):
                    metrics=("loss",), progress=False)
     assert surf.profile["batch_size"] == 16
     assert seen and seen[0] == 16
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_points_are_built_in_one_pass_less_with_the_same_values(dtype):
+    """Old: a copy of c, then one add per direction (three passes for a plane)."""
+    from lossmap.backends.torch.build import build_points, directions_on
+
+    g = torch.Generator().manual_seed(0)
+    centre = {"w": (torch.randn(300, 7, generator=g) * 5).to(dtype),
+              "b": torch.randn(7, generator=g).to(dtype)}
+    dirs = [{k: torch.randn(v.shape, generator=g).to(dtype) for k, v in centre.items()}
+            for _ in range(2)]
+    D = directions_on(torch.device("cpu"), centre, dirs)
+    coef = [[0.3, -0.7], [0.0, 0.9], [0.0, 0.0], [-1.0 / 3.0, 0.0]]
+    work: dict = {}
+    with _Written() as seen:
+        got = build_points(centre, D, work, coef)
+    for name, c in centre.items():
+        for k, row in enumerate(coef):
+            want = c.float().clone() if dtype == torch.bfloat16 else c.clone()
+            for a, d in zip(row, D[name], strict=True):
+                if a != 0.0:
+                    want.add_(d, alpha=a)
+            assert torch.equal(got[name][k], want.to(dtype))
+    if dtype == torch.float32:  # bfloat16 keeps the copy into its float32 buffer
+        writes = sum(1 for _, n in seen.sizes if n == 300 * 7)
+        assert writes == 2 + 1 + 1 + 1  # old: 3 + 2 + 1 + 2
