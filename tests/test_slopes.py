@@ -398,38 +398,3 @@ def test_a_jax_model_jvp_cannot_run_gives_no_slopes_and_says_so():
     with pytest.warns(RuntimeWarning, match="slopes at the centre were not measured"):
         assert plan.backend.centre_slopes(plan) is None
 
-
-def test_one_vmapped_jvp_for_all_directions_equals_one_jvp_per_direction(monkeypatch):
-    """The slopes of a plane come from one vmapped jvp; a model vmap cannot run falls
-    back to one jvp per direction with the same values."""
-    from lossmap.backends.torch import slopes as S
-
-    net = conv_bn_net()
-    params, buffers = state_of(net)
-    X, y = torch.randn(40, 1, 6, 6), torch.randint(0, 3, (40,))
-    gen = torch.Generator().manual_seed(2)
-    dirs = [{k: torch.randn(v.shape, generator=gen) for k, v in params.items()}
-            for _ in range(3)]
-    calls = {"vmap": 0}
-    real_vmap = S.vmap
-
-    def counting(fn, *a, **k):
-        calls["vmap"] += 1
-        return real_vmap(fn, *a, **k)
-
-    monkeypatch.setattr(S, "vmap", counting)
-    args = (net, {"loss": nn.CrossEntropyLoss()}, params, buffers, dirs,
-            [Split("train", X, y)], CPU, 16)
-    together = centre_slopes(*args)
-    assert calls["vmap"] == 3  # one per batch (16 + 16 + 8), every direction in it
-
-    def refuse(fn, *a, **k):
-        raise RuntimeError("vmap: not supported")
-
-    monkeypatch.setattr(S, "vmap", refuse)
-    apart = centre_slopes(*args)
-    assert len(together["train_loss"]) == 3
-    for got, ref in zip(together["train_loss"], apart["train_loss"], strict=True):
-        assert got["n"] == ref["n"] == 40
-        assert got["slope"] == pytest.approx(ref["slope"], rel=1e-5, abs=1e-7)
-        assert got["se"] == pytest.approx(ref["se"], rel=1e-5)

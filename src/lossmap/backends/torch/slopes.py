@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, jvp, vmap
+from torch.func import functional_call, jvp
 
 from ...data.splits import Split
 from .attention import differentiable_attention
@@ -240,7 +240,6 @@ def _split_slopes(forward, metrics, primal, tangents, batches
     """
     names = list(metrics)
     kept = set(names)
-    together: dict = {}  # the vmapped jvp's stacked tangents, or ok=False after a failure
     slopes: dict[str, list[list[np.ndarray]]] = {n: [[] for _ in tangents] for n in names}
     counts: dict[str, list[np.ndarray]] = {n: [] for n in names}
 
@@ -263,7 +262,11 @@ def _split_slopes(forward, metrics, primal, tangents, batches
                 out += [t, torch.ones_like(t) if c is None else c]
             return tuple(out)
 
-        for i, (values, dots) in enumerate(_directional(terms, primal, tangents, Ys, together)):
+        for i, tangent in enumerate(tangents):
+            if Ys is None:
+                values, dots = jvp(terms, (primal,), (tangent,))
+            else:
+                values, dots = jvp(terms, (primal, Ys[0]), (tangent, Ys[i + 1]))
             for j, n in enumerate(names):
                 if n in kept:
                     slopes[n][i].append(as_numpy(dots[2 * j]))
@@ -273,32 +276,3 @@ def _split_slopes(forward, metrics, primal, tangents, batches
             break
     return {n: ([np.concatenate(p) for p in slopes[n]], np.concatenate(counts[n]))
             for n in names if n in kept}
-
-
-def _directional(terms, primal, tangents, Ys, together: dict) -> list[tuple]:
-    """``(values, dots)`` of ``terms`` along each tangent: one vmapped jvp for all of them.
-
-    Under ``torch.func.vmap`` over the tangents the primal forward runs once
-    instead of once per direction (on a 784-512-512-10 MLP plane: the slopes
-    pass about a fifth shorter). A model or metric that vmap cannot run (a
-    data-dependent branch, ``.item()``) falls back, for the rest of the pass
-    (``together["ok"]``), to one jvp per direction, with the same values.
-    """
-    if len(tangents) > 1 and together.get("ok", True):
-        try:
-            if "tangents" not in together:
-                together["tangents"] = {k: torch.stack([t[k] for t in tangents])
-                                        for k in tangents[0]}
-            if Ys is None:
-                values, dots = vmap(lambda t: jvp(terms, (primal,), (t,)))(together["tangents"])
-            else:
-                values, dots = vmap(lambda t, Yi: jvp(terms, (primal, Ys[0]), (t, Yi)))(
-                    together["tangents"], torch.stack(Ys[1:]))
-            return [([v[i] for v in values], [d[i] for d in dots])
-                    for i in range(len(tangents))]
-        except Exception:  # any failure under vmap: one jvp per direction below
-            together["ok"] = False
-            together.pop("tangents", None)
-    if Ys is None:
-        return [jvp(terms, (primal,), (t,)) for t in tangents]
-    return [jvp(terms, (primal, Ys[0]), (t, Ys[i + 1])) for i, t in enumerate(tangents)]
