@@ -177,7 +177,9 @@ class Evaluator(EvaluatorBase):
             sample = self._first_outputs(*self.batches[0][0])
             per_sample = sum(t.nbytes for t in sample) / len(self.batches[0][0][0])
             if per_sample * sum(self.n) <= CACHE_BUDGET:
-                self.cache = [[self._first_outputs(X, y) for X, y in b] for b in self.batches]
+                self.cache = [[sample if (s, b) == (0, 0) else self._first_outputs(X, y)
+                               for b, (X, y) in enumerate(bs)]
+                              for s, bs in enumerate(self.batches)]
                 # the partial sums of :meth:`_combine`: one more output per batch
                 more = per_sample / len(sample) * sum(self.n)
                 if self._ndims >= 2 and per_sample * sum(self.n) + more <= CACHE_BUDGET:
