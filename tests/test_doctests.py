@@ -85,6 +85,7 @@ WITH_EXAMPLES = [
     "lossmap.files",
     "lossmap.backends.torch.persample",
     "lossmap.backends.torch.roundoff",
+    "lossmap.backends.torch.sizing",
     "lossmap.backends.torch.slopes",
     "lossmap.hessian.eigen",
     "lossmap.hessian.spectral",
