@@ -73,6 +73,7 @@ WITH_EXAMPLES = [
     "lossmap.data.splits",
     "lossmap.data.batches",
     "lossmap.backends.torch.attention",
+    "lossmap.backends.torch.inplace",
     "lossmap.backends.torch.metrics",
     "lossmap.demo",
     "lossmap.directions.between",

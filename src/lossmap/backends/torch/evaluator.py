@@ -36,7 +36,7 @@ from ...errors import InputError
 from ...stats import PAIRED, STATS, finish, finish_paired
 from ..base import check_strategy
 from . import batchnorm as bn
-from . import firstlayer
+from . import firstlayer, inplace
 from .build import build_points, directions_on
 from .common import EvaluatorBase
 from .metrics import Metered, Metric, check_centre
@@ -171,6 +171,9 @@ class Evaluator(EvaluatorBase):
                 self.fixed.pop(n, None)
                 self.centre.pop(n, None)
                 self.D.pop(n, None)
+        # ReLUs right after a Linear/Conv of a plain Sequential overwrite that layer's fresh
+        # output instead of writing a new tensor (lossmap.backends.torch.inplace)
+        self.net, self.relus_in_place = inplace.relus_in_place(self.net)
         self.metered = Metered(self.net, self.metrics)
         self.cache: list[list[tuple[torch.Tensor, ...]]] | None = None
         if self.first is not None:
