@@ -82,6 +82,7 @@ def lossmap_scan(model, data: Data, directions, axes: Axes, device, **options) -
         "reuses_first_layer": prof["reuses_first_layer"],
         "first_layer_cached": prof.get("first_layer_cached", False),
         "chunk": prof["chunk"],
+        "batch": prof.get("batch_size"),
         "timings": {k: round(v, 6) for k, v in prof["timings"].items()},
         # the passes before the first point (before issue 26: the floor and slopes together)
         "setup": {**prof.get("setup", {"roundoff+slopes": prof.get("roundoff_seconds", 0.0)}),
