@@ -69,3 +69,44 @@ def test_scan_values_and_slopes_through_in_place_relus_equal_the_plain_model():
     for got, want in zip(surf.slopes["train_loss"], plain["train_loss"], strict=True):
         assert abs(got["slope"] - want["slope"]) < 1e-12 and got["n"] == want["n"] == 40
     assert not model[3].inplace
+
+
+class Counting(nn.Module):
+    """Counts its forward calls."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.body(x)
+
+
+def test_the_centre_point_takes_the_sums_of_the_centre_pass():
+    """The centre's per-example pass also gives the centre point its values: the grid's
+    centre costs no forward of its own, and its values are those of a forward there."""
+    model = Counting().double().eval()
+    g = torch.Generator().manual_seed(3)
+    X, y = torch.randn(30, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (30,))
+    dirs = lm.random_directions(model, 2, seed=4)
+    kw = dict(data={"train": (X, y)}, directions=dirs, progress=False, batch_size=8,
+              reuse_first_layer=False)  # the model itself runs: its calls are counted
+    plan = lm.plan_scan(model, nn.CrossEntropyLoss(), grid=[(-1.0, 1.0, 3)] * 2, **kw)
+    with plan.backend.guard(model):
+        ev = plan.evaluator()
+        model.calls = 0
+        centre, off = np.zeros((1, 2)), np.array([[0.5, -0.5]])
+        v0, se0, paired0 = ev.evaluate(centre, errors=True)
+        calls_centre = model.calls  # the centre's pass: 4 batches, and no point of its own
+        v1 = ev.evaluate(off)
+        calls_off = model.calls - calls_centre
+    assert calls_centre == 4 and calls_off == 4
+    out = torch.func.functional_call(model, dict(model.named_parameters()), (X,))
+    assert abs(v0[0, 0] - nn.functional.cross_entropy(out, y).item()) < 1e-14
+    assert np.all(paired0[:, 0] == 0.0) and se0[0, 0] > 0  # no difference from itself
+    params = {k: p + 0.5 * dirs[0][k] - 0.5 * dirs[1][k] for k, p in model.named_parameters()}
+    want = nn.functional.cross_entropy(torch.func.functional_call(model, params, (X,)), y)
+    assert abs(v1[0, 0] - want.item()) < 1e-12

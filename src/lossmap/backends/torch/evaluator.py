@@ -123,6 +123,7 @@ class Evaluator(EvaluatorBase):
         self._work: dict[str, torch.Tensor] = {}  # parameter buffers, reused across chunks
         self._ybuf: dict[tuple, torch.Tensor] = {}  # first-layer outputs of the current point
         self._tc: list | None = None  # per-example totals at the centre, per split and batch
+        self._centre: list | None = None  # the centre point's sums, per split and batch
         self._partials: dict | None = None  # per batch: (leading coefficients, partial sum)
 
         # Image batches in channels-last layout: oneDNN/cuDNN convolutions run
@@ -284,7 +285,10 @@ class Evaluator(EvaluatorBase):
                     Y = self._combine(Ys, zero.tolist())
                 with self._precision():
                     out[s].append(self._point_metrics(state, X, y, Y, terms=True))
-        return check_centre(self.split_names, self.metrics, out)
+        # the centre point's own sums, from the same pass: the point loop takes them as the
+        # centre's values (compiled or vmapped points run the centre as any other point)
+        self._centre = [[st for _, st in per] for per in out]
+        return check_centre(self.split_names, self.metrics, [[k for k, _ in per] for per in out])
 
     # -- the work ------------------------------------------------------------
     @torch.no_grad()
@@ -347,6 +351,9 @@ class Evaluator(EvaluatorBase):
                     else:
                         slot = (s, b) if self.cache is not None else None
                         for k in range(K):
+                            if self._compiled is None and not any(rows[k]):
+                                out[k] += self._centre[s][b]  # the centre: its pass's sums
+                                continue
                             out[k] += self._point(states[k], X, y, Ys, coef[k],
                                                   self._tc[s][b], slot, rows[k])
                 self.timings["forward"] += t() - t0

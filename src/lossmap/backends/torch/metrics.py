@@ -161,6 +161,17 @@ def centre_terms(result: object, rows: int, device: torch.device) -> torch.Tenso
     return torch.cat([totals, torch.stack([c.sum(), c.clamp(max=0).sum()])])
 
 
+def centre_rows(results: Sequence[object], rows: int, device: torch.device
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The metrics' results on a batch at the centre: what :func:`centre_terms` keeps
+    (M, rows + 2), and the centre point's own :func:`batch_stats` (M, STATS + PAIRED),
+    its paired differences from itself zero: the centre's grid point needs no pass of
+    its own."""
+    kept = [centre_terms(r, rows, device) for r in results]
+    stats = [batch_stats(r, rows, device, k[:-2]) for r, k in zip(results, kept, strict=True)]
+    return torch.stack(kept), torch.stack(stats)
+
+
 def check_centre(splits: Sequence[str], metrics: Mapping[str, Metric],
                  kept: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
     """The centre's per-example totals, once its counts pass; refused before any point else.
@@ -225,8 +236,8 @@ class Metered(nn.Module):
     """The network followed by the metrics: one call gives a batch's stats (M, STATS + PAIRED).
 
     ``centre`` (M, N): the batch's per-example totals at the centre, for the
-    paired sums; ``terms=True`` returns, instead, what :func:`centre_terms`
-    keeps (M, N + 2).
+    paired sums; ``terms=True`` returns, instead, :func:`centre_rows`: what
+    :func:`centre_terms` keeps (M, N + 2) and the centre point's sums.
     """
 
     def __init__(self, net: nn.Module, metrics: Mapping[str, Metric]):
@@ -239,8 +250,7 @@ class Metered(nn.Module):
                 terms: bool = False) -> torch.Tensor:
         outputs = self.net(X)
         if terms:
-            return torch.stack([centre_terms(fn(outputs, y), len(y), X.device)
-                                for fn in self._metric_fns])
+            return centre_rows([fn(outputs, y) for fn in self._metric_fns], len(y), X.device)
         return torch.stack([batch_stats(fn(outputs, y), len(y), X.device,
                                         None if centre is None else centre[i])
                             for i, fn in enumerate(self._metric_fns)])

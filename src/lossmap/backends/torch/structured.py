@@ -30,7 +30,7 @@ from ...errors import InputError
 from ...stats import PAIRED, STATS, finish, finish_paired
 from .build import build_points, directions_on
 from .common import EvaluatorBase
-from .metrics import batch_stats, centre_terms, check_centre, check_result, per_example
+from .metrics import batch_stats, centre_rows, check_centre, check_result, per_example
 
 DEVICE_DATA_BUDGET = 2 * 1024**3  # batches kept on an accelerator up to this size
 
@@ -103,9 +103,8 @@ class Called(nn.Module):
         target, rows = metric_input(batch, self.kind), rows_of(batch)
         device = next(v for v in (batch.values() if isinstance(batch, Mapping) else batch)
                       if isinstance(v, torch.Tensor)).device
-        if terms:  # the per-example totals and the counts (M, N + 2), kept at the centre
-            return torch.stack([centre_terms(fn(outputs, target), rows, device)
-                                for fn in self._fns])
+        if terms:  # the per-example totals and counts (M, N + 2), and the centre's own sums
+            return centre_rows([fn(outputs, target) for fn in self._fns], rows, device)
         return torch.stack([batch_stats(fn(outputs, target), rows, device,
                                         None if centre is None else centre[i])
                             for i, fn in enumerate(self._fns)])
@@ -201,13 +200,16 @@ class BatchEvaluator(EvaluatorBase):
         if self._tc is None:  # the centre's per-example totals, for the paired errors
             t0 = time.perf_counter()
             kept = self._pass([0.0] * self._ndims, terms=True)  # counts checked: no point yet
-            self._tc = check_centre(self.split_names, self.metrics, kept)
+            self._tc = check_centre(self.split_names, self.metrics,
+                                    [[k for k, _ in per] for per in kept])
+            self._centre = [[st for _, st in per] for per in kept]  # the centre point's sums
             self.timings["centre_terms"] += time.perf_counter() - t0
         nm = len(self.metrics)
         sums = torch.zeros(len(coef), len(self.parts), nm, STATS + PAIRED, dtype=torch.float64,
                            device=self.device)
         for k, a in enumerate(coef):
-            for s, per in enumerate(self._pass(a)):
+            # the centre itself: the sums of the centre's pass, the same computation
+            for s, per in enumerate(self._centre if not any(a) else self._pass(a)):
                 sums[k, s] = torch.stack(per).sum(0)
         flat = sums.reshape(len(coef), len(self.parts) * nm, STATS + PAIRED).cpu().numpy()
         values, se = finish(flat)
