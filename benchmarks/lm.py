@@ -8,8 +8,9 @@ Three figures, in one run (issue 26, part 2):
    ``lm.scan`` with ``lm.metrics.causal_lm_loss`` against a plain in-place loop
    and against reload-per-point (published LLM-landscape code: a CPU copy of
    the state dict perturbed, ``load_state_dict``, evaluate), both over the
-   batches lossmap chose. Methods interleaved (lossmap, loop, reload; lossmap,
-   …), ratios pair by pair, then the median; the largest difference of values.
+   batches lossmap chose. Methods interleaved, the order alternating (lossmap,
+   loop, reload; reload, loop, lossmap; …), ratios pair by pair, then the
+   median; the largest difference of values.
    Where the time goes: ``surf.profile`` (set-up passes, building the points,
    forward, store) and a ``torch.profiler`` table of one forward batch.
 2. **Memory**: peak RSS of a line and a plane as a multiple of the parameter
@@ -104,8 +105,9 @@ def speed(args, save) -> dict:
     runs: dict[str, list] = {name: [] for name in METHODS}
     batch = None
     for r in range(args.pairs):
-        for name, fn in METHODS.items():
-            run = fn(model, ids, dirs, PLANE, batch)
+        # the order alternates from pair to pair (lossmap first in the first: it picks the batch)
+        for name in list(METHODS) if r % 2 == 0 else list(METHODS)[::-1]:
+            run = METHODS[name](model, ids, dirs, PLANE, batch)
             if name == "lossmap":
                 batch = run.info["batch_size"]
             runs[name].append(run)
