@@ -402,7 +402,7 @@ def test_kept_partial_sums_give_the_values_of_the_whole_sum(ndirs):
     plan, dirs = evaluator_of(model, X, y, ndirs=ndirs, batch_size=16)
     lead = [[0.5] * (ndirs - 1), [0.5] * (ndirs - 1), [0.0] * (ndirs - 1),
             [-0.25] * (ndirs - 1), [0.5] * (ndirs - 1)]
-    points = np.array([r + [b] for r, b in zip(lead, [0.3, -0.7, 0.4, 0.0, 0.3], strict=True)])
+    points = np.array([[*r, b] for r, b in zip(lead, [0.3, -0.7, 0.4, 0.0, 0.3], strict=True)])
     with plan.backend.guard(model):
         ev = plan.evaluator()
         assert ev._partials is not None and ev.chunk == 1
