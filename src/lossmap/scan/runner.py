@@ -29,6 +29,7 @@ from .spec import ScanSpec
 # per rank, so a killed scan loses at most that and the gather stays cheap.
 CHUNK_SECONDS = 1.0
 MAX_ROUND = 4096  # points per rank and round, at most
+GROWTH = 4  # a round is at most this many times the one before
 
 
 def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: bool,
@@ -93,8 +94,11 @@ def run(spec: ScanSpec, fps, dirs, evaluator: Evaluator, store_path, progress: b
                 seconds = (time.perf_counter() - t0) / max(len(mine), 1)
                 own = [(j, c, v, seconds) for j, c, v, _ in own]
                 # Next round: about CHUNK_SECONDS of work per rank, so that a kill loses
-                # little and the gather to rank 0 stays a small share of the time.
-                size = int(min(MAX_ROUND, max(1, CHUNK_SECONDS // max(seconds, 1e-9))))
+                # little and the gather to rank 0 stays a small share of the time; at most
+                # GROWTH times the last round, so that one quick point (the centre, whose
+                # sums come from the centre's pass) does not size a round of the whole grid.
+                size = int(min(MAX_ROUND, GROWTH * size,
+                               max(1, CHUNK_SECONDS // max(seconds, 1e-9))))
                 # whole chunks: an evaluator that pads a short chunk (JAX) wastes nothing
                 size = -(-size // evaluator.chunk) * evaluator.chunk
                 rows = own
