@@ -96,3 +96,20 @@ def moved(
                 if name in d:
                     p.add_(d[name].to(p.dtype), alpha=float(a))
     return m
+
+
+def tiny_gpt2() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A one-layer float64 GPT-2 from a config, 6 sequences of 5 token ids and their labels,
+    two of them padded (-100) so that batches score different numbers of tokens."""
+    import pytest
+
+    transformers = pytest.importorskip("transformers")
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=11, n_positions=8)
+    net = transformers.GPT2LMHeadModel(cfg).double().eval()
+    ids = torch.randint(0, 11, (6, 5))
+    labels = ids.clone()
+    labels[0, 3:] = -100
+    labels[4, 2:] = -100
+    return net, ids, labels

@@ -13,26 +13,14 @@ import pytest
 import torch
 from torch.func import functional_call, grad
 
+import helpers
 import lossmap as lm
 
 pytestmark = [pytest.mark.hf, pytest.mark.usefixtures("one_thread")]
 
 
-def tiny_gpt2():
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    torch.manual_seed(0)
-    cfg = transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=11, n_positions=8)
-    net = transformers.GPT2LMHeadModel(cfg).double().eval()
-    ids = torch.randint(0, 11, (6, 5))
-    labels = ids.clone()
-    labels[0, 3:] = -100  # padding: batches score different numbers of tokens
-    labels[4, 2:] = -100
-    return net, ids, labels
-
-
 def test_model_loss_hessian_on_dict_batches_is_the_token_mean():
-    net, ids, labels = tiny_gpt2()
+    net, ids, labels = helpers.tiny_gpt2()
     batches = [{"input_ids": ids[i : i + 2], "labels": labels[i : i + 2]} for i in (0, 2, 4)]
     op = lm.curvature_operator(net, None, batches, params=r"ln_f|h\.0\.ln_2")
     names = op.names

@@ -110,3 +110,34 @@ def test_the_centre_point_takes_the_sums_of_the_centre_pass():
     params = {k: p + 0.5 * dirs[0][k] - 0.5 * dirs[1][k] for k, p in model.named_parameters()}
     want = nn.functional.cross_entropy(torch.func.functional_call(model, params, (X,)), y)
     assert abs(v1[0, 0] - want.item()) < 1e-12
+
+
+class CallsItsReluElsewhere(nn.Module):
+    """A custom forward that calls the Sequential's ReLU on a tensor it uses again."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.seq = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4), nn.ReLU(),
+                                 nn.Linear(4, 3))
+
+    def forward(self, x):
+        h = x * 2.0
+        r = self.seq[3](h)  # an in-place ReLU here would overwrite h
+        return self.seq(x) + h[:, :3] - r[:, :3]
+
+
+def test_relus_reached_by_a_custom_forward_stay_as_they_are():
+    model = CallsItsReluElsewhere().double().eval()
+    assert relus_in_place(model) == (model, 0)
+    inner, n = relus_in_place(model.seq)  # the Sequential alone: nothing else can call it
+    assert n == 1 and inner[3].inplace
+    g = torch.Generator().manual_seed(5)
+    X, y = torch.randn(20, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (20,))
+    dirs = lm.random_directions(model, 1, seed=6)
+    surf = lm.scan(model, nn.CrossEntropyLoss(), data={"train": (X, y)}, directions=dirs,
+                   grid=(-1.0, 1.0, 3), progress=False)
+    for i, a in enumerate(np.linspace(-1, 1, 3)):
+        params = {k: p + a * dirs[0][k] for k, p in model.named_parameters()}
+        out = torch.func.functional_call(model, params, (X,))
+        assert abs(surf["train_loss"][i] - nn.functional.cross_entropy(out, y).item()) < 1e-12

@@ -10,22 +10,10 @@ import pytest
 import torch
 from torch.func import functional_call
 
+import helpers
 import lossmap as lm
 
 pytestmark = [pytest.mark.hf, pytest.mark.usefixtures("one_thread")]
-
-
-def _gpt2():
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    torch.manual_seed(0)
-    cfg = transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=11, n_positions=8)
-    net = transformers.GPT2LMHeadModel(cfg).double().eval()
-    ids = torch.randint(0, 11, (6, 5))
-    labels = ids.clone()
-    labels[0, 3:] = -100
-    labels[4, 2:] = -100
-    return net, ids, labels
 
 
 def _token_mean(net, state, ids, labels) -> float:
@@ -39,7 +27,7 @@ def _token_mean(net, state, ids, labels) -> float:
 
 @pytest.mark.parametrize("kind", ["worst", "average"])
 def test_token_exact_losses_on_dict_batches_of_a_gpt2(kind):
-    net, ids, labels = _gpt2()
+    net, ids, labels = helpers.tiny_gpt2()
     batches = [{"input_ids": ids[i : i + 2], "labels": labels[i : i + 2]} for i in (0, 2, 4)]
     before = {k: v.clone() for k, v in net.state_dict().items()}
     r = lm.sharpness(

@@ -3,7 +3,10 @@
 An ``nn.ReLU`` inside a plain ``nn.Sequential`` whose previous module is an
 ``nn.Linear`` or ``nn.ConvNd`` receives a tensor that layer has just
 allocated and that nothing else sees (the Sequential hands it on and drops
-it): overwriting it gives the same values as writing a new one, without
+it), as long as nothing but Sequentials' own loops can call it: the model
+and every container on the way to it are plain ``nn.Sequential`` (a custom
+forward could call the ReLU module on a tensor it uses again). Overwriting
+that tensor gives the same values as writing a new one, without
 allocating and filling a second copy of the activations at every batch of
 every point. :func:`relus_in_place` makes a structural copy of the model in
 which those ReLUs are ``nn.ReLU(inplace=True)``; the user's model is not
@@ -26,10 +29,22 @@ def _hooked(m: nn.Module) -> bool:
     return bool(m._forward_hooks or m._forward_pre_hooks)
 
 
+def _plain(m: nn.Module) -> bool:
+    return isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward
+
+
+def _sequentials(m: nn.Module, path: str = ""):
+    """(path, module) of ``m`` and the plain Sequentials reached through plain Sequentials only."""
+    if not _plain(m):
+        return
+    yield path, m
+    for name, child in m._modules.items():
+        if child is not None:
+            yield from _sequentials(child, f"{path}.{name}" if path else name)
+
+
 def _replaceable(seq: nn.Module) -> list[str]:
     """Names of the ReLUs of a plain Sequential that may run in place (see the module)."""
-    if not isinstance(seq, nn.Sequential) or type(seq).forward is not nn.Sequential.forward:
-        return []
     keys = list(seq._modules)
     out = []
     for prev, name in itertools.pairwise(keys):
@@ -57,8 +72,7 @@ def relus_in_place(model: nn.Module) -> tuple[nn.Module, int]:
     if any(getattr(_module, g, None) for g in ("_global_forward_hooks",
                                                  "_global_forward_pre_hooks")):
         return model, 0
-    targets = [(path, name) for path, m in model.named_modules()
-               for name in _replaceable(m)]
+    targets = [(path, name) for path, m in _sequentials(model) for name in _replaceable(m)]
     if not targets:
         return model, 0
     root = copy.copy(model)
